@@ -1,0 +1,5 @@
+"""`python -m archbench` runs the CLI."""
+
+from .cli import main
+
+main()

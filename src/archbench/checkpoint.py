@@ -1,0 +1,157 @@
+"""Checkpoints: owns writing them atomically, verifying them on load, and falling back to the last good one.
+
+Format: a plain `torch.save` dict (loadable with `torch.load(..., weights_only=True)`) holding the state
+and `_digest`, a sha256 over every tensor and value in it. Truncated files fail to unzip, flipped bits
+fail the digest; both raise `CheckpointError` naming the file, which is then set aside (`*.bad-N`).
+Writes go to a temp file, are fsynced and renamed; the previous good file is kept as `<name>.prev.pt`.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import faults
+from .errors import CheckpointError, RunFailure
+from .paths import fsync_dir
+
+
+def _digest_into(h: Any, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{t.dtype}{tuple(obj.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(obj, dict):
+        h.update(b"{")
+        for k in sorted(obj, key=str):
+            h.update(repr(k).encode())
+            _digest_into(h, obj[k])
+        h.update(b"}")
+    elif isinstance(obj, list | tuple):
+        h.update(b"[")
+        for v in obj:
+            _digest_into(h, v)
+        h.update(b"]")
+    else:
+        h.update(repr(obj).encode())
+
+
+def state_digest(state: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    _digest_into(h, {k: v for k, v in state.items() if k != "_digest"})
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _all_finite(state: Any) -> bool:
+    if isinstance(state, torch.Tensor):
+        return not state.is_floating_point() or bool(torch.isfinite(state).all())
+    if isinstance(state, dict):
+        return all(_all_finite(v) for v in state.values())
+    if isinstance(state, list | tuple):
+        return all(_all_finite(v) for v in state)
+    return True
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Atomically write `state` to `path`, keeping the previous complete file as `<stem>.prev.pt`."""
+    if not _all_finite(state.get("model")):
+        raise RunFailure("non_finite_weights", f"refusing to save {path}: the model holds NaN/inf")
+    state = dict(state)
+    state["_digest"] = state_digest(state)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    data = buf.getvalue()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        if faults.active("enospc@checkpoint"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
+        with open(tmp, "wb") as f:
+            if faults.active("kill@checkpoint_write"):
+                f.write(data[: len(data) // 2])
+                f.flush()
+                faults.die()
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            # Keep the previous complete checkpoint: link it aside, then swap in the new one atomically.
+            prev = prev_path(path)
+            prev_tmp = prev.with_name(f".{prev.name}.tmp-{os.getpid()}")
+            if prev_tmp.exists():
+                prev_tmp.unlink()
+            os.link(path, prev_tmp)
+            os.replace(prev_tmp, prev)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def prev_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load and verify one checkpoint (weights_only=True: tensors and plain containers, no code)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise CheckpointError(path, "file not found") from None
+    if size == 0:
+        raise CheckpointError(path, "empty file (zero bytes)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, bad pickle, refused global
+        raise CheckpointError(
+            path, f"unreadable or unsafe ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+    if not isinstance(state, dict) or "_digest" not in state:
+        raise CheckpointError(path, "not an archbench checkpoint (no digest)")
+    if state_digest(state) != state["_digest"]:
+        raise CheckpointError(path, "content does not match its digest (corrupted bits)")
+    return state
+
+
+def set_aside(path: Path) -> Path:
+    n = 0
+    while True:
+        dest = path.with_name(f"{path.name}.bad-{n}")
+        if not dest.exists():
+            os.replace(path, dest)
+            return dest
+        n += 1
+
+
+def load_latest(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """The newest good checkpoint among `path` and its `.prev`; damaged files are set aside.
+
+    Returns (state or None, notes about files set aside).
+    """
+    notes: list[str] = []
+    for candidate in (path, prev_path(path)):
+        if not candidate.exists():
+            continue
+        try:
+            return load_checkpoint(candidate), notes
+        except CheckpointError as exc:
+            moved = set_aside(candidate)
+            notes.append(f"{exc}; set aside as {moved.name}")
+    return None, notes

@@ -1,0 +1,224 @@
+"""The `archbench` command line: owns argument parsing, progress display and exit codes; no logic of its own.
+
+Starts fast: torch and the model libraries are imported only when a command needs them.
+Exit codes: 0 ok, 1 some runs failed, 2 invalid input (nothing created), 130 stopped by a signal.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ArchbenchError, ConfigError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Compare image-classification architectures."
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _config_fail(exc: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+    raise typer.Exit(code=2)
+
+
+class RichReporter:
+    """Progress bars: runs done/total, and batches within the current epoch with loss, accuracy, img/s."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.runs_task: Any = None
+        self.batch_task: Any = None
+        self.epochs = 0
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def sweep_started(self, total: int, todo: int) -> None:
+        self.runs_task = self.progress.add_task("runs", total=total, info=f"{total - todo} already done")
+
+    def run_started(self, planned: Any, index: int, total: int, epochs: int) -> None:
+        self.epochs = epochs
+        if self.batch_task is not None:
+            self.progress.remove_task(self.batch_task)
+        self.batch_task = self.progress.add_task(f"  {planned.run_id} epoch 1/{epochs}", total=1, info="")
+
+    def batch(self, epoch: int, done: int, total: int, loss: float, acc: float, ips: float) -> None:
+        self.progress.update(
+            self.batch_task,
+            description=f"  epoch {epoch + 1}/{self.epochs}",
+            completed=done,
+            total=total,
+            info=f"loss {loss:.3f} acc {acc:.3f} {ips:.0f} img/s",
+        )
+
+    def epoch(self, stats: dict[str, Any]) -> None:
+        pass
+
+    def run_finished(self, planned: Any, outcome: str, record: Any) -> None:
+        self.progress.advance(self.runs_task)
+        line = f"{outcome:8s} {planned.run_id}"
+        if record is not None and record.metrics is not None:
+            m = record.metrics
+            line += f"  top-1 {m.top1:.4f}  F1 {m.f1_macro:.4f}  train {record.train_seconds or 0:.1f}s"
+        elif record is not None and record.failure_reason:
+            line += f"  reason: {record.failure_reason}"
+        self.progress.console.print(line, highlight=False, markup=False)
+
+
+def _plan(sweep_file: Path, overrides: list[str]) -> tuple[Any, list[Any], str]:
+    from .sweep import expand_sweep, load_sweep, validate_names
+
+    try:
+        cfg = load_sweep(sweep_file, overrides)
+        runs = expand_sweep(cfg)
+        if not runs:
+            raise ConfigError(f"{sweep_file}: the grid and exclude list leave no run")
+        validate_names(runs)
+    except ConfigError as exc:
+        _config_fail(exc)
+    return cfg, runs, sweep_file.read_text(encoding="utf-8")
+
+
+@app.command()
+def run(
+    sweep_file: Annotated[Path, typer.Argument(help="the sweep YAML file")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a key: --set train.epochs=1")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the expanded runs and exit")] = False,
+) -> None:
+    """Train, evaluate and record every configuration of a sweep (skips completed runs, resumes the rest)."""
+    cfg, runs, text = _plan(sweep_file, set_ or [])
+    from .sweep import sweep_dir
+
+    if dry_run:
+        table = Table(title=f"{cfg.name}: {len(runs)} runs → {sweep_dir(cfg)}/runs/")
+        table.add_column("#", justify="right")
+        table.add_column("run id")
+        axes_keys = list(cfg.grid)
+        for k in axes_keys:
+            table.add_column(k)
+        for i, r in enumerate(runs, 1):
+            table.add_row(str(i), r.run_id, *(str(r.axes[k]) for k in axes_keys))
+        console.print(table)
+        console.print(f"{len(runs)} runs", highlight=False)
+        return
+
+    from .runner import run_sweep
+
+    stop = {"flag": False}
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    with RichReporter() as rep:
+        summary = run_sweep(cfg, runs, source_text=text, reporter=rep, should_stop=lambda: stop["flag"])
+    _print_results(summary.sweep_dir)
+    parts = [
+        f"{summary.count(k)} {k}"
+        for k in ("trained", "skipped", "failed", "killed", "busy")
+        if summary.count(k)
+    ]
+    console.print(f"sweep {cfg.name}: {len(runs)} runs: " + ", ".join(parts), highlight=False)
+    if summary.count("failed"):
+        for rid, reason in summary.reasons.items():
+            if summary.outcomes.get(rid) == "failed":
+                console.print(f"  failed {rid}: {reason}", highlight=False, markup=False)
+    raise typer.Exit(code=summary.exit_code)
+
+
+def _print_results(path: Path) -> list[dict[str, Any]]:
+    from .paths import atomic_write_text
+    from .results import find_sweep_dirs, iter_records, record_row, rows_to_csv
+
+    rows = [record_row(d, r, p) for d, r, p in iter_records(path)]
+    table = Table(title=str(path))
+    cols = ["run_id", "status", "top1", "f1_macro", "train_seconds"]
+    extra = [
+        c
+        for c in ("gmacs", "latency_ms_p50", "throughput_img_s", "peak_memory_mb")
+        if any(c in r for r in rows)
+    ]
+    for c in cols + extra:
+        table.add_column(c)
+    for r in rows:
+        cells = []
+        for c in cols + extra:
+            v = r.get(c)
+            cells.append(
+                f"{v:.4f}"
+                if isinstance(v, float) and c in ("top1", "f1_macro")
+                else f"{v:.1f}"
+                if isinstance(v, float)
+                else ""
+                if v is None
+                else str(v)
+            )
+        table.add_row(*cells)
+    console.print(table)
+    for sd in find_sweep_dirs(path):
+        sd_rows = [r for r in rows if r["sweep"] == sd.name]
+        atomic_write_text(sd / "results.csv", rows_to_csv(sd_rows))
+    return rows
+
+
+@app.command("ls")
+def ls_cmd(
+    path: Annotated[Path, typer.Argument(help="a sweep folder, or the output_dir holding sweeps")],
+) -> None:
+    """List the runs of a sweep (status, axes, top-1, F1, train time) and write results.csv beside them."""
+    from .results import find_sweep_dirs
+
+    if not find_sweep_dirs(path):
+        err_console.print(f"error: {path}: no sweep found (expected a folder with runs/ inside)")
+        raise typer.Exit(code=2)
+    _print_results(path)
+
+
+def _register_stage_commands() -> None:
+    """Each later stage owns its subcommand in archbench/commands/<name>.py (a `command` function)."""
+    import importlib
+
+    for name in ("report", "profile", "explain", "map"):
+        try:
+            module = importlib.import_module(f"archbench.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"archbench.commands.{name}":
+                raise
+            continue
+        app.command(name)(module.command)
+
+
+_register_stage_commands()
+
+
+def main() -> None:  # pragma: no cover - console entry point wrapper
+    try:
+        app()
+    except ArchbenchError as exc:
+        err_console.print(f"error: {exc}")
+        sys.exit(2)

@@ -1,0 +1,152 @@
+"""The sweep file's schema (pydantic, extra='forbid'): owns what a valid config is, never how it runs.
+
+A `SweepConfig` is what the YAML says; `RunSpec` is one fully resolved configuration (defaults filled in).
+Every field here is part of a run's identity except `name` and `output_dir` (see `RunSpec.identity`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AugmentSpec(_Strict):
+    """Batched, on-device augmentation of the training split (never applied to val/test)."""
+
+    crop_padding: int = Field(0, ge=0, le=64, description="random crop after zero-padding by this many px")
+    hflip: bool = Field(False, description="random horizontal flip with probability 0.5")
+
+
+class DataSpec(_Strict):
+    kind: str = Field("digits", description="dataset family, looked up in the dataset registry")
+    root: str | None = Field(None, description="folder holding the dataset files (not needed for digits)")
+    resolution: int | None = Field(None, ge=4, le=4096, description="square input size; null keeps native")
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.9, description="stratified share of train kept for val")
+    test_fraction: float = Field(
+        0.2, gt=0.0, lt=0.9, description="stratified share held out as test when there is no test split"
+    )
+    limit_per_class: int | None = Field(None, ge=1, description="use at most this many train images/class")
+    test_limit_per_class: int | None = Field(
+        None, ge=1, description="evaluate on at most this many test images/class (quick looks only)"
+    )
+    split_seed: int = Field(0, ge=0, description="seed of the val/test split (fixed across run seeds)")
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    on_bad_file: Literal["fail", "skip"] = Field("fail", description="undecodable images: fail or skip")
+    max_image_pixels: int = Field(
+        40_000_000, ge=1, description="images larger than this are refused (decompression bombs)"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="extra keyword options of the dataset kind (see its docstring)"
+    )
+
+
+class ModelSpec(_Strict):
+    name: str = Field("tiny_cnn", description="registry name, or timm:NAME for any timm model")
+    pool: Literal["avg", "max"] = "avg"
+    stem: Literal["imagenet", "cifar"] = Field(
+        "imagenet", description="cifar: 3x3 stride-1 stem, no max-pool"
+    )
+    freeze: int = Field(0, ge=0, description="number of early stages whose weights are frozen")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    pretrained: str | None = Field(None, description="null, a local weights file, or 'imagenet'")
+
+
+class TrainSpec(_Strict):
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = Field(5e-4, ge=0.0)
+    schedule: Literal["none", "step", "cosine", "onecycle"] = "cosine"
+    warmup_epochs: float = Field(
+        0.0, ge=0.0, description="linear warm-up; capped at half the run when epochs is smaller"
+    )
+    step_size: int = Field(30, ge=1, description="epochs between lr drops (schedule: step)")
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    grad_accum: int = Field(1, ge=1, description="optimizer step every this many batches")
+    grad_clip: float | None = Field(None, gt=0.0, description="clip the global grad norm to this value")
+    amp: Literal["auto", "on", "off"] = Field("auto", description="auto: bf16 on CUDA, off on CPU")
+    channels_last: Literal["auto", "on", "off"] = Field("auto", description="auto: on for CUDA conv nets")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = Field(True, description="torch deterministic algorithms (bitwise resume on CPU)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; null leaves torch's default")
+    best_metric: Literal["val_acc", "val_loss"] = "val_acc"
+
+
+class EvalSpec(_Strict):
+    batch_size: int = Field(256, ge=1)
+    checkpoint: Literal["best", "last"] = "best"
+
+
+class RunSpec(_Strict):
+    """One fully resolved configuration: what a run trains and how."""
+
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    seed: int = Field(0, ge=0)
+
+    def identity(self) -> dict[str, Any]:
+        """The canonical content that defines a run (hashed into its id)."""
+        return self.model_dump(mode="json")
+
+
+class ProfileSpec(_Strict):
+    """`profile:` in a sweep file: measure every completed run (record block `stages.profile`)."""
+
+    enabled: bool = True
+    resolutions: list[int] | None = Field(None, description="null: the run's own resolution")
+    batch_sizes: list[int] = Field(
+        default_factory=lambda: [1, 64], description="latency at the first, throughput at the last"
+    )
+    warmup: int = Field(3, ge=0)
+    iters: int = Field(10, ge=1)
+    memory: bool = Field(True, description="peak memory (CUDA allocator, or a CPU subprocess's peak RSS)")
+    train_step: bool = Field(True, description="also time a training step")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class ExplainSpec(_Strict):
+    """`explain:` in a sweep file: explanations on the same test images for every model."""
+
+    enabled: bool = True
+    methods: list[str] = Field(default_factory=lambda: ["gradcam", "ig", "saliency"])
+    images: int = Field(8, ge=1, le=256)
+    select: Literal["mistakes", "correct", "random", "per-class"] = "random"
+    seed: int = Field(0, ge=0)
+
+
+class SweepConfig(_Strict):
+    """A whole sweep file: base settings plus a grid of dotted keys mapped to lists of values."""
+
+    name: str = Field(..., min_length=1, max_length=120)
+    output_dir: str = "results"
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    seed: int = Field(0, ge=0)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    profile: ProfileSpec | None = None
+    explain: ExplainSpec | None = None
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_lists_nonempty(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in grid.items():
+            if len(values) == 0:
+                raise ValueError(f"grid key '{key}' has an empty list; give at least one value")
+        return grid
+
+
+RUN_SECTIONS = ("data", "model", "train", "eval", "seed")

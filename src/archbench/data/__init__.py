@@ -1,0 +1,5 @@
+"""Datasets: `create_dataset(spec)` is the only door; each family registers a loader in one place."""
+
+from .registry import DatasetBundle, RawDataset, Split, create_dataset, dataset_kinds, register_dataset
+
+__all__ = ["DatasetBundle", "RawDataset", "Split", "create_dataset", "dataset_kinds", "register_dataset"]

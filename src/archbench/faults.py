@@ -1,0 +1,64 @@
+"""Fault injection for the reliability tests: owns parsing ARCHBENCH_FAULT; off (and free) by default.
+
+Syntax: comma-separated `what@where[#run-substring]`, for example
+  kill@step:17          SIGKILL this process just before global step 17
+  term@step:5           send SIGTERM to this process just before step 5
+  nan@step:3            make the loss at step 3 non-finite
+  oom@step:2            raise torch.cuda.OutOfMemoryError in the forward pass at step 2
+  kill@checkpoint_write die half-way through writing a checkpoint
+  kill@after_checkpoint die after the final checkpoint, before the record is written
+  kill@record_write     die half-way through writing the record
+  enospc@checkpoint     fail writing a checkpoint with ENOSPC (disk full)
+A `#text` suffix limits the fault to runs whose id contains `text`.
+ARCHBENCH_DEBUG_SKIP_RESTORE=rng,scheduler turns off parts of resume (only to prove the tests guard them).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from functools import lru_cache
+
+_current_run: str = ""
+
+
+@lru_cache(maxsize=4)
+def _parse(text: str) -> tuple[tuple[str, str, str], ...]:
+    out = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        spec, _, scope = item.partition("#")
+        out.append((spec, scope, item))
+    return tuple(out)
+
+
+def set_run(run_id: str) -> None:
+    global _current_run
+    _current_run = run_id
+
+
+def active(name: str, step: int | None = None) -> bool:
+    """Is fault `name` (e.g. 'kill@step', 'kill@record_write') switched on here and now?"""
+    text = os.environ.get("ARCHBENCH_FAULT")
+    if not text:
+        return False
+    for spec, scope, _ in _parse(text):
+        if scope and scope not in _current_run:
+            continue
+        if step is None:
+            if spec == name:
+                return True
+        elif spec.startswith(name + ":"):
+            try:
+                if int(spec.split(":", 1)[1]) == step:
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def skip_restore(part: str) -> bool:
+    return part in os.environ.get("ARCHBENCH_DEBUG_SKIP_RESTORE", "").split(",")

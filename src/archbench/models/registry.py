@@ -1,0 +1,176 @@
+"""The model registry and its one door, `create_model`: owns which names exist; never imports torch at import.
+
+Names are looked up in `_REGISTRY` (filled by `@register_model` in `zoo.py`) and nowhere else: a name is
+never imported, eval'd or resolved as a path. `timm:NAME` is the one escape hatch, accepted only when
+`NAME` is in `timm.list_models()`. Heavy modules (torch, torchvision, timm) are imported inside functions so
+`import archbench.models` and `check_model_name` on a registered name stay fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..config import ModelSpec
+from ..errors import ConfigError, UnknownModelError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+TIMM_PREFIX = "timm:"
+_NEAREST = 5
+
+
+@dataclass(frozen=True)
+class BuildArgs:
+    """Everything an entrypoint needs; `image_size` only matters to families with a fixed input size (vit)."""
+
+    name: str
+    family: str
+    spec: ModelSpec
+    in_chans: int
+    num_classes: int
+    image_size: int | None = None
+
+
+@dataclass
+class Built:
+    """What an entrypoint returns: the model and its ordered stages (stem first) for `freeze`."""
+
+    model: nn.Module
+    stages: list[tuple[str, list[nn.Parameter]]] = field(default_factory=list)
+
+
+Builder = Callable[[BuildArgs], Built]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    family: str
+    build: Builder
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+# Families without published ImageNet weights; `pretrained: imagenet` is a config error for them.
+_NO_IMAGENET = {"small_cnn"}
+
+
+def register_model(family: str) -> Callable[[Builder], Builder]:
+    """Register an entrypoint under its function name, in `family`."""
+
+    def deco(fn: Builder) -> Builder:
+        name = fn.__name__
+        if name in _REGISTRY:
+            raise ValueError(f"model '{name}' is registered twice")
+        _REGISTRY[name] = ModelEntry(name=name, family=family, build=fn)
+        return fn
+
+    return deco
+
+
+def model_names() -> list[str]:
+    """The registered names (timm's names are reachable as `timm:NAME` but not listed here)."""
+    return sorted(_REGISTRY)
+
+
+def nearest_names(name: str, candidates: list[str], n: int = _NEAREST) -> list[str]:
+    """The `n` candidates most similar to `name` (difflib ratio), best first; never empty if candidates."""
+    return difflib.get_close_matches(name, candidates, n=n, cutoff=0.0)
+
+
+def check_model_name(name: str) -> None:
+    """Raise `UnknownModelError` (naming the nearest names) unless `name` is registered or a timm model."""
+    if not isinstance(name, str):
+        raise UnknownModelError(f"model.name must be a string, got {type(name).__name__}")
+    if name.startswith(TIMM_PREFIX):
+        from .timm_family import check_timm_name
+
+        check_timm_name(name[len(TIMM_PREFIX) :])
+        return
+    if name in _REGISTRY:
+        return
+    near = ", ".join(nearest_names(name, model_names()))
+    raise UnknownModelError(
+        f"unknown model.name {name!r}; nearest registered names: {near}. "
+        f"Use one of archbench's names (see `model_names()`) or timm:NAME for any timm model."
+    )
+
+
+def model_family(name: str) -> str:
+    """The family of a name: resnet, vgg, mobilenet, efficientnet, vit, small_cnn or timm.
+
+    Any `timm:` name is "timm" without consulting timm (cheap); `check_model_name` validates it.
+    """
+    if isinstance(name, str) and name.startswith(TIMM_PREFIX):
+        return "timm"
+    check_model_name(name)
+    return _REGISTRY[name].family
+
+
+def check_model_spec(spec: ModelSpec) -> None:
+    """Validate a model spec (name and option combinations) without building it or importing torch."""
+    check_model_name(spec.name)
+    _check_options(spec, model_family(spec.name))
+
+
+def _check_options(spec: ModelSpec, family: str) -> None:
+    """Reject option combinations a family cannot honour, before anything is built."""
+    if spec.stem == "cifar" and family not in ("resnet", "small_cnn"):
+        raise ConfigError(
+            f"model.stem: cifar is only defined for ResNets and archbench's small CNNs (which are built for "
+            f"small inputs already; model.name={spec.name!r} is {family}); "
+            "use stem: imagenet"
+        )
+    if spec.pool == "max" and family == "vit":
+        raise ConfigError(
+            f"model.pool=max is not supported for vit (model.name={spec.name!r} classifies from the class "
+            "token, there is no global pooling); use pool: avg"
+        )
+    if spec.pretrained == "imagenet" and family in _NO_IMAGENET:
+        raise ConfigError(
+            f"model.pretrained: imagenet is not available for {spec.name!r} (no published weights); "
+            "use null or a local weights file"
+        )
+
+
+def create_model(
+    spec: ModelSpec, in_chans: int, num_classes: int, *, image_size: int | None = None
+) -> nn.Module:
+    """Build the model a `ModelSpec` describes: the only way archbench constructs a model.
+
+    Order: build (random init, or ImageNet weights loaded before the first conv and head are adapted) →
+    load a local `pretrained` file (head weights of the wrong shape dropped) → freeze the first
+    `spec.freeze` stages. `image_size` is the square input size; only vit uses it (default 224).
+    Frozen means `requires_grad=False` only: BatchNorm layers in frozen stages still update their running
+    statistics in train mode.
+    """
+    check_model_name(spec.name)
+    if in_chans < 1 or num_classes < 1:
+        raise ConfigError(f"model needs in_chans >= 1 and num_classes >= 1, got {in_chans} and {num_classes}")
+    family = model_family(spec.name)
+    _check_options(spec, family)
+    args = BuildArgs(spec.name, family, spec, in_chans, num_classes, image_size)
+    if family == "timm":
+        from .timm_family import build_timm
+
+        built = build_timm(args)
+    else:
+        built = _REGISTRY[spec.name].build(args)
+
+    if spec.freeze > len(built.stages):
+        names = ", ".join(stage for stage, _ in built.stages) or "none"
+        raise ConfigError(
+            f"model.freeze={spec.freeze} but {spec.name} has {len(built.stages)} stages ({names}); "
+            f"use 0..{len(built.stages)}"
+        )
+    if spec.pretrained is not None and spec.pretrained != "imagenet":
+        from .weights import load_local_weights
+
+        load_local_weights(built.model, spec.pretrained)
+    for _, params in built.stages[: spec.freeze]:
+        for param in params:
+            param.requires_grad_(False)
+    return built.model

@@ -1,0 +1,98 @@
+"""Any timm model as `timm:NAME`: owns checking NAME against timm's list and the build; never downloads.
+
+Options map onto timm's keywords (`in_chans`, `num_classes`, `drop_rate`, `global_pool='max'`); only those
+that differ from timm's defaults are passed, so a model lacking one still builds. `stem: cifar` is not
+defined here. Stages for `freeze` are timm's coarse layer groups (stem first, then the blocks), head
+excluded. ImageNet weights are used only if timm's default file is already in the local caches.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import lru_cache
+from typing import Any
+
+from torch import nn
+
+from ..errors import ConfigError, UnknownModelError
+from .registry import TIMM_PREFIX, BuildArgs, Built, nearest_names
+
+
+@lru_cache(maxsize=1)
+def _timm_names() -> tuple[frozenset[str], tuple[str, ...]]:
+    """(every accepted name: architectures and their pretrained tags, the architectures alone)."""
+    import timm
+
+    architectures = tuple(timm.list_models())
+    tagged = timm.list_models(pretrained=True)
+    return frozenset(architectures) | frozenset(tagged), architectures
+
+
+def check_timm_name(name: str) -> None:
+    """Raise `UnknownModelError` with the nearest timm names unless `name` is in `timm.list_models()`."""
+    accepted, architectures = _timm_names()
+    if name in accepted:
+        return
+    near = ", ".join(TIMM_PREFIX + n for n in nearest_names(name, list(architectures)))
+    raise UnknownModelError(
+        f"unknown model.name {TIMM_PREFIX + name!r}: {name!r} is not in timm.list_models(); nearest: {near}"
+    )
+
+
+def build_timm(args: BuildArgs) -> Built:
+    import timm
+
+    name = args.name[len(TIMM_PREFIX) :]
+    spec = args.spec
+    kwargs: dict[str, Any] = {"num_classes": args.num_classes, "in_chans": args.in_chans}
+    if spec.dropout > 0:
+        kwargs["drop_rate"] = spec.dropout
+    if spec.pool == "max":
+        kwargs["global_pool"] = "max"
+    pretrained = spec.pretrained == "imagenet"
+    if pretrained:
+        from .weights import timm_pretrained_file
+
+        # A local file overrides timm's download sources; timm still adapts the first conv and the head.
+        kwargs["pretrained_cfg_overlay"] = {"file": str(timm_pretrained_file(name))}
+    try:
+        model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except TypeError as exc:
+        options = ", ".join(k for k in ("drop_rate", "global_pool") if k in kwargs)
+        raise ConfigError(f"timm model {name!r} does not accept these options ({options}): {exc}") from exc
+    return Built(model, _stages(model, name) if spec.freeze > 0 else [])
+
+
+def _stages(model: nn.Module, name: str) -> list[tuple[str, list[nn.Parameter]]]:
+    from timm.models import group_parameters
+
+    matcher = getattr(model, "group_matcher", None)
+    try:
+        groups = group_parameters(model, matcher(coarse=True)) if callable(matcher) else None
+    except NotImplementedError:
+        groups = None
+    if not groups:
+        raise ConfigError(f"model.freeze is not supported for timm:{name} (it defines no layer groups)")
+    get_classifier: Any = getattr(model, "get_classifier", None)
+    classifier = get_classifier() if callable(get_classifier) else None
+    head = {id(p) for p in classifier.parameters()} if isinstance(classifier, nn.Module) else set()
+    named = dict(model.named_parameters())
+    everywhere = Counter(prefix for name in named for prefix in _prefixes(name))
+    stages: list[tuple[str, list[nn.Parameter]]] = []
+    for group in sorted(groups):
+        names = [n for n in groups[group] if id(named[n]) not in head]
+        if names:
+            stages.append((_label(names, everywhere), [named[n] for n in names]))
+    return stages
+
+
+def _prefixes(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def _label(names: list[str], everywhere: Counter[str]) -> str:
+    """The largest modules wholly inside a group, e.g. 'conv1+bn1', 'layer2', 'blocks.11+norm'."""
+    inside = Counter(prefix for name in names for prefix in _prefixes(name))
+    labels = (next(p for p in _prefixes(name) if inside[p] == everywhere[p]) for name in names)
+    return "+".join(dict.fromkeys(labels))

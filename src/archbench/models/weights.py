@@ -1,0 +1,197 @@
+"""Pretrained weights from files on this machine: owns safe reading and partial loading; never downloads.
+
+Every `.pt`/`.pth`/`.bin` file is read with `torch.load(..., weights_only=True)` (never plain pickle), so a
+checkpoint carrying code is refused before anything in it runs; `.safetensors` files are read with
+safetensors. ImageNet weights are looked up where torch hub / the Hugging Face cache would have put them;
+when absent, the error says which file to put where.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError, MissingWeightsError
+from .surgery import adapt_input_conv
+
+_log = logging.getLogger(__name__)
+_WRAPPER_KEYS = ("state_dict", "model")
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file: a raw state_dict or a dict holding one under 'model'/'state_dict'."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise MissingWeightsError(
+            f"model.pretrained: weights file {file} does not exist or is not a file; "
+            "give an existing local file, 'imagenet', or null for random init"
+        )
+    obj: Any
+    try:
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj = load_file(str(file), device="cpu")
+        else:
+            obj = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message suggests weights_only=False; archbench never does that, so only the cause is kept.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        blocked = [line for line in lines if "GLOBAL" in line or "global" in line]
+        if blocked:
+            raise CheckpointError(
+                file,
+                f"refused: it holds Python objects other than tensors ({blocked[0]}); it was read with "
+                "weights_only=True and nothing in it ran. Save only a state_dict of tensors.",
+            ) from exc
+        detail = next((line for line in lines if line.startswith("Unsupported")), lines[-1] if lines else "")
+        raise CheckpointError(
+            file,
+            f"refused: not a weights file that loads with weights_only=True ({detail}); nothing in it ran. "
+            "Save a state_dict of tensors with torch.save or safetensors.",
+        ) from exc
+    except Exception as exc:  # a truncated zip, garbage bytes, a safetensors header error...
+        raise CheckpointError(file, f"unreadable as a weights file ({type(exc).__name__}: {exc})") from exc
+
+    if isinstance(obj, Mapping):
+        for key in _WRAPPER_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(file, f"holds a {type(obj).__name__}, expected a state_dict (name -> tensor)")
+    state: dict[str, torch.Tensor] = {}
+    for key, value in obj.items():
+        if isinstance(key, str) and isinstance(value, torch.Tensor):
+            for prefix in _WRAPPER_PREFIXES:
+                key = key.removeprefix(prefix)
+            state[key] = value
+    if not state:
+        raise CheckpointError(file, "holds no tensors; expected a state_dict (name -> tensor)")
+    return state
+
+
+def load_local_weights(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
+    """Load a local weights file into `model` as far as it fits; returns what was loaded and skipped.
+
+    Tensors whose shape does not match (typically the head, for another number of classes) are dropped;
+    the first conv's weight, when it differs only in its input channels, is adapted (`adapt_input_conv`).
+    Raises `ConfigError` when not a single tensor fits: the file is for another architecture.
+    """
+    source = read_state_dict(path)
+    target = model.state_dict()
+    first_conv = next((key for key, value in target.items() if value.ndim == 4), None)
+    fitting: dict[str, torch.Tensor] = {}
+    dropped: list[str] = []
+    for key, value in source.items():
+        want = target.get(key)
+        if want is None:
+            continue
+        if value.shape == want.shape:
+            fitting[key] = value
+        elif key == first_conv and value.ndim == 4 and _same_but_in_chans(value.shape, want.shape):
+            fitting[key] = adapt_input_conv(want.shape[1], value)
+        else:
+            dropped.append(f"{key} {tuple(value.shape)} -> {tuple(want.shape)}")
+    if not fitting:
+        raise ConfigError(
+            f"model.pretrained: no tensor of {path} fits this model (names or shapes all differ); "
+            "is the file for another architecture?"
+        )
+    result = model.load_state_dict(fitting, strict=False)
+    report = {
+        "loaded": sorted(fitting),
+        "dropped_shape_mismatch": dropped,
+        "missing": list(result.missing_keys),
+        "unexpected": sorted(set(source) - set(target)),
+    }
+    _log.info("loaded %d tensors from %s", len(fitting), path)
+    if dropped or report["unexpected"]:
+        _log.warning(
+            "%s: dropped (shape mismatch): %s; not in model: %s",
+            path,
+            dropped,
+            report["unexpected"][:10],
+        )
+    return report
+
+
+def _same_but_in_chans(a: torch.Size, b: torch.Size) -> bool:
+    return a[:1] + a[2:] == b[:1] + b[2:]
+
+
+def _hub_checkpoint_path(url: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1].split("?", 1)[0]
+
+
+def _missing_file_message(what: str, path: Path, url: str) -> str:
+    return (
+        f"model.pretrained: imagenet: the weights of {what} are not on this machine and archbench never "
+        f"downloads. Put the file {path.name} in the folder {path.parent} (download it on a machine with "
+        f"network from {url}, e.g. `curl -L -o {path.name} {url}`), or set TORCH_HOME so that "
+        "$TORCH_HOME/hub/checkpoints holds it."
+    )
+
+
+def torchvision_imagenet_state_dict(tv_name: str) -> tuple[Path, dict[str, torch.Tensor]]:
+    """The file and tensors of a torchvision model's DEFAULT ImageNet weights, from the hub cache only."""
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(tv_name).DEFAULT
+    path = _hub_checkpoint_path(weights.url)
+    if not path.is_file():
+        raise MissingWeightsError(_missing_file_message(f"{tv_name} ({weights})", path, weights.url))
+    return path, read_state_dict(path)
+
+
+def timm_pretrained_file(name: str) -> Path:
+    """Where timm's default pretrained weights for `name` already are (HF cache or torch hub cache)."""
+    import huggingface_hub
+    from huggingface_hub import constants as hf_constants
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
+        raise ConfigError(f"model.pretrained: imagenet: timm model {name!r} has no pretrained weights")
+    if cfg.file and Path(cfg.file).is_file():
+        return Path(cfg.file)
+    url = cfg.url if isinstance(cfg.url, str) else ""
+    cache = hf_constants.HF_HUB_CACHE  # read at call time: whoever repoints the cache is honoured
+    repo_id = ""
+    if cfg.hf_hub_id:
+        repo_id, _, revision = cfg.hf_hub_id.partition("@")
+        filenames = (
+            [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+        )
+        for filename in filenames:
+            found = huggingface_hub.try_to_load_from_cache(
+                repo_id, filename, cache_dir=cache, revision=revision or None
+            )
+            if isinstance(found, str) and Path(found).is_file():
+                return Path(found)
+    if url and not url.endswith(".npz"):  # .npz (JAX) files need timm's custom loader: HF copies only
+        path = _hub_checkpoint_path(url)
+        if path.is_file():
+            return path
+    if repo_id:
+        hint = (
+            f"on a machine with network run `huggingface-cli download {repo_id} model.safetensors` (or "
+            f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"`) and copy its "
+            f"models--{repo_id.replace('/', '--')} folder into {cache} here"
+        )
+    elif url and not url.endswith(".npz"):
+        path = _hub_checkpoint_path(url)
+        hint = f"put {path.name} (from {url}) in the folder {path.parent}"
+    else:
+        hint = "put a weights file on this machine and give its path as model.pretrained"
+    raise MissingWeightsError(
+        f"model.pretrained: imagenet: the weights of timm model {name!r} are not on this machine and "
+        f"archbench never downloads; {hint}."
+    )

@@ -1,0 +1,72 @@
+"""Safe names and paths: owns slugging and the rule that every write stays inside the output directory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def slugify(text: str, max_len: int = 48) -> str:
+    """A filesystem- and HTML-safe slug; hostile names (`../../x`, NUL, `<script>`) lose their meaning.
+
+    Long or altered names get a short hash suffix so two different names never share a slug.
+    """
+    s = _SAFE.sub("-", text.replace(os.sep, "-")).strip("-.")
+    s = re.sub(r"-{2,}", "-", s) or "x"
+    if s != text or len(s) > max_len:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+        s = f"{s[: max_len - 7].rstrip('-.')}-{digest}"
+    return s
+
+
+def safe_join(root: Path, *parts: str) -> Path:
+    """Join under `root` and refuse any result that escapes it (symlinks resolved, `..` refused)."""
+    root_real = Path(os.path.realpath(root))
+    for p in parts:
+        if not p or "\x00" in p or p in (".", "..") or "/" in p or "\\" in p or os.path.isabs(p):
+            raise ValueError(f"unsafe path component {p!r} under {root}")
+    candidate = root_real.joinpath(*parts)
+    real = Path(os.path.realpath(candidate))
+    if real != root_real and root_real not in real.parents:
+        raise ValueError(f"path {candidate} resolves outside {root_real} (symlink?)")
+    return candidate
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: readers see old or new, never half."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,313 @@
+"""Runs a sweep: owns claiming, skipping, resuming and the run lifecycle, and writes each run record.
+
+Lifecycle of a run: claimed (flock) → running (record written) → completed | failed(reason) | killed.
+A run counts as done only when its record validates with status completed and its own spec hash.
+One failing run never stops the sweep; SIGTERM/SIGINT checkpoint the current run and stop the sweep.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import os
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import faults
+from .config import DataSpec, SweepConfig
+from .errors import ArchbenchError, RunFailure
+from .lock import RunClaim
+from .paths import atomic_write_text, safe_join
+from .record import (
+    RECORD_NAME,
+    RunRecord,
+    code_version,
+    host_info,
+    library_versions,
+    now_iso,
+    read_record,
+    write_record,
+)
+from .stages import enabled_stages, run_stages
+from .sweep import PlannedRun, canonical_json, sweep_dir
+
+PLAN_NAME = "plan.json"
+
+
+class Reporter(Protocol):
+    def sweep_started(self, total: int, todo: int) -> None: ...
+    def run_started(self, planned: PlannedRun, index: int, total: int, epochs: int) -> None: ...
+    def batch(self, epoch: int, done: int, total: int, loss: float, acc: float, ips: float) -> None: ...
+    def epoch(self, stats: dict[str, Any]) -> None: ...
+    def run_finished(self, planned: PlannedRun, outcome: str, record: RunRecord | None) -> None: ...
+
+
+class SilentReporter:
+    def sweep_started(self, total: int, todo: int) -> None:
+        pass
+
+    def run_started(self, planned: PlannedRun, index: int, total: int, epochs: int) -> None:
+        pass
+
+    def batch(self, epoch: int, done: int, total: int, loss: float, acc: float, ips: float) -> None:
+        pass
+
+    def epoch(self, stats: dict[str, Any]) -> None:
+        pass
+
+    def run_finished(self, planned: PlannedRun, outcome: str, record: RunRecord | None) -> None:
+        pass
+
+
+@dataclass
+class SweepSummary:
+    sweep_dir: Path
+    outcomes: dict[str, str] = field(default_factory=dict)  # run_id -> trained|skipped|failed|killed|busy
+    reasons: dict[str, str] = field(default_factory=dict)
+    stopped: bool = False
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for v in self.outcomes.values() if v == outcome)
+
+    @property
+    def exit_code(self) -> int:
+        if self.stopped:
+            return 130
+        return 1 if self.count("failed") else 0
+
+
+def write_plan(cfg: SweepConfig, runs: list[PlannedRun], source_text: str | None) -> Path:
+    """Create the sweep folder and record what it is meant to contain (the report uses it to list
+    missing runs)."""
+    root = sweep_dir(cfg)
+    (root / "runs").mkdir(parents=True, exist_ok=True)
+    plan = {
+        "sweep": cfg.name,
+        "runs": [
+            {"run_id": r.run_id, "spec_hash": r.spec_hash, "axes": r.axes, "spec": r.spec.identity()}
+            for r in runs
+        ],
+    }
+    atomic_write_text(root / PLAN_NAME, json.dumps(plan, indent=2))
+    if source_text is not None:
+        atomic_write_text(root / "sweep.yaml", source_text)
+    return root
+
+
+def _write_history_csv(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    if not history:
+        return
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(history[0]))
+    w.writeheader()
+    w.writerows(history)
+    atomic_write_text(run_dir / "history.csv", buf.getvalue())
+
+
+class _DataCache:
+    """Loads each distinct data spec once per sweep process."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def get(self, spec: DataSpec) -> Any:
+        from .data import create_dataset
+
+        key = canonical_json(spec.model_dump(mode="json", exclude={"augment", "resolution"}))
+        if key not in self._cache:
+            self._cache = {key: create_dataset(spec)}  # keep one: datasets can be large
+        return self._cache[key]
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    import torch
+
+    if isinstance(exc, RunFailure):
+        return exc.reason, exc.detail
+    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
+        return "oom", f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return (
+            "disk_full",
+            f"errno {exc.errno} ({errno.errorcode.get(exc.errno or 0, '?')}) writing {exc.filename}",
+        )
+    if isinstance(exc, OSError):
+        code = errno.errorcode.get(exc.errno or 0, "?")
+        return "os_error", f"errno {exc.errno} ({code}) {exc.strerror} on {exc.filename}"
+    if isinstance(exc, ArchbenchError):
+        return type(exc).__name__, str(exc)
+    return "error", f"{type(exc).__name__}: {exc}"
+
+
+PostStage = Callable[[PlannedRun, Any, Any, Path], tuple[str, dict[str, Any]] | None]
+POST_STAGES: list[
+    PostStage
+] = []  # later stages (profile, explain) append themselves; each adds a record block
+
+
+def run_sweep(
+    cfg: SweepConfig,
+    runs: list[PlannedRun],
+    *,
+    source_text: str | None = None,
+    reporter: Reporter | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> SweepSummary:
+    rep = reporter or SilentReporter()
+    root = write_plan(cfg, runs, source_text)
+    summary = SweepSummary(sweep_dir=root)
+    todo = sum(1 for r in runs if not _done(root, r))
+    rep.sweep_started(len(runs), todo)
+    data_cache = _DataCache()
+    for i, planned in enumerate(runs):
+        if should_stop():
+            summary.stopped = True
+            break
+        run_dir = safe_join(root / "runs", planned.run_id)
+        run_dir.mkdir(exist_ok=True)
+        claim = RunClaim(run_dir)
+        if not claim.try_acquire():
+            summary.outcomes[planned.run_id] = "busy"
+            summary.reasons[planned.run_id] = f"claimed by {claim.owner()}"
+            rep.run_finished(planned, "busy", None)
+            continue
+        try:
+            outcome, rec = _run_one(cfg, planned, run_dir, data_cache, rep, i, len(runs), should_stop)
+        finally:
+            claim.release()
+        summary.outcomes[planned.run_id] = outcome
+        if rec is not None and rec.failure_reason:
+            summary.reasons[planned.run_id] = rec.failure_reason
+        rep.run_finished(planned, outcome, rec)
+        if outcome == "killed":
+            summary.stopped = True
+            break
+    return summary
+
+
+def _done(root: Path, planned: PlannedRun) -> bool:
+    rec = read_record(root / "runs" / planned.run_id)
+    return rec is not None and rec.status == "completed" and rec.spec_hash == planned.spec_hash
+
+
+def _run_one(
+    cfg: SweepConfig,
+    planned: PlannedRun,
+    run_dir: Path,
+    data_cache: _DataCache,
+    rep: Reporter,
+    index: int,
+    total: int,
+    should_stop: Callable[[], bool],
+) -> tuple[str, RunRecord | None]:
+    prev = read_record(run_dir)
+    if prev is not None and prev.spec_hash != planned.spec_hash:
+        prev = None
+    if prev is None and (run_dir / RECORD_NAME).exists():
+        # Invalid, foreign or tampered record: never trusted, kept aside for inspection.
+        n = 0
+        while (run_dir / f"{RECORD_NAME}.untrusted-{n}").exists():
+            n += 1
+        os.replace(run_dir / RECORD_NAME, run_dir / f"{RECORD_NAME}.untrusted-{n}")
+    if prev is not None and prev.status == "completed":
+        stages = [name for name, _ in enabled_stages(cfg)]
+        if any(name not in prev.stages or "error" in prev.stages[name] for name in stages):
+            prev = run_stages(cfg, run_dir, prev, only_missing=True)
+            write_record(run_dir, prev)
+        return "skipped", prev
+    events: list[dict[str, Any]] = list(prev.events) if prev else []
+    if prev is not None and prev.status == "running":
+        # We hold the claim, so the process that wrote "running" is gone: it was killed.
+        events.append(
+            {"event": "owner_died", "at": now_iso(), "detail": "found status running with no live owner"}
+        )
+        prev = prev.model_copy(update={"status": "killed", "events": events, "ended_at": now_iso()})
+        write_record(run_dir, prev)
+    record = RunRecord(
+        run_id=planned.run_id,
+        sweep=cfg.name,
+        status="running",
+        spec=planned.spec,
+        spec_hash=planned.spec_hash,
+        axes=planned.axes,
+        seed=planned.spec.seed,
+        code_version=code_version(),
+        libraries=library_versions(),
+        host={**host_info(), "pid": os.getpid()},
+        started_at=prev.started_at if prev and prev.started_at else now_iso(),
+        events=events + [{"event": "started", "at": now_iso(), "pid": os.getpid()}],
+    )
+    write_record(run_dir, record)
+    faults.set_run(planned.run_id)
+    rep.run_started(planned, index, total, planned.spec.train.epochs)
+    from .train import RunKilled
+
+    try:
+        bundle = data_cache.get(planned.spec.data)
+        record.data = bundle.summary()
+        record.data_fingerprint = bundle.fingerprint
+        record.class_names = bundle.class_names
+        from .evaluate import evaluate_run
+        from .train import resolve_device, train_run
+
+        result = train_run(
+            planned.spec, bundle, run_dir, should_stop=should_stop, on_batch=rep.batch, on_epoch=rep.epoch
+        )
+        record.history = result.history  # type: ignore[assignment]
+        record.best = result.best
+        record.train_seconds = result.train_seconds
+        record.resumes = result.resumes
+        record.events = record.events + result.events
+        record.device = result.device
+        record.params = result.params
+        _write_history_csv(run_dir, result.history)
+        device = resolve_device(planned.spec.train)
+        record.metrics = evaluate_run(result.model, planned.spec, bundle, run_dir, device)  # type: ignore[assignment]
+        from .checkpoint import file_sha256
+
+        ckpt = run_dir / "checkpoints" / f"{planned.spec.eval.checkpoint}.pt"
+        record.checkpoint_sha256 = file_sha256(ckpt) if ckpt.exists() else None
+        for stage in POST_STAGES:
+            try:
+                out = stage(planned, bundle, result, run_dir)
+            except Exception as exc:  # a later stage failing must not lose the trained run
+                record.stages[getattr(stage, "__name__", "stage")] = {"error": f"{type(exc).__name__}: {exc}"}
+                continue
+            if out is not None:
+                record.stages[out[0]] = out[1]
+        record = RunRecord.model_validate(
+            record.model_dump() | {"status": "completed", "ended_at": now_iso()}
+        )
+        write_record(run_dir, record)
+        return "trained", record
+    except RunKilled as exc:
+        record.status = "killed"
+        record.failure_reason = "killed"
+        record.failure_detail = str(exc)
+        record.ended_at = now_iso()
+        _safe_write(run_dir, record)
+        return "killed", record
+    except Exception as exc:
+        reason, detail = _failure(exc)
+        record.status = "failed"
+        record.failure_reason = reason
+        record.failure_detail = detail
+        record.ended_at = now_iso()
+        try:
+            (run_dir / "error.txt").write_text(traceback.format_exc())
+        except OSError:
+            pass
+        _safe_write(run_dir, record)
+        return "failed", record
+
+
+def _safe_write(run_dir: Path, record: RunRecord) -> None:
+    try:
+        write_record(run_dir, record)
+    except OSError:
+        pass  # e.g. disk still full: the run stays not-completed and is retried next time

@@ -1,0 +1,255 @@
+"""Sweep file → run specs: owns loading, overrides, validation messages, grid expansion and run ids.
+
+Pure: reads the YAML and returns plans; it creates no directory and imports no torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .config import RunSpec, SweepConfig
+from .errors import ConfigError
+from .paths import slugify
+from .yamlio import KeyPath, load_yaml_file, load_yaml_text, parse_value
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One expanded configuration with its stable id and the grid values that distinguish it."""
+
+    run_id: str
+    spec: RunSpec
+    axes: dict[str, Any]
+
+    @property
+    def spec_hash(self) -> str:
+        return spec_hash(self.spec)
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def spec_hash(spec: RunSpec) -> str:
+    return hashlib.sha256(canonical_json(spec.identity()).encode()).hexdigest()
+
+
+def run_id_for(spec: RunSpec, axes: dict[str, Any]) -> str:
+    """Readable slug of the grid values (or the model name) plus a short hash of the resolved spec."""
+    parts = [str(v) for v in axes.values()] or [spec.model.name]
+    slug = slugify("_".join(p.replace("timm:", "") for p in parts), max_len=40)
+    return f"{slug}-{spec_hash(spec)[:10]}"
+
+
+def _fmt_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _line_for(lines: dict[KeyPath, int], loc: tuple[Any, ...]) -> int | None:
+    for n in range(len(loc), -1, -1):
+        key = tuple(loc[:n])
+        if key in lines:
+            return lines[key]
+    return None
+
+
+def _validation_error(
+    path: str, exc: ValidationError, lines: dict[KeyPath, int], prefix: KeyPath = ()
+) -> ConfigError:
+    msgs = []
+    for err in exc.errors():
+        loc = (*prefix, *err["loc"])
+        line = _line_for(lines, loc)
+        where = f"{path}:{line}" if line else path
+        found = err.get("input")
+        found_s = "" if err["type"] == "missing" else f"; found {found!r}"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see the README for valid keys)"
+        else:
+            msg = err["msg"]
+        msgs.append(f"{where}: {_fmt_loc(loc)}: {msg}{found_s}")
+    return ConfigError("invalid sweep file:\n  " + "\n  ".join(msgs))
+
+
+def _set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    cur = d
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if nxt is None:
+            nxt = cur[p] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"key '{dotted}': '{p}' is not a section")
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def _valid_dotted_key(key: str) -> bool:
+    """Is `key` a field path of RunSpec (a free-form dict such as data.options may take any subkey)?"""
+    model: type[BaseModel] = RunSpec
+    parts = key.split(".")
+    for i, p in enumerate(parts):
+        field = model.model_fields.get(p)
+        if field is None:
+            return False
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+            continue
+        return i == len(parts) - 1 or (getattr(ann, "__origin__", None) is dict)
+    return False
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `--set key=value`; a key that is a grid axis replaces that axis with the single value."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=1")
+        key, _, text = item.partition("=")
+        key = key.strip()
+        value = parse_value(text)
+        if key.startswith("grid."):
+            if not isinstance(value, list):
+                value = [value]
+            raw.setdefault("grid", {})[key[5:]] = value
+            continue
+        if key not in ("name", "output_dir") and not _valid_dotted_key(key):
+            raise ConfigError(f"--set {item!r}: unknown key '{key}'")
+        grid = raw.get("grid")
+        if isinstance(grid, dict) and key in grid:
+            del grid[key]
+        _set_dotted(raw, key, value)
+    return raw
+
+
+def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
+    """Read, override and validate a sweep file; every error names the file, line and key path."""
+    data, lines = load_yaml_file(path)
+    return _validate(data, lines, str(path), overrides or [])
+
+
+def load_sweep_text(text: str, overrides: list[str] | None = None, path: str = "<string>") -> SweepConfig:
+    data, lines = load_yaml_text(text, path)
+    return _validate(data, lines, path, overrides or [])
+
+
+def _validate(data: Any, lines: dict[KeyPath, int], path: str, overrides: list[str]) -> SweepConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping with keys name, data, model, train, grid; found {data!r}"
+        )
+    data = apply_overrides(data, overrides)
+    try:
+        cfg = SweepConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(path, exc, lines) from None
+    for key in cfg.grid:
+        if not _valid_dotted_key(key):
+            raise ConfigError(
+                f"{path}:{_line_for(lines, ('grid', key)) or '?'}: grid key '{key}' is not a setting "
+                "(use dotted keys such as model.name, train.lr, data.resolution, seed)"
+            )
+    for i, ex in enumerate(cfg.exclude):
+        for key in ex:
+            if key not in cfg.grid:
+                raise ConfigError(
+                    f"{path}:{_line_for(lines, ('exclude', i)) or '?'}: exclude[{i}] key '{key}' "
+                    f"is not a grid axis (axes: {', '.join(cfg.grid) or 'none'})"
+                )
+    # Validate every grid value in context, so an error points at grid.KEY[index].
+    raw_base = _base_dict(cfg)
+    for key, values in cfg.grid.items():
+        for j, v in enumerate(values):
+            trial = copy.deepcopy(raw_base)
+            _set_dotted(trial, key, v)
+            try:
+                RunSpec.model_validate(trial)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise ConfigError(
+                    f"{path}:{_line_for(lines, ('grid', key, j)) or '?'}: grid.{key}[{j}]: "
+                    f"{err['msg']}; found {v!r}"
+                ) from None
+    return cfg
+
+
+def _base_dict(cfg: SweepConfig) -> dict[str, Any]:
+    return cfg.model_dump(include={"data", "model", "train", "eval", "seed"})
+
+
+def expand_sweep(cfg: SweepConfig) -> list[PlannedRun]:
+    """The cartesian product of the grid, minus excluded combinations, as fully resolved run specs."""
+    raw_base = _base_dict(cfg)
+    keys = list(cfg.grid)
+    runs: list[PlannedRun] = []
+    seen: set[str] = set()
+    for combo in itertools.product(*(cfg.grid[k] for k in keys)):
+        axes = dict(zip(keys, combo, strict=True))
+        if any(all(axes.get(k) == v for k, v in ex.items()) for ex in cfg.exclude):
+            continue
+        d = copy.deepcopy(raw_base)
+        for k, v in axes.items():
+            _set_dotted(d, k, v)
+        try:
+            spec = RunSpec.model_validate(d)
+        except ValidationError as exc:
+            raise ConfigError(f"grid combination {axes}: {exc.errors()[0]['msg']}") from None
+        rid = run_id_for(spec, axes)
+        if rid in seen:
+            continue  # identical resolved specs are one run
+        seen.add(rid)
+        runs.append(PlannedRun(run_id=rid, spec=spec, axes=axes))
+    return runs
+
+
+def validate_names(runs: list[PlannedRun]) -> None:
+    """Fail the whole sweep before anything starts if a model or dataset name is unknown."""
+    from .data.registry import dataset_kinds
+    from .models import check_model_spec
+
+    kinds = set(dataset_kinds())
+    seen: set[str] = set()
+    for r in runs:
+        key = canonical_json(r.spec.model.model_dump(mode="json"))
+        if key not in seen:
+            seen.add(key)
+            check_model_spec(r.spec.model)
+    for kind in sorted({r.spec.data.kind for r in runs}):
+        if kind not in kinds:
+            import difflib
+
+            near = difflib.get_close_matches(kind, sorted(kinds), n=3, cutoff=0.4)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise ConfigError(
+                f"data.kind: unknown dataset kind '{kind}'{hint} (known: {', '.join(sorted(kinds))})"
+            )
+
+
+def sweep_dir(cfg: SweepConfig) -> Path:
+    return Path(cfg.output_dir) / slugify(cfg.name, max_len=64)
+
+
+__all__ = [
+    "PlannedRun",
+    "apply_overrides",
+    "canonical_json",
+    "expand_sweep",
+    "load_sweep",
+    "load_sweep_text",
+    "run_id_for",
+    "spec_hash",
+    "sweep_dir",
+    "validate_names",
+]

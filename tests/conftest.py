@@ -1,0 +1,67 @@
+"""Shared test helpers: real subprocesses running the real CLI, tiny real sweeps on digits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SHARED_DATA = SHARED / "data"
+
+TINY_SWEEP = """
+name: tiny
+output_dir: {out}
+data:
+  kind: digits
+model:
+  name: tiny_cnn
+train:
+  epochs: {epochs}
+  batch_size: 64
+  optimizer: sgd
+  lr: 0.05
+  threads: 1
+seed: 0
+grid:
+  model.name: [tiny_cnn]
+  train.optimizer: {optimizers}
+"""
+
+
+def tiny_sweep(
+    tmp_path: Path, epochs: int = 2, optimizers: str = "[sgd, adam]", out: Path | None = None
+) -> Path:
+    out = out or tmp_path / "results"
+    path = tmp_path / "sweep.yaml"
+    path.write_text(textwrap.dedent(TINY_SWEEP.format(out=out, epochs=epochs, optimizers=optimizers)))
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600):
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    full_env.pop("ARCHBENCH_FAULT", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "archbench", *args],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"../shared/data is absent ({SHARED_DATA}); CI provides it")
+    return SHARED_DATA

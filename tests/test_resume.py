@@ -1,0 +1,137 @@
+"""Resume and claims with real processes: SIGKILL mid-training, bitwise-equal resume, concurrent sweeps."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from archbench.checkpoint import load_checkpoint, state_digest
+from archbench.record import read_record
+from conftest import run_cli, tiny_sweep
+
+pytestmark = pytest.mark.reliability
+
+EPOCHS = 3
+BATCHES_PER_EPOCH = 21  # digits: 1,293 training images after the test and val splits, batch 64
+
+
+def _final_weights(out: Path) -> str:
+    (run_dir,) = (out / "tiny" / "runs").iterdir()
+    return state_digest(load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"])
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> str:
+    tmp = tmp_path_factory.mktemp("ref")
+    res = run_cli("run", str(tiny_sweep(tmp, epochs=EPOCHS, optimizers="[sgd]")), cwd=tmp)
+    assert res.returncode == 0, res.stderr
+    (run_dir,) = (tmp / "results" / "tiny" / "runs").iterdir()
+    rec = read_record(run_dir)
+    assert rec is not None and rec.history[-1].step == EPOCHS * BATCHES_PER_EPOCH
+    return _final_weights(tmp / "results")
+
+
+def _kill_and_resume(tmp: Path, step: int, env: dict[str, str] | None = None) -> tuple[str, Path]:
+    sweep = tiny_sweep(tmp, epochs=EPOCHS, optimizers="[sgd]")
+    killed = run_cli("run", str(sweep), cwd=tmp, env={"ARCHBENCH_FAULT": f"kill@step:{step}"})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    (run_dir,) = (tmp / "results" / "tiny" / "runs").iterdir()
+    rec = read_record(run_dir)
+    assert rec is not None and rec.status == "running"  # the killed process could not say otherwise
+    resumed = run_cli("run", str(sweep), cwd=tmp, env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    return _final_weights(tmp / "results"), run_dir
+
+
+def test_sigkill_at_random_step_then_resume_is_bitwise_equal(tmp_path: Path, reference: str) -> None:
+    step = random.randint(BATCHES_PER_EPOCH, 2 * BATCHES_PER_EPOCH - 1)  # somewhere in epoch 2
+    weights, run_dir = _kill_and_resume(tmp_path, step)
+    assert weights == reference, f"resumed weights differ after SIGKILL at step {step}"
+    rec = read_record(run_dir)
+    assert rec is not None and rec.status == "completed" and rec.resumes == 1
+    assert [h.epoch for h in rec.history] == list(range(1, EPOCHS + 1))  # no duplicated or missing epochs
+    assert [h.step for h in rec.history] == [BATCHES_PER_EPOCH * e for e in range(1, EPOCHS + 1)]
+    kinds = [e["event"] for e in rec.events]
+    assert kinds.count("owner_died") == 1 and kinds.count("resumed") == 1
+
+
+@pytest.mark.parametrize("part", ["rng", "scheduler"])
+def test_resume_without_restoring_part_differs(tmp_path: Path, reference: str, part: str) -> None:
+    """Proves the bitwise test guards the scheduler and RNG restore: without them, weights differ."""
+    weights, _ = _kill_and_resume(tmp_path, BATCHES_PER_EPOCH + 5, env={"ARCHBENCH_DEBUG_SKIP_RESTORE": part})
+    assert weights != reference
+
+
+def test_sigterm_checkpoints_and_exits_killed_then_resumes(tmp_path: Path, reference: str) -> None:
+    sweep = tiny_sweep(tmp_path, epochs=EPOCHS, optimizers="[sgd]")
+    res = run_cli(
+        "run", str(sweep), cwd=tmp_path, env={"ARCHBENCH_FAULT": f"term@step:{BATCHES_PER_EPOCH + 7}"}
+    )
+    assert res.returncode == 130, res.stdout + res.stderr
+    (run_dir,) = (tmp_path / "results" / "tiny" / "runs").iterdir()
+    rec = read_record(run_dir)
+    assert rec is not None and rec.status == "killed"
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    # The signal arrives just before step 28; that step finishes and the run checkpoints at the next boundary.
+    assert state["step"] == BATCHES_PER_EPOCH + 8 and state["batch_in_epoch"] == 8
+    assert run_cli("run", str(sweep), cwd=tmp_path).returncode == 0
+    assert _final_weights(tmp_path / "results") == reference
+
+
+def test_sigterm_from_outside_exits_within_10_seconds(tmp_path: Path) -> None:
+    sweep = tiny_sweep(tmp_path, epochs=50, optimizers="[sgd]")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("ARCHBENCH_FAULT", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archbench", "run", str(sweep)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_root = tmp_path / "results" / "tiny" / "runs"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(run_root.glob("*/checkpoints/last.pt")):
+        time.sleep(0.2)
+    assert list(run_root.glob("*/checkpoints/last.pt")), "training never reached its first checkpoint"
+    t0 = time.time()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert time.time() - t0 < 10
+    assert proc.returncode == 130
+    (run_dir,) = run_root.iterdir()
+    rec = read_record(run_dir)
+    assert rec is not None and rec.status == "killed"
+
+
+def test_two_concurrent_sweeps_train_each_run_exactly_once(tmp_path: Path) -> None:
+    sweep = tiny_sweep(tmp_path, epochs=1, optimizers="[sgd, adam, adamw]")
+    sweep.write_text(sweep.read_text() + "  seed: [0, 1]\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("ARCHBENCH_FAULT", None)
+    cmd = [sys.executable, "-m", "archbench", "run", str(sweep)]
+    procs = [
+        subprocess.Popen(
+            cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out + err
+    run_dirs = list((tmp_path / "results" / "tiny" / "runs").iterdir())
+    assert len(run_dirs) == 6
+    for run_dir in run_dirs:
+        rec = read_record(run_dir)
+        assert rec is not None and rec.status == "completed"
+        assert [e["event"] for e in rec.events].count("started") == 1, rec.events
+    trained_lines = [ln for out, _ in outs for ln in out.splitlines() if ln.startswith("trained")]
+    assert len(trained_lines) == 6
