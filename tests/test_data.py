@@ -144,6 +144,7 @@ def spec(kind: str, root: Path | str | None, **kw: Any) -> DataSpec:
 # ---------------------------------------------------------------- imagefolder
 
 
+@pytest.mark.reliability
 def test_imagefolder_train_test_layout_ignores_hidden(tmp_path: Path) -> None:
     make_class_tree(tmp_path / "train", ["a", "b", "c"], 4)
     make_class_tree(tmp_path / "test", ["a", "b", "c"], 2)
@@ -200,6 +201,7 @@ def corrupt_tree(tmp_path: Path) -> tuple[Path, set[str]]:
     return tmp_path, {"train/a/half.jpg", "train/b/text.png", "test/c/empty.jpg"}
 
 
+@pytest.mark.reliability
 def test_imagefolder_bad_files_fail_names_exactly_them(
     corrupt_tree: tuple[Path, set[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -224,6 +226,7 @@ def test_imagefolder_bad_files_fail_names_exactly_them(
     assert "not a readable image" in reasons["train/b/text.png"]
 
 
+@pytest.mark.reliability
 def test_imagefolder_bad_files_skip_records_them(corrupt_tree: tuple[Path, set[str]]) -> None:
     root, bad = corrupt_tree
     b = create_dataset(spec("imagefolder", root, on_bad_file="skip"))
@@ -231,6 +234,7 @@ def test_imagefolder_bad_files_skip_records_them(corrupt_tree: tuple[Path, set[s
     assert len(b.train) + len(b.val) == 9 and len(b.test) == 6
 
 
+@pytest.mark.reliability
 def test_imagefolder_empty_class_named(tmp_path: Path) -> None:
     make_class_tree(tmp_path / "train", ["a", "b"], 2)
     make_class_tree(tmp_path / "test", ["a", "b"], 1)
@@ -249,6 +253,7 @@ def test_imagefolder_class_lists_must_match(tmp_path: Path) -> None:
         create_dataset(spec("imagefolder", tmp_path))
 
 
+@pytest.mark.reliability
 def test_imagefolder_decompression_bomb(tmp_path: Path, bomb_bytes: bytes) -> None:
     make_class_tree(tmp_path / "train", ["a", "b"], 3, mode="L")
     make_class_tree(tmp_path / "test", ["a", "b"], 1, mode="L")
@@ -316,6 +321,7 @@ def test_cifar10_batches_load_from_parent_or_folder(tmp_path: Path) -> None:
     np.testing.assert_array_equal(b.test.x[0], row.reshape(3, 32, 32))
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("via_eval", [False, True], ids=["os.system", "builtins.eval"])
 def test_cifar_code_payload_refused_and_never_runs(tmp_path: Path, via_eval: bool) -> None:
     folder = write_cifar10(tmp_path / "data")
@@ -332,6 +338,7 @@ def test_cifar_code_payload_refused_and_never_runs(tmp_path: Path, via_eval: boo
     assert witness.exists()
 
 
+@pytest.mark.reliability
 def test_cifar_truncated_batch_named(tmp_path: Path) -> None:
     folder = write_cifar10(tmp_path)
     data = (folder / "data_batch_2").read_bytes()
@@ -340,6 +347,7 @@ def test_cifar_truncated_batch_named(tmp_path: Path) -> None:
         create_dataset(spec("cifar10", tmp_path))
 
 
+@pytest.mark.reliability
 def test_cifar_rows_labels_mismatch_named(tmp_path: Path) -> None:
     folder = write_cifar10(tmp_path)
     batch = cifar_batch(20, 10, seed=4)

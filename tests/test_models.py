@@ -271,6 +271,7 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.reliability
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("writer", ["torch.save", "pickle-2", "pickle-5"])
 def test_checkpoint_with_a_code_payload_is_refused_and_never_runs(tmp_path: Path, writer: str) -> None:

@@ -50,6 +50,7 @@ def test_two_run_sweep_writes_valid_records(finished_sweep: Path) -> None:
     assert a is not None and b is not None and a.data_fingerprint == b.data_fingerprint
 
 
+@pytest.mark.reliability
 def test_rerun_skips_completed_runs_and_changes_nothing(finished_sweep: Path) -> None:
     runs_dir = finished_sweep / "results" / "tiny" / "runs"
     before = {p: p.read_bytes() for p in runs_dir.rglob("record.json")}
@@ -61,6 +62,7 @@ def test_rerun_skips_completed_runs_and_changes_nothing(finished_sweep: Path) ->
     assert {p: p.read_bytes() for p in runs_dir.rglob("record.json")} == before
 
 
+@pytest.mark.reliability
 def test_changing_one_setting_retrains_exactly_one_run(finished_sweep: Path) -> None:
     sweep = finished_sweep / "sweep.yaml"
     res = run_cli("run", str(sweep), "--set", "grid.train.optimizer=[sgd, adamw]", cwd=finished_sweep)
@@ -79,6 +81,7 @@ def test_ls_prints_runs_and_writes_results_csv(finished_sweep: Path) -> None:
     assert set(df["status"]) == {"completed"} and df["top1"].between(0, 1).all()
 
 
+@pytest.mark.reliability
 def test_planted_record_with_wrong_hash_is_not_trusted(tmp_path: Path) -> None:
     sweep = tiny_sweep(tmp_path, epochs=1, optimizers="[sgd]")
     assert run_cli("run", str(sweep), cwd=tmp_path).returncode == 0
@@ -95,6 +98,7 @@ def test_planted_record_with_wrong_hash_is_not_trusted(tmp_path: Path) -> None:
     assert (run_dir / "record.json.untrusted-0").exists()
 
 
+@pytest.mark.reliability
 def test_non_finite_loss_fails_run_and_sweep_goes_on(tmp_path: Path) -> None:
     sweep = tiny_sweep(tmp_path, epochs=1)
     res = run_cli("run", str(sweep), cwd=tmp_path, env={"ARCHBENCH_FAULT": "nan@step:3#adam"})

@@ -83,12 +83,14 @@ def test_overrides_replace_values_and_grid_axes() -> None:
         ("data: {kind: digits}\n", [], "name: Field required"),
     ],
 )
+@pytest.mark.reliability
 def test_invalid_sweeps_are_rejected_with_location(text: str, overrides: list[str], expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_sweep_text(text, overrides=overrides, path="sweep.yaml")
     assert expected in str(info.value)
 
 
+@pytest.mark.reliability
 def test_error_names_file_and_line(tmp_path: Path) -> None:
     p = tmp_path / "bad.yaml"
     p.write_text("name: s\ndata:\n  kind: digits\ntrain:\n  epochs: 1\n  lr: -1\n")
@@ -97,6 +99,7 @@ def test_error_names_file_and_line(tmp_path: Path) -> None:
     assert f"{p}:6" in str(info.value) and "train.lr" in str(info.value)
 
 
+@pytest.mark.reliability
 def test_unsafe_yaml_tag_never_executes(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     p = tmp_path / "evil.yaml"
@@ -106,6 +109,7 @@ def test_unsafe_yaml_tag_never_executes(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("name", ["resnet_9000", "os.system", "../../x"])
 def test_unknown_model_fails_whole_sweep_with_suggestions(name: str) -> None:
     runs = expand_sweep(load_sweep_text(BASE + f"grid: {{model.name: [tiny_cnn, '{name}']}}"))
@@ -116,6 +120,7 @@ def test_unknown_model_fails_whole_sweep_with_suggestions(name: str) -> None:
         assert "resnet" in str(info.value).split(name, 1)[1]
 
 
+@pytest.mark.reliability
 def test_cli_config_errors_exit_2_and_create_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out"
     bad = tmp_path / "bad.yaml"

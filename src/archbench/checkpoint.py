@@ -66,8 +66,13 @@ def _all_finite(state: Any) -> bool:
     return True
 
 
+_writes = 0  # checkpoint writes by this process (for the kill@checkpoint_write:N fault)
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Atomically write `state` to `path`, keeping the previous complete file as `<stem>.prev.pt`."""
+    global _writes
+    _writes += 1
     if not _all_finite(state.get("model")):
         raise RunFailure("non_finite_weights", f"refusing to save {path}: the model holds NaN/inf")
     state = dict(state)
@@ -80,7 +85,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         if faults.active("enospc@checkpoint"):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
         with open(tmp, "wb") as f:
-            if faults.active("kill@checkpoint_write"):
+            if faults.active("kill@checkpoint_write") or faults.active("kill@checkpoint_write", _writes):
                 f.write(data[: len(data) // 2])
                 f.flush()
                 faults.die()
@@ -97,11 +102,13 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             os.replace(prev_tmp, prev)
         os.replace(tmp, path)
         fsync_dir(path.parent)
-    except OSError:
+    except OSError as exc:
         try:
             tmp.unlink()
         except OSError:
             pass
+        if exc.filename is None:  # write() errors (ENOSPC, EFBIG) carry no path: name the checkpoint
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 

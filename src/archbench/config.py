@@ -115,11 +115,15 @@ class ProfileSpec(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+ExplainMethod = Literal["gradcam", "ig", "saliency", "attention"]
+_DEFAULT_METHODS: tuple[ExplainMethod, ...] = ("gradcam", "ig", "saliency")
+
+
 class ExplainSpec(_Strict):
     """`explain:` in a sweep file: explanations on the same test images for every model."""
 
     enabled: bool = True
-    methods: list[str] = Field(default_factory=lambda: ["gradcam", "ig", "saliency"])
+    methods: list[ExplainMethod] = Field(default_factory=lambda: list(_DEFAULT_METHODS))
     images: int = Field(8, ge=1, le=256)
     select: Literal["mistakes", "correct", "random", "per-class"] = "random"
     seed: int = Field(0, ge=0)

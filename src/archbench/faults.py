@@ -5,9 +5,9 @@ Syntax: comma-separated `what@where[#run-substring]`, for example
   term@step:5           send SIGTERM to this process just before step 5
   nan@step:3            make the loss at step 3 non-finite
   oom@step:2            raise torch.cuda.OutOfMemoryError in the forward pass at step 2
-  kill@checkpoint_write die half-way through writing a checkpoint
+  kill@checkpoint_write die half-way through writing a checkpoint (`:N`: the N-th write of this process)
   kill@after_checkpoint die after the final checkpoint, before the record is written
-  kill@record_write     die half-way through writing the record
+  kill@record_write     die half-way through writing the final (completed) record
   enospc@checkpoint     fail writing a checkpoint with ENOSPC (disk full)
 A `#text` suffix limits the fault to runs whose id contains `text`.
 ARCHBENCH_DEBUG_SKIP_RESTORE=rng,scheduler turns off parts of resume (only to prove the tests guard them).

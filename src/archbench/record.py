@@ -101,7 +101,7 @@ def write_record(run_dir: Path, record: RunRecord) -> None:
     from . import faults
 
     text = record.model_dump_json(indent=2)
-    if faults.active("kill@record_write"):
+    if record.status == "completed" and faults.active("kill@record_write"):
         # Leave half a temp file behind, then die: the canonical record must stay absent or complete.
         (run_dir / f".{RECORD_NAME}.tmp-{os.getpid()}").write_text(text[: len(text) // 2])
         faults.die()

@@ -85,6 +85,8 @@ def write_plan(cfg: SweepConfig, runs: list[PlannedRun], source_text: str | None
     """Create the sweep folder and record what it is meant to contain (the report uses it to list
     missing runs)."""
     root = sweep_dir(cfg)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root = safe_join(root.parent, root.name)  # refuses a sweep folder that is a symlink out of output_dir
     (root / "runs").mkdir(parents=True, exist_ok=True)
     plan = {
         "sweep": cfg.name,
@@ -131,7 +133,7 @@ def _failure(exc: BaseException) -> tuple[str, str]:
         return exc.reason, exc.detail
     if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
         return "oom", f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return (
             "disk_full",
             f"errno {exc.errno} ({errno.errorcode.get(exc.errno or 0, '?')}) writing {exc.filename}",
@@ -142,12 +144,6 @@ def _failure(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, ArchbenchError):
         return type(exc).__name__, str(exc)
     return "error", f"{type(exc).__name__}: {exc}"
-
-
-PostStage = Callable[[PlannedRun, Any, Any, Path], tuple[str, dict[str, Any]] | None]
-POST_STAGES: list[
-    PostStage
-] = []  # later stages (profile, explain) append themselves; each adds a record block
 
 
 def run_sweep(
@@ -168,8 +164,15 @@ def run_sweep(
         if should_stop():
             summary.stopped = True
             break
-        run_dir = safe_join(root / "runs", planned.run_id)
-        run_dir.mkdir(exist_ok=True)
+        try:
+            run_dir = safe_join(root / "runs", planned.run_id)
+            run_dir.mkdir(exist_ok=True)
+            run_dir = safe_join(root / "runs", planned.run_id)  # re-check: it may be a planted symlink
+        except (ValueError, OSError) as exc:
+            summary.outcomes[planned.run_id] = "failed"
+            summary.reasons[planned.run_id] = f"unsafe_path: {exc}"
+            rep.run_finished(planned, "failed", None)
+            continue
         claim = RunClaim(run_dir)
         if not claim.try_acquire():
             summary.outcomes[planned.run_id] = "busy"
@@ -272,18 +275,14 @@ def _run_one(
 
         ckpt = run_dir / "checkpoints" / f"{planned.spec.eval.checkpoint}.pt"
         record.checkpoint_sha256 = file_sha256(ckpt) if ckpt.exists() else None
-        for stage in POST_STAGES:
-            try:
-                out = stage(planned, bundle, result, run_dir)
-            except Exception as exc:  # a later stage failing must not lose the trained run
-                record.stages[getattr(stage, "__name__", "stage")] = {"error": f"{type(exc).__name__}: {exc}"}
-                continue
-            if out is not None:
-                record.stages[out[0]] = out[1]
         record = RunRecord.model_validate(
             record.model_dump() | {"status": "completed", "ended_at": now_iso()}
         )
-        write_record(run_dir, record)
+        write_record(run_dir, record)  # the run is done here; later stages only add blocks to it
+        if enabled_stages(cfg):
+            del result, bundle  # free the training copies before stages load what they need
+            record = run_stages(cfg, run_dir, record)
+            write_record(run_dir, record)
         return "trained", record
     except RunKilled as exc:
         record.status = "killed"

@@ -1,0 +1,185 @@
+"""`archbench explain DIR`: owns the command line of the explain stage (options, progress, exit codes).
+
+Explains the completed runs of a sweep folder on the sweep's shared image selection, writes each run's
+`stages["explain"]` block into its record (claimed, atomic), then redraws the sweep's figures. Settings come
+from the sweep's own `explain:` section (its saved sweep.yaml) with the options on top. A stored selection
+is reused unless --select/--images/--seed ask for a different one or --reselect forces a new choice.
+Exit codes: 0 ok, 1 some run could not be explained, 2 invalid input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str) -> NoReturn:
+    err_console.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(code=2)
+
+
+def _sweep_settings(sweep_dir: Path) -> Any:
+    """The sweep's own `explain:` section, or the defaults when it has none (or its file is unreadable)."""
+    from ..config import ExplainSpec
+    from ..errors import ArchbenchError
+    from ..sweep import load_sweep
+
+    try:
+        cfg = load_sweep(sweep_dir / "sweep.yaml")
+    except (ArchbenchError, OSError):
+        return ExplainSpec()
+    return cfg.explain or ExplainSpec()
+
+
+def _split_list(values: list[str] | None) -> list[str]:
+    return [v.strip() for text in values or [] for v in text.split(",") if v.strip()]
+
+
+def command(
+    sweep_dir: Annotated[Path, typer.Argument(help="a sweep folder (the one holding runs/)")],
+    runs: Annotated[
+        list[str] | None, typer.Option("--runs", help="only these run ids (repeat, or comma-separate)")
+    ] = None,
+    images: Annotated[
+        int | None,
+        typer.Option(
+            "--images", min=1, max=256, help="how many test images (default: the sweep's explain: section)"
+        ),
+    ] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            "--methods",
+            help="comma-separated: gradcam,ig,saliency,attention (default: the sweep's explain: section)",
+        ),
+    ] = None,
+    select: Annotated[
+        str | None,
+        typer.Option(
+            "--select", help="mistakes, correct, random or per-class (default: the sweep's explain: section)"
+        ),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="seed of the image choice")] = None,
+    reselect: Annotated[
+        bool, typer.Option("--reselect", help="choose the images again (from every completed run)")
+    ] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto")] = "auto",
+) -> None:
+    """Heatmaps (Grad-CAM, integrated gradients, saliency, attention) and error analysis of a sweep."""
+    from pydantic import ValidationError
+
+    from ..config import ExplainSpec
+    from ..explaining import METHODS
+    from ..results import find_sweep_dirs
+
+    if not (sweep_dir / "runs").is_dir():
+        found = find_sweep_dirs(sweep_dir)
+        hint = f"; sweeps inside: {', '.join(str(p) for p in found)}" if found else ""
+        _fail(f"{sweep_dir}: not a sweep folder (expected runs/ inside){hint}")
+    base = _sweep_settings(sweep_dir)
+    wanted = _split_list([methods]) if methods is not None else list(base.methods)
+    unknown = [m for m in wanted if m not in METHODS]
+    if unknown or not wanted:
+        _fail(
+            f"--methods {methods!r}: unknown {', '.join(unknown) or '(none given)'}; use {','.join(METHODS)}"
+        )
+    try:
+        params = ExplainSpec(
+            methods=wanted,
+            images=images if images is not None else base.images,
+            select=select if select is not None else base.select,  # type: ignore[arg-type]
+            seed=seed if seed is not None else base.seed,
+        )
+    except ValidationError as exc:
+        _fail(f"{exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+    if device not in ("auto", "cpu", "cuda"):
+        _fail(f"--device {device!r}: use cpu, cuda or auto")
+    policy = "new" if reselect else "match" if (images, select, seed) != (None, None, None) else "reuse"
+    raise typer.Exit(code=explain_sweep(sweep_dir, params, _split_list(runs), policy, device))
+
+
+def explain_sweep(sweep_dir: Path, params: Any, only: list[str], policy: str, device_name: str) -> int:
+    """Explain the chosen completed runs, update their records, redraw the figures; returns the exit code."""
+    from ..results import iter_records
+
+    entries = iter_records(sweep_dir)
+    known = {d.name for d, _, _ in entries}
+    missing = [r for r in only if r not in known]
+    if missing:
+        _fail(f"--runs: no run {', '.join(missing)} in {sweep_dir} (runs: {', '.join(sorted(known))})")
+    todo = [(d, r) for d, r, _ in entries if (not only or d.name in only)]
+    import torch
+
+    from ..config import TrainSpec
+    from ..errors import ArchbenchError
+    from ..train import resolve_device
+
+    try:
+        device = resolve_device(TrainSpec(device=device_name))  # type: ignore[arg-type]
+    except ArchbenchError as exc:
+        _fail(str(exc))
+    failed = 0
+    bundles: dict[str, Any] = {}
+    first_selection = policy
+    for run_dir, rec in todo:
+        if rec is None or rec.status != "completed" or not (run_dir / "predictions.npz").exists():
+            status = rec.status if rec is not None else "missing"
+            console.print(
+                f"skip     {run_dir.name}  ({status})", highlight=False, markup=False, soft_wrap=True
+            )
+            continue
+        if rec.spec.train.threads is not None:
+            torch.set_num_threads(rec.spec.train.threads)
+        try:
+            line = _explain_one(run_dir, params, bundles, device, first_selection)
+        except Exception as exc:  # one run failing must not stop the others
+            failed += 1
+            console.print(
+                f"failed   {run_dir.name}: {type(exc).__name__}: {exc}", highlight=False, markup=False
+            )
+            continue
+        # A new selection is made once, by the first run; every later run reuses it.
+        first_selection = "reuse"
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    from ..explaining.figures import refresh_figures
+
+    doc = refresh_figures(sweep_dir)
+    out = sweep_dir / "stages" / "explain"
+    console.print(f"{len(doc['figures'])} figures, {len(doc['tables'])} tables → {out}", highlight=False)
+    return 1 if failed else 0
+
+
+def _explain_one(run_dir: Path, params: Any, bundles: dict[str, Any], device: Any, policy: str) -> str:
+    from ..artifacts import load_bundle
+    from ..errors import ArchbenchError
+    from ..explaining.pipeline import explain_run
+    from ..lock import RunClaim
+    from ..record import read_record, write_record
+
+    claim = RunClaim(run_dir)
+    if not claim.try_acquire():
+        raise ArchbenchError(f"run is claimed by {claim.owner()} (a sweep is working on it); try again later")
+    try:
+        rec = read_record(run_dir)  # re-read under the claim: the record we write back is the newest
+        if rec is None or rec.status != "completed":
+            raise ArchbenchError("record vanished or is no longer completed")
+        key = rec.data_fingerprint or rec.run_id
+        if key not in bundles:
+            bundles.clear()  # keep one dataset in memory
+            bundles[key] = load_bundle(rec)
+        block = explain_run(run_dir, rec, bundles[key], params, device=device, policy=policy)
+        write_record(run_dir, rec.model_copy(update={"stages": {**rec.stages, "explain": block}}))
+    finally:
+        claim.release()
+    ok = ",".join(block["methods_run"]) or "none"
+    extra = "".join(f"  {m} skipped" for m in block["skipped"]) + "".join(
+        f"  {m} error" for m in block["errors"]
+    )
+    ece = block["error_analysis"]["calibration"]["ece"]
+    return f"explained {run_dir.name}  {ok}{extra}  ECE {ece:.3f}  {block['seconds']:.1f}s"
