@@ -132,7 +132,7 @@ class ExplainSpec(_Strict):
 class SweepConfig(_Strict):
     """A whole sweep file: base settings plus a grid of dotted keys mapped to lists of values."""
 
-    name: str = Field(..., min_length=1, max_length=120)
+    name: str = Field(..., min_length=1, max_length=1000)
     output_dir: str = "results"
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)

@@ -25,6 +25,8 @@ from .lock import RunClaim
 from .paths import atomic_write_text, safe_join
 from .record import (
     RECORD_NAME,
+    EpochStats,
+    Metrics,
     RunRecord,
     code_version,
     host_info,
@@ -261,7 +263,7 @@ def _run_one(
         result = train_run(
             planned.spec, bundle, run_dir, should_stop=should_stop, on_batch=rep.batch, on_epoch=rep.epoch
         )
-        record.history = result.history  # type: ignore[assignment]
+        record.history = [EpochStats(**h) for h in result.history]
         record.best = result.best
         record.train_seconds = result.train_seconds
         record.resumes = result.resumes
@@ -270,7 +272,7 @@ def _run_one(
         record.params = result.params
         _write_history_csv(run_dir, result.history)
         device = resolve_device(planned.spec.train)
-        record.metrics = evaluate_run(result.model, planned.spec, bundle, run_dir, device)  # type: ignore[assignment]
+        record.metrics = Metrics(**evaluate_run(result.model, planned.spec, bundle, run_dir, device))
         from .checkpoint import file_sha256
 
         ckpt = run_dir / "checkpoints" / f"{planned.spec.eval.checkpoint}.pt"

@@ -1,0 +1,167 @@
+"""`archbench report`: owns turning a sweep's run records into a report folder; never trains or evaluates.
+
+Reads records, predictions and stage indexes from disk only (collect.py), aggregates and tests
+(analysis.py, stats.py), then writes tables (tables.py), figures (figures.py), report.html (html.py),
+report.md and report.tex (textformats.py), and report_manifest.json naming every file it read, with hashes.
+
+    from archbench.report import build_report
+    result = build_report("results/quickstart")          # -> results/quickstart/report/report.html
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ArchbenchError
+from ..paths import atomic_write_bytes, atomic_write_text
+
+FORMATS = ("html", "md", "csv", "tex")
+MANIFEST_NAME = "report_manifest.json"
+
+
+class NoSweepError(ArchbenchError):
+    """The folder given holds no sweep (no `runs/` folder in it or directly under it)."""
+
+
+@dataclass
+class ReportResult:
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+    configurations: int = 0
+    runs: int = 0
+    completed: int = 0
+    not_completed: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def html(self) -> Path | None:
+        p = self.out_dir / "report.html"
+        return p if p in self.files else None
+
+
+def parse_formats(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    items = text.split(",") if isinstance(text, str) else list(text)
+    wanted = [f.strip().lower() for f in items if f.strip()]
+    unknown = [f for f in wanted if f not in FORMATS]
+    if unknown or not wanted:
+        raise ArchbenchError(
+            f"--formats: unknown format(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {','.join(FORMATS)}"
+        )
+    return tuple(f for f in FORMATS if f in wanted)
+
+
+def build_report(
+    path: str | Path,
+    out: str | Path | None = None,
+    formats: str | list[str] | tuple[str, ...] = FORMATS,
+    built_at: str | None = None,
+) -> ReportResult:
+    """Write the report for the sweep(s) under `path` into `out` (default: `path/report`)."""
+    from ..results import find_sweep_dirs
+    from .analysis import analyse
+    from .collect import collect, sha256_bytes
+    from .document import build_outline
+    from .figures import all_figures
+    from .tables import all_tables, to_csv
+    from .textformats import to_latex
+
+    fmts = parse_formats(formats)
+    source = Path(path)
+    if not find_sweep_dirs(source):
+        raise NoSweepError(
+            f"{source}: no sweep found (expected a sweep folder with runs/ inside, or an output_dir holding "
+            "such folders); run `archbench run SWEEP.yaml` first"
+        )
+    out_dir = Path(out) if out is not None else source / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = collect(source)
+    a = analyse(data)
+    want_figures = bool({"html", "md", "tex"} & set(fmts))
+    figures = all_figures(a) if want_figures else []
+    outline = build_outline(a, all_tables(a), figures, str(source), built_at)
+
+    written: dict[Path, bytes] = {}
+
+    def write(rel: str, payload: bytes) -> None:
+        target = out_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, payload)
+        written[target] = payload
+
+    if want_figures:
+        for f in outline.figures:
+            write(f"figures/{f.name}.png", f.png)
+            if f.svg:
+                write(f"figures/{f.name}.svg", f.svg)
+    for t in outline.tables:
+        if "csv" in fmts:
+            write(f"tables/{t.name}.csv", to_csv(t).encode("utf-8"))
+        if "tex" in fmts and t.rows:
+            write(f"tables/{t.name}.tex", to_latex(t).encode("utf-8"))
+    if "html" in fmts:
+        from .html import render_html
+
+        write("report.html", render_html(outline).encode("utf-8"))
+    if "md" in fmts:
+        from .textformats import render_markdown
+
+        write("report.md", render_markdown(outline).encode("utf-8"))
+    if "tex" in fmts:
+        from .textformats import render_latex
+
+        write("report.tex", render_latex(outline).encode("utf-8"))
+
+    root = source.resolve()
+
+    def rel(p: Path) -> str:
+        try:
+            return str(p.resolve().relative_to(root))
+        except ValueError:
+            return str(p)
+
+    manifest = {
+        "archbench_report": 1,
+        "built_at": outline.facts["built_at"],
+        "source": str(source),
+        "formats": list(fmts),
+        "records": [
+            {
+                "run_id": r.run_id,
+                "sweep": r.sweep_name,
+                "status": r.status,
+                "record": rel(r.run_dir / "record.json"),
+                "sha256": r.record_sha256,
+                "predictions": rel(r.run_dir / "predictions.npz") if r.predictions_sha256 else None,
+                "predictions_sha256": r.predictions_sha256,
+                "used_in_aggregates": r.completed,
+            }
+            for r in data.runs
+            if r.record is not None
+        ],
+        "missing": [{"run_id": r.run_id, "sweep": r.sweep_dir.name} for r in data.runs if r.record is None],
+        "stage_indexes": [rel(s.sweep_dir / "stages" / s.name / "index.json") for s in data.stages],
+        "outputs": [
+            {"path": str(p.relative_to(out_dir)), "sha256": sha256_bytes(b)}
+            for p, b in sorted(written.items())
+        ],
+    }
+    atomic_write_text(out_dir / MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False))
+
+    counts: dict[str, int] = {}
+    for r in a.not_completed:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return ReportResult(
+        out_dir=out_dir,
+        files=sorted(written) + [out_dir / MANIFEST_NAME],
+        configurations=len(a.summaries),
+        runs=len(data.runs),
+        completed=len(a.completed_runs),
+        not_completed=counts,
+        warnings=[b.text for b in outline.blocks if b.kind == "banner"],
+    )
+
+
+__all__ = ["FORMATS", "NoSweepError", "ReportResult", "build_report", "parse_formats"]

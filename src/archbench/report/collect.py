@@ -1,0 +1,375 @@
+"""What a report is built from: owns reading records, predictions and stage indexes into plain data.
+
+Reads files only (never live objects), hashes every record and prediction file it uses, and groups runs
+into configurations (the run spec without its seed). It computes no statistic and writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..record import RECORD_NAME, RunRecord, read_record
+from ..results import find_sweep_dirs, iter_records
+from ..sweep import canonical_json
+
+# Stage sections appear in this order; any other stage follows alphabetically.
+STAGE_ORDER = ("profile", "explain", "maps")
+# Limits on what a stage index may make the report embed (a report must stay one sane file).
+MAX_STAGE_FIGURE_BYTES = 20 * 1024 * 1024
+MAX_STAGE_TABLE_BYTES = 5 * 1024 * 1024
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Data settings that do not change which examples are in the test split (see data/registry.py).
+_NOT_TEST_SET = ("resolution", "augment", "limit_per_class", "val_fraction")
+
+
+@dataclass
+class RunEntry:
+    """One planned or present run, with its record when it has a valid one."""
+
+    run_id: str
+    sweep_dir: Path
+    run_dir: Path
+    record: RunRecord | None
+    plan: dict[str, Any] | None
+    record_sha256: str | None = None
+    predictions: dict[str, Any] | None = None
+    predictions_sha256: str | None = None
+    config_key: str = ""
+    config_label: str = ""
+
+    @property
+    def status(self) -> str:
+        return self.record.status if self.record is not None else "missing"
+
+    @property
+    def completed(self) -> bool:
+        return (
+            self.record is not None and self.record.status == "completed" and self.record.metrics is not None
+        )
+
+    @property
+    def seed(self) -> int | None:
+        if self.record is not None:
+            return self.record.seed
+        spec = (self.plan or {}).get("spec") or {}
+        seed = spec.get("seed")
+        return seed if isinstance(seed, int) else None
+
+    @property
+    def axes(self) -> dict[str, Any]:
+        if self.record is not None:
+            return dict(self.record.axes)
+        axes = (self.plan or {}).get("axes")
+        return dict(axes) if isinstance(axes, dict) else {}
+
+    @property
+    def sweep_name(self) -> str:
+        """The sweep's raw name (may be hostile: escape before display)."""
+        return self.record.sweep if self.record is not None else self.sweep_dir.name
+
+    @property
+    def reason(self) -> str:
+        if self.record is None:
+            return "no valid record.json (never run, deleted, damaged or tampered with)"
+        if self.record.status == "running":
+            return "still running (or its process died and no sweep has noticed yet)"
+        if self.record.status == "completed" and self.record.metrics is None:
+            return "completed without test metrics"
+        return self.record.failure_reason or self.record.status
+
+
+@dataclass
+class Configuration:
+    """Runs that differ only in their seed."""
+
+    key: str
+    label: str
+    sweep_dir: Path
+    axes: dict[str, Any]
+    model: str
+    test_set: str
+    runs: list[RunEntry] = field(default_factory=list)
+    spec: dict[str, Any] | None = None  # the spec of its first run (seeds aside, all runs share it)
+
+    @property
+    def completed(self) -> list[RunEntry]:
+        return sorted((r for r in self.runs if r.completed), key=lambda r: (r.seed or 0, r.run_id))
+
+
+@dataclass
+class StageFigure:
+    path: Path
+    caption: str
+    png: bytes
+
+
+@dataclass
+class StageTable:
+    title: str
+    path: Path
+    header: list[str]
+    rows: list[list[str]]
+    truncated: bool = False
+
+
+@dataclass
+class StageSection:
+    """One `<sweep>/stages/<name>/index.json`, validated: every path stays inside its folder."""
+
+    sweep_dir: Path
+    name: str
+    title: str
+    figures: list[StageFigure] = field(default_factory=list)
+    tables: list[StageTable] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReportData:
+    source: Path
+    sweep_dirs: list[Path]
+    runs: list[RunEntry]
+    configs: list[Configuration]
+    stages: list[StageSection]
+    warnings: list[str] = field(default_factory=list)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_stable(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _load_record(run_dir: Path) -> tuple[RunRecord | None, str | None]:
+    """The trusted record and the sha256 of exactly the bytes it was parsed from (retry if rewritten)."""
+    for _ in range(3):
+        before = _read_stable(run_dir / RECORD_NAME)
+        rec = read_record(run_dir) if run_dir.is_dir() else None
+        after = _read_stable(run_dir / RECORD_NAME)
+        if before == after:
+            return rec, (sha256_bytes(after) if rec is not None and after is not None else None)
+    return None, None
+
+
+def _load_predictions(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+    import numpy as np
+
+    raw = _read_stable(run_dir / "predictions.npz")
+    if raw is None:
+        return None, None
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            preds = {k: z[k] for k in z.files}
+    except (OSError, ValueError):
+        return None, None
+    if "y_true" not in preds or "y_pred" not in preds or preds["y_true"].shape != preds["y_pred"].shape:
+        return None, None
+    return preds, sha256_bytes(raw)
+
+
+def spec_without_seed(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k != "seed"}
+
+
+def config_key(spec: dict[str, Any]) -> str:
+    """Hash of the run spec without its seed: runs sharing it are seeds of one configuration."""
+    return hashlib.sha256(canonical_json(spec_without_seed(spec)).encode()).hexdigest()
+
+
+def test_set_key(spec: dict[str, Any]) -> str:
+    """Hash of the data settings that decide which examples are in the test split."""
+    data = {k: v for k, v in (spec.get("data") or {}).items() if k not in _NOT_TEST_SET}
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
+
+
+def _entry_spec(entry: RunEntry) -> dict[str, Any] | None:
+    if entry.record is not None:
+        return entry.record.spec.identity()
+    spec = (entry.plan or {}).get("spec")
+    return spec if isinstance(spec, dict) else None
+
+
+def _label_for(axes: dict[str, Any], model: str) -> str:
+    parts = [str(v) for k, v in axes.items() if k != "seed"]
+    return " · ".join(parts) if parts else model
+
+
+def group_configurations(runs: list[RunEntry], several_sweeps: bool) -> list[Configuration]:
+    """Configurations in first-planned order; each run's `config_key` and `config_label` are set."""
+    configs: dict[tuple[Path, str], Configuration] = {}
+    for entry in runs:
+        spec = _entry_spec(entry)
+        if spec is None:  # a stray folder with neither record nor plan entry: its own configuration
+            key, model, tset = "unknown-" + entry.run_id, "?", "unknown-" + entry.run_id
+        else:
+            key, model, tset = (
+                config_key(spec),
+                str((spec.get("model") or {}).get("name", "?")),
+                test_set_key(spec),
+            )
+        ident = (entry.sweep_dir, key)
+        if ident not in configs:
+            axes = {k: v for k, v in entry.axes.items() if k != "seed"}
+            label = _label_for(axes, model) if spec is not None else entry.run_id
+            if several_sweeps:
+                label = f"{entry.sweep_name}: {label}"
+            configs[ident] = Configuration(key, label, entry.sweep_dir, axes, model, tset, spec=spec)
+        configs[ident].runs.append(entry)
+    out = list(configs.values())
+    _disambiguate(out)
+    for c in out:
+        for r in c.runs:
+            r.config_key, r.config_label = c.key, c.label
+    return out
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _disambiguate(configs: list[Configuration]) -> None:
+    """Labels must be unique (they name rows, points and matrix cells). Configurations sharing a label
+    (e.g. runs left from an earlier version of the sweep file) get the settings that tell them apart."""
+    by_label: dict[str, list[Configuration]] = {}
+    for c in configs:
+        by_label.setdefault(c.label, []).append(c)
+    for group in by_label.values():
+        if len(group) < 2:
+            continue
+        flat = [_flatten(spec_without_seed(c.spec)) if c.spec else {} for c in group]
+        keys = sorted({k for f in flat for k in f})
+        differ = [k for k in keys if len({canonical_json(f.get(k)) for f in flat}) > 1]
+        for c, f in zip(group, flat, strict=True):
+            extra = ", ".join(f"{k}={f.get(k)}" for k in differ[:3])
+            c.label = f"{c.label} ({extra})" if extra else c.label
+    seen: set[str] = set()
+    for c in configs:  # still equal (more than three settings differ): the config hash decides
+        if c.label in seen:
+            c.label = f"{c.label} [{c.key[:6]}]"
+        seen.add(c.label)
+
+
+def _inside(folder: Path, rel: Any) -> Path | None:
+    """`folder/rel` if `rel` is a relative path that stays inside `folder` (symlinks resolved)."""
+    if not isinstance(rel, str) or not rel or "\x00" in rel or os.path.isabs(rel):
+        return None
+    root = Path(os.path.realpath(folder))
+    real = Path(os.path.realpath(folder / rel))
+    if root not in real.parents or not real.is_file():
+        return None
+    return real
+
+
+def _read_stage_csv(path: Path, max_rows: int = 500) -> tuple[list[str], list[list[str]], bool]:
+    import csv
+
+    if path.stat().st_size > MAX_STAGE_TABLE_BYTES:
+        raise ValueError(f"larger than {MAX_STAGE_TABLE_BYTES // 1024 // 1024} MiB")
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return [], [], False
+    return rows[0], rows[1 : max_rows + 1], len(rows) - 1 > max_rows
+
+
+def load_stage_section(sweep_dir: Path, folder: Path) -> StageSection:
+    name = folder.name
+    section = StageSection(sweep_dir, name, title=name)
+    try:
+        index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+        if not isinstance(index, dict):
+            raise ValueError("expected a JSON object")
+    except (OSError, ValueError) as exc:
+        section.problems.append(f"{folder / 'index.json'}: unreadable ({exc})")
+        return section
+    section.title = str(index.get("title") or name)
+    for i, fig in enumerate(index.get("figures") or []):
+        fig = fig if isinstance(fig, dict) else {}
+        path = _inside(folder, fig.get("path"))
+        if path is None:
+            section.problems.append(f"figure {i}: path {fig.get('path')!r} is not a file inside {folder}")
+            continue
+        if path.stat().st_size > MAX_STAGE_FIGURE_BYTES:
+            section.problems.append(f"figure {i}: {path.name} is larger than 20 MiB; not embedded")
+            continue
+        png = path.read_bytes()
+        if not png.startswith(PNG_MAGIC):
+            section.problems.append(f"figure {i}: {path.name} is not a PNG; not embedded")
+            continue
+        section.figures.append(StageFigure(path, str(fig.get("caption") or ""), png))
+    for i, tab in enumerate(index.get("tables") or []):
+        tab = tab if isinstance(tab, dict) else {}
+        path = _inside(folder, tab.get("csv"))
+        if path is None:
+            section.problems.append(f"table {i}: csv {tab.get('csv')!r} is not a file inside {folder}")
+            continue
+        try:
+            header, rows, truncated = _read_stage_csv(path)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            section.problems.append(f"table {i}: {path.name}: {exc}")
+            continue
+        section.tables.append(StageTable(str(tab.get("title") or path.stem), path, header, rows, truncated))
+    section.notes = [str(n) for n in (index.get("notes") or []) if n is not None]
+    return section
+
+
+def _stage_sort_key(name: str) -> tuple[int, str]:
+    return (STAGE_ORDER.index(name), "") if name in STAGE_ORDER else (len(STAGE_ORDER), name)
+
+
+def find_stage_sections(sweep_dirs: list[Path]) -> list[StageSection]:
+    out = []
+    for sd in sweep_dirs:
+        stages = sd / "stages"
+        if not stages.is_dir():
+            continue
+        folders = [p for p in stages.iterdir() if p.is_dir() and (p / "index.json").is_file()]
+        for folder in sorted(folders, key=lambda p: _stage_sort_key(p.name)):
+            out.append(load_stage_section(sd, folder))
+    return out
+
+
+def collect(path: Path) -> ReportData:
+    """Everything under `path` (a sweep folder or an output_dir of sweeps) that a report may use."""
+    sweep_dirs = find_sweep_dirs(path)
+    runs: list[RunEntry] = []
+    for run_dir, _rec, plan in iter_records(path):
+        record, record_sha = _load_record(run_dir)
+        entry = RunEntry(run_dir.name, run_dir.parent.parent, run_dir, record, plan, record_sha)
+        if entry.completed:
+            entry.predictions, entry.predictions_sha256 = _load_predictions(run_dir)
+        runs.append(entry)
+    configs = group_configurations(runs, several_sweeps=len(sweep_dirs) > 1)
+    data = ReportData(Path(path), sweep_dirs, runs, configs, find_stage_sections(sweep_dirs))
+    for c in configs:
+        fps = {r.record.data_fingerprint for r in c.completed if r.record is not None}
+        if len(fps) > 1:
+            data.warnings.append(
+                f"configuration {c.label}: its runs were trained on different data (fingerprints "
+                f"{', '.join(sorted(str(f)[:12] for f in fps))}); its seeds are not comparable"
+            )
+        for r in c.completed:
+            if r.predictions is None:
+                data.warnings.append(
+                    f"run {r.run_id}: predictions.npz missing or unreadable; "
+                    "left out of the significance tests"
+                )
+    return data
