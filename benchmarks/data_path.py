@@ -23,7 +23,8 @@ def _archbench_epoch(x: np.ndarray, y: np.ndarray, batch: int, resolution: int) 
     from archbench.data.registry import DatasetBundle, Split
 
     split = Split(x, y)
-    bundle = DatasetBundle("bench", [str(i) for i in range(10)], split, split, split, [0.5] * 3, [0.25] * 3, "")
+    classes = [str(i) for i in range(10)]
+    bundle = DatasetBundle("bench", classes, split, split, split, [0.5] * 3, [0.25] * 3, "")
     maker = BatchMaker(bundle, torch.device("cpu"), resolution, AugmentSpec(crop_padding=4, hflip=True))
     dev = DeviceSplit(split, torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
@@ -36,8 +37,8 @@ def _archbench_epoch(x: np.ndarray, y: np.ndarray, batch: int, resolution: int) 
 
 def _pil_epoch(x: np.ndarray, y: np.ndarray, batch: int, resolution: int) -> float:
     from PIL import Image
-    from torch.utils.data import Dataset
     from torch.utils.data import DataLoader as Loader
+    from torch.utils.data import Dataset
     from torchvision import transforms as T
 
     images = [Image.fromarray(img.transpose(1, 2, 0)) for img in x]
