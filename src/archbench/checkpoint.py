@@ -19,7 +19,9 @@ import torch
 
 from . import faults
 from .errors import CheckpointError, RunFailure
-from .paths import fsync_dir
+from .paths import file_sha256, fsync_dir
+
+__all__ = ["file_sha256", "load_checkpoint", "load_latest", "save_checkpoint", "state_digest"]
 
 
 def _digest_into(h: Any, obj: Any) -> None:
@@ -45,14 +47,6 @@ def _digest_into(h: Any, obj: Any) -> None:
 def state_digest(state: dict[str, Any]) -> str:
     h = hashlib.sha256()
     _digest_into(h, {k: v for k, v in state.items() if k != "_digest"})
-    return h.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
     return h.hexdigest()
 
 

@@ -151,6 +151,16 @@ def run(
     raise typer.Exit(code=summary.exit_code)
 
 
+def _fmt_cell(column: str, v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if column in ("top1", "f1_macro"):
+            return f"{v:.4f}"
+        return f"{v:.3g}" if column == "gmacs" else f"{v:.1f}"
+    return str(v)
+
+
 def _print_results(path: Path) -> list[dict[str, Any]]:
     from .paths import atomic_write_text
     from .results import find_sweep_dirs, iter_records, record_row, rows_to_csv
@@ -169,15 +179,7 @@ def _print_results(path: Path) -> list[dict[str, Any]]:
         cells = []
         for c in cols + extra:
             v = r.get(c)
-            cells.append(
-                f"{v:.4f}"
-                if isinstance(v, float) and c in ("top1", "f1_macro")
-                else f"{v:.1f}"
-                if isinstance(v, float)
-                else ""
-                if v is None
-                else str(v)
-            )
+            cells.append(_fmt_cell(c, v))
         table.add_row(*cells)
     console.print(table)
     for sd in find_sweep_dirs(path):

@@ -1,0 +1,259 @@
+"""The `profile` stage: owns a run's `stages.profile` block and the sweep's profile table; measures via
+`archbench.profiling`, never trains or evaluates.
+
+Enabled by a `profile:` section in the sweep file. For each completed run it profiles the run's
+architecture at the run's resolution (plus `profile.resolutions`), adds the training cost the record
+already holds, and rewrites `<sweep>/stages/profile/{profile.csv,index.json}` (and figures) from every
+run's block. Top-level keys of the block are the run's own resolution; `per_resolution` has one entry per
+size, each possibly with `error`. If the run's own size fails, the block carries `error` too, so the
+runner tries again on the next `archbench run`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .config import ProfileSpec
+from .record import RunRecord
+from .stages import StageContext, register_stage
+
+# The keys copied from the run's own resolution to the top of the block (what `archbench ls` shows).
+HEADLINE_KEYS = (
+    "params_total",
+    "params_trainable",
+    "flops",
+    "macs",
+    "gmacs",
+    "gflops",
+    "latency_ms_p50",
+    "latency_ms_p90",
+    "throughput_img_s",
+    "train_step_ms",
+    "train_throughput_img_s",
+    "peak_memory_mb",
+)
+CSV_NAME = "profile.csv"
+
+
+def run_input(rec: RunRecord) -> tuple[int, tuple[int, int]]:
+    """(in_chans, (height, width)) the run trained on: `data.resolution`, else the data's native size."""
+    if rec.data is None:
+        raise ValueError(f"run {rec.run_id}: record has no data summary (it never started training)")
+    res = rec.spec.data.resolution
+    if res is not None:
+        return int(rec.data["in_chans"]), (res, res)
+    h, w = (int(v) for v in rec.data["native_size"])
+    return int(rec.data["in_chans"]), (h, w)
+
+
+def training_cost(rec: RunRecord) -> dict[str, Any]:
+    """Training cost from the record's history: seconds are the epochs' training loops (no validation)."""
+    seconds = [h.seconds for h in rec.history]
+    total = float(sum(seconds))
+    images = sum(h.images_per_s * h.seconds for h in rec.history)
+    best_epoch = (rec.best or {}).get("epoch")
+    return {
+        "wall_seconds": rec.train_seconds if rec.train_seconds is not None else total,
+        "images_per_s": round(images / total, 2) if total > 0 else None,
+        "seconds_per_epoch": round(total / len(seconds), 4) if seconds else None,
+        "time_to_best_s": round(float(sum(seconds[:best_epoch])), 4) if best_epoch else None,
+        "epochs": len(seconds),
+        "best_epoch": best_epoch,
+    }
+
+
+def profile_record(rec: RunRecord, prof: ProfileSpec) -> dict[str, Any]:
+    """The `stages.profile` block of one run (measures on `prof.device`, threads as the run used)."""
+    import torch
+
+    from .profiling import ProfileSettings, Target, environment, measure
+    from .profiling.measure import precision
+    from .train import resolve_device
+
+    in_chans, size = run_input(rec)
+    num_classes = len(rec.class_names) if rec.class_names else int((rec.data or {})["num_classes"])
+    train = rec.spec.train
+    device = resolve_device(train.model_copy(update={"device": prof.device}))
+    settings = ProfileSettings.from_spec(prof)
+    sizes = [size] + [(r, r) for r in sorted(set(prof.resolutions or [])) if (r, r) != size]
+
+    threads = torch.get_num_threads()
+    if train.threads is not None and device.type == "cpu":
+        torch.set_num_threads(train.threads)
+    try:
+        entries = [
+            measure(Target(rec.spec.model, in_chans, num_classes, s, train), settings, device) for s in sizes
+        ]
+        env = environment(device)
+    finally:
+        torch.set_num_threads(threads)
+    amp, cl = precision(Target(rec.spec.model, in_chans, num_classes, size, train), device)
+    own = entries[0]
+    block: dict[str, Any] = {"resolution": own["resolution"]}
+    block.update({k: own[k] for k in HEADLINE_KEYS if k in own})
+    if "error" in own:
+        block["error"] = f"profiling at the run's resolution {own['resolution']} failed: {own['error']}"
+    block.update(
+        per_resolution=sorted(entries, key=lambda e: _size_key(e["resolution"])),
+        training=training_cost(rec),
+        amp="bf16" if amp else "off",
+        channels_last=cl,
+        settings={
+            "batch_sizes": list(settings.batch_sizes),
+            "warmup": settings.warmup,
+            "iters": settings.iters,
+            "memory": settings.memory,
+            "train_step": settings.train_step,
+        },
+        **env,
+    )
+    return block
+
+
+def _size_key(resolution: Any) -> int:
+    return int(resolution) if isinstance(resolution, int) else int(resolution[0]) * int(resolution[1])
+
+
+@register_stage("profile", enabled=lambda cfg: cfg.profile is not None and cfg.profile.enabled)
+def profile_stage(ctx: StageContext) -> dict[str, Any]:
+    # Right after training the runner's record may still hold plain dicts (history, metrics): re-validate.
+    rec = RunRecord.model_validate(ctx.record.model_dump(warnings=False))
+    block = profile_record(rec, ctx.cfg.profile or ProfileSpec())
+    try:
+        write_sweep_summary(ctx.run_dir.parent.parent, {rec.run_id: (rec, block)})
+    except Exception as exc:  # the sweep table is derived; a failure there must not lose the run's numbers
+        block["summary_error"] = f"{type(exc).__name__}: {exc}"
+    return block
+
+
+# --- the sweep-level table and figures -----------------------------------------------------------------
+
+
+def profile_rows(records: list[tuple[RunRecord, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per (run, profiled resolution), with the run's accuracy and training cost."""
+    rows = []
+    for rec, block in records:
+        training = block.get("training") or {}
+        for entry in block.get("per_resolution") or [block]:
+            row: dict[str, Any] = {
+                "run_id": rec.run_id,
+                "model": rec.spec.model.name,
+                "run_resolution": block.get("resolution"),
+                "resolution": entry.get("resolution"),
+                **{k: entry.get(k) for k in HEADLINE_KEYS},
+                "top1": rec.metrics.top1 if rec.metrics else None,
+                "train_wall_seconds": training.get("wall_seconds"),
+                "train_images_per_s": training.get("images_per_s"),
+                "time_to_best_s": training.get("time_to_best_s"),
+                "device": (block.get("device") or {}).get("name"),
+                "error": entry.get("error"),
+            }
+            rows.append(row)
+    return rows
+
+
+def write_sweep_summary(
+    sweep_dir: Path, fresh: dict[str, tuple[RunRecord, dict[str, Any]]] | None = None
+) -> Path:
+    """Rewrite `<sweep_dir>/stages/profile/` from every run's block (`fresh` ones not yet on disk)."""
+    from .paths import atomic_write_text, safe_join
+    from .results import iter_records, rows_to_csv
+
+    fresh = dict(fresh or {})
+    records: list[tuple[RunRecord, dict[str, Any]]] = []
+    for _, rec, _ in iter_records(sweep_dir):
+        if rec is None:
+            continue
+        if rec.run_id in fresh:
+            records.append(fresh.pop(rec.run_id))
+        elif isinstance(rec.stages.get("profile"), dict):
+            records.append((rec, rec.stages["profile"]))
+    records.extend(fresh.values())
+    rows = profile_rows(records)
+    out = safe_join(sweep_dir, "stages")
+    out.mkdir(exist_ok=True)
+    out = safe_join(out, "profile")
+    out.mkdir(exist_ok=True)
+    atomic_write_text(out / CSV_NAME, rows_to_csv(rows))
+    notes = [
+        "One row per run and profiled resolution; latency at batch 1, throughput at the largest batch.",
+        next((b["flop_note"] for _, b in records if "flop_note" in b), ""),
+        "Training cost comes from each run's record (training loops only, validation excluded).",
+    ]
+    try:
+        figures = _figures(rows, out)
+    except Exception as exc:  # figures are a convenience; the CSV is the result
+        figures = []
+        notes.append(f"figures not drawn: {type(exc).__name__}: {exc}")
+    index = {
+        "title": "Profile",
+        "figures": figures,
+        "tables": [{"title": "Cost per run and resolution", "csv": CSV_NAME}],
+        "notes": [n for n in notes if n],
+    }
+    atomic_write_text(out / "index.json", json.dumps(index, indent=2))
+    return out
+
+
+def _figures(rows: list[dict[str, Any]], out: Path) -> list[dict[str, str]]:
+    """Latency/throughput/memory vs resolution (several sizes) and top-1 vs GFLOPs (any accuracy)."""
+    ok = [r for r in rows if r.get("error") is None and isinstance(r.get("resolution"), int)]
+    sizes = {r["resolution"] for r in ok}
+    with_acc = [
+        r
+        for r in rows
+        if r.get("top1") is not None and r.get("gflops") and r["resolution"] == r["run_resolution"]
+    ]
+    if len(sizes) < 2 and not with_acc:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .paths import atomic_write_bytes
+
+    figures = []
+
+    def save(fig: Any, name: str, title: str) -> None:
+        import io
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        atomic_write_bytes(out / name, buf.getvalue())
+        figures.append({"path": name, "caption": title})
+
+    if len(sizes) >= 2:
+        panels = [
+            ("latency_ms_p50", "latency, batch 1 (ms, median)"),
+            ("throughput_img_s", "inference throughput (img/s)"),
+            ("peak_memory_mb", "peak memory (MB)"),
+        ]
+        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
+        for ax, (key, label) in zip(axes, panels, strict=True):
+            for model in sorted({r["model"] for r in ok}):
+                pts = sorted(
+                    {(r["resolution"], r[key]) for r in ok if r["model"] == model and r.get(key) is not None}
+                )
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=model)
+            ax.set_xlabel("resolution (px)")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        save(fig, "cost_vs_resolution.png", "Latency, throughput and peak memory vs resolution")
+    if with_acc:
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for model in sorted({r["model"] for r in with_acc}):
+            runs = [r for r in with_acc if r["model"] == model]
+            ax.scatter([r["gflops"] for r in runs], [r["top1"] for r in runs], label=model)
+        ax.set_xscale("log")
+        ax.set_xlabel("GFLOPs per image (run's resolution)")
+        ax.set_ylabel("test top-1")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        save(fig, "accuracy_vs_gflops.png", "Test accuracy vs GFLOPs per image")
+    return figures

@@ -1,0 +1,127 @@
+"""Timing inference and training steps: owns warm-up, device synchronisation and percentiles; never counts.
+
+On CUDA each call is bracketed by CUDA events and the device is synchronised before reading them, so the
+time is the GPU's, not the launch queue's; on CPU calls are synchronous and `perf_counter` brackets them.
+A training step is what the training loop does: zero_grad, forward (under the run's autocast), loss,
+backward, optimizer step. Its optimizer is the run's, at learning rate 0, so timing leaves weights as they
+were while doing the same arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ..config import TrainSpec
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) with linear interpolation between ranks, as numpy's default."""
+    if not values:
+        raise ValueError("percentile of no values")
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def autocast(device: torch.device, amp: bool) -> Any:
+    import torch
+
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if amp else nullcontext()
+
+
+def inference_step(model: nn.Module, x: torch.Tensor, amp: bool) -> Callable[[], None]:
+    import torch
+
+    def step() -> None:
+        with torch.inference_mode(), autocast(x.device, amp):
+            model(x)
+
+    return step
+
+
+def train_step(model: nn.Module, train: TrainSpec, amp: bool) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """One optimizer step of the run's kind on (x, y); puts the model in train mode (callers restore eval).
+
+    The optimizer lives as long as the returned function, so its state is allocated once, as in training.
+    """
+    from torch import nn
+
+    from ..train import build_optimizer
+
+    model.train()
+    opt = build_optimizer(model, train)
+    for group in opt.param_groups:
+        group["lr"] = 0.0
+    crit = nn.CrossEntropyLoss(label_smoothing=train.label_smoothing)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        with autocast(x.device, amp):
+            out = model(x)
+            loss = crit(out.float(), y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def time_calls(
+    fn: Callable[[], None],
+    device: torch.device,
+    *,
+    warmup: int,
+    iters: int,
+    budget_s: float | None = None,
+) -> list[float]:
+    """Milliseconds of each of up to `iters` timed calls of `fn`, after `warmup` untimed calls.
+
+    `budget_s` (quick looks on slow devices): warm-up stops once it has taken that long, and so does
+    timing, after at least one timed call; callers record how many calls were timed.
+    """
+    import torch
+
+    cuda = device.type == "cuda"
+    started = time.perf_counter()
+    for _ in range(warmup):
+        fn()
+        if cuda:
+            torch.cuda.synchronize(device)
+        if budget_s is not None and time.perf_counter() - started > budget_s:
+            break
+    times: list[float] = []
+    while len(times) < iters:
+        if cuda:
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(float(begin.elapsed_time(end)))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+        if budget_s is not None and sum(times) / 1e3 > budget_s:
+            break
+    return times
+
+
+def summarise(times_ms: Sequence[float], batch: int) -> dict[str, Any]:
+    """Median and p90 milliseconds per call, and images/s at the median."""
+    p50 = percentile(times_ms, 50)
+    return {
+        "batch": batch,
+        "ms_p50": round(p50, 4),
+        "ms_p90": round(percentile(times_ms, 90), 4),
+        "img_s": round(batch / (p50 / 1e3), 2) if p50 > 0 else None,
+        "iters": len(times_ms),
+    }
