@@ -1,0 +1,56 @@
+"""Every shipped config gets a smoke run: the real file, few steps, tiny data (torchgeo's habit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from archbench.record import read_record
+from conftest import REPO, SHARED_DATA, run_cli
+
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+
+
+def test_every_config_is_valid_and_expands() -> None:
+    assert CONFIGS, "configs/ is empty"
+    for cfg in CONFIGS:
+        res = run_cli("run", str(cfg), "--dry-run", "--set", "data.root=/not/needed/for/a/dry/run")
+        assert res.returncode == 0, f"{cfg.name}: {res.stderr}"
+
+
+def _smoke(cfg: Path, tmp_path: Path, *overrides: str) -> list:
+    args = ["run", str(cfg), "--set", f"output_dir={tmp_path}", "--set", "train.epochs=1", *overrides]
+    res = run_cli(*args, cwd=REPO)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    records = [read_record(d) for d in tmp_path.glob("*/runs/*")]
+    assert records and all(r is not None and r.status == "completed" for r in records)
+    return records
+
+
+def test_quickstart_smoke(tmp_path: Path) -> None:
+    records = _smoke(REPO / "configs" / "quickstart.yaml", tmp_path, "--set", "data.limit_per_class=30")
+    assert len(records) == 4
+    assert {r.spec.model.name for r in records} == {"tiny_cnn", "resnet18"}
+
+
+def test_cifar10_resnet_grid_smoke_on_shared_jpegs(tmp_path: Path) -> None:
+    root = SHARED_DATA / "cifar10_jpg"
+    if not root.is_dir():
+        pytest.skip(f"{root} is absent; CI provides ../shared")
+    records = _smoke(
+        REPO / "configs" / "cifar10_resnet_grid.yaml",
+        tmp_path,
+        "--set",
+        "data.kind=imagefolder",
+        "--set",
+        f"data.root={root}",
+        "--set",
+        "data.limit_per_class=2",
+        "--set",
+        "data.test_limit_per_class=2",
+        "--set",
+        "grid.model.name=[resnet18]",
+    )
+    assert len(records) == 4  # resnet18 x avg/max x sgd/adam (resnet34/50 are covered by test_models)
+    assert all(r.class_names[0] == "airplane" and r.metrics.n_test == 20 for r in records)
