@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import ArchbenchError, ConfigError
+from .errors import ArchbenchError, ConfigError, DatasetError
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Compare image-classification architectures."
@@ -96,7 +96,7 @@ def _plan(sweep_file: Path, overrides: list[str]) -> tuple[Any, list[Any], str]:
         if not runs:
             raise ConfigError(f"{sweep_file}: the grid and exclude list leave no run")
         validate_names(runs)
-    except ConfigError as exc:
+    except (ConfigError, DatasetError) as exc:
         _config_fail(exc)
     return cfg, runs, sweep_file.read_text(encoding="utf-8")
 

@@ -226,6 +226,14 @@ def validate_names(runs: list[PlannedRun]) -> None:
         if key not in seen:
             seen.add(key)
             check_model_spec(r.spec.model)
+    from .data.registry import preflight_spec
+
+    checked: set[str] = set()
+    for r in runs:
+        key = canonical_json(r.spec.data.model_dump(mode="json"))
+        if key not in checked and r.spec.data.kind in kinds:
+            checked.add(key)
+            preflight_spec(r.spec.data)
     for kind in sorted({r.spec.data.kind for r in runs}):
         if kind not in kinds:
             import difflib

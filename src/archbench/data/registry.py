@@ -127,6 +127,18 @@ def _loader(kind: str) -> Loader:
     return _REGISTRY[kind]
 
 
+def preflight_spec(spec: DataSpec) -> None:
+    """Cheap checks a family can make at planning time (headers, band counts), before any run starts.
+
+    A family opts in by defining `preflight(spec)` in its module; it must not read the data itself.
+    """
+    _loader(spec.kind)
+    module = importlib.import_module(f"{__package__}.{_FAMILY_MODULES[spec.kind]}")
+    check = getattr(module, "preflight", None)
+    if check is not None:
+        check(spec)
+
+
 def check_labels(y: np.ndarray, num_classes: int, where: str) -> None:
     """Preflight: every label must be an integer in [0, num_classes) and every class must occur."""
     bad = np.flatnonzero((y < 0) | (y >= num_classes))
@@ -218,7 +230,7 @@ def create_dataset(spec: DataSpec) -> DatasetBundle:
         )
     else:
         test_x, test_y = raw.test_x, raw.test_y.astype(np.int64)
-        info["test_split"] = "official"
+        info.setdefault("test_split", "official")
     if spec.test_limit_per_class is not None:
         keep = _limit_per_class(test_y, spec.test_limit_per_class, rng)
         test_x, test_y = test_x[keep], test_y[keep]

@@ -1,0 +1,290 @@
+"""The `raster_patches` dataset kind: square patches of a satellite scene centred on labelled pixels.
+
+Options (`data.options`), checked strictly before anything reads pixels:
+
+    scene: configs/scenes/nc_landsat7.yaml   # the scene file (path relative to where archbench runs)
+    patch_size: 9        # odd; the map predictor uses the same size (halo = patch_size // 2)
+    per_class: 200       # training-pool centres per class (stratified, seeded); "all" keeps every one
+    test_per_class: 200  # test centres per class; default: same as per_class
+    split: block         # block: test = whole spatial blocks; random: stratified over pixels
+    block_size: 32       # block side in pixels (split: block)
+    in_chans: 6          # optional: the band count the models expect; a mismatch is a config error
+    window: 256          # read window side in pixels (memory is bounded by it)
+
+`data.root`, when set, replaces the scene file's `root` (relative to where archbench runs). The test split
+is `data.test_fraction` of the labelled pixels (random) or of the labelled pixels by whole blocks (block).
+
+Honest splits. With `block`, every training centre lies more than 2·halo pixels from any test block, so
+no training patch overlaps any test patch (a buffer on the training side). The common path then carves
+the validation split from the training pool at random, so validation patches may overlap training ones;
+only the test split is spatially independent. With `random`, neighbouring overlapping patches sit on
+both sides of the line and test accuracy is optimistic; the record says which split was used.
+
+Nodata. A centre is sampled only where every band is valid. Inside a patch, nodata and off-grid pixels
+are filled with the band's mean over the valid pixels of the training-pool patches (`info.fill_values`),
+so after the common path's per-band standardisation (mean/std of the training split) they sit near zero
+and every batch is finite. The map predictor fills with the same recorded values.
+This module reads rasters only; it never trains and never writes files.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..config import DataSpec
+from ..errors import ConfigError, DatasetError
+from .registry import RawDataset, register_dataset, stratified_split
+
+_MAX_PATCH_BYTES = 4 << 30  # refuse sampling settings whose patch arrays would exceed 4 GiB
+_BLOCK_SPLIT_TRIES = 64
+
+
+class RasterOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scene: str = Field(..., min_length=1, description="the scene YAML file")
+    patch_size: int = Field(9, ge=1, le=65)
+    per_class: int | Literal["all"] = "all"
+    test_per_class: int | Literal["all"] | None = None
+    split: Literal["random", "block"] = "block"
+    block_size: int = Field(32, ge=4, le=4096)
+    in_chans: int | None = Field(None, ge=1)
+    window: int = Field(256, ge=16, le=8192)
+
+    @field_validator("patch_size")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(f"must be odd so a patch has a centre pixel, found {v}")
+        return v
+
+    @field_validator("per_class", "test_per_class")
+    @classmethod
+    def _positive(cls, v: int | str | None) -> int | str | None:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"must be at least 1 or 'all', found {v}")
+        return v
+
+
+def parse_options(spec: DataSpec) -> RasterOptions:
+    try:
+        return RasterOptions.model_validate(spec.options)
+    except ValidationError as exc:
+        msgs = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = "unknown option (check the spelling)" if err["type"] == "extra_forbidden" else err["msg"]
+            found = "" if err["type"] == "missing" else f"; found {err.get('input')!r}"
+            msgs.append(f"data.options.{loc}: {msg}{found}")
+        raise ConfigError("data.kind=raster_patches: " + "; ".join(msgs)) from None
+
+
+def preflight(spec: DataSpec) -> tuple[RasterOptions, Any]:
+    """Check options, scene file and raster headers (cheap: no pixels). Returns (options, Scene)."""
+    from ..maps.scene import open_scene
+
+    opts = parse_options(spec)
+    scene = open_scene(opts.scene, root=spec.root)
+    if opts.in_chans is not None and opts.in_chans != scene.num_bands:
+        names = ", ".join(b.name for b in scene.bands)
+        raise ConfigError(
+            f"data.options.in_chans={opts.in_chans} but scene {scene.path} has {scene.num_bands} band(s) "
+            f"({names}); fix the band list in the scene file or set in_chans: {scene.num_bands}"
+        )
+    return opts, scene
+
+
+# --- masks stored in records ---------------------------------------------------------------------------
+
+
+def pack_mask(mask: np.ndarray) -> dict[str, Any]:
+    """A boolean grid as a compact, JSON-safe dict (packbits, zlib, base64)."""
+    data = base64.b64encode(zlib.compress(np.packbits(mask.ravel()).tobytes(), 9)).decode("ascii")
+    return {
+        "encoding": "packbits+zlib+base64",
+        "shape": list(mask.shape),
+        "count": int(mask.sum()),
+        "data": data,
+    }
+
+
+def unpack_mask(packed: dict[str, Any]) -> np.ndarray:
+    h, w = (int(v) for v in packed["shape"])
+    bits = np.frombuffer(zlib.decompress(base64.b64decode(packed["data"])), dtype=np.uint8)
+    return np.unpackbits(bits, count=h * w).astype(bool).reshape(h, w)
+
+
+def block_mask(shape: tuple[int, int], block_size: int, blocks: list[int]) -> np.ndarray:
+    """True on the pixels of the given block ids (row-major ids of block_size squares)."""
+    h, w = shape
+    nbr, nbc = -(-h // block_size), -(-w // block_size)
+    small = np.zeros(nbr * nbc, dtype=bool)
+    small[np.asarray(blocks, dtype=np.int64)] = True
+    grid = np.repeat(np.repeat(small.reshape(nbr, nbc), block_size, 0), block_size, 1)
+    return grid[:h, :w]
+
+
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Square (Chebyshev) dilation: True within `radius` pixels of a True pixel."""
+    if radius <= 0:
+        return mask.copy()
+    from scipy.ndimage import maximum_filter
+
+    return np.asarray(maximum_filter(mask.view(np.uint8), size=2 * radius + 1, mode="constant") > 0)
+
+
+# --- splits --------------------------------------------------------------------------------------------
+
+
+def _random_split(
+    labels: np.ndarray, centres: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    idx = np.flatnonzero(centres.ravel())
+    keep, held = stratified_split(labels.ravel()[idx], fraction, rng)
+    train, test = np.zeros(labels.size, bool), np.zeros(labels.size, bool)
+    train[idx[keep]], test[idx[held]] = True, True
+    return train.reshape(labels.shape), test.reshape(labels.shape), {}
+
+
+def _block_split(
+    labels: np.ndarray, centres: np.ndarray, fraction: float, block: int, halo: int, n_cls: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:  # fmt: skip
+    """Whole blocks go to test until they hold `fraction` of the labelled pixels; training centres keep
+    a 2·halo buffer from every test block. Retries seeded draws until every class is in training (and,
+    if possible, in test)."""
+    h, w = labels.shape
+    nbc = -(-w // block)
+    rr, cc = np.nonzero(centres)
+    ids = (rr // block) * nbc + cc // block
+    uniq, counts = np.unique(ids, return_counts=True)
+    target = fraction * rr.size
+    fallback = None
+    for attempt in range(_BLOCK_SPLIT_TRIES):
+        order = rng.permutation(uniq.size)
+        cum = np.cumsum(counts[order])
+        n_test = int(np.searchsorted(cum, target) + 1)
+        n_test = min(max(n_test, 1), uniq.size - 1)
+        test_blocks = sorted(int(b) for b in uniq[order[:n_test]])
+        test_area = block_mask((h, w), block, test_blocks)
+        train = centres & ~dilate(test_area, 2 * halo)
+        test = centres & test_area
+        n_train = np.bincount(labels[train], minlength=n_cls)[:n_cls]
+        n_tst = np.bincount(labels[test], minlength=n_cls)[:n_cls]
+        info = {"test_blocks": test_blocks, "attempt": attempt}
+        if (n_train >= 2).all():
+            if (n_tst >= 1).all():
+                return train, test, info
+            fallback = fallback or (train, test, info)
+    if fallback is not None:
+        return fallback
+    raise DatasetError(
+        f"split: block could not keep every class in training in {_BLOCK_SPLIT_TRIES} draws "
+        f"(block_size={block}, test_fraction={fraction}); use a smaller block_size or split: random"
+    )
+
+
+def _sample(
+    labels: np.ndarray, mask: np.ndarray, per_class: int | str, n_cls: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Flat pixel indices: up to `per_class` per class (or all), sorted."""
+    idx = np.flatnonzero(mask.ravel())
+    if per_class == "all":
+        return idx
+    y = labels.ravel()[idx]
+    keep = []
+    for c in range(n_cls):
+        ci = idx[y == c]
+        if ci.size > int(per_class):
+            ci = rng.choice(ci, size=int(per_class), replace=False)
+        keep.append(ci)
+    return np.sort(np.concatenate(keep))
+
+
+@register_dataset("raster_patches")
+def load_raster_patches(spec: DataSpec) -> RawDataset:
+    from ..maps.scene import UNLABELLED, SceneReader, gather_patches
+
+    opts, scene = preflight(spec)
+    n_cls, halo = len(scene.class_names), opts.patch_size // 2
+    rng = np.random.default_rng(spec.split_seed)
+    with SceneReader(scene) as reader:
+        labels = reader.label_grid(window=max(opts.window, 1024))
+        centres = (labels != UNLABELLED) & reader.valid_grid(window=max(opts.window, 1024))
+        if not centres.any():
+            raise DatasetError(f"{scene.labels.path}: no labelled pixel where every band is valid")
+        if opts.split == "block":
+            train_m, test_m, split_info = _block_split(
+                labels, centres, spec.test_fraction, opts.block_size, halo, n_cls, rng
+            )
+        else:
+            train_m, test_m, split_info = _random_split(labels, centres, spec.test_fraction, rng)
+        train_idx = _sample(labels, train_m, opts.per_class, n_cls, rng)
+        test_pc = opts.test_per_class if opts.test_per_class is not None else opts.per_class
+        test_idx = _sample(labels, test_m, test_pc, n_cls, rng)
+        n_bytes = (train_idx.size + test_idx.size) * scene.num_bands * opts.patch_size**2 * 4
+        if n_bytes > _MAX_PATCH_BYTES:
+            raise DatasetError(
+                f"data.options: {train_idx.size + test_idx.size} patches of {opts.patch_size}px would take "
+                f"{n_bytes / 2**30:.1f} GiB; set data.options.per_class / test_per_class"
+            )
+        w = scene.grid.width
+        train_x = gather_patches(reader, train_idx // w, train_idx % w, opts.patch_size, opts.window)
+        test_x = gather_patches(reader, test_idx // w, test_idx % w, opts.patch_size, opts.window)
+    # Fill nodata with the band mean of the training pool's valid pixels (recorded; the map uses it too).
+    with np.errstate(invalid="ignore"):
+        fill = np.nanmean(train_x, axis=(0, 2, 3)) if train_x.size else np.zeros(scene.num_bands)
+    fill = np.where(np.isfinite(fill), fill, 0.0).astype(np.float32)
+    for x in (train_x, test_x):
+        bad = np.isnan(x)
+        if bad.any():
+            x[bad] = np.broadcast_to(fill[None, :, None, None], x.shape)[bad]
+    train_mask = np.zeros(labels.shape, dtype=bool)
+    train_mask.ravel()[train_idx] = True
+    test_mask = np.zeros(labels.shape, dtype=bool)
+    test_mask.ravel()[test_idx] = True
+    split_desc = (
+        f"block: {opts.block_size}px blocks, {len(split_info.get('test_blocks', []))} test blocks holding "
+        f"~{spec.test_fraction:.0%} of labelled pixels, training centres > {2 * halo}px from any test block "
+        "(no training patch overlaps a test patch)"
+        if opts.split == "block"
+        else f"random: stratified {spec.test_fraction:.0%} of labelled pixels (patches overlap the split)"
+    )
+    info: dict[str, Any] = {
+        "source": "raster_patches",
+        "scene": {**scene.provenance(), "root": str(Path(spec.root).resolve()) if spec.root else None},
+        "options": opts.model_dump(mode="json"),
+        "patch_size": opts.patch_size,
+        "halo": halo,
+        "split": opts.split,
+        "split_description": split_desc,
+        "split_seed": spec.split_seed,
+        "block_size": opts.block_size if opts.split == "block" else None,
+        **split_info,
+        "class_values": list(scene.class_values),
+        "class_to_idx": {n: i for i, n in enumerate(scene.class_names)},
+        "band_names": [b.name for b in scene.bands],
+        "fill_values": [float(v) for v in fill],
+        "fill_note": "nodata/off-grid pixels inside patches = band mean of the training pool's valid pixels",
+        "train_pool_counts": np.bincount(labels.ravel()[train_idx], minlength=n_cls).tolist(),
+        "test_counts": np.bincount(labels.ravel()[test_idx], minlength=n_cls).tolist(),
+        # Centres of every training-pool patch (train + the val split carved from it): the map scores
+        # on pixels never used in training exclude every pixel these patches cover.
+        "train_pixels": pack_mask(train_mask),
+        # Centres of the test split, in the order of the test arrays (row-major).
+        "test_pixels": pack_mask(test_mask),
+    }
+    return RawDataset(
+        train_x=train_x,
+        train_y=labels.ravel()[train_idx].astype(np.int64),
+        class_names=list(scene.class_names),
+        test_x=test_x,
+        test_y=labels.ravel()[test_idx].astype(np.int64),
+        info=info,
+    )

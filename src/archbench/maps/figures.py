@@ -1,0 +1,128 @@
+"""Map figures: owns drawing ground truth and maps side by side, error maps and per-class comparisons.
+
+Inputs are class-index grids (UNLABELLED = no class) already read and decimated by the caller, so drawing
+never touches rasters. matplotlib runs headless (Agg).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .scene import UNLABELLED
+
+_NODATA_COLOR = "#ffffff"
+_ERROR_COLORS = ["#1a9850", "#d73027", "#d9d9d9"]  # correct, wrong, unlabelled or unmapped
+_ERROR_NAMES = ["correct", "wrong", "unlabelled / not mapped"]
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grid_shape(n: int) -> tuple[int, int]:
+    cols = min(n, 4)
+    return math.ceil(n / cols), cols
+
+
+def _panels(n: int, shape: tuple[int, int]) -> tuple[Any, list[Any]]:
+    plt = _plt()
+    rows, cols = _grid_shape(n)
+    aspect = shape[0] / max(shape[1], 1)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.6 * rows * aspect + 0.6), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.axis("off")
+    return fig, flat[:n]
+
+
+def _save(fig: Any, path: Path) -> None:
+    plt = _plt()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def side_by_side(
+    path: Path,
+    reference: np.ndarray,
+    maps: list[tuple[str, np.ndarray]],
+    class_names: list[str],
+    colors: list[str],
+    reference_title: str = "ground truth",
+) -> None:
+    """Ground truth and every map in one figure with one shared legend of class names and colours."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    k = len(class_names)
+    cmap = ListedColormap(list(colors) + [_NODATA_COLOR])
+    fig, axes = _panels(len(maps) + 1, reference.shape)
+    for ax, (title, idx) in zip(axes, [(reference_title, reference), *maps], strict=True):
+        shown = np.where(idx == UNLABELLED, k, idx)
+        ax.imshow(shown, cmap=cmap, vmin=-0.5, vmax=k + 0.5, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles = [
+        Patch(facecolor=c, edgecolor="#555555", label=n) for n, c in zip(class_names, colors, strict=True)
+    ]
+    handles.append(Patch(facecolor=_NODATA_COLOR, edgecolor="#555555", label="no data / unlabelled"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
+    fig.subplots_adjust(bottom=0.6 / fig.get_figheight())  # room for the legend: ~0.6 inch
+    _save(fig, path)
+
+
+def error_maps(path: Path, reference: np.ndarray, maps: list[tuple[str, np.ndarray]]) -> None:
+    """Per map: correct / wrong / unlabelled-or-unmapped against the reference."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    fig, axes = _panels(len(maps), reference.shape)
+    for ax, (title, idx) in zip(axes, maps, strict=True):
+        status = np.full(idx.shape, 2, dtype=np.uint8)
+        both = (reference != UNLABELLED) & (idx != UNLABELLED)
+        status[both & (reference == idx)] = 0
+        status[both & (reference != idx)] = 1
+        ax.imshow(status, cmap=ListedColormap(_ERROR_COLORS), vmin=-0.5, vmax=2.5, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles = [
+        Patch(facecolor=c, edgecolor="#555555", label=n)
+        for n, c in zip(_ERROR_NAMES, _ERROR_COLORS, strict=True)
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.subplots_adjust(bottom=0.6 / fig.get_figheight())  # room for the legend: ~0.6 inch
+    _save(fig, path)
+
+
+def per_class(
+    path: Path, class_names: list[str], series: list[tuple[str, list[float | None]]], ylabel: str
+) -> None:
+    """Grouped bars: one group per class, one bar per model (missing values drawn as 0 and hatched)."""
+    plt = _plt()
+    k, n = len(class_names), max(len(series), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * k + 0.4 * n), 3.8))
+    width = 0.8 / n
+    x = np.arange(k)
+    for i, (name, values) in enumerate(series):
+        vals = [0.0 if v is None else v for v in values]
+        bars = ax.bar(x - 0.4 + width * (i + 0.5), vals, width, label=name)
+        for b, v in zip(bars, values, strict=True):
+            if v is None:
+                b.set_hatch("//")
+    ax.set_xticks(x, class_names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=min(n, 4), loc="upper left", bbox_to_anchor=(0, -0.3), frameon=False)
+    _save(fig, path)

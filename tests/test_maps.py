@@ -1,0 +1,547 @@
+"""Land-cover maps (issue #6): raster patches, windowed prediction, map GeoTIFFs, scores, the `map` step.
+
+Small GeoTIFFs are written by the tests with rasterio; band 0 of the synthetic scenes holds row*100+col,
+so every patch says which pixel it is centred on. The North Carolina tests use the real scene in
+../shared/data and skip with a reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+import yaml
+from rasterio.transform import from_origin
+
+from archbench.config import DataSpec
+from archbench.data import create_dataset
+from archbench.data.raster import load_raster_patches, unpack_mask
+from archbench.errors import ConfigError, DatasetError
+from archbench.maps.predict import assemble, predict_windows, write_map
+from archbench.maps.scene import UNLABELLED, SceneReader, open_scene
+from archbench.maps.score import scores_from_confusion
+from archbench.record import read_record
+
+REPO = Path(__file__).resolve().parents[1]
+NC = Path(__file__).resolve().parents[2] / "shared" / "data" / "landsat7_north_carolina_landcover"
+CRS = "EPSG:32119"
+TRANSFORM = from_origin(630000.0, 230000.0, 30.0, 30.0)
+
+
+def write_tif(path: Path, data: np.ndarray, nodata: float | None = None, transform: Any = TRANSFORM) -> Path:
+    arr = data[None] if data.ndim == 2 else data
+    with rasterio.open(
+        path, "w", driver="GTiff", height=arr.shape[1], width=arr.shape[2], count=arr.shape[0],
+        dtype=arr.dtype, crs=CRS, transform=transform, nodata=nodata,
+    ) as dst:  # fmt: skip
+        dst.write(arr)
+    return path
+
+
+def coded(h: int, w: int, bands: int) -> np.ndarray:
+    """Band b at (r, c) = b*10000 + r*100 + c: every value names its pixel."""
+    r, c = np.mgrid[0:h, 0:w]
+    return np.stack([b * 10000 + r * 100 + c for b in range(bands)]).astype(np.float32)
+
+
+def write_scene(path: Path, spec: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def centre_of(patch: np.ndarray) -> tuple[int, int]:
+    v = int(patch[0, patch.shape[1] // 2, patch.shape[2] // 2])
+    return v // 100, v % 100
+
+
+def raw_window(values: np.ndarray, valid: np.ndarray, r: int, c: int, p: int) -> np.ndarray:
+    """The hand-computed patch: NaN off the grid and where the band is nodata."""
+    h = p // 2
+    out = np.full((values.shape[0], p, p), np.nan, dtype=np.float32)
+    for i in range(p):
+        for j in range(p):
+            rr, cc = r - h + i, c - h + j
+            if 0 <= rr < values.shape[1] and 0 <= cc < values.shape[2]:
+                out[:, i, j] = np.where(valid[:, rr, cc], values[:, rr, cc], np.nan)
+    return out
+
+
+# --- patch extraction ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sparse_scene(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray, dict[tuple[int, int], int]]:
+    """Three single-band files (one with a nodata pixel) and a sparse uint8 label raster."""
+    h, w = 12, 14
+    values = coded(h, w, 3)
+    valid = np.ones_like(values, dtype=bool)
+    valid[1, 4, 6] = False  # band 1 nodata at (4, 6)
+    for b in range(3):
+        write_tif(tmp_path / f"b{b}.tif", np.where(valid[b], values[b], -9999).astype(np.float32), -9999)
+    labels = {
+        (0, 0): 1,
+        (4, 5): 2,
+        (4, 6): 1,
+        (6, 7): 1,
+        (11, 13): 2,
+        (8, 2): 2,
+        (2, 10): 1,
+        (9, 9): 2,
+        (5, 1): 1,
+    }
+    lab = np.zeros((h, w), np.uint8)
+    for (r, c), v in labels.items():
+        lab[r, c] = v
+    write_tif(tmp_path / "labels.tif", lab, 0)
+    scene = write_scene(
+        tmp_path / "scene.yaml",
+        {
+            "name": "sparse",
+            "bands": [{"file": f"b{b}.tif"} for b in range(3)],
+            "labels": {"file": "labels.tif"},
+            "classes": [{"value": 1, "name": "one", "color": "#ff0000"}, {"value": 2, "name": "two"}],
+        },
+    )
+    return scene, values, valid, labels
+
+
+def test_patches_equal_hand_computed_windows_with_nodata_and_sparse_labels(sparse_scene: Any) -> None:
+    scene, values, valid, labels = sparse_scene
+    spec = DataSpec(
+        kind="raster_patches",
+        test_fraction=0.25,
+        options={"scene": str(scene), "patch_size": 3, "split": "random"},
+    )
+    raw = load_raster_patches(spec)
+    assert raw.test_x is not None and raw.test_y is not None
+    train = [centre_of(p) for p in raw.train_x]
+    test = [centre_of(p) for p in raw.test_x]
+    # (4, 6) is labelled but band 1 is nodata there: never a centre.
+    assert sorted(train + test) == sorted(k for k in labels if k != (4, 6))
+    assert len(test) == 2 and not set(train) & set(test)
+    fill = np.asarray(raw.info["fill_values"], np.float32)
+    pool = np.stack([raw_window(values, valid, r, c, 3) for r, c in train])
+    assert np.allclose(fill, np.nanmean(pool, axis=(0, 2, 3)), rtol=1e-6)
+    for x, y, centres in ((raw.train_x, raw.train_y, train), (raw.test_x, raw.test_y, test)):
+        for patch, label, (r, c) in zip(x, y, centres, strict=True):
+            want = raw_window(values, valid, r, c, 3)
+            want = np.where(np.isnan(want), fill[:, None, None], want)
+            np.testing.assert_array_equal(patch, want)
+            assert label == labels[(r, c)] - 1
+    # The nodata neighbour of (4, 5) and the off-grid corner of (0, 0) are filled, not raw nodata.
+    by_centre = dict(zip(train + test, list(raw.train_x) + list(raw.test_x), strict=True))
+    assert by_centre[(4, 5)][1, 1, 2] == fill[1] and by_centre[(0, 0)][0, 0, 0] == fill[0]
+    mask = unpack_mask(raw.info["train_pixels"])
+    assert sorted(zip(*np.nonzero(mask), strict=True)) == sorted(train)
+    assert raw.info["split"] == "random" and "overlap" in raw.info["split_description"]
+
+
+def test_block_split_keeps_training_patches_off_test_patches(tmp_path: Path) -> None:
+    h = w = 48
+    write_tif(tmp_path / "bands.tif", coded(h, w, 2), -1)
+    r, c = np.mgrid[0:h, 0:w]
+    write_tif(tmp_path / "labels.tif", ((r // 5 + c // 7) % 3 + 1).astype(np.uint8), 0)
+    scene = write_scene(
+        tmp_path / "scene.yaml",
+        {
+            "name": "blocks",
+            "bands": {"file": "bands.tif"},
+            "labels": {"file": "labels.tif"},
+            "classes": [{"value": v, "name": f"c{v}"} for v in (1, 2, 3)],
+        },
+    )
+    patch = 5
+    spec = DataSpec(
+        kind="raster_patches",
+        test_fraction=0.25,
+        options={"scene": str(scene), "patch_size": patch, "split": "block", "block_size": 12},
+    )
+    raw = load_raster_patches(spec)
+    assert raw.test_x is not None
+    train = np.array([centre_of(p) for p in raw.train_x])
+    test = np.array([centre_of(p) for p in raw.test_x])
+    assert len(train) > 100 and len(test) > 100
+    # Two patches overlap iff their centres are within patch-1 pixels in both directions.
+    cheb = np.abs(train[:, None, :] - test[None, :, :]).max(-1)
+    assert cheb.min() > patch - 1
+    assert sorted(map(tuple, np.argwhere(unpack_mask(raw.info["test_pixels"])))) == sorted(map(tuple, test))
+    assert raw.info["split"] == "block" and raw.info["test_blocks"]
+
+
+# --- windowed prediction and the map GeoTIFF -----------------------------------------------------------
+
+
+def _fingerprint_classifier(x: np.ndarray) -> np.ndarray:
+    """Exact function of every value in the patch (float64), so any seam or shifted pixel shows."""
+    weights = np.arange(1, x[0].size + 1, dtype=np.float64).reshape(x.shape[1:])
+    return np.asarray(np.floor((x.astype(np.float64) * weights).sum((1, 2, 3))) % 3, dtype=np.int64)
+
+
+@pytest.fixture
+def noisy_scene(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    h, w = 23, 29
+    bands = rng.normal(100, 20, (3, h, w)).astype(np.float32)
+    bands[1, 5:8, 10:13] = -9999  # a small nodata hole
+    write_tif(tmp_path / "bands.tif", bands, -9999)
+    write_tif(tmp_path / "labels.tif", rng.integers(1, 4, (h, w)).astype(np.uint8), 0)
+    return write_scene(
+        tmp_path / "scene.yaml",
+        {
+            "name": "noisy",
+            "bands": {"file": "bands.tif", "names": ["a", "b", "c"]},
+            "labels": {"file": "labels.tif"},
+            "classes": [
+                {"value": 1, "name": "one", "color": "#ff0000"},
+                {"value": 2, "name": "two", "color": "#00ff00"},
+                {"value": 3, "name": "three", "color": "#0000ff"},
+            ],
+        },
+    )
+
+
+def test_windowed_prediction_equals_whole_scene_pixel_for_pixel(noisy_scene: Path) -> None:
+    import torch
+
+    from archbench.config import ModelSpec
+    from archbench.models import create_model
+
+    scene = open_scene(noisy_scene)
+    patch, fill = 5, np.array([100.0, 100.0, 100.0], np.float32)
+    torch.manual_seed(0)
+    net = create_model(ModelSpec(name="tiny_cnn"), in_chans=3, num_classes=3).eval()
+
+    def tiny(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net(torch.from_numpy((x - 100.0) / 20.0)).argmax(1).numpy()
+
+    with SceneReader(scene) as reader:
+        values = reader.read_bands(0, 0, 23, 29)
+        for classify in (_fingerprint_classifier, tiny):
+            whole = assemble(
+                predict_windows(reader, classify, patch, fill, window=64, batch_size=4096), scene.grid
+            )
+            tiled = assemble(
+                predict_windows(reader, classify, patch, fill, window=7, batch_size=37), scene.grid
+            )
+            np.testing.assert_array_equal(tiled, whole)
+        # And both equal patches cut by hand from the whole scene.
+        valid = np.isfinite(values)
+        rows, cols = np.nonzero(valid.all(0))
+        by_hand = np.stack(
+            [raw_window(values, valid, int(r), int(c), patch) for r, c in zip(rows, cols, strict=True)]
+        )
+        by_hand = np.where(np.isnan(by_hand), fill[None, :, None, None], by_hand)
+        whole = assemble(predict_windows(reader, _fingerprint_classifier, patch, fill, window=64), scene.grid)
+        np.testing.assert_array_equal(whole[rows, cols], _fingerprint_classifier(by_hand))
+        assert (whole[5:8, 10:13] == UNLABELLED).all() and (whole[valid.all(0)] != UNLABELLED).all()
+
+
+def test_map_geotiff_keeps_crs_transform_colours_and_tags(noisy_scene: Path, tmp_path: Path) -> None:
+    scene = open_scene(noisy_scene)
+    out = tmp_path / "map.tif"
+    with SceneReader(scene) as reader:
+        windows = predict_windows(reader, _fingerprint_classifier, 3, np.zeros(3, np.float32), window=8)
+        n = write_map(
+            out,
+            scene.grid,
+            windows,
+            scene.class_values,
+            scene.colors,
+            {"run_id": "r1", "checkpoint_sha256": "ab"},
+        )
+    with rasterio.open(out) as m, rasterio.open(scene.labels.path) as lab:
+        assert m.crs == lab.crs and m.transform == lab.transform and m.shape == lab.shape
+        assert m.dtypes == ("uint8",) and m.nodata == 0
+        cmap = m.colormap(1)
+        assert cmap[1] == (255, 0, 0, 255) and cmap[3] == (0, 0, 255, 255)
+        assert m.tags()["run_id"] == "r1" and m.tags()["checkpoint_sha256"] == "ab"
+        a = m.read(1)
+    assert n == int((a != 0).sum()) == 23 * 29 - 9
+    assert (a[5:8, 10:13] == 0).all() and set(np.unique(a[a != 0])) <= {1, 2, 3}
+
+
+def test_scores_match_scikit_learn() -> None:
+    from sklearn.metrics import cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
+
+    rng = np.random.default_rng(1)
+    y, p = rng.integers(0, 4, 500), rng.integers(0, 4, 500)
+    p[:300] = y[:300]
+    s = scores_from_confusion(confusion_matrix(y, p, labels=range(4)))
+    prec, rec, f1, _ = precision_recall_fscore_support(y, p, labels=range(4), zero_division=0)
+    assert s["overall_accuracy"] == pytest.approx((y == p).mean())
+    assert s["kappa"] == pytest.approx(cohen_kappa_score(y, p))
+    assert s["producers_accuracy"] == pytest.approx(list(rec)) and s["users_accuracy"] == pytest.approx(
+        list(prec)
+    )
+    assert s["f1"] == pytest.approx(list(f1)) and s["n_pixels"] == 500
+
+
+# --- bad input -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.reliability
+def test_nodata_block_is_masked_and_every_batch_is_finite(tmp_path: Path) -> None:
+    import torch
+
+    from archbench.augment import BatchMaker, DeviceSplit
+    from archbench.config import AugmentSpec
+
+    h, w = 32, 32
+    bands = coded(h, w, 3).astype(np.int16)
+    bands[2, 8:16, 10:21] = -1  # a nodata block in band 2 of one multiband int16 file
+    write_tif(tmp_path / "stack.tif", bands, -1)
+    r, c = np.mgrid[0:h, 0:w]
+    write_tif(tmp_path / "labels.tif", ((r // 4 + c // 4) % 2 + 1).astype(np.uint8), 0)
+    scene = write_scene(
+        tmp_path / "scene.yaml",
+        {
+            "name": "holes",
+            "bands": {"file": "stack.tif"},
+            "labels": {"file": "labels.tif"},
+            "classes": [{"value": 1, "name": "a"}, {"value": 2, "name": "b"}],
+        },
+    )
+    spec = DataSpec(kind="raster_patches", options={"scene": str(scene), "patch_size": 7, "split": "random"})
+    bundle = create_dataset(spec)
+    for split in (bundle.train, bundle.val, bundle.test):
+        assert np.isfinite(split.x).all()
+        for x in split.x:
+            rr, cc = centre_of(x)
+            assert not (8 <= rr < 16 and 10 <= cc < 21)
+    assert len(bundle.train) + len(bundle.val) + len(bundle.test) == h * w - 8 * 11
+    maker = BatchMaker(bundle, torch.device("cpu"), None, AugmentSpec(crop_padding=2, hflip=True))
+    dev = DeviceSplit(bundle.train, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    for start in range(0, len(dev), 256):
+        assert torch.isfinite(maker.eval_batch(dev, start, start + 256)[0]).all()
+        assert torch.isfinite(
+            maker.train_batch(dev, torch.arange(start, min(start + 256, len(dev))), gen)[0]
+        ).all()
+    with SceneReader(open_scene(scene)) as reader:
+        fill = np.asarray(bundle.info["fill_values"], np.float32)
+        got = assemble(
+            predict_windows(reader, _fingerprint_classifier, 7, fill, window=16), open_scene(scene).grid
+        )
+    assert (got[8:16, 10:21] == UNLABELLED).sum() == 88 and (got != UNLABELLED).sum() == h * w - 88
+
+
+@pytest.mark.reliability
+def test_truncated_geotiff_names_the_file(sparse_scene: Any) -> None:
+    scene, *_ = sparse_scene
+    big = scene.parent / "b1.tif"
+    write_tif(big, coded(12, 14, 1), -9999)
+    data = big.read_bytes()
+    big.write_bytes(data[: len(data) // 2])
+    spec = DataSpec(kind="raster_patches", options={"scene": str(scene), "patch_size": 3, "split": "random"})
+    with pytest.raises(DatasetError, match="b1.tif"):
+        create_dataset(spec)
+
+
+@pytest.mark.reliability
+def test_bad_options_and_band_count_are_config_errors(sparse_scene: Any) -> None:
+    scene, *_ = sparse_scene
+    with pytest.raises(ConfigError, match=r"in_chans=4 but scene .* has 3 band"):
+        create_dataset(DataSpec(kind="raster_patches", options={"scene": str(scene), "in_chans": 4}))
+    with pytest.raises(ConfigError, match=r"data.options.patch_sise: unknown option"):
+        create_dataset(DataSpec(kind="raster_patches", options={"scene": str(scene), "patch_sise": 3}))
+    with pytest.raises(ConfigError, match=r"data.options.patch_size: .*odd"):
+        create_dataset(DataSpec(kind="raster_patches", options={"scene": str(scene), "patch_size": 4}))
+    bad = write_scene(scene.parent / "bad.yaml", {**yaml.safe_load(scene.read_text()), "bandz": []})
+    with pytest.raises(ConfigError, match=r"bad.yaml: bandz: unknown key"):
+        open_scene(bad)
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    env.pop("ARCHBENCH_FAULT", None)
+    return subprocess.run(
+        [sys.executable, "-m", "archbench", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.reliability
+def test_wrong_band_count_fails_the_run_before_training(sparse_scene: Any, tmp_path: Path) -> None:
+    scene, *_ = sparse_scene
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        textwrap.dedent(f"""
+        name: bands
+        output_dir: {tmp_path / "results"}
+        data:
+          kind: raster_patches
+          options: {{scene: {scene}, patch_size: 3, split: random, in_chans: 4}}
+        train: {{epochs: 1, threads: 1}}
+        """)
+    )
+    from archbench.runner import run_sweep
+    from archbench.sweep import expand_sweep, load_sweep
+
+    cfg = load_sweep(sweep)
+    summary = run_sweep(cfg, expand_sweep(cfg))  # the runner's own path, in-process (no CLI start-up)
+    (run_dir,) = list((tmp_path / "results" / "bands" / "runs").iterdir())
+    rec = read_record(run_dir)
+    assert summary.exit_code == 1 and rec is not None and rec.status == "failed"
+    assert rec.failure_reason == "ConfigError" and rec.history == []
+    assert "in_chans=4" in (rec.failure_detail or "") and "3 band" in (rec.failure_detail or "")
+    assert not list(run_dir.rglob("*.pt"))  # nothing trained
+
+
+@pytest.mark.reliability
+def test_wrong_band_count_is_a_config_error_before_anything_exists(sparse_scene: Any, tmp_path: Path) -> None:
+    """Planning reads the scene's headers: the CLI exits 2 and creates no folder (RELIABILITY.md case 14)."""
+    import subprocess
+    import sys
+
+    scene, *_ = sparse_scene
+    out = tmp_path / "results"
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        f"name: bands\noutput_dir: {out}\ndata:\n  kind: raster_patches\n"
+        f"  options: {{scene: {scene}, patch_size: 3, split: random, in_chans: 4}}\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "archbench", "run", str(sweep)], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "in_chans=4" in res.stderr and not out.exists()
+
+
+# --- end to end on real scenes -------------------------------------------------------------------------
+
+
+def _need_nc() -> None:
+    if not NC.is_dir():
+        pytest.skip(f"the North Carolina scene is absent ({NC}); CI provides ../shared/data")
+
+
+def test_north_carolina_end_to_end(tmp_path: Path) -> None:
+    _need_nc()
+    scene = REPO / "configs" / "scenes" / "nc_landsat7.yaml"
+    res = run_cli(
+        "run", str(REPO / "configs" / "landcover_nc.yaml"),
+        "--set", f"output_dir={tmp_path / 'results'}",
+        "--set", f"data.root={NC}",
+        "--set", f"data.options.scene={scene}",
+        "--set", "data.options.per_class=25",
+        "--set", "data.options.test_per_class=25",
+        "--set", "grid.model.name=[tiny_cnn]",
+        "--set", "train.epochs=1",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    sweep = tmp_path / "results" / "landcover_nc"
+    res = run_cli(
+        "map", str(sweep), "--scene", str(scene), "--rf", "--rf-trees", "30", "--window", "200", cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    (run_dir,) = list((sweep / "runs").iterdir())
+    rec = read_record(run_dir)
+    assert rec is not None and rec.data is not None
+    block = rec.stages["map"]
+    out = sweep / "stages" / "maps"
+    with rasterio.open(block["map_path"]) as m, rasterio.open(NC / "strata.tif") as ref:
+        assert m.crs == ref.crs and m.transform == ref.transform and m.shape == ref.shape
+        assert m.tags()["run_id"] == rec.run_id and m.tags()["checkpoint_sha256"] == rec.checkpoint_sha256
+        assert len(m.colormap(1)) >= 7
+        values = m.read(1)
+    for subset in ("all_labelled", "never_in_training", "test_blocks"):
+        s = block["scores"][subset]
+        assert 0 < s["overall_accuracy"] <= 1 and -1 <= s["kappa"] <= 1 and len(s["f1"]) == 7
+        assert int(np.sum(s["confusion_matrix"])) == s["n_pixels"] > 1000
+    assert block["scores"]["all_labelled"]["n_pixels"] == int((values != 0).sum())  # strata is full coverage
+    assert block["checkpoint_sha256"] == rec.checkpoint_sha256 and block["split"] == "block"
+    rf = block["baselines"]["random_forest"]
+    assert 0 < rf["scores"]["never_in_training"]["overall_accuracy"] <= 1 and Path(rf["map_path"]).is_file()
+    # The map predictor feeds patches exactly as evaluation did: same classes at the test pixels.
+    info = rec.data["info"]
+    rows, cols = np.nonzero(unpack_mask(info["test_pixels"]))
+    y_pred = np.load(run_dir / "predictions.npz")["y_pred"]
+    np.testing.assert_array_equal(values[rows, cols], np.asarray(info["class_values"])[y_pred])
+    index = json.loads((out / "index.json").read_text())
+    assert index["title"] == "Land-cover maps"
+    for fig in index["figures"]:
+        assert (out / fig["path"]).stat().st_size > 10_000
+    csv_text = (out / "map_scores.csv").read_text()
+    assert "random_forest" in csv_text and "tiny_cnn" in csv_text and "never_in_training" in csv_text
+
+
+def test_another_real_scene_from_a_scene_file_alone(tmp_path: Path) -> None:
+    """One multiband file (4 of the NC bands, cropped), sparse labels regrouped into 3 other class values."""
+    _need_nc()
+    from rasterio.windows import Window
+
+    win = Window(60, 150, 240, 250)  # col, row, width, height
+    stack = []
+    for name in ("lsat7_2000_30", "lsat7_2000_40", "lsat7_2000_50", "lsat7_2000_70"):
+        with rasterio.open(NC / f"{name}.tif") as src:
+            a = src.read(1, window=win).astype(np.float32)
+            stack.append(np.where(a == np.float32(src.nodata), -1.0, a).astype(np.float32))
+            transform = src.window_transform(win)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_tif(data / "stack.tif", np.stack(stack), -1, transform)
+    with rasterio.open(NC / "landsat96_labelled_pixels.tif") as src:
+        lab = src.read(1, window=win)
+    regroup = {1: 10, 3: 20, 4: 20, 5: 20, 6: 30}
+    out = np.zeros(lab.shape, np.uint8)
+    for k, v in regroup.items():
+        out[lab == k] = v
+    write_tif(data / "sparse_labels.tif", out, 0, transform)
+    scene = write_scene(
+        tmp_path / "crop.yaml",
+        {
+            "name": "nc_crop_multiband",
+            "root": "data",
+            "bands": {"file": "stack.tif", "names": ["red", "nir", "swir1", "swir2"]},
+            "labels": {"file": "sparse_labels.tif"},
+            "classes": [
+                {"value": 10, "name": "developed", "color": "#e31a1c"},
+                {"value": 20, "name": "vegetation", "color": "#1b7837"},
+                {"value": 30, "name": "water", "color": "#1f78b4"},
+            ],
+        },
+    )
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        textwrap.dedent(f"""
+        name: crop
+        output_dir: results
+        data:
+          kind: raster_patches
+          options: {{scene: {scene.name}, patch_size: 7, per_class: 60, split: block, block_size: 24}}
+        model: {{name: tiny_cnn}}
+        train: {{epochs: 1, threads: 2, optimizer: adam, lr: 0.003}}
+        """)
+    )
+    res = run_cli("run", "sweep.yaml", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = run_cli("map", "results/crop", cwd=tmp_path)  # the run's own scene file, nothing else
+    assert res.returncode == 0, res.stdout + res.stderr
+    (run_dir,) = list((tmp_path / "results" / "crop" / "runs").iterdir())
+    rec = read_record(run_dir)
+    assert rec is not None and rec.data is not None and rec.data["in_chans"] == 4
+    block = rec.stages["map"]
+    with rasterio.open(block["map_path"]) as m:
+        assert m.crs.to_epsg() == 32119 and m.transform == transform and m.shape == (250, 240)
+        assert set(np.unique(m.read(1))) <= {0, 10, 20, 30}
+    from archbench.maps.stage import MapSettings, map_target
+
+    again = map_target(tmp_path / "results" / "crop", MapSettings(), report=lambda o: None)
+    assert [o.status for o in again.outcomes] == ["skipped"] and again.exit_code == 0  # already mapped
+    s = block["scores"]["all_labelled"]
+    assert len(s["confusion_matrix"]) == 3 and s["n_pixels"] == int((out > 0).sum()) - s["n_unmapped"]
+    assert s["overall_accuracy"] is not None and s["kappa"] is not None
