@@ -2,30 +2,49 @@
 
 Starts fast: torch and the model libraries are imported only when a command needs them.
 Exit codes: 0 ok, 1 some runs failed, 2 invalid input (nothing created), 130 stopped by a signal.
+Every error is one line (what, where, how to fix) without a traceback; `archbench --debug …` (or
+ARCHBENCH_DEBUG=1) shows the traceback. User text is printed literally (terminal.py).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from .errors import ArchbenchError, ConfigError, DatasetError
+from .terminal import literal, make_console, one_line
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Compare image-classification architectures."
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Compare image-classification architectures.",
 )
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
+_debug = {"on": os.environ.get("ARCHBENCH_DEBUG", "") not in ("", "0")}
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="show the traceback of an error")] = False,
+) -> None:
+    if debug:
+        _debug["on"] = True
+
+
+def _error_line(message: object) -> None:
+    err_console.print(f"error: {one_line(message)}", soft_wrap=True)
 
 
 def _config_fail(exc: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+    _error_line(exc)
     raise typer.Exit(code=2)
 
 
@@ -36,10 +55,10 @@ class RichReporter:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
+            TextColumn("{task.fields[info]}", markup=False),
             TimeElapsedColumn(),
             console=console,
             transient=False,
@@ -84,7 +103,7 @@ class RichReporter:
             line += f"  top-1 {m.top1:.4f}  F1 {m.f1_macro:.4f}  train {record.train_seconds or 0:.1f}s"
         elif record is not None and record.failure_reason:
             line += f"  reason: {record.failure_reason}"
-        self.progress.console.print(line, highlight=False, markup=False)
+        self.progress.console.print(literal(line), highlight=False, markup=False, soft_wrap=True)
 
 
 def _plan(sweep_file: Path, overrides: list[str]) -> tuple[Any, list[Any], str]:
@@ -114,20 +133,25 @@ def run(
     from .sweep import sweep_dir
 
     if dry_run:
-        table = Table(title=f"{cfg.name}: {len(runs)} runs → {sweep_dir(cfg)}/runs/")
+        table = Table(title=literal(f"{cfg.name}: {len(runs)} runs → {sweep_dir(cfg)}/runs/"))
         table.add_column("#", justify="right")
         table.add_column("run id")
         axes_keys = list(cfg.grid)
         for k in axes_keys:
             table.add_column(k)
         for i, r in enumerate(runs, 1):
-            table.add_row(str(i), r.run_id, *(str(r.axes[k]) for k in axes_keys))
+            table.add_row(str(i), r.run_id, *(literal(r.axes[k]) for k in axes_keys))
         console.print(table)
         console.print(f"{len(runs)} runs", highlight=False)
         return
 
+    from .paths import ensure_writable_dir
     from .runner import run_sweep
 
+    try:
+        ensure_writable_dir(sweep_dir(cfg))
+    except ArchbenchError as exc:
+        _config_fail(exc)
     stop = {"flag": False}
 
     def _on_signal(signum: int, frame: Any) -> None:
@@ -143,11 +167,11 @@ def run(
         for k in ("trained", "skipped", "failed", "killed", "busy")
         if summary.count(k)
     ]
-    console.print(f"sweep {cfg.name}: {len(runs)} runs: " + ", ".join(parts), highlight=False)
+    console.print(literal(f"sweep {cfg.name}: {len(runs)} runs: " + ", ".join(parts)), soft_wrap=True)
     if summary.count("failed"):
         for rid, reason in summary.reasons.items():
             if summary.outcomes.get(rid) == "failed":
-                console.print(f"  failed {rid}: {reason}", highlight=False, markup=False)
+                console.print(literal(f"  failed {rid}: {reason}"), soft_wrap=True)
     raise typer.Exit(code=summary.exit_code)
 
 
@@ -166,7 +190,7 @@ def _print_results(path: Path) -> list[dict[str, Any]]:
     from .results import find_sweep_dirs, iter_records, record_row, rows_to_csv
 
     rows = [record_row(d, r, p) for d, r, p in iter_records(path)]
-    table = Table(title=str(path))
+    table = Table(title=literal(path))
     cols = ["run_id", "status", "top1", "f1_macro", "train_seconds"]
     extra = [
         c
@@ -179,7 +203,7 @@ def _print_results(path: Path) -> list[dict[str, Any]]:
         cells = []
         for c in cols + extra:
             v = r.get(c)
-            cells.append(_fmt_cell(c, v))
+            cells.append(literal(_fmt_cell(c, v)))
         table.add_row(*cells)
     console.print(table)
     for sd in find_sweep_dirs(path):
@@ -196,7 +220,7 @@ def ls_cmd(
     from .results import find_sweep_dirs
 
     if not find_sweep_dirs(path):
-        err_console.print(f"error: {path}: no sweep found (expected a folder with runs/ inside)")
+        _error_line(f"{path}: no sweep found (expected a folder with runs/ inside); give a sweep folder")
         raise typer.Exit(code=2)
     _print_results(path)
 
@@ -221,6 +245,17 @@ _register_stage_commands()
 def main() -> None:  # pragma: no cover - console entry point wrapper
     try:
         app()
-    except ArchbenchError as exc:
-        err_console.print(f"error: {exc}")
+    except (ArchbenchError, OSError) as exc:
+        # Invalid input or an unusable folder: one line, exit 2 (the traceback only with --debug).
+        if _debug["on"]:
+            raise
+        _error_line(exc)
         sys.exit(2)
+    except Exception as exc:
+        if _debug["on"]:
+            raise
+        _error_line(
+            f"internal error {type(exc).__name__}: {exc} (run `archbench --debug …` for the traceback "
+            "and report it)"
+        )
+        sys.exit(1)

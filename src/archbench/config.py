@@ -10,9 +10,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+SEED_MAX = 2**63 - 1  # seeds go into torch/numpy generators as signed 64-bit integers
+DEFAULT_MAX_RUNS = 100_000
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf/nan are refused in every float field (they would be stored as null and break the record).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class AugmentSpec(_Strict):
@@ -34,7 +38,9 @@ class DataSpec(_Strict):
     test_limit_per_class: int | None = Field(
         None, ge=1, description="evaluate on at most this many test images/class (quick looks only)"
     )
-    split_seed: int = Field(0, ge=0, description="seed of the val/test split (fixed across run seeds)")
+    split_seed: int = Field(
+        0, ge=0, le=SEED_MAX, description="seed of the val/test split (fixed across run seeds)"
+    )
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
     on_bad_file: Literal["fail", "skip"] = Field("fail", description="undecodable images: fail or skip")
     max_image_pixels: int = Field(
@@ -93,7 +99,7 @@ class RunSpec(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
 
     def identity(self) -> dict[str, Any]:
         """The canonical content that defines a run (hashed into its id)."""
@@ -126,7 +132,7 @@ class ExplainSpec(_Strict):
     methods: list[ExplainMethod] = Field(default_factory=lambda: list(_DEFAULT_METHODS))
     images: int = Field(8, ge=1, le=256)
     select: Literal["mistakes", "correct", "random", "per-class"] = "random"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
 
 
 class SweepConfig(_Strict):
@@ -138,7 +144,10 @@ class SweepConfig(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
+    max_runs: int = Field(
+        DEFAULT_MAX_RUNS, ge=1, description="refuse a grid whose product has more runs than this"
+    )
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     profile: ProfileSpec | None = None

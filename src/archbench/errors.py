@@ -15,6 +15,10 @@ class UnknownModelError(ConfigError):
     """A model name that is not in the registry (names are looked up, never imported)."""
 
 
+class OutputError(ArchbenchError):
+    """The results folder cannot be created or written (a file in the way, read-only, no space)."""
+
+
 class DatasetError(ArchbenchError):
     """A dataset is missing, malformed or unsafe; names the file and what is wrong with it."""
 

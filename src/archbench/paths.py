@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -80,3 +81,36 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def ensure_writable_dir(path: Path, what: str = "results folder") -> None:
+    """Create `path` (and parents) and prove a file can be written there, or raise `OutputError`.
+
+    Called before a sweep starts, so a file in the way or a read-only folder is one clear error and
+    nothing is half-created.
+    """
+    from .errors import OutputError
+
+    for parent in [path, *path.parents]:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise OutputError(
+                    f"{parent}: exists and is not a folder, so the {what} {path} cannot be created; "
+                    "move it or choose another output_dir"
+                )
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-probe-{os.getpid()}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        code = errno.errorcode.get(exc.errno or 0, "?")
+        raise OutputError(
+            f"{exc.filename or path}: cannot write the {what} ({code}: {exc.strerror}); "
+            "make it writable, free space, or choose another output_dir"
+        ) from None

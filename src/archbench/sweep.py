@@ -9,6 +9,8 @@ import copy
 import hashlib
 import itertools
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,39 @@ def _validation_error(
     return ConfigError("invalid sweep file:\n  " + "\n  ".join(msgs))
 
 
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _bad_number(value: Any) -> str | None:
+    """Why a number cannot be used (non-finite, or too large for the 64-bit/float32 code paths)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "is not a finite number; give a real value"
+        if abs(value) > _FLOAT32_MAX:
+            return "overflows float32 (becomes inf in training); give a smaller value"
+    if isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
+        return "does not fit a signed 64-bit integer; give a smaller value"
+    return None
+
+
+def _check_numbers(value: Any, key: KeyPath, where: Callable[[KeyPath], str]) -> None:
+    """Refuse inf/nan and overflowing numbers anywhere in the config (also inside free-form options)."""
+    stack: list[tuple[KeyPath, Any]] = [(key, value)]
+    while stack:
+        k, v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(((*k, str(kk)), vv) for kk, vv in v.items())
+        elif isinstance(v, list):
+            stack.extend(((*k, i), vv) for i, vv in enumerate(v))
+        else:
+            why = _bad_number(v)
+            if why:
+                raise ConfigError(f"{where(k)}: {_fmt_loc(k)} = {v!r} {why}")
+
+
 def _set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     cur = d
@@ -120,12 +155,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         key, _, text = item.partition("=")
         key = key.strip()
         value = parse_value(text)
+        where = f"--set {item!r}"
+        _check_numbers(value, tuple(key.split(".")), lambda _k: where)  # noqa: B023
         if key.startswith("grid."):
             if not isinstance(value, list):
                 value = [value]
             raw.setdefault("grid", {})[key[5:]] = value
             continue
-        if key not in ("name", "output_dir") and not _valid_dotted_key(key):
+        if key not in ("name", "output_dir", "max_runs") and not _valid_dotted_key(key):
             raise ConfigError(f"--set {item!r}: unknown key '{key}'")
         grid = raw.get("grid")
         if isinstance(grid, dict) and key in grid:
@@ -151,10 +188,25 @@ def _validate(data: Any, lines: dict[KeyPath, int], path: str, overrides: list[s
             f"{path}: expected a mapping with keys name, data, model, train, grid; found {data!r}"
         )
     data = apply_overrides(data, overrides)
+
+    def where(key: KeyPath) -> str:
+        line = _line_for(lines, key)
+        return f"{path}:{line}" if line else path
+
+    _check_numbers(data, (), where)
     try:
         cfg = SweepConfig.model_validate(data)
     except ValidationError as exc:
         raise _validation_error(path, exc, lines) from None
+    _check_numbers(_base_dict(cfg), (), where)  # again after coercion: '1e308' is a string in YAML 1.1
+    # Refuse a huge grid from its axis lengths, before any combination is built.
+    n_runs = math.prod(len(v) for v in cfg.grid.values())
+    if n_runs > cfg.max_runs:
+        sizes = " x ".join(str(len(v)) for v in cfg.grid.values())
+        raise ConfigError(
+            f"{where(('grid',))}: the grid expands to {n_runs:,} runs ({sizes}), more than max_runs "
+            f"{cfg.max_runs:,}; shrink the grid or raise max_runs: in the sweep file"
+        )
     for key in cfg.grid:
         if not _valid_dotted_key(key):
             raise ConfigError(
@@ -175,13 +227,16 @@ def _validate(data: Any, lines: dict[KeyPath, int], path: str, overrides: list[s
             trial = copy.deepcopy(raw_base)
             _set_dotted(trial, key, v)
             try:
-                RunSpec.model_validate(trial)
+                resolved: Any = RunSpec.model_validate(trial).model_dump()
             except ValidationError as exc:
                 err = exc.errors()[0]
                 raise ConfigError(
                     f"{path}:{_line_for(lines, ('grid', key, j)) or '?'}: grid.{key}[{j}]: "
                     f"{err['msg']}; found {v!r}"
                 ) from None
+            for part in key.split("."):
+                resolved = resolved.get(part) if isinstance(resolved, dict) else None
+            _check_numbers(resolved, ("grid", key, j), where)
     return cfg
 
 

@@ -1,6 +1,9 @@
 """Reads YAML safely (SafeLoader only), rejects duplicate keys and tabs, and remembers each key's line.
 
 Owns parsing only: it never validates meaning (config.py does) and never constructs arbitrary objects.
+Bounded: a file over `MAX_FILE_BYTES`, nesting deeper than `MAX_DEPTH`, more than `MAX_ALIASES` aliases or
+aliases expanding to more than `MAX_NODES` values are refused (file:line) before anything is built, so a
+small hostile file cannot take memory, minutes or a RecursionError.
 """
 
 from __future__ import annotations
@@ -13,6 +16,11 @@ import yaml
 from .errors import ConfigError
 
 KeyPath = tuple[str | int, ...]
+
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_ALIASES = 1000
+MAX_NODES = 200_000
 
 
 def _where(path: str, mark: Any) -> str:
@@ -52,11 +60,80 @@ def _build(
     return loader.construct_object(node, deep=True)  # type: ignore[no-untyped-call]
 
 
+def _check_bounds(text: str, path: str) -> None:
+    """One pass over the event stream (no recursion, nothing built): depth, alias count, expanded size.
+
+    The expanded size of every anchored node is tracked, so an alias's cost is known when it is met and
+    a few nested aliases that would expand to billions of values are refused at the alias's line.
+    """
+    loader = yaml.SafeLoader(text)
+    sizes: dict[str, int] = {}
+    stack: list[tuple[str | None, int]] = []  # (anchor, expanded size so far) of each open collection
+    total = aliases = 0
+    try:
+        while loader.check_event():
+            ev = loader.get_event()
+            if isinstance(ev, yaml.CollectionStartEvent):
+                if len(stack) >= MAX_DEPTH:
+                    raise ConfigError(
+                        f"{_where(path, ev.start_mark)}: YAML nested deeper than {MAX_DEPTH} levels; "
+                        "a sweep file needs a few"
+                    )
+                stack.append((ev.anchor, 0))
+                continue
+            if isinstance(ev, yaml.CollectionEndEvent):
+                anchor, size = stack.pop()
+                size += 1
+                if anchor is not None:
+                    sizes[anchor] = size
+            elif isinstance(ev, yaml.ScalarEvent):
+                size = 1
+                if ev.anchor is not None:
+                    sizes[ev.anchor] = 1
+            elif isinstance(ev, yaml.AliasEvent):
+                aliases += 1
+                if ev.anchor not in sizes:
+                    raise ConfigError(
+                        f"{_where(path, ev.start_mark)}: alias *{ev.anchor} refers to a node that contains "
+                        "it (recursive alias) or to no anchor; write the value out"
+                    )
+                if aliases > MAX_ALIASES:
+                    raise ConfigError(
+                        f"{_where(path, ev.start_mark)}: more than {MAX_ALIASES} YAML aliases; "
+                        "write the values out"
+                    )
+                size = sizes[ev.anchor]
+                total += size - 1
+                if total > MAX_NODES:
+                    raise ConfigError(
+                        f"{_where(path, ev.start_mark)}: YAML aliases expand to more than {MAX_NODES:,} "
+                        f"values (alias *{ev.anchor} alone is {size:,}); write the values out"
+                    )
+            else:
+                continue
+            total += 1
+            if stack:
+                anchor, parent = stack[-1]
+                stack[-1] = (anchor, parent + size)
+            if total > MAX_NODES:
+                raise ConfigError(
+                    f"{_where(path, ev.start_mark)}: more than {MAX_NODES:,} YAML values; "
+                    "a sweep file needs far fewer"
+                )
+    finally:
+        loader.dispose()
+
+
 def load_yaml_text(text: str, path: str = "<string>") -> tuple[Any, dict[KeyPath, int]]:
     """Parse YAML text into plain data plus a map from key path to line number."""
     lines: dict[KeyPath, int] = {}
+    if len(text) > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"{path}: {len(text):,} characters, more than {MAX_FILE_BYTES:,}; not a sweep file?"
+        )
     loader = yaml.SafeLoader(text)
     try:
+        _check_bounds(text, path)
         node = loader.get_single_node()
         if node is None:
             return None, lines
@@ -78,6 +155,11 @@ def load_yaml_text(text: str, path: str = "<string>") -> tuple[Any, dict[KeyPath
 def load_yaml_file(path: str | Path) -> tuple[Any, dict[KeyPath, int]]:
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConfigError(
+                f"{p}: {size:,} bytes, more than the {MAX_FILE_BYTES:,} a sweep file may have; wrong file?"
+            )
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{p}: file not found") from None
