@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import json
 import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,20 +131,39 @@ def _set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
     cur[parts[-1]] = value
 
 
-def _valid_dotted_key(key: str) -> bool:
-    """Is `key` a field path of RunSpec (a free-form dict such as data.options may take any subkey)?"""
-    model: type[BaseModel] = RunSpec
-    parts = key.split(".")
+def _section_model(ann: Any) -> type[BaseModel] | None:
+    """The model class of a field annotated `Model` or `Model | None` (a section), else None."""
+    for candidate in (ann, *typing.get_args(ann)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _valid_path(model: type[BaseModel], parts: list[str]) -> bool:
+    """Is `parts` a field path of `model` (a free-form dict such as data.options may take any subkey)?"""
     for i, p in enumerate(parts):
         field = model.model_fields.get(p)
         if field is None:
             return False
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
+        section = _section_model(field.annotation)
+        if section is not None and i < len(parts) - 1:
+            model = section
             continue
-        return i == len(parts) - 1 or (getattr(ann, "__origin__", None) is dict)
+        return i == len(parts) - 1 or (getattr(field.annotation, "__origin__", None) is dict)
     return False
+
+
+def _valid_dotted_key(key: str) -> bool:
+    """Is `key` a field path of RunSpec (what a grid axis may vary)?"""
+    return _valid_path(RunSpec, key.split("."))
+
+
+def _valid_override_key(key: str) -> bool:
+    """What `--set` may change: a RunSpec field, or a field of a sweep-level section (profile.iters...)."""
+    parts = key.split(".")
+    if _valid_dotted_key(key):
+        return True
+    return len(parts) > 1 and parts[0] not in ("grid", "exclude") and _valid_path(SweepConfig, parts)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -162,7 +182,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 value = [value]
             raw.setdefault("grid", {})[key[5:]] = value
             continue
-        if key not in ("name", "output_dir", "max_runs") and not _valid_dotted_key(key):
+        if key not in ("name", "output_dir", "max_runs") and not _valid_override_key(key):
             raise ConfigError(f"--set {item!r}: unknown key '{key}'")
         grid = raw.get("grid")
         if isinstance(grid, dict) and key in grid:

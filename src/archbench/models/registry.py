@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import ModelSpec
 from ..errors import ConfigError, UnknownModelError
@@ -37,10 +37,16 @@ class BuildArgs:
 
 @dataclass
 class Built:
-    """What an entrypoint returns: the model and its ordered stages (stem first) for `freeze`."""
+    """What an entrypoint returns: the model, its ordered stages (stem first) for `freeze`, and build facts.
+
+    `info` holds what a reader of the record should know about how the network was built for this run
+    (e.g. a ViT's `input_size`, `native_input_size` and `pos_embed_interpolated`); `create_model` attaches
+    it to the model as `archbench_build_info`.
+    """
 
     model: nn.Module
     stages: list[tuple[str, list[nn.Parameter]]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 Builder = Callable[[BuildArgs], Built]
@@ -143,7 +149,10 @@ def create_model(
 
     Order: build (random init, or ImageNet weights loaded before the first conv and head are adapted) →
     load a local `pretrained` file (head weights of the wrong shape dropped) → freeze the first
-    `spec.freeze` stages. `image_size` is the square input size; only vit uses it (default 224).
+    `spec.freeze` stages. `image_size` is the square input size; only families with a fixed input size use
+    it (torchvision vit, default 224; timm models whose pretrained config says `fixed_input_size`, such as
+    ViT/DeiT/Swin): they are built for it, and pretrained position embeddings are interpolated to the new
+    patch grid. `build_info(model)` tells what was done.
     Frozen means `requires_grad=False` only: BatchNorm layers in frozen stages still update their running
     statistics in train mode.
     """
@@ -173,4 +182,11 @@ def create_model(
     for _, params in built.stages[: spec.freeze]:
         for param in params:
             param.requires_grad_(False)
+    built.model.archbench_build_info = dict(built.info)  # type: ignore[assignment]
     return built.model
+
+
+def build_info(model: nn.Module) -> dict[str, Any]:
+    """The build facts `create_model` attached to `model` (empty for a model built elsewhere)."""
+    info = getattr(model, "archbench_build_info", None)
+    return dict(info) if isinstance(info, dict) else {}

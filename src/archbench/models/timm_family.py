@@ -1,6 +1,7 @@
 """Any timm model as `timm:NAME`: owns checking NAME against timm's list and the build; never downloads.
 
-Options map onto timm's keywords (`in_chans`, `num_classes`, `drop_rate`, `global_pool='max'`); only those
+Options map onto timm's keywords (`in_chans`, `num_classes`, `drop_rate`, `global_pool='max'`, and
+`img_size` for models whose pretrained config has a fixed input size, when the run's differs); only those
 that differ from timm's defaults are passed, so a model lacking one still builds. `stem: cifar` is not
 defined here. Stages for `freeze` are timm's coarse layer groups (stem first, then the blocks), head
 excluded. ImageNet weights are used only if timm's default file is already in the local caches.
@@ -50,6 +51,11 @@ def build_timm(args: BuildArgs) -> Built:
     if spec.pool == "max":
         kwargs["global_pool"] = "max"
     pretrained = spec.pretrained == "imagenet"
+    info = _input_size_info(name, args.image_size, pretrained)
+    if info.get("input_size") != info.get("native_input_size"):
+        # A fixed-size model (ViT, DeiT, Swin...) is built for the run's input; timm resamples pretrained
+        # position embeddings to the new patch grid when it loads them (`checkpoint_filter_fn`).
+        kwargs["img_size"] = info["input_size"]
     if pretrained:
         from .weights import timm_pretrained_file
 
@@ -58,9 +64,31 @@ def build_timm(args: BuildArgs) -> Built:
     try:
         model = timm.create_model(name, pretrained=pretrained, **kwargs)
     except TypeError as exc:
-        options = ", ".join(k for k in ("drop_rate", "global_pool") if k in kwargs)
+        options = ", ".join(k for k in ("drop_rate", "global_pool", "img_size") if k in kwargs)
         raise ConfigError(f"timm model {name!r} does not accept these options ({options}): {exc}") from exc
-    return Built(model, _stages(model, name) if spec.freeze > 0 else [])
+    if info:
+        grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
+        if grid is not None:
+            info["patch_grid"] = [int(g) for g in grid]
+    return Built(model, _stages(model, name) if spec.freeze > 0 else [], info)
+
+
+def _input_size_info(name: str, image_size: int | None, pretrained: bool) -> dict[str, Any]:
+    """For a timm model with a fixed input size: the run's size, the native one, and whether it is resized.
+
+    Empty for models that take any size (CNNs): nothing about them depends on the run's resolution.
+    """
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    if cfg is None or not cfg.fixed_input_size or image_size is None:
+        return {}
+    native = int(cfg.input_size[-1])
+    return {
+        "input_size": image_size,
+        "native_input_size": native,
+        "pos_embed_interpolated": pretrained and image_size != native,
+    }
 
 
 def _stages(model: nn.Module, name: str) -> list[tuple[str, list[nn.Parameter]]]:

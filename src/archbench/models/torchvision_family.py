@@ -61,11 +61,15 @@ def build_torchvision(args: BuildArgs) -> Built:
         model = torchvision.models.get_model(args.name, weights=None, image_size=size)
     else:
         model = torchvision.models.get_model(args.name, weights=None)
+    info: dict[str, Any] = {}
+    if args.family == "vit":
+        info = _vit_info(model.image_size, model.patch_size, _VIT_DEFAULT_SIZE, pretrained)
     if pretrained:
         path, state = torchvision_imagenet_state_dict(args.name)
         if args.family == "vit" and model.image_size != _VIT_DEFAULT_SIZE:
             from torchvision.models.vision_transformer import interpolate_embeddings
 
+            # bicubic resampling of the 14x14 grid of position embeddings to the run's patch grid
             state = interpolate_embeddings(model.image_size, model.patch_size, OrderedDict(state))
         try:
             model.load_state_dict(state)
@@ -78,7 +82,19 @@ def build_torchvision(args: BuildArgs) -> Built:
         "efficientnet": _mobile,
         "vit": _vit,
     }[args.family]
-    return surgery(model, args, pretrained)
+    built = surgery(model, args, pretrained)
+    built.info.update(info)
+    return built
+
+
+def _vit_info(size: int, patch: int, native: int, pretrained: bool) -> dict[str, Any]:
+    """What a reader must know about a ViT built for `size`: its patch grid, whether weights were resized."""
+    return {
+        "input_size": size,
+        "native_input_size": native,
+        "patch_grid": [size // patch, size // patch],
+        "pos_embed_interpolated": pretrained and size != native,
+    }
 
 
 def _linear_head(in_features: int, num_classes: int, family: str) -> nn.Linear:

@@ -2,8 +2,13 @@
 
 Every `.pt`/`.pth`/`.bin` file is read with `torch.load(..., weights_only=True)` (never plain pickle), so a
 checkpoint carrying code is refused before anything in it runs; `.safetensors` files are read with
-safetensors. ImageNet weights are looked up where torch hub / the Hugging Face cache would have put them;
-when absent, the error says which file to put where.
+safetensors. ImageNet weights are looked up where torch hub / the Hugging Face cache would have put them:
+
+    torchvision:  $TORCH_HOME/hub/checkpoints/<file of Weights.url>   (TORCH_HOME default ~/.cache/torch)
+    timm:         $HF_HOME/hub/models--<org>--<name>/snapshots/<rev>/model.safetensors  (HF_HOME default
+                  ~/.cache/huggingface), or the torch hub file of the model's `url` for older entries
+
+When absent, the error says which file to put where; `archbench weights` lists them all.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -142,17 +148,50 @@ def _missing_file_message(what: str, path: Path, url: str) -> str:
 
 def torchvision_imagenet_state_dict(tv_name: str) -> tuple[Path, dict[str, torch.Tensor]]:
     """The file and tensors of a torchvision model's DEFAULT ImageNet weights, from the hub cache only."""
+    where = torchvision_weights_location(tv_name)
+    if where.found is None:
+        what = f"{tv_name} ({where.source})"
+        raise MissingWeightsError(_missing_file_message(what, where.expected, where.url))
+    return where.found, read_state_dict(where.found)
+
+
+@dataclass(frozen=True)
+class WeightsLocation:
+    """Where a model's default ImageNet weights belong on this machine, whether they are there, and the URL.
+
+    `expected` is the file (torch hub cache) or the Hugging Face cache folder (`models--ORG--NAME`) the
+    loader looks in; `found` the file it would load, or None; `url` where to fetch it on a machine with
+    network; `fetch` the command to do that.
+    """
+
+    model: str
+    source: str
+    file: str
+    expected: Path
+    found: Path | None
+    url: str
+    fetch: str
+
+
+def torchvision_weights_location(tv_name: str) -> WeightsLocation:
+    """The torch hub cache file of a torchvision model's DEFAULT weights (`$TORCH_HOME/hub/checkpoints`)."""
     import torchvision
 
     weights = torchvision.models.get_model_weights(tv_name).DEFAULT
     path = _hub_checkpoint_path(weights.url)
-    if not path.is_file():
-        raise MissingWeightsError(_missing_file_message(f"{tv_name} ({weights})", path, weights.url))
-    return path, read_state_dict(path)
+    return WeightsLocation(
+        model=tv_name,
+        source=f"torchvision {weights}",
+        file=path.name,
+        expected=path,
+        found=path if path.is_file() else None,
+        url=weights.url,
+        fetch=f"curl -L -o {path.name} {weights.url}",
+    )
 
 
-def timm_pretrained_file(name: str) -> Path:
-    """Where timm's default pretrained weights for `name` already are (HF cache or torch hub cache)."""
+def timm_weights_location(name: str) -> WeightsLocation:
+    """Where timm's default pretrained weights for `name` are looked up: HF cache, else torch hub cache."""
     import huggingface_hub
     from huggingface_hub import constants as hf_constants
     from timm.models import get_pretrained_cfg
@@ -160,38 +199,99 @@ def timm_pretrained_file(name: str) -> Path:
     cfg = get_pretrained_cfg(name)
     if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
         raise ConfigError(f"model.pretrained: imagenet: timm model {name!r} has no pretrained weights")
-    if cfg.file and Path(cfg.file).is_file():
-        return Path(cfg.file)
+    model = f"timm:{name}"
+    if cfg.file:
+        file = Path(cfg.file)
+        found = file if file.is_file() else None
+        return WeightsLocation(model, "timm (file)", file.name, file, found, "", "")
     url = cfg.url if isinstance(cfg.url, str) else ""
-    cache = hf_constants.HF_HUB_CACHE  # read at call time: whoever repoints the cache is honoured
-    repo_id = ""
+    cache = Path(hf_constants.HF_HUB_CACHE)  # read at call time: whoever repoints the cache is honoured
     if cfg.hf_hub_id:
         repo_id, _, revision = cfg.hf_hub_id.partition("@")
         filenames = (
             [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
         )
+        found_hf: Path | None = None
         for filename in filenames:
-            found = huggingface_hub.try_to_load_from_cache(
-                repo_id, filename, cache_dir=cache, revision=revision or None
+            hit = huggingface_hub.try_to_load_from_cache(
+                repo_id, filename, cache_dir=str(cache), revision=revision or None
             )
-            if isinstance(found, str) and Path(found).is_file():
-                return Path(found)
+            if isinstance(hit, str) and Path(hit).is_file():
+                found_hf = Path(hit)
+                break
+        if found_hf is None and url and not url.endswith(".npz"):
+            hub = _hub_checkpoint_path(url)  # an older timm cache location, still honoured
+            found_hf = hub if hub.is_file() else None
+        return WeightsLocation(
+            model=model,
+            source=f"timm {cfg.hf_hub_id}",
+            file=filenames[0],
+            expected=cache / f"models--{repo_id.replace('/', '--')}",
+            found=found_hf,
+            url=f"https://huggingface.co/{repo_id}/resolve/{revision or 'main'}/{filenames[0]}",
+            fetch=(
+                f"huggingface-cli download {repo_id} {filenames[0]} (then copy its "
+                f"models--{repo_id.replace('/', '--')} folder into {cache} here)"
+            ),
+        )
     if url and not url.endswith(".npz"):  # .npz (JAX) files need timm's custom loader: HF copies only
         path = _hub_checkpoint_path(url)
-        if path.is_file():
-            return path
-    if repo_id:
+        return WeightsLocation(
+            model, "timm (url)", path.name, path, path if path.is_file() else None, url,
+            f"curl -L -o {path.name} {url}",
+        )  # fmt: skip
+    raise ConfigError(
+        f"model.pretrained: imagenet: timm model {name!r} has only JAX .npz weights, which archbench does "
+        "not read; put a converted weights file on this machine and give its path as model.pretrained"
+    )
+
+
+def timm_pretrained_file(name: str) -> Path:
+    """The file holding timm's default pretrained weights for `name`, from the local caches only."""
+    where = timm_weights_location(name)
+    if where.found is not None:
+        return where.found
+    if where.expected.name.startswith("models--"):
         hint = (
-            f"on a machine with network run `huggingface-cli download {repo_id} model.safetensors` (or "
-            f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"`) and copy its "
-            f"models--{repo_id.replace('/', '--')} folder into {cache} here"
+            f"on a machine with network run `{where.fetch}` (or "
+            f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"`)"
         )
-    elif url and not url.endswith(".npz"):
-        path = _hub_checkpoint_path(url)
-        hint = f"put {path.name} (from {url}) in the folder {path.parent}"
     else:
-        hint = "put a weights file on this machine and give its path as model.pretrained"
+        hint = f"put {where.file} (from {where.url}) in the folder {where.expected.parent}"
     raise MissingWeightsError(
         f"model.pretrained: imagenet: the weights of timm model {name!r} are not on this machine and "
         f"archbench never downloads; {hint}."
     )
+
+
+_TIMM_LIST_CAP = 200
+
+
+def list_weights(pattern: str | None = None) -> list[WeightsLocation]:
+    """Every registered model with published ImageNet weights whose name matches `pattern` (fnmatch).
+
+    `timm:PATTERN` lists timm architectures with pretrained weights instead (at most 200); without a
+    pattern only archbench's registered names are listed.
+    """
+    import fnmatch
+
+    from .registry import _NO_IMAGENET, TIMM_PREFIX, model_family, model_names
+
+    if pattern and pattern.startswith(TIMM_PREFIX):
+        import timm
+
+        names = timm.list_models(pattern[len(TIMM_PREFIX) :] or "*", pretrained=True)
+        archs = list(dict.fromkeys(n.split(".", 1)[0] for n in names))[:_TIMM_LIST_CAP]
+        out = []
+        for arch in archs:
+            try:
+                out.append(timm_weights_location(arch))
+            except ConfigError:
+                continue  # JAX-only weights: nothing archbench can load
+        return out
+    wanted = pattern or "*"
+    return [
+        torchvision_weights_location(name)
+        for name in model_names()
+        if model_family(name) not in _NO_IMAGENET and fnmatch.fnmatchcase(name, wanted)
+    ]
