@@ -135,6 +135,28 @@ class ExplainSpec(_Strict):
     seed: int = Field(0, ge=0, le=SEED_MAX)
 
 
+class ResourcesSpec(_Strict):
+    """What one run asks the executor for (Ray: `num_cpus`/`num_gpus` of its task; fractions share a GPU)."""
+
+    cpu: float | None = Field(None, gt=0, description="CPUs per run; null: train.threads, else 1")
+    gpu: float | None = Field(
+        None, ge=0, description="GPUs per run (0.25 lets four small runs share one); null: 1 on a GPU cluster"
+    )
+
+
+class ExecutorSpec(_Strict):
+    """`executor:` in a sweep file: where runs execute. Not part of any run's identity."""
+
+    kind: Literal["local"] = Field("local", description="local: one run at a time in this process")
+    address: str | None = Field(
+        None, description="ray: null starts a local Ray sized to this machine; 'auto' or HOST:PORT joins one"
+    )
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    max_retries: int = Field(
+        2, ge=0, le=100, description="ray: re-runs of a run whose worker or node died (resumes from `last`)"
+    )
+
+
 class SweepConfig(_Strict):
     """A whole sweep file: base settings plus a grid of dotted keys mapped to lists of values."""
 
@@ -152,6 +174,7 @@ class SweepConfig(_Strict):
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     profile: ProfileSpec | None = None
     explain: ExplainSpec | None = None
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
 
     @field_validator("grid")
     @classmethod

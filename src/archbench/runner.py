@@ -71,7 +71,15 @@ class SweepSummary:
     sweep_dir: Path
     outcomes: dict[str, str] = field(default_factory=dict)  # run_id -> trained|skipped|failed|killed|busy
     reasons: dict[str, str] = field(default_factory=dict)
+    nodes: dict[str, str] = field(default_factory=dict)  # run_id -> where it ran (Ray node), if known
     stopped: bool = False
+
+    def add(self, out: RunOutcome) -> None:
+        self.outcomes[out.run_id] = out.outcome
+        if out.reason:
+            self.reasons[out.run_id] = out.reason
+        if out.node:
+            self.nodes[out.run_id] = out.node
 
     def count(self, outcome: str) -> int:
         return sum(1 for v in self.outcomes.values() if v == outcome)
@@ -113,7 +121,7 @@ def _write_history_csv(run_dir: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(run_dir / "history.csv", buf.getvalue())
 
 
-class _DataCache:
+class DataCache:
     """Loads each distinct data spec once per sweep process."""
 
     def __init__(self) -> None:
@@ -148,6 +156,104 @@ def _failure(exc: BaseException) -> tuple[str, str]:
     return "error", f"{type(exc).__name__}: {exc}"
 
 
+@dataclass
+class RunOutcome:
+    """What happened to one planned run in the process that ran it (picklable: executors send it back)."""
+
+    run_id: str
+    outcome: str  # trained|skipped|failed|killed|busy
+    reason: str | None = None
+    node: str | None = None
+
+
+def execute_run(
+    cfg: SweepConfig,
+    planned: PlannedRun,
+    root: Path,
+    *,
+    reporter: Reporter | None = None,
+    index: int = 0,
+    total: int = 1,
+    should_stop: Callable[[], bool] = lambda: False,
+    data_cache: DataCache | None = None,
+    host_extra: dict[str, Any] | None = None,
+) -> tuple[RunOutcome, RunRecord | None]:
+    """Run ONE planned run end to end in whatever process calls it: claim → train → evaluate → stages →
+    record. Every executor (local loop, Ray task) calls exactly this, so their rules cannot drift apart."""
+    rep = reporter or SilentReporter()
+    try:
+        run_dir = safe_join(root / "runs", planned.run_id)
+        run_dir.mkdir(exist_ok=True)
+        run_dir = safe_join(root / "runs", planned.run_id)  # re-check: it may be a planted symlink
+    except (ValueError, OSError) as exc:
+        return RunOutcome(planned.run_id, "failed", f"unsafe_path: {exc}"), None
+    claim = RunClaim(run_dir)
+    if not claim.try_acquire():
+        return RunOutcome(planned.run_id, "busy", f"claimed by {claim.owner()}"), None
+    try:
+        outcome, rec = _run_one(
+            cfg,
+            planned,
+            run_dir,
+            data_cache or DataCache(),
+            rep,
+            index,
+            total,
+            should_stop,
+            host_extra or {},
+        )
+    finally:
+        claim.release()
+    reason = rec.failure_reason if rec is not None and rec.failure_reason else None
+    return RunOutcome(planned.run_id, outcome, reason), rec
+
+
+def mark_run_failed(
+    cfg: SweepConfig, planned: PlannedRun, root: Path, reason: str, detail: str
+) -> RunOutcome:
+    """Record that a run died outside its own code (its worker or node was lost every time it was tried).
+
+    Taken under the run's claim; a run that meanwhile completed, or is busy elsewhere, is left alone."""
+    try:
+        run_dir = safe_join(root / "runs", planned.run_id)
+        run_dir.mkdir(exist_ok=True)
+    except (ValueError, OSError) as exc:
+        return RunOutcome(planned.run_id, "failed", f"unsafe_path: {exc}")
+    claim = RunClaim(run_dir)
+    if not claim.try_acquire():
+        return RunOutcome(planned.run_id, "busy", f"claimed by {claim.owner()}")
+    try:
+        rec = read_record(run_dir)
+        if rec is not None and rec.spec_hash == planned.spec_hash and rec.status == "completed":
+            return RunOutcome(planned.run_id, "trained")
+        if rec is None or rec.spec_hash != planned.spec_hash:
+            rec = RunRecord(
+                run_id=planned.run_id,
+                sweep=cfg.name,
+                status="failed",
+                spec=planned.spec,
+                spec_hash=planned.spec_hash,
+                axes=planned.axes,
+                seed=planned.spec.seed,
+                code_version=code_version(),
+                started_at=now_iso(),
+            )
+        event = {"event": "worker_died", "at": now_iso(), "detail": detail}
+        rec = rec.model_copy(
+            update={
+                "status": "failed",
+                "failure_reason": reason,
+                "failure_detail": detail,
+                "ended_at": now_iso(),
+                "events": [*rec.events, event],
+            }
+        )
+        _safe_write(run_dir, rec)
+        return RunOutcome(planned.run_id, "failed", reason)
+    finally:
+        claim.release()
+
+
 def run_sweep(
     cfg: SweepConfig,
     runs: list[PlannedRun],
@@ -155,44 +261,34 @@ def run_sweep(
     source_text: str | None = None,
     reporter: Reporter | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    executor: Executor | None = None,
 ) -> SweepSummary:
+    """Write the plan, then hand the runs to an executor (default: the serial local loop)."""
     rep = reporter or SilentReporter()
     root = write_plan(cfg, runs, source_text)
     summary = SweepSummary(sweep_dir=root)
     todo = sum(1 for r in runs if not _done(root, r))
     rep.sweep_started(len(runs), todo)
-    data_cache = _DataCache()
-    for i, planned in enumerate(runs):
-        if should_stop():
-            summary.stopped = True
-            break
-        try:
-            run_dir = safe_join(root / "runs", planned.run_id)
-            run_dir.mkdir(exist_ok=True)
-            run_dir = safe_join(root / "runs", planned.run_id)  # re-check: it may be a planted symlink
-        except (ValueError, OSError) as exc:
-            summary.outcomes[planned.run_id] = "failed"
-            summary.reasons[planned.run_id] = f"unsafe_path: {exc}"
-            rep.run_finished(planned, "failed", None)
-            continue
-        claim = RunClaim(run_dir)
-        if not claim.try_acquire():
-            summary.outcomes[planned.run_id] = "busy"
-            summary.reasons[planned.run_id] = f"claimed by {claim.owner()}"
-            rep.run_finished(planned, "busy", None)
-            continue
-        try:
-            outcome, rec = _run_one(cfg, planned, run_dir, data_cache, rep, i, len(runs), should_stop)
-        finally:
-            claim.release()
-        summary.outcomes[planned.run_id] = outcome
-        if rec is not None and rec.failure_reason:
-            summary.reasons[planned.run_id] = rec.failure_reason
-        rep.run_finished(planned, outcome, rec)
-        if outcome == "killed":
-            summary.stopped = True
-            break
+    if executor is None:
+        from .executors import create_executor
+
+        executor = create_executor(cfg.executor)
+    executor.run_all(cfg, root, runs, rep, should_stop, summary)
     return summary
+
+
+class Executor(Protocol):
+    """Runs the planned runs of a sweep, each through `execute_run`, and fills in the summary."""
+
+    def run_all(
+        self,
+        cfg: SweepConfig,
+        root: Path,
+        runs: list[PlannedRun],
+        reporter: Reporter,
+        should_stop: Callable[[], bool],
+        summary: SweepSummary,
+    ) -> None: ...
 
 
 def _done(root: Path, planned: PlannedRun) -> bool:
@@ -204,11 +300,12 @@ def _run_one(
     cfg: SweepConfig,
     planned: PlannedRun,
     run_dir: Path,
-    data_cache: _DataCache,
+    data_cache: DataCache,
     rep: Reporter,
     index: int,
     total: int,
     should_stop: Callable[[], bool],
+    host_extra: dict[str, Any],
 ) -> tuple[str, RunRecord | None]:
     prev = read_record(run_dir)
     if prev is not None and prev.spec_hash != planned.spec_hash:
@@ -243,7 +340,7 @@ def _run_one(
         seed=planned.spec.seed,
         code_version=code_version(),
         libraries=library_versions(),
-        host={**host_info(), "pid": os.getpid()},
+        host={**host_info(), "pid": os.getpid(), **host_extra},
         started_at=prev.started_at if prev and prev.started_at else now_iso(),
         events=events + [{"event": "started", "at": now_iso(), "pid": os.getpid()}],
     )
