@@ -378,4 +378,14 @@ def test_smoke_resolution_sweep(tmp_path: Path) -> None:
         assert rec.spec.train.grad_accum == 2 and rec.spec.train.grad_clip == 1.0
         assert rec.stages["profile"]["resolution"] == rec.spec.data.resolution
         assert {"gradcam", "ig", "saliency"} <= set(rec.stages["explain"]["methods_run"])
+        if rec.spec.model.name.startswith("timm:vit"):
+            size = rec.spec.data.resolution
+            assert rec.model_build == {
+                "input_size": size,
+                "native_input_size": 224,
+                "pos_embed_interpolated": False,  # the smoke override turns pretrained weights off
+                "patch_grid": [size // 16, size // 16],
+            }
+        else:
+            assert rec.model_build == {}
     _report(sweep)

@@ -87,6 +87,11 @@ class RunRecord(BaseModel):
     best: dict[str, Any] | None = None
     metrics: Metrics | None = None
     params: dict[str, int] | None = None
+    model_build: dict[str, Any] = Field(
+        default_factory=dict,
+        description="how the network was built for this run's input: a ViT's input_size, native_input_size, "
+        "patch_grid, pos_embed_interpolated (empty for models that take any size)",
+    )
     checkpoint_sha256: str | None = None
     stages: dict[str, Any] = Field(
         default_factory=dict, description="blocks added by later stages: profile, explain, map"

@@ -367,6 +367,9 @@ def _run_one(
         record.events = record.events + result.events
         record.device = result.device
         record.params = result.params
+        from .models import build_info
+
+        record.model_build = build_info(result.model)
         _write_history_csv(run_dir, result.history)
         device = resolve_device(planned.spec.train)
         record.metrics = Metrics(**evaluate_run(result.model, planned.spec, bundle, run_dir, device))
