@@ -58,3 +58,19 @@ def test_cifar10_resnet_grid_smoke_on_shared_jpegs(tmp_path: Path) -> None:
     )
     assert len(records) == 4  # resnet18 x avg/max x sgd/adam (resnet34/50 are covered by test_models)
     assert all(r.class_names[0] == "airplane" and r.metrics.n_test == 20 for r in records)
+
+
+def test_tune_digits_smoke(tmp_path: Path) -> None:
+    records = _smoke(
+        REPO / "configs" / "tune_digits.yaml",
+        tmp_path,
+        "--set",
+        "tune.trials=2",
+        "--set",
+        "tune.seeds=[0]",
+        "--set",
+        "data.limit_per_class=30",
+    )
+    roles = sorted((r.tune or {}).get("role") for r in records)
+    assert roles == ["final", "final", "trial", "trial", "trial", "trial"]
+    assert all((r.metrics is None) == (r.tune["role"] == "trial") for r in records)

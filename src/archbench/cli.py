@@ -101,6 +101,11 @@ class RichReporter:
         if record is not None and record.metrics is not None:
             m = record.metrics
             line += f"  top-1 {m.top1:.4f}  F1 {m.f1_macro:.4f}  train {record.train_seconds or 0:.1f}s"
+        elif record is not None and record.history and (record.tune or {}).get("role") == "trial":
+            line += (
+                f"  trial {record.tune['trial']}: best val_acc {max(h.val_acc for h in record.history):.4f}"
+            )
+            line += f" after {len(record.history)} epochs"
         elif record is not None and record.failure_reason:
             line += f"  reason: {record.failure_reason}"
         self.progress.console.print(literal(line), highlight=False, markup=False, soft_wrap=True)
@@ -132,6 +137,9 @@ def run(
     cfg, runs, text = _plan(sweep_file, set_ or [])
     from .sweep import sweep_dir
 
+    if dry_run and cfg.tune is not None:
+        _print_tune_plan(cfg, runs)
+        return
     if dry_run:
         table = Table(title=literal(f"{cfg.name}: {len(runs)} runs → {sweep_dir(cfg)}/runs/"))
         table.add_column("#", justify="right")
@@ -159,6 +167,8 @@ def run(
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    if cfg.tune is not None:
+        _run_tuned(cfg, runs, text, lambda: stop["flag"])
     with RichReporter() as rep:
         summary = run_sweep(cfg, runs, source_text=text, reporter=rep, should_stop=lambda: stop["flag"])
     _print_results(summary.sweep_dir)
@@ -175,11 +185,62 @@ def run(
     raise typer.Exit(code=summary.exit_code)
 
 
+def _print_tune_plan(cfg: Any, cells: list[Any]) -> None:
+    from .sweep import compared_axes, sweep_dir
+
+    t = cfg.tune
+    table = Table(title=f"{cfg.name}: tune {len(cells)} compared cells → {sweep_dir(cfg)}/")
+    table.add_column("#", justify="right")
+    axes = compared_axes(cfg)
+    for k in axes:
+        table.add_column(k)
+    for i, r in enumerate(cells, 1):
+        table.add_row(str(i), *(str(r.axes.get(k)) for k in axes))
+    console.print(table)
+    space = ", ".join(f"{k} ({p.type})" for k, p in t.space.items())
+    epochs = f", at most {t.epochs} epochs" if t.epochs else ""
+    console.print(
+        f"phase 1: {t.trials} trials per cell{epochs} over {space}; {t.metric} on val, pruner {t.pruner}\n"
+        f"phase 2: the best of each cell with seeds {t.seeds}, evaluated on test "
+        f"({len(cells) * (t.trials + len(t.seeds))} runs at most)",
+        highlight=False,
+        markup=False,
+    )
+
+
+def _run_tuned(cfg: Any, cells: list[Any], text: str, should_stop: Any) -> None:
+    """`run` on a sweep with `tune:`: tune each compared cell, then repeat each best over the seeds."""
+    from .tune import run_tuned
+
+    with RichReporter() as rep:
+        out = run_tuned(cfg, cells, source_text=text, reporter=rep, should_stop=should_stop)
+    _print_results(out.summary.sweep_dir)
+
+    def counts(outcomes: dict[str, str]) -> str:
+        kinds = ("trained", "pruned", "skipped", "failed", "killed", "busy")
+        parts = [f"{n} {k}" for k in kinds if (n := sum(1 for v in outcomes.values() if v == k))]
+        return ", ".join(parts) or "none"
+
+    requeued = f" ({out.requeued} requeued from a dead process)" if out.requeued else ""
+    console.print(
+        f"sweep {cfg.name}: tuning trials this time: {counts(out.trials)}{requeued}; "
+        f"final runs: {counts(out.finals)}",
+        highlight=False,
+        markup=False,
+    )
+    for label in out.cells_without_best:
+        console.print(f"  {label}: no trial completed, so no final runs", highlight=False, markup=False)
+    for rid, outcome in out.finals.items():
+        if outcome == "failed":
+            console.print(f"  failed {rid}: {out.summary.reasons.get(rid)}", highlight=False, markup=False)
+    raise typer.Exit(code=out.exit_code)
+
+
 def _fmt_cell(column: str, v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, float):
-        if column in ("top1", "f1_macro"):
+        if column in ("top1", "f1_macro", "best_val_acc"):
             return f"{v:.4f}"
         return f"{v:.3g}" if column == "gmacs" else f"{v:.1f}"
     return str(v)
@@ -192,6 +253,9 @@ def _print_results(path: Path) -> list[dict[str, Any]]:
     rows = [record_row(d, r, p) for d, r, p in iter_records(path)]
     table = Table(title=literal(path))
     cols = ["run_id", "status", "top1", "f1_macro", "train_seconds"]
+    if any("role" in r for r in rows):  # tuned sweeps: trials (validation only) vs final runs
+        cols.insert(1, "role")
+        cols.insert(4, "best_val_acc")
     extra = [
         c
         for c in ("gmacs", "latency_ms_p50", "throughput_img_s", "peak_memory_mb")

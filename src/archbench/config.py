@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SEED_MAX = 2**63 - 1  # seeds go into torch/numpy generators as signed 64-bit integers
 DEFAULT_MAX_RUNS = 100_000
@@ -157,6 +157,55 @@ class ExecutorSpec(_Strict):
     )
 
 
+class TuneParam(_Strict):
+    """One dimension of a `tune.space`: a distribution over the value of a dotted run-spec key."""
+
+    type: Literal["loguniform", "uniform", "int", "categorical"]
+    low: float | None = Field(None, description="lower bound (loguniform, uniform, int)")
+    high: float | None = Field(None, description="upper bound, inclusive (loguniform, uniform, int)")
+    choices: list[str | int | float | bool | None] | None = Field(None, description="categorical values")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> TuneParam:
+        if self.type == "categorical":
+            if not self.choices or self.low is not None or self.high is not None:
+                raise ValueError("type categorical takes a non-empty `choices` list and no low/high")
+            return self
+        if self.choices is not None or self.low is None or self.high is None:
+            raise ValueError(f"type {self.type} takes `low` and `high` (and no choices)")
+        if not self.low < self.high:
+            raise ValueError(f"low must be below high; found low={self.low}, high={self.high}")
+        if self.type == "loguniform" and self.low <= 0:
+            raise ValueError(f"loguniform needs low > 0; found low={self.low}")
+        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError(f"type int needs whole-number bounds; found {self.low}, {self.high}")
+        return self
+
+
+class TuneSpec(_Strict):
+    """`tune:` in a sweep file: tune every compared grid cell with the same budget, then repeat the best."""
+
+    space: dict[str, TuneParam] = Field(..., min_length=1, description="dotted key -> distribution")
+    compare: list[str] | None = Field(
+        None, description="grid axes that define the compared cells; null: the model.* axes (or all)"
+    )
+    trials: int = Field(6, ge=1, le=10_000, description="Optuna trials per compared cell")
+    epochs: int | None = Field(
+        None, ge=1, description="optional cap on training epochs spent by all trials of one cell"
+    )
+    metric: Literal["val_acc", "val_loss"] = Field("val_acc", description="validation split only")
+    pruner: Literal["median", "successive_halving", "none"] = "median"
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=100)
+    storage: str | None = Field(None, description="SQLite file; null: <sweep>/tune/optuna.db")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_ok(cls, seeds: list[int]) -> list[int]:
+        if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct non-negative integers; found {seeds}")
+        return seeds
+
+
 class SweepConfig(_Strict):
     """A whole sweep file: base settings plus a grid of dotted keys mapped to lists of values."""
 
@@ -175,6 +224,7 @@ class SweepConfig(_Strict):
     profile: ProfileSpec | None = None
     explain: ExplainSpec | None = None
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    tune: TuneSpec | None = None
 
     @field_validator("grid")
     @classmethod

@@ -43,3 +43,7 @@ class RunFailure(ArchbenchError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class RunPruned(Exception):
+    """Raised from a per-epoch callback when a tuning trial is pruned; the run is recorded as `pruned`."""

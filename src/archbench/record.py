@@ -22,7 +22,7 @@ from .paths import atomic_write_text
 
 SCHEMA_VERSION = 1
 RECORD_NAME = "record.json"
-Status = Literal["running", "completed", "failed", "killed"]
+Status = Literal["running", "completed", "failed", "killed", "pruned"]  # pruned: tuning trials
 
 
 class EpochStats(BaseModel):
@@ -95,6 +95,9 @@ class RunRecord(BaseModel):
     checkpoint_sha256: str | None = None
     stages: dict[str, Any] = Field(
         default_factory=dict, description="blocks added by later stages: profile, explain, map"
+    )
+    tune: dict[str, Any] | None = Field(
+        None, description="tuning tags: role (trial | final), study, trial number, params (see tune/)"
     )
 
 

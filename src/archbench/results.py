@@ -46,6 +46,9 @@ def record_row(run_dir: Path, rec: RunRecord | None, plan: dict[str, Any] | None
     row["status"] = rec.status if rec else "missing"
     for k, v in axes.items():
         row[k] = v
+    role = (rec.tune or {}).get("role") if rec else (plan or {}).get("role")
+    if role:
+        row["role"] = role
     if rec is None:
         return row
     s = rec.spec

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from . import faults
 from .config import DataSpec, SweepConfig
-from .errors import ArchbenchError, RunFailure
+from .errors import ArchbenchError, RunFailure, RunPruned
 from .lock import RunClaim
 from .paths import atomic_write_text, safe_join
 from .record import (
@@ -69,7 +69,8 @@ class SilentReporter:
 @dataclass
 class SweepSummary:
     sweep_dir: Path
-    outcomes: dict[str, str] = field(default_factory=dict)  # run_id -> trained|skipped|failed|killed|busy
+    # run_id -> trained|skipped|failed|killed|busy|pruned (pruned: a tuning trial stopped by its pruner)
+    outcomes: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
     nodes: dict[str, str] = field(default_factory=dict)  # run_id -> where it ran (Ray node), if known
     stopped: bool = False
@@ -102,6 +103,7 @@ def write_plan(cfg: SweepConfig, runs: list[PlannedRun], source_text: str | None
         "sweep": cfg.name,
         "runs": [
             {"run_id": r.run_id, "spec_hash": r.spec_hash, "axes": r.axes, "spec": r.spec.identity()}
+            | ({"role": r.tune.get("role")} if r.tune else {})
             for r in runs
         ],
     }
@@ -262,10 +264,12 @@ def run_sweep(
     reporter: Reporter | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     executor: Executor | None = None,
+    plan_runs: list[PlannedRun] | None = None,
 ) -> SweepSummary:
-    """Write the plan, then hand the runs to an executor (default: the serial local loop)."""
+    """Write the plan (`plan_runs`, default `runs`: tuning plans more than it runs), then hand the runs to an
+    executor (default: the serial local loop)."""
     rep = reporter or SilentReporter()
-    root = write_plan(cfg, runs, source_text)
+    root = write_plan(cfg, runs if plan_runs is None else plan_runs, source_text)
     summary = SweepSummary(sweep_dir=root)
     todo = sum(1 for r in runs if not _done(root, r))
     rep.sweep_started(len(runs), todo)
@@ -293,7 +297,8 @@ class Executor(Protocol):
 
 def _done(root: Path, planned: PlannedRun) -> bool:
     rec = read_record(root / "runs" / planned.run_id)
-    return rec is not None and rec.status == "completed" and rec.spec_hash == planned.spec_hash
+    done = ("completed", "pruned") if planned.is_trial else ("completed",)
+    return rec is not None and rec.status in done and rec.spec_hash == planned.spec_hash
 
 
 def _run_one(
@@ -316,7 +321,11 @@ def _run_one(
         while (run_dir / f"{RECORD_NAME}.untrusted-{n}").exists():
             n += 1
         os.replace(run_dir / RECORD_NAME, run_dir / f"{RECORD_NAME}.untrusted-{n}")
+    if prev is not None and prev.status == "pruned" and planned.is_trial:
+        return "skipped", prev  # a pruned trial is finished: its pruner decided, rerunning changes nothing
     if prev is not None and prev.status == "completed":
+        if planned.is_trial:
+            return "skipped", prev  # trials get no stages: explain and profile read the test split
         stages = [name for name, _ in enabled_stages(cfg)]
         if any(name not in prev.stages or "error" in prev.stages[name] for name in stages):
             prev = run_stages(cfg, run_dir, prev, only_missing=True)
@@ -343,6 +352,7 @@ def _run_one(
         host={**host_info(), "pid": os.getpid(), **host_extra},
         started_at=prev.started_at if prev and prev.started_at else now_iso(),
         events=events + [{"event": "started", "at": now_iso(), "pid": os.getpid()}],
+        tune=planned.tune,
     )
     write_record(run_dir, record)
     faults.set_run(planned.run_id)
@@ -354,6 +364,8 @@ def _run_one(
         record.data = bundle.summary()
         record.data_fingerprint = bundle.fingerprint
         record.class_names = bundle.class_names
+        if planned.is_trial:
+            bundle = bundle.without_test()  # a tuning trial never reads the test split
         from .evaluate import evaluate_run
         from .train import resolve_device, train_run
 
@@ -372,7 +384,8 @@ def _run_one(
         record.model_build = build_info(result.model)
         _write_history_csv(run_dir, result.history)
         device = resolve_device(planned.spec.train)
-        record.metrics = Metrics(**evaluate_run(result.model, planned.spec, bundle, run_dir, device))
+        if not planned.is_trial:  # trials are scored on validation only (record.best, history)
+            record.metrics = Metrics(**evaluate_run(result.model, planned.spec, bundle, run_dir, device))
         from .checkpoint import file_sha256
 
         ckpt = run_dir / "checkpoints" / f"{planned.spec.eval.checkpoint}.pt"
@@ -381,11 +394,25 @@ def _run_one(
             record.model_dump() | {"status": "completed", "ended_at": now_iso()}
         )
         write_record(run_dir, record)  # the run is done here; later stages only add blocks to it
-        if enabled_stages(cfg):
+        if enabled_stages(cfg) and not planned.is_trial:
             del result, bundle  # free the training copies before stages load what they need
             record = run_stages(cfg, run_dir, record)
             write_record(run_dir, record)
         return "trained", record
+    except RunPruned as exc:
+        # The trainer saved `last.pt` before calling on_epoch, so its history is exactly what was trained.
+        from .checkpoint import load_latest
+
+        state, _ = load_latest(run_dir / "checkpoints" / "last.pt")
+        history = list(state["history"]) if state is not None else []
+        record.history = [EpochStats(**h) for h in history]
+        record.train_seconds = float(sum(h["seconds"] for h in history))
+        _write_history_csv(run_dir, history)
+        record.status = "pruned"
+        record.failure_detail = str(exc)
+        record.ended_at = now_iso()
+        _safe_write(run_dir, record)
+        return "pruned", record
     except RunKilled as exc:
         record.status = "killed"
         record.failure_reason = "killed"

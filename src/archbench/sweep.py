@@ -31,6 +31,12 @@ class PlannedRun:
     run_id: str
     spec: RunSpec
     axes: dict[str, Any]
+    tune: dict[str, Any] | None = None  # tuning tags (role trial|final, study, trial) -> record.tune
+
+    @property
+    def is_trial(self) -> bool:
+        """A tuning trial: trained and scored on the validation split only, never evaluated on test."""
+        return (self.tune or {}).get("role") == "trial"
 
     @property
     def spec_hash(self) -> str:
@@ -257,7 +263,78 @@ def _validate(data: Any, lines: dict[KeyPath, int], path: str, overrides: list[s
             for part in key.split("."):
                 resolved = resolved.get(part) if isinstance(resolved, dict) else None
             _check_numbers(resolved, ("grid", key, j), where)
+    if cfg.tune is not None:
+        _check_tune(cfg, lines, path)
     return cfg
+
+
+def compared_axes(cfg: SweepConfig) -> list[str]:
+    """The grid axes whose cells are compared under `tune:` (default: the model.* axes, else all)."""
+    if cfg.tune is not None and cfg.tune.compare is not None:
+        return list(cfg.tune.compare)
+    return [k for k in cfg.grid if k.startswith("model.")] or list(cfg.grid)
+
+
+def _check_tune(cfg: SweepConfig, lines: dict[KeyPath, int], path: str) -> None:
+    """`tune:` keys must be settings, may not overlap the compared axes, and every bound must be valid."""
+    assert cfg.tune is not None
+    tune = cfg.tune
+
+    def where(*loc: Any) -> str:
+        return f"{path}:{_line_for(lines, ('tune', *loc)) or '?'}"
+
+    compare = compared_axes(cfg)
+    for i, key in enumerate(tune.compare or []):
+        if key not in cfg.grid:
+            raise ConfigError(
+                f"{where('compare', i)}: tune.compare[{i}] '{key}' is not a grid axis "
+                f"(axes: {', '.join(cfg.grid) or 'none'}); add it to grid: with the values to compare"
+            )
+    for key in cfg.grid:
+        if key == "seed":
+            raise ConfigError(
+                f"{path}:{_line_for(lines, ('grid', key)) or '?'}: grid axis 'seed' with tune: — the final "
+                "runs' seeds come from tune.seeds; remove seed from grid"
+            )
+        if key not in compare:
+            raise ConfigError(
+                f"{path}:{_line_for(lines, ('grid', key)) or '?'}: grid axis '{key}' is not compared; with "
+                f"tune: move it to tune.space (e.g. type: categorical) or list it in tune.compare"
+            )
+    raw_base = _base_dict(cfg)
+    for key, param in tune.space.items():
+        if key == "seed" or not _valid_dotted_key(key):
+            raise ConfigError(
+                f"{where('space', key)}: tune.space key '{key}' is not a tunable setting "
+                "(use dotted keys such as train.lr, train.weight_decay, train.optimizer)"
+            )
+        if key in cfg.grid:
+            raise ConfigError(
+                f"{where('space', key)}: tune.space key '{key}' is also a grid axis; a key is either "
+                "compared (grid) or tuned (space), not both"
+            )
+        if param.type == "categorical":
+            values: list[Any] = list(param.choices or [])
+        elif param.type == "int":
+            values = [int(param.low or 0), int(param.high or 0)]
+        else:
+            values = [param.low, param.high]
+        for v in values:
+            trial = copy.deepcopy(raw_base)
+            _set_dotted(trial, key, v)
+            try:
+                RunSpec.model_validate(trial)
+            except ValidationError as exc:
+                raise ConfigError(
+                    f"{where('space', key)}: tune.space.{key}: {exc.errors()[0]['msg']}; found {v!r}"
+                ) from None
+    for i, seed in enumerate(tune.seeds):
+        try:
+            RunSpec.model_validate({**raw_base, "seed": seed})
+        except ValidationError as exc:
+            raise ConfigError(
+                f"{where('seeds', i)}: tune.seeds[{i}]: {exc.errors()[0]['msg']}; found {seed!r}"
+            ) from None
 
 
 def _base_dict(cfg: SweepConfig) -> dict[str, Any]:
@@ -328,6 +405,7 @@ __all__ = [
     "PlannedRun",
     "apply_overrides",
     "canonical_json",
+    "compared_axes",
     "expand_sweep",
     "load_sweep",
     "load_sweep_text",

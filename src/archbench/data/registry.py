@@ -71,6 +71,12 @@ class DatasetBundle:
     def native_size(self) -> tuple[int, int]:
         return int(self.train.x.shape[2]), int(self.train.x.shape[3])
 
+    def without_test(self) -> DatasetBundle:
+        """The same bundle with its test split withheld (tuning trials): any use of it raises."""
+        import dataclasses
+
+        return dataclasses.replace(self, test=_WithheldSplit())
+
     def summary(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -84,6 +90,21 @@ class DatasetBundle:
             "std": self.std,
             "info": self.info,
         }
+
+
+class _WithheldSplit(Split):
+    """A test split a tuning trial may not read: touching its arrays or length raises."""
+
+    def __init__(self) -> None:
+        pass
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("x", "y", "__len__"):
+            raise DatasetError("the test split is withheld during tuning (trials see train and val only)")
+        return object.__getattribute__(self, name)
+
+    def __len__(self) -> int:
+        raise DatasetError("the test split is withheld during tuning (trials see train and val only)")
 
 
 Loader = Callable[[DataSpec], RawDataset]

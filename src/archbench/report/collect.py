@@ -19,7 +19,7 @@ from ..results import find_sweep_dirs, iter_records
 from ..sweep import canonical_json
 
 # Stage sections appear in this order; any other stage follows alphabetically.
-STAGE_ORDER = ("profile", "explain", "maps")
+STAGE_ORDER = ("tune", "profile", "explain", "maps")
 # Limits on what a stage index may make the report embed (a report must stay one sane file).
 MAX_STAGE_FIGURE_BYTES = 20 * 1024 * 1024
 MAX_STAGE_TABLE_BYTES = 5 * 1024 * 1024
@@ -129,6 +129,7 @@ class StageSection:
     tables: list[StageTable] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    protocol: str | None = None  # a stage that decided how the compared runs were made (tuning) says so
 
 
 @dataclass
@@ -328,6 +329,7 @@ def load_stage_section(sweep_dir: Path, folder: Path) -> StageSection:
             continue
         section.tables.append(StageTable(str(tab.get("title") or path.stem), path, header, rows, truncated))
     section.notes = [str(n) for n in (index.get("notes") or []) if n is not None]
+    section.protocol = str(index["protocol"]) if index.get("protocol") else None
     return section
 
 
@@ -347,12 +349,22 @@ def find_stage_sections(sweep_dirs: list[Path]) -> list[StageSection]:
     return out
 
 
+def is_trial(record: RunRecord | None, plan: dict[str, Any] | None) -> bool:
+    """A tuning trial (validation only, no test metrics): by its record's tags, else by its plan entry."""
+    if record is not None:
+        return (record.tune or {}).get("role") == "trial"
+    return (plan or {}).get("role") == "trial"
+
+
 def collect(path: Path) -> ReportData:
     """Everything under `path` (a sweep folder or an output_dir of sweeps) that a report may use."""
     sweep_dirs = find_sweep_dirs(path)
     runs: list[RunEntry] = []
     for run_dir, _rec, plan in iter_records(path):
         record, record_sha = _load_record(run_dir)
+        if is_trial(record, plan):
+            continue  # tuning trials are reported by the tuning section, never compared
+
         entry = RunEntry(run_dir.name, run_dir.parent.parent, run_dir, record, plan, record_sha)
         if entry.completed:
             entry.predictions, entry.predictions_sha256 = _load_predictions(run_dir)

@@ -167,6 +167,8 @@ def build_outline(
     blocks += banners(a)
     para(_glance(a))
     heading("Configurations", "configurations")
+    for section in a.data.stages:
+        para(section.protocol or "")
     table("configurations")
     figure("accuracy")
     heading("Training", "training")
