@@ -364,7 +364,6 @@ def collect(path: Path) -> ReportData:
         record, record_sha = _load_record(run_dir)
         if is_trial(record, plan):
             continue  # tuning trials are reported by the tuning section, never compared
-
         entry = RunEntry(run_dir.name, run_dir.parent.parent, run_dir, record, plan, record_sha)
         if entry.completed:
             entry.predictions, entry.predictions_sha256 = _load_predictions(run_dir)
