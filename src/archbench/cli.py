@@ -189,22 +189,24 @@ def _print_tune_plan(cfg: Any, cells: list[Any]) -> None:
     from .sweep import compared_axes, sweep_dir
 
     t = cfg.tune
-    table = Table(title=f"{cfg.name}: tune {len(cells)} compared cells → {sweep_dir(cfg)}/")
+    table = Table(title=literal(f"{cfg.name}: tune {len(cells)} compared cells → {sweep_dir(cfg)}/"))
     table.add_column("#", justify="right")
     axes = compared_axes(cfg)
     for k in axes:
-        table.add_column(k)
+        table.add_column(literal(k))
     for i, r in enumerate(cells, 1):
-        table.add_row(str(i), *(str(r.axes.get(k)) for k in axes))
+        table.add_row(str(i), *(literal(r.axes.get(k)) for k in axes))
     console.print(table)
     space = ", ".join(f"{k} ({p.type})" for k, p in t.space.items())
     epochs = f", at most {t.epochs} epochs" if t.epochs else ""
     console.print(
-        f"phase 1: {t.trials} trials per cell{epochs} over {space}; {t.metric} on val, pruner {t.pruner}\n"
-        f"phase 2: the best of each cell with seeds {t.seeds}, evaluated on test "
-        f"({len(cells) * (t.trials + len(t.seeds))} runs at most)",
-        highlight=False,
-        markup=False,
+        literal(
+            f"phase 1: {t.trials} trials per cell{epochs} over {space}; {t.metric} on val, "
+            f"pruner {t.pruner}\n"
+            f"phase 2: the best of each cell with seeds {t.seeds}, evaluated on test "
+            f"({len(cells) * (t.trials + len(t.seeds))} runs at most)"
+        ),
+        soft_wrap=True,
     )
 
 
@@ -223,16 +225,17 @@ def _run_tuned(cfg: Any, cells: list[Any], text: str, should_stop: Any) -> None:
 
     requeued = f" ({out.requeued} requeued from a dead process)" if out.requeued else ""
     console.print(
-        f"sweep {cfg.name}: tuning trials this time: {counts(out.trials)}{requeued}; "
-        f"final runs: {counts(out.finals)}",
-        highlight=False,
-        markup=False,
+        literal(
+            f"sweep {cfg.name}: tuning trials this time: {counts(out.trials)}{requeued}; "
+            f"final runs: {counts(out.finals)}"
+        ),
+        soft_wrap=True,
     )
     for label in out.cells_without_best:
-        console.print(f"  {label}: no trial completed, so no final runs", highlight=False, markup=False)
+        console.print(literal(f"  {label}: no trial completed, so no final runs"), soft_wrap=True)
     for rid, outcome in out.finals.items():
         if outcome == "failed":
-            console.print(f"  failed {rid}: {out.summary.reasons.get(rid)}", highlight=False, markup=False)
+            console.print(literal(f"  failed {rid}: {out.summary.reasons.get(rid)}"), soft_wrap=True)
     raise typer.Exit(code=out.exit_code)
 
 
