@@ -25,7 +25,7 @@ from archbench.artifacts import load_predictions
 from archbench.record import RunRecord, read_record, write_record
 from archbench.report import build_report
 from archbench.report.stats import holm, mcnemar_exact
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 SWEEP_YAML = """
 name: reportsweep
@@ -395,3 +395,27 @@ def test_cli_refuses_a_folder_without_a_sweep(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["report", str(tmp_path), "--formats", "html,pdf"])
     assert res.exit_code == 2 and "pdf" in res.output
     assert not os.path.exists(tmp_path / "report")
+
+
+def test_many_configurations_summarise_figures_but_keep_every_pair(tmp_path: Path) -> None:
+    """Past SIGNIFICANCE_TOP configurations the matrix shows the best ones and a sentence sums up every
+    pair; the pairwise table still lists all k(k-1)/2 pairs (records written by the benchmark's generator)."""
+    import importlib.util
+
+    from archbench.report.figures import SIGNIFICANCE_TOP
+
+    spec = importlib.util.spec_from_file_location("report_scale", REPO / "benchmarks" / "report_scale.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    k = SIGNIFICANCE_TOP + 3
+    sweep = gen.write_sweep(tmp_path, configs=k, seeds=2, n_test=200)
+    result = build_report(sweep, out=tmp_path / "report", formats="html,csv")
+    assert result.configurations == k and result.completed == 2 * k
+    pairs = _csv(tmp_path / "report" / "tables" / "comparisons.csv")
+    assert len(pairs) == k * (k - 1) // 2
+    assert len(_csv(tmp_path / "report" / "tables" / "mcnemar_per_seed.csv")) == 2 * len(pairs)
+    html = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert f"Shown: the {SIGNIFICANCE_TOP} best of {k} configurations" in html
+    assert f"Over all {len(pairs)} compared pairs" in html
+    assert f"for the 6 best of {k} configurations" in html  # training curves: one summary row

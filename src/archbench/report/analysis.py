@@ -16,7 +16,7 @@ from .stats import (
     PairComparison,
     apply_holm,
     bootstrap_accuracy,
-    compare_pair,
+    compare_pairs,
     t_estimate,
 )
 
@@ -194,16 +194,18 @@ def _paired_runs(a: ConfigSummary, b: ConfigSummary) -> tuple[list[tuple[int, st
 
 def compare_all(summaries: list[ConfigSummary]) -> list[PairComparison]:
     """Every pair of configurations on the same test set, better-ranked first; Holm-corrected together."""
-    out = []
+    items, notes = [], []
     for i, a in enumerate(summaries):
         for j in range(i + 1, len(summaries)):
             b = summaries[j]
             if a.config.test_set != b.config.test_set:
                 continue
             paired, note = _paired_runs(a, b)
-            comp = compare_pair(i, j, paired)
-            comp.note = comp.note or note
-            out.append(comp)
+            items.append((i, j, paired))
+            notes.append(note)
+    out = compare_pairs(items)
+    for comp, note in zip(out, notes, strict=True):
+        comp.note = comp.note or note
     apply_holm(out)
     return out
 

@@ -47,7 +47,9 @@ STYLE: dict[str, Any] = {
 MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "<", ">", "h", "p")
 LINESTYLES = ("-", "--", ":", "-.")
 MAX_CURVES_PER_PANEL = 6
-MAX_CURVE_ROWS = 12
+MAX_CURVE_ROWS = 3  # more groups than this: one summary row instead of a row per group
+MAX_POINT_LABELS = 20  # scatter plots label every point up to this many configurations
+SIGNIFICANCE_TOP = 15  # the significance matrix shows the best this many; the rest are summarised
 
 
 @dataclass
@@ -87,6 +89,7 @@ def _new(width: float, height: float) -> Any:
 def _render(fig: Any, name: str, title: str, caption: str) -> FigureFile:
     png, svg = io.BytesIO(), io.BytesIO()
     fig.savefig(png, format="png", metadata={"Software": None})
+    fig.set_layout_engine("none")  # the PNG settled the layout; the SVG reuses it instead of redoing it
     fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
     return FigureFile(name, title, caption, png.getvalue(), svg.getvalue())
 
@@ -124,10 +127,13 @@ def accuracy_bars(a: Analysis) -> FigureFile:
         label="95% CI",
         zorder=3,
     )
+    dots_x: list[float] = []
+    dots_y: list[float] = []
     for y, s in zip(ypos, ss, strict=True):
         vals = [100 * r.record.metrics.top1 for r in s.runs if r.record and r.record.metrics]
         offs = [0.0] if len(vals) == 1 else [-0.18 + 0.36 * k / (len(vals) - 1) for k in range(len(vals))]
-        ax.plot(vals, [y + o for o in offs], "o", mfc="white", mec="black", ms=3.2, zorder=4, ls="none")
+        dots_x += vals
+        dots_y += [y + o for o in offs]
         mean = _pct(s.top1.mean)
         ax.text(
             100 + 2,
@@ -136,6 +142,7 @@ def accuracy_bars(a: Analysis) -> FigureFile:
             va="center",
             fontsize=7,
         )
+    ax.plot(dots_x, dots_y, "o", mfc="white", mec="black", ms=3.2, zorder=4, ls="none")  # one artist
     ax.plot([], [], "o", mfc="white", mec="black", ms=3.2, ls="none", label="individual seeds")
     ax.set_yticks(ypos, [s.label for s in ss])
     ax.set_xlim(0, 118)
@@ -180,7 +187,9 @@ def training_curves(a: Analysis) -> FigureFile | None:
     from matplotlib.ticker import MaxNLocator
 
     groups = _curve_groups(a)
-    shown = groups[:MAX_CURVE_ROWS]
+    if len(groups) > MAX_CURVE_ROWS:
+        return _training_curves_summary(a)
+    shown = groups
     panels = (
         ("train_loss", "train loss", 1.0),
         ("val_loss", "validation loss", 1.0),
@@ -208,15 +217,59 @@ def training_curves(a: Analysis) -> FigureFile | None:
             if col == 0 and gname:
                 ax.set_title(gname, loc="left")
         axes[row][3].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    dropped = sum(len(m) for _, m in groups[MAX_CURVE_ROWS:])
     caption = (
         "Loss and accuracy per epoch (mean over each configuration's completed seeds). Configurations are "
         "told apart by marker and line style"
         + ("; rows group them by their first grid value, at most six per row" if len(groups) > 1 else "")
-        + (f". {dropped} configurations beyond {MAX_CURVE_ROWS} rows are not drawn" if dropped else "")
         + "."
     )
     return _render(fig, "training_curves", "Training curves", caption)
+
+
+def _training_curves_summary(a: Analysis) -> FigureFile:
+    """Many configurations: the best few as lines over the band that every configuration spans."""
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    panels = (
+        ("train_loss", "train loss", 1.0),
+        ("val_loss", "validation loss", 1.0),
+        ("train_acc", "train accuracy (%)", 100.0),
+        ("val_acc", "validation accuracy (%)", 100.0),
+    )
+    best = list(range(min(MAX_CURVES_PER_PANEL, len(a.summaries))))
+    fig = _new(11.0, 2.6)
+    axes = fig.subplots(1, 4, squeeze=False)[0]
+    for ax, (key, ylabel, scale) in zip(axes, panels, strict=True):
+        by_epoch: dict[int, list[float]] = {}
+        for s in a.summaries:
+            for e, v in s.history.get(key) or []:
+                by_epoch.setdefault(e, []).append(v * scale)
+        if by_epoch:
+            epochs = sorted(by_epoch)
+            vals = [np.asarray(by_epoch[e]) for e in epochs]
+            ax.fill_between(epochs, [v.min() for v in vals], [v.max() for v in vals], color="0.88", lw=0,
+                            label=f"range of all {len(a.summaries)}")  # fmt: skip
+            ax.plot(epochs, [float(np.median(v)) for v in vals], color="0.45", ls="--", lw=0.9,
+                    label="median of all")  # fmt: skip
+        for i in best:
+            pts = a.summaries[i].history.get(key) or []
+            if pts:
+                ax.plot([e for e, _ in pts], [v * scale for _, v in pts], label=a.summaries[i].label,
+                        **series_style(i))  # fmt: skip
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[3].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return _render(
+        fig,
+        "training_curves",
+        "Training curves",
+        f"Loss and accuracy per epoch for the {len(best)} best of {len(a.summaries)} configurations (mean "
+        "over each one's completed seeds; told apart by marker and line style), over the grey band that "
+        "all configurations span per epoch (dashed: their median). Too many configurations for one panel "
+        "each; every configuration's numbers are in its record's history.",
+    )
 
 
 def accuracy_scatter(
@@ -235,20 +288,22 @@ def accuracy_scatter(
     front = set(pareto_front(xs, ys))
     fig = _new(6.8, 4.4)
     ax = fig.add_subplot()
-    for k, (s, (x, xerr)) in enumerate(pts):
-        lo, hi = _ci_err(s)
-        on = k in front
+    errs = [_ci_err(s) for s, _ in pts]
+    for on in (False, True):  # one artist per group: front points drawn over dominated ones
+        ks = [k for k in range(len(pts)) if (k in front) == on]
+        if not ks:
+            continue
         ax.errorbar(
-            [x],
-            [ys[k]],
-            yerr=[[lo], [hi]],
-            xerr=[[xerr], [xerr]] if xerr else None,
+            [xs[k] for k in ks],
+            [ys[k] for k in ks],
+            yerr=[[errs[k][0] for k in ks], [errs[k][1] for k in ks]],
+            xerr=[[pts[k][1][1] for k in ks]] * 2 if any(pts[k][1][1] for k in ks) else None,
             fmt="o",
             mfc="black" if on else "white",
             mec="black",
             ecolor="0.35",
             ms=5,
-            zorder=4 if on else 3,  # front points on top of dominated ones at the same spot
+            zorder=4 if on else 3,
         )
     fx = sorted((xs[i], ys[i]) for i in front)
     if len(fx) > 1:
@@ -263,7 +318,14 @@ def accuracy_scatter(
     ax.set_xlabel(xlabel)
     ax.set_ylabel("top-1 test accuracy (%)")
     ax.legend(loc="lower right")
-    _label_points(fig, ax, xs, ys, [s.label for s, _ in pts])
+    # Many points: label the Pareto front and the best few only (the run table names the rest).
+    labelled = (
+        set(range(len(pts)))
+        if len(pts) <= MAX_POINT_LABELS
+        else front | {k for k, (s, _) in enumerate(pts) if s.rank <= 5}
+    )
+    keep = sorted(labelled)
+    _label_points(fig, ax, [xs[k] for k in keep], [ys[k] for k in keep], [pts[k][0].label for k in keep])
     return _render(
         fig,
         name,
@@ -271,7 +333,12 @@ def accuracy_scatter(
         f"Mean top-1 accuracy against {what} for each configuration (vertical whiskers: 95% CI"
         + ("; horizontal: ± std over seeds" if any(xy[1] for _, xy in pts) else "")
         + "). Filled points joined by the dashed line form the Pareto front: no other configuration is "
-        f"both cheaper in {what} and more accurate.",
+        f"both cheaper in {what} and more accurate."
+        + (
+            f" With {len(pts)} configurations only the front and the five best are labelled."
+            if len(pts) > MAX_POINT_LABELS
+            else ""
+        ),
     )
 
 
@@ -432,8 +499,11 @@ def significance_matrix(a: Analysis) -> FigureFile | None:
         return None
     from matplotlib.patches import Patch, Rectangle
 
-    n = len(a.summaries)
-    comp = {(c.a, c.b): c for c in a.comparisons}
+    # k² cells do not read (or draw) at scale: the matrix shows the best SIGNIFICANCE_TOP configurations
+    # and the caption summarises every pair; the comparisons table lists them all.
+    total = len(a.summaries)
+    n = min(total, SIGNIFICANCE_TOP)
+    comp = {(c.a, c.b): c for c in a.comparisons if c.b < n}
     size = min(14.0, 2.2 + 0.62 * n)
     fig = _new(size + 1.5, size)
     ax = fig.add_subplot()
@@ -457,7 +527,7 @@ def significance_matrix(a: Analysis) -> FigureFile | None:
             text = f"{delta:+.1f}" + ("*" if c.significant else "")
             bbox = {"facecolor": "white", "edgecolor": "none", "pad": 0.6} if weak else None
             ax.text(x + 0.5, y + 0.5, text, ha="center", va="center", fontsize=6.5, color=color, bbox=bbox)
-    labels = [s.label for s in a.summaries]
+    labels = [s.label for s in a.summaries[:n]]
     ax.set_xlim(0, n)
     ax.set_ylim(0, n)
     ax.set_xticks([k + 0.5 for k in range(n)], labels, rotation=45, ha="right")
@@ -485,7 +555,24 @@ def significance_matrix(a: Analysis) -> FigureFile | None:
         "Each cell: mean paired difference in top-1 accuracy (row minus column, percentage points) over "
         f"shared seeds; * marks a McNemar exact test (pooled over seeds) with Holm-adjusted p < {ALPHA}. "
         "Dark cells are also consistent across seeds (95% CI of the difference excludes 0). "
-        "n/a: no shared seed or a different test set.",
+        "n/a: no shared seed or a different test set." + _significance_summary(a, n),
+    )
+
+
+def _significance_summary(a: Analysis, shown: int) -> str:
+    """One sentence over every pair (not only those drawn) when the matrix shows a subset."""
+    total = len(a.summaries)
+    if shown >= total:
+        return ""
+    tested = [c for c in a.comparisons if c.pooled is not None]
+    sig = [c for c in tested if c.significant]
+    strong = [c for c in sig if c.diff.excludes_zero]
+    best_wins = sum(1 for c in strong if c.a == 0 and (c.diff.mean or 0) > 0)
+    return (
+        f" Shown: the {shown} best of {total} configurations. Over all {len(tested)} compared pairs, "
+        f"{len(sig)} differ significantly and {len(strong)} of those consistently across seeds; the best "
+        f"configuration is significantly and consistently better than {best_wins} of the other {total - 1}. "
+        "Every pair is listed in the pairwise comparisons table."
     )
 
 
