@@ -1,4 +1,4 @@
-"""Test-set evaluation: owns the metrics (via scikit-learn) and `predictions.npz`; never trains.
+"""Test-set evaluation: owns the metrics (numpy, sklearn definitions) and `predictions.npz`; never trains.
 
 `metrics_from_predictions` is pure so the report and tests can recompute every number from the saved
 predictions and get the same values.
@@ -20,28 +20,43 @@ from .train import _autocast, amp_enabled, channels_last_enabled
 
 
 def metrics_from_predictions(y_true: np.ndarray, probs: np.ndarray, num_classes: int) -> dict[str, Any]:
-    from sklearn.metrics import (
-        cohen_kappa_score,
-        confusion_matrix,
-        log_loss,
-        precision_recall_fscore_support,
-        top_k_accuracy_score,
-    )
-
-    labels = np.arange(num_classes)
+    """Top-1/top-5, log loss, precision/recall/F1 (macro, weighted), Cohen's kappa, per-class accuracy and
+    the confusion matrix, in numpy (scikit-learn's definitions; `test_evaluate` checks them against it —
+    importing scikit-learn costs seconds of start-up)."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    k = num_classes
     y_pred = probs.argmax(1)
-    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    n = int(y_true.shape[0])
+    cm = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
     support = cm.sum(1)
-    per_class = np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
-    out: dict[str, Any] = {"top1": float((y_pred == y_true).mean()), "n_test": int(y_true.shape[0])}
-    out["top5"] = float(top_k_accuracy_score(y_true, probs, k=5, labels=labels)) if num_classes >= 5 else None
-    out["loss"] = float(log_loss(y_true, np.clip(probs, 1e-12, 1.0), labels=labels))
-    for avg in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, average=avg, zero_division=0
-        )
-        out[f"precision_{avg}"], out[f"recall_{avg}"], out[f"f1_{avg}"] = float(p), float(r), float(f)
-    kappa = cohen_kappa_score(y_true, y_pred, labels=labels)
+    predicted = cm.sum(0)
+    tp = np.diag(cm).astype(np.float64)
+    per_class = np.where(support > 0, tp / np.maximum(support, 1), np.nan)
+    out: dict[str, Any] = {"top1": float((y_pred == y_true).mean()), "n_test": n}
+    if k >= 5:
+        # sklearn's tie order: a stable ascending sort, reversed (among equal scores the higher index wins)
+        order = np.argsort(probs, axis=1, kind="mergesort")[:, ::-1][:, :5]
+        out["top5"] = float((order == y_true[:, None]).any(axis=1).mean())
+    else:
+        out["top5"] = None
+    # log loss as sklearn computes it: clip to the dtype's eps, -log of the true class's probability
+    p = np.clip(np.clip(probs, 1e-12, 1.0), np.finfo(probs.dtype).eps, 1 - np.finfo(probs.dtype).eps)
+    out["loss"] = float(np.average(-np.log(p[np.arange(n), y_true])))
+    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    f1 = np.divide(2 * tp, support + predicted, out=np.zeros(k), where=(support + predicted) > 0)
+    weights = {"macro": None, "weighted": support}
+    for avg, w in weights.items():
+        if w is not None and w.sum() == 0:
+            out[f"precision_{avg}"] = out[f"recall_{avg}"] = out[f"f1_{avg}"] = 0.0
+            continue
+        out[f"precision_{avg}"] = float(np.average(precision, weights=w))
+        out[f"recall_{avg}"] = float(np.average(recall, weights=w))
+        out[f"f1_{avg}"] = float(np.average(f1, weights=w))
+    expected = np.outer(cm.sum(1), cm.sum(0)) / max(int(cm.sum()), 1)
+    off = 1 - np.eye(k)
+    denom_kappa = float((off * expected).sum())
+    kappa = 1 - float((off * cm).sum()) / denom_kappa if denom_kappa > 0 else 0.0
     out["kappa"] = float(0.0 if np.isnan(kappa) else kappa)
     out["per_class_accuracy"] = [None if np.isnan(v) else float(v) for v in per_class]
     out["confusion_matrix"] = cm.astype(int).tolist()
