@@ -167,6 +167,7 @@ def test_pruned_trial_is_recorded_as_pruned_not_failed(tmp_path: Path) -> None:
     rec = read_record(tmp_path / "results" / "tuned" / "runs" / trial.run_id)
     assert rec is not None and rec.status == "pruned" and rec.failure_reason is None
     assert len(rec.history) == 1 and rec.metrics is None
+    assert rec.best is not None and rec.best["epoch"] == 1 and rec.best["value"] == rec.history[0].val_acc
     # A pruned trial is finished: running it again changes nothing.
     assert run_sweep(cfg, [trial]).outcomes == {trial.run_id: "skipped"}
 

@@ -406,6 +406,7 @@ def _run_one(
         state, _ = load_latest(run_dir / "checkpoints" / "last.pt")
         history = list(state["history"]) if state is not None else []
         record.history = [EpochStats(**h) for h in history]
+        record.best = dict(state["best"]) if state is not None and state.get("best") else None
         record.train_seconds = float(sum(h["seconds"] for h in history))
         _write_history_csv(run_dir, history)
         record.status = "pruned"
