@@ -209,14 +209,11 @@ def _print_tune_plan(cfg: Any, cells: list[Any]) -> None:
     from .sweep import compared_axes, sweep_dir
 
     t = cfg.tune
-    table = Table(title=literal(f"{cfg.name}: tune {len(cells)} compared cells → {sweep_dir(cfg)}/"))
-    table.add_column("#", justify="right")
     axes = compared_axes(cfg)
-    for k in axes:
-        table.add_column(literal(k))
+    lines = [f"{cfg.name}: tune {len(cells)} compared cells → {sweep_dir(cfg)}/"]
     for i, r in enumerate(cells, 1):
-        table.add_row(str(i), *(literal(r.axes.get(k)) for k in axes))
-    console.print(table)
+        lines.append(f"{i:>4}  " + "  ".join(f"{k}={r.axes.get(k)}" for k in axes))
+    console.print(literal("\n".join(lines)), soft_wrap=True)
     space = ", ".join(f"{k} ({p.type})" for k, p in t.space.items())
     epochs = f", at most {t.epochs} epochs" if t.epochs else ""
     console.print(
