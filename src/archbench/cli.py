@@ -98,6 +98,9 @@ class RichReporter:
     def run_finished(self, planned: Any, outcome: str, record: Any) -> None:
         self.progress.advance(self.runs_task)
         line = f"{outcome:8s} {planned.run_id}"
+        node = (record.host or {}).get("ray_node") if record is not None else None
+        if node and outcome != "skipped":
+            line += f"  [node {node}]"
         if record is not None and record.metrics is not None:
             m = record.metrics
             line += f"  top-1 {m.top1:.4f}  F1 {m.f1_macro:.4f}  train {record.train_seconds or 0:.1f}s"
@@ -154,6 +157,29 @@ def _print_dry_run(cfg: Any, runs: list[Any], root: Path) -> None:
     console.print(f"{len(runs)} runs{tail}", highlight=False)
 
 
+def _with_executor(cfg: Any, kind: str | None, address: str | None) -> Any:
+    """Apply --executor/--address over the sweep's `executor:` section."""
+    if kind is None and address is None:
+        return cfg
+    ex = cfg.executor
+    if kind is not None:
+        if kind not in ("local", "ray"):
+            _config_fail(ConfigError(f"--executor {kind!r}: expected local or ray"))
+        ex = ex.model_copy(update={"kind": kind})
+    if address is not None:
+        ex = ex.model_copy(update={"address": address, "kind": "ray" if kind is None else ex.kind})
+    return cfg.model_copy(update={"executor": ex})
+
+
+def _with_mlflow(cfg: Any, uri: str) -> Any:
+    """Apply --mlflow-uri over the sweep's `tracking.mlflow` (keeping its experiment and timeout)."""
+    from .config import MlflowSpec, TrackingSpec
+
+    old = cfg.tracking.mlflow if cfg.tracking is not None else None
+    spec = old.model_copy(update={"uri": uri}) if old is not None else MlflowSpec(uri=uri)
+    return cfg.model_copy(update={"tracking": TrackingSpec(mlflow=spec)})
+
+
 @app.command()
 def run(
     sweep_file: Annotated[Path, typer.Argument(help="the sweep YAML file")],
@@ -161,9 +187,22 @@ def run(
         list[str] | None, typer.Option("--set", help="override a key: --set train.epochs=1")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the expanded runs and exit")] = False,
+    executor: Annotated[
+        str | None, typer.Option("--executor", help="local (one run at a time here) or ray")
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="ray: 'auto' or HOST:PORT of a running cluster; omit for a local one"),
+    ] = None,
+    mlflow_uri: Annotated[
+        str | None, typer.Option("--mlflow-uri", help="mirror runs into MLflow (http://… or sqlite:///…)")
+    ] = None,
 ) -> None:
     """Train, evaluate and record every configuration of a sweep (skips completed runs, resumes the rest)."""
     cfg, runs, text = _plan(sweep_file, set_ or [])
+    cfg = _with_executor(cfg, executor, address)
+    if mlflow_uri is not None:
+        cfg = _with_mlflow(cfg, mlflow_uri)
     from .sweep import sweep_dir
 
     if dry_run and cfg.tune is not None:
@@ -190,7 +229,11 @@ def run(
     if cfg.tune is not None:
         _run_tuned(cfg, runs, text, lambda: stop["flag"])
     with RichReporter() as rep:
-        summary = run_sweep(cfg, runs, source_text=text, reporter=rep, should_stop=lambda: stop["flag"])
+        try:
+            summary = run_sweep(cfg, runs, source_text=text, reporter=rep, should_stop=lambda: stop["flag"])
+        except ConnectionError as exc:  # e.g. --address of a Ray cluster that is not there
+            err_console.print(f"error: executor {cfg.executor.kind}: {exc}", markup=False, highlight=False)
+            raise typer.Exit(code=2) from None
     _print_results(summary.sweep_dir)
     parts = [
         f"{summary.count(k)} {k}"
@@ -198,6 +241,30 @@ def run(
         if summary.count(k)
     ]
     console.print(literal(f"sweep {cfg.name}: {len(runs)} runs: " + ", ".join(parts)), soft_wrap=True)
+    per_node: dict[str, int] = {}
+    if summary.nodes:
+        for rid, node in summary.nodes.items():
+            if summary.outcomes.get(rid) == "skipped":
+                continue
+            per_node[node] = per_node.get(node, 0) + 1
+    if per_node:
+        console.print(
+            literal("runs per node: " + ", ".join(f"{n}: {c}" for n, c in sorted(per_node.items()))),
+            soft_wrap=True,
+        )
+    if cfg.tracking is not None and cfg.tracking.mlflow is not None:
+        from .tracking import outbox
+
+        behind = sorted({e["run_id"] for e in outbox.entries(summary.sweep_dir)})
+        if behind:
+            console.print(
+                literal(
+                    f"tracking: {len(behind)} run(s) not yet in MLflow (listed in "
+                    f"{summary.sweep_dir / outbox.OUTBOX_NAME}); when the server is back run: "
+                    f"archbench sync {summary.sweep_dir} --mlflow-uri {cfg.tracking.mlflow.uri}"
+                ),
+                soft_wrap=True,
+            )
     if summary.count("failed"):
         for rid, reason in summary.reasons.items():
             if summary.outcomes.get(rid) == "failed":
@@ -313,7 +380,7 @@ def _register_stage_commands() -> None:
     """Each later stage owns its subcommand in archbench/commands/<name>.py (a `command` function)."""
     import importlib
 
-    for name in ("report", "profile", "explain", "map", "weights"):
+    for name in ("report", "profile", "explain", "map", "weights", "sync"):
         try:
             module = importlib.import_module(f"archbench.commands.{name}")
         except ModuleNotFoundError as exc:

@@ -147,7 +147,7 @@ class ResourcesSpec(_Strict):
 class ExecutorSpec(_Strict):
     """`executor:` in a sweep file: where runs execute. Not part of any run's identity."""
 
-    kind: Literal["local"] = Field("local", description="local: one run at a time in this process")
+    kind: Literal["local", "ray"] = Field("local", description="local: one run at a time in this process")
     address: str | None = Field(
         None, description="ray: null starts a local Ray sized to this machine; 'auto' or HOST:PORT joins one"
     )
@@ -206,6 +206,27 @@ class TuneSpec(_Strict):
         return seeds
 
 
+class MlflowSpec(_Strict):
+    """`tracking.mlflow`: mirror every run into MLflow (the local record stays the truth)."""
+
+    uri: str = Field(
+        ..., min_length=1, description="tracking URI: http://host:5000 or sqlite:///path/mlflow.db"
+    )
+    experiment: str | None = Field(None, description="MLflow experiment; null: the sweep's name")
+    timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="the most a run waits for MLflow when it ends; the rest goes to the outbox",
+    )
+
+
+class TrackingSpec(_Strict):
+    """`tracking:` in a sweep file. Not part of any run's identity."""
+
+    mlflow: MlflowSpec | None = None
+
+
 class SweepConfig(_Strict):
     """A whole sweep file: base settings plus a grid of dotted keys mapped to lists of values."""
 
@@ -225,6 +246,7 @@ class SweepConfig(_Strict):
     explain: ExplainSpec | None = None
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     tune: TuneSpec | None = None
+    tracking: TrackingSpec | None = None
 
     @field_validator("grid")
     @classmethod

@@ -2,6 +2,8 @@
 
 Syntax: comma-separated `what@where[#run-substring]`, for example
   kill@step:17          SIGKILL this process just before global step 17
+  killonce@step:17      SIGKILL before step 17 unless the run resumed (a retry gets past it)
+  hang@step:17          stop forever before step 17 (a stuck run, for driver-kill tests)
   term@step:5           send SIGTERM to this process just before step 5
   nan@step:3            make the loss at step 3 non-finite
   oom@step:2            raise torch.cuda.OutOfMemoryError in the forward pass at step 2
@@ -58,6 +60,13 @@ def active(name: str, step: int | None = None) -> bool:
 
 def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def hang() -> None:
+    import time
+
+    while True:
+        time.sleep(3600)
 
 
 def skip_restore(part: str) -> bool:

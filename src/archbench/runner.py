@@ -251,6 +251,9 @@ def mark_run_failed(
             }
         )
         _safe_write(run_dir, rec)
+        from .tracking import open_tracker
+
+        open_tracker(cfg, root).finished(run_dir, rec)
         return RunOutcome(planned.run_id, "failed", reason)
     finally:
         claim.release()
@@ -357,6 +360,15 @@ def _run_one(
     write_record(run_dir, record)
     faults.set_run(planned.run_id)
     rep.run_started(planned, index, total, planned.spec.train.epochs)
+    from .tracking import open_tracker
+
+    tracker = open_tracker(cfg, run_dir.parent.parent)
+    tracker.started(record)
+
+    def on_epoch(stats: dict[str, Any]) -> None:
+        rep.epoch(stats)
+        tracker.epoch(stats)
+
     from .train import RunKilled
 
     try:
@@ -370,7 +382,7 @@ def _run_one(
         from .train import resolve_device, train_run
 
         result = train_run(
-            planned.spec, bundle, run_dir, should_stop=should_stop, on_batch=rep.batch, on_epoch=rep.epoch
+            planned.spec, bundle, run_dir, should_stop=should_stop, on_batch=rep.batch, on_epoch=on_epoch
         )
         record.history = [EpochStats(**h) for h in result.history]
         record.best = result.best
@@ -398,6 +410,7 @@ def _run_one(
             del result, bundle  # free the training copies before stages load what they need
             record = run_stages(cfg, run_dir, record)
             write_record(run_dir, record)
+        tracker.finished(run_dir, record)
         return "trained", record
     except RunPruned as exc:
         # The trainer saved `last.pt` before calling on_epoch, so its history is exactly what was trained.
@@ -420,6 +433,7 @@ def _run_one(
         record.failure_detail = str(exc)
         record.ended_at = now_iso()
         _safe_write(run_dir, record)
+        tracker.finished(run_dir, record)
         return "killed", record
     except Exception as exc:
         reason, detail = _failure(exc)
@@ -432,6 +446,7 @@ def _run_one(
         except OSError:
             pass
         _safe_write(run_dir, record)
+        tracker.finished(run_dir, record)
         return "failed", record
 
 

@@ -300,8 +300,10 @@ def train_run(
                 events.append({"event": "stopped_by_signal", "epoch": epoch, "step": step})
                 save_checkpoint(last_path, full_state())
                 raise RunKilled(f"stopped at epoch {epoch}, step {step}")
-            if faults.active("kill@step", step):
+            if faults.active("kill@step", step) or (resumes == 0 and faults.active("killonce@step", step)):
                 faults.die()
+            if faults.active("hang@step", step):
+                faults.hang()
             if faults.active("term@step", step):
                 import os
                 import signal

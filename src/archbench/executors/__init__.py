@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 
 def create_executor(spec: ExecutorSpec) -> Executor:
     """The executor named by the sweep's `executor:` section (Ray is imported only when asked for)."""
+    if spec.kind == "ray":
+        from .ray import RayExecutor
+
+        return RayExecutor(spec)
     from .local import LocalExecutor
 
     return LocalExecutor()

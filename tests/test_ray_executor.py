@@ -1,0 +1,211 @@
+"""The Ray executor with real Ray, inside a private network namespace (RELIABILITY.md case 23).
+
+Each test body runs as `unshare -n sh -c 'ip link set lo up && exec python …'` so Ray's servers bind only
+to a loopback no one else sees. Tiny digits sweeps, one torch thread, CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from archbench.record import read_record
+from conftest import REPO, run_cli
+
+pytest.importorskip("ray")
+
+pytestmark = [pytest.mark.slow]
+
+SWEEP = """
+name: tiny
+output_dir: {out}
+data:
+  kind: digits
+model:
+  name: tiny_cnn
+train:
+  epochs: 2
+  batch_size: 64
+  lr: 0.05
+  threads: 1
+seed: 0
+grid:
+  model.name: [tiny_cnn]
+  train.optimizer: {optimizers}
+executor:
+  max_retries: 1
+"""
+
+
+def _netns_ok() -> bool:
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-n", "sh", "-c", "ip link set lo up && true"], capture_output=True, timeout=30
+    )
+    return probe.returncode == 0
+
+
+needs_netns = pytest.mark.skipif(
+    not _netns_ok(), reason="unshare -n (private network namespace) not permitted"
+)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO / "tests"), env.get("PYTHONPATH", "")])
+    env.pop("ARCHBENCH_FAULT", None)
+    env.update(extra)
+    return env
+
+
+def in_netns(argv: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run argv in a fresh network namespace with only the loopback up."""
+    quoted = " ".join("'" + a.replace("'", "'\\''") + "'" for a in argv)
+    return subprocess.run(
+        ["unshare", "-n", "sh", "-c", f"ip link set lo up && exec {quoted}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _sweep(tmp: Path, name: str, out: Path, optimizers: str) -> Path:
+    path = tmp / name
+    path.write_text(textwrap.dedent(SWEEP.format(out=out, optimizers=optimizers)))
+    return path
+
+
+def _records(out: Path) -> dict[str, object]:
+    runs = sorted((out / "tiny" / "runs").iterdir())
+    return {d.name: read_record(d) for d in runs}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The local executor's records for sgd and adam: what Ray must reproduce."""
+    tmp = tmp_path_factory.mktemp("ref")
+    out = tmp / "results"
+    r = run_cli("run", str(_sweep(tmp, "s.yaml", out, "[sgd, adam]")))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out
+
+
+def _same_numbers(a: object, b: object) -> None:
+    assert a is not None and b is not None
+    ma, mb = a.metrics, b.metrics  # type: ignore[attr-defined]
+    assert ma.top1 == mb.top1
+    assert ma.confusion_matrix == mb.confusion_matrix
+    assert [h.val_loss for h in a.history] == [h.val_loss for h in b.history]  # type: ignore[attr-defined]
+    assert a.checkpoint_sha256 == b.checkpoint_sha256  # type: ignore[attr-defined]
+
+
+@needs_netns
+def test_ray_local_instance_matches_local_executor_and_rerun_skips(tmp_path: Path, reference: Path) -> None:
+    out = tmp_path / "results"
+    sweep = _sweep(tmp_path, "s.yaml", out, "[sgd, adam]")
+    argv = [sys.executable, "-m", "archbench", "run", str(sweep), "--executor", "ray"]
+    r = in_netns(argv, _env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 trained" in r.stdout and "runs per node" in r.stdout
+    ref, got = _records(reference), _records(out)
+    assert list(got) == list(ref)  # same run ids
+    for rid in ref:
+        _same_numbers(got[rid], ref[rid])
+        assert got[rid].host.get("ray_node")  # type: ignore[attr-defined]
+    before = {rid: (out / "tiny" / "runs" / rid / "record.json").read_bytes() for rid in got}
+    again = in_netns(argv, _env())
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "2 skipped" in again.stdout and "trained" not in again.stdout
+    assert before == {rid: (out / "tiny" / "runs" / rid / "record.json").read_bytes() for rid in got}
+
+
+CLUSTER_SCRIPT = """
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+from ray.cluster_utils import Cluster
+
+sweep, out, report = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+cluster.add_node(num_cpus=1)
+cluster.wait_for_nodes()
+cli = [sys.executable, "-m", "archbench", "run", sweep, "--executor", "ray", "--address", cluster.address]
+result = {}
+
+# A: sgd dies once (worker SIGKILLed in epoch 2, retried, resumes); adamw dies on every attempt.
+env = dict(os.environ, ARCHBENCH_FAULT="killonce@step:30#sgd,kill@step:3#adamw")
+a = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=400)
+result["a"] = {"rc": a.returncode, "out": a.stdout, "err": a.stderr[-3000:]}
+
+# B: run again; adamw hangs in epoch 2; the driver is SIGKILLed there, then started again.
+env = dict(os.environ, ARCHBENCH_FAULT="hang@step:30#adamw")
+b = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+runs = out / "tiny" / "runs"
+deadline = time.time() + 300
+def adamw_in_epoch_2():
+    for d in runs.iterdir():
+        if "adamw" in d.name and (d / "checkpoints" / "last.pt").exists():
+            return json.loads((d / "record.json").read_text())["status"] == "running"
+    return False
+while time.time() < deadline and not adamw_in_epoch_2():
+    time.sleep(0.5)
+result["b_reached"] = adamw_in_epoch_2()
+time.sleep(2)
+b.kill()
+b.wait()
+time.sleep(3)  # Ray notices the dead driver and ends its job's workers
+c = subprocess.run(cli, env=dict(os.environ), capture_output=True, text=True, timeout=400)
+result["c"] = {"rc": c.returncode, "out": c.stdout, "err": c.stderr[-3000:]}
+report.write_text(json.dumps(result))
+cluster.shutdown()
+"""
+
+
+@needs_netns
+@pytest.mark.reliability
+def test_case23_ray_retry_persistent_failure_and_driver_restart(tmp_path: Path, reference: Path) -> None:
+    out = tmp_path / "results"
+    sweep = _sweep(tmp_path, "s.yaml", out, "[sgd, adam, adamw]")
+    script = tmp_path / "cluster.py"
+    script.write_text(CLUSTER_SCRIPT)
+    report = tmp_path / "report.json"
+    r = in_netns([sys.executable, str(script), str(sweep), str(out), str(report)], _env(), timeout=900)
+    assert r.returncode == 0 and report.exists(), r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(report.read_text())
+    ref = _records(reference)
+
+    # A: sgd retried from its checkpoint and equal to the local reference; adamw failed; adam fine.
+    a = res["a"]
+    assert a["rc"] == 1, a
+    assert "2 trained" in a["out"] and "1 failed" in a["out"], a
+    runs = out / "tiny" / "runs"
+    sgd = next(d for d in runs.iterdir() if "sgd" in d.name)
+    adam = next(d for d in runs.iterdir() if d.name.startswith("tiny_cnn_adam-"))
+    adamw = next(d for d in runs.iterdir() if "adamw" in d.name)
+    rec_sgd = read_record(sgd)
+    assert rec_sgd is not None and rec_sgd.status == "completed" and rec_sgd.resumes == 1
+    assert any(e["event"] == "owner_died" for e in rec_sgd.events)
+    _same_numbers(rec_sgd, ref[sgd.name])
+    _same_numbers(read_record(adam), ref[adam.name])
+
+    # B/C: after the driver was killed mid-run, the restart trains only adamw (resuming it); the two
+    # completed runs are not touched.
+    assert res["b_reached"], res
+    c = res["c"]
+    assert c["rc"] == 0, c
+    assert "2 skipped" in c["out"] and "1 trained" in c["out"], c
+    rec_adamw = read_record(adamw)
+    assert rec_adamw is not None and rec_adamw.status == "completed"
+    assert rec_adamw.resumes == 1 and len(rec_adamw.history) == 2
+    events = [e["event"] for e in rec_adamw.events]
+    assert "worker_died" in events and "owner_died" in events
+    assert read_record(sgd) == rec_sgd
