@@ -180,6 +180,20 @@ def _with_mlflow(cfg: Any, uri: str) -> Any:
     return cfg.model_copy(update={"tracking": TrackingSpec(mlflow=spec)})
 
 
+def _check_extras(cfg: Any) -> None:
+    """Ray and MLflow are optional: say how to get them before anything is created."""
+    import importlib.util
+
+    wanted = []
+    if cfg.executor.kind == "ray":
+        wanted.append(("ray", "executor.kind: ray"))
+    if cfg.tracking is not None and cfg.tracking.mlflow is not None:
+        wanted.append(("mlflow", "tracking.mlflow"))
+    for module, what in wanted:
+        if importlib.util.find_spec(module) is None:
+            _config_fail(ConfigError(f"{what} needs {module}: pip install 'archbench[cluster]'"))
+
+
 @app.command()
 def run(
     sweep_file: Annotated[Path, typer.Argument(help="the sweep YAML file")],
@@ -203,6 +217,7 @@ def run(
     cfg = _with_executor(cfg, executor, address)
     if mlflow_uri is not None:
         cfg = _with_mlflow(cfg, mlflow_uri)
+    _check_extras(cfg)
     from .sweep import sweep_dir
 
     if dry_run and cfg.tune is not None:
