@@ -25,7 +25,7 @@ def note(sweep_root: Path, run_id: str, reason: str, waited_s: float) -> None:
         sweep_root / OUTBOX_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644
     )
     try:
-        os.write(fd, (line + "\n").encode())
+        os.write(fd, ("\n" + line + "\n").encode())  # leading newline: a torn line never swallows ours
     finally:
         os.close(fd)
 
