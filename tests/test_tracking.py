@@ -5,7 +5,6 @@ The local record is the truth: these tests compare what MLflow holds with the re
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from archbench.record import read_record
+from archbench.tracking import outbox
 from conftest import run_cli
 
 pytest.importorskip("mlflow")
@@ -207,7 +207,7 @@ def test_case24_server_down_mid_sweep_then_sync_makes_mlflow_equal_local(tmp_pat
     assert sweep_proc.returncode == 0, output
     recs = [read_record(d) for d in runs_dir.iterdir()]
     assert len(recs) == 3 and all(r is not None and r.status == "completed" for r in recs)
-    pending = [json.loads(x) for x in (out / "tracked" / "tracking-outbox.jsonl").read_text().splitlines()]
+    pending = outbox.entries(out / "tracked")
     assert pending and "archbench sync" in output
     # No run waited on the dead server longer than its budget (a bound by construction, plus slack).
     assert all(p["waited_s"] <= budget + 2 for p in pending), pending
