@@ -12,7 +12,6 @@ def _sklearn_metrics(y: np.ndarray, probs: np.ndarray, k: int) -> dict[str, obje
     from sklearn.metrics import (
         cohen_kappa_score,
         confusion_matrix,
-        log_loss,
         precision_recall_fscore_support,
         top_k_accuracy_score,
     )
@@ -21,7 +20,6 @@ def _sklearn_metrics(y: np.ndarray, probs: np.ndarray, k: int) -> dict[str, obje
     pred = probs.argmax(1)
     out: dict[str, object] = {
         "top5": top_k_accuracy_score(y, probs, k=5, labels=labels) if k >= 5 else None,
-        "loss": log_loss(y, np.clip(probs, 1e-12, 1.0), labels=labels),
         "kappa": cohen_kappa_score(y, pred, labels=labels),
         "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
     }
@@ -44,6 +42,15 @@ def test_numpy_metrics_equal_sklearn(k: int, n: int, absent: int | None) -> None
     probs[:3] = np.float32(1.0 / k)  # exact ties decide top-5 by sklearn's order
     ours = metrics_from_predictions(y, probs, k)
     ref = _sklearn_metrics(y, probs, k)
+    # The loss is float64 without sklearn's float32-eps clipping (issue 11): -mean log p, and from the
+    # logits (log-softmax) when they are given.
+    p64 = probs.astype(np.float64)[np.arange(n), y]
+    assert ours["loss"] == pytest.approx(float(-np.log(p64).mean()), rel=1e-12)
+    z = logits.astype(np.float64)
+    logp = z - z.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    with_logits = metrics_from_predictions(y, probs, k, logits=logits)
+    assert with_logits["loss"] == pytest.approx(float(-logp[np.arange(n), y].mean()), rel=1e-12)
     assert ours["confusion_matrix"] == ref["confusion_matrix"]
     for key, v in ref.items():
         if key == "confusion_matrix":

@@ -2,7 +2,7 @@
 
 Covered in other files: 1, 6, 7 in test_resume.py; 5 and 9 (NaN) in test_run_e2e.py; 12, 13, 15, 17 in
 test_data.py; 18-20 in test_sweep.py; 21 (pickle payload as pretrained weights) in test_models.py;
-14 in test_maps.py. All carry the `reliability` marker: `pytest -m reliability`.
+14 in test_maps.py; 25-34 in test_trust.py. All carry the `reliability` marker: `pytest -m reliability`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -239,3 +240,309 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(tmp_path: 
     assert str(missing) in line
     res = run_cli("--debug", "ls", str(tmp_path / "empty"), cwd=tmp_path)
     assert res.returncode == 2
+
+
+# --- 25: tampered results -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def verified_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished two-run sweep (digits, tiny_cnn, 1 epoch), never modified: tests work on copies."""
+    base = tmp_path_factory.mktemp("verified")
+    sweep = tiny_sweep(base, epochs=1)
+    res = run_cli("run", str(sweep), cwd=base)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return base
+
+
+def _copy(base: Path, tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """(sweep file, sweep folder, sgd run, adam run) of a fresh copy of the finished sweep."""
+    shutil.copytree(base / "results", tmp_path / "results")
+    sweep = tiny_sweep(tmp_path, epochs=1)
+    sd = tmp_path / "results" / "tiny"
+    runs = sorted((sd / "runs").iterdir())
+    sgd = next(r for r in runs if "_sgd-" in r.name)
+    adam = next(r for r in runs if "_adam-" in r.name)
+    return sweep, sd, sgd, adam
+
+
+def _edit_metric(sgd: Path, adam: Path) -> None:
+    rec = json.loads((sgd / "record.json").read_text())
+    rec["metrics"]["top1"] = min(1.0, rec["metrics"]["top1"] + 0.01)
+    (sgd / "record.json").write_text(json.dumps(rec, indent=2))
+
+
+def _copy_record(sgd: Path, adam: Path) -> None:
+    shutil.copy(adam / "record.json", sgd / "record.json")
+
+
+def _bitflip_checkpoint(sgd: Path, adam: Path) -> None:
+    p = sgd / "checkpoints" / "best.pt"
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    p.write_bytes(bytes(data))
+
+
+def _swap_checkpoint(sgd: Path, adam: Path) -> None:
+    shutil.copy(adam / "checkpoints" / "best.pt", sgd / "checkpoints" / "best.pt")
+
+
+def _truncate_predictions(sgd: Path, adam: Path) -> None:
+    p = sgd / "predictions.npz"
+    p.write_bytes(p.read_bytes()[:500])
+
+
+def _delete_history(sgd: Path, adam: Path) -> None:
+    (sgd / "history.csv").unlink()
+
+
+TAMPER = {
+    "metric_edited": _edit_metric,
+    "record_copied_from_other_run": _copy_record,
+    "checkpoint_bitflip": _bitflip_checkpoint,
+    "checkpoint_swapped": _swap_checkpoint,
+    "predictions_truncated": _truncate_predictions,
+    "history_deleted": _delete_history,
+}
+
+
+def test_verify_passes_on_an_untouched_sweep(verified_sweep: Path) -> None:
+    res = run_cli("verify", str(verified_sweep / "results" / "tiny"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "all 2 runs verified" in res.stdout and res.stdout.count("│ verified") == 2
+    rec = json.loads(
+        next((verified_sweep / "results" / "tiny" / "runs").iterdir()).joinpath("record.json").read_text()
+    )
+    assert set(rec["artifacts"]) == {
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+        "predictions.npz",
+        "history.csv",
+    }
+
+
+@pytest.mark.parametrize("damage", sorted(TAMPER))
+def test_verify_and_ls_name_exactly_the_tampered_run(
+    verified_sweep: Path, tmp_path: Path, damage: str
+) -> None:
+    sweep, sd, sgd, adam = _copy(verified_sweep, tmp_path)
+    TAMPER[damage](sgd, adam)
+    res = run_cli("verify", str(sd))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"1 of 2 runs NOT verified: {sgd.name}" in res.stdout
+    assert f"{adam.name}: " not in res.stdout.split("NOT verified:", 1)[1]
+    res = run_cli("ls", str(sd))
+    assert res.returncode == 0, res.stderr
+    assert f"NOT verified (see `archbench verify`): {sgd.name}" in res.stdout
+    csv_rows = {r.split(",")[0]: r for r in (sd / "results.csv").read_text().splitlines()[1:]}
+    assert ",NO," in csv_rows[sgd.name] or csv_rows[sgd.name].endswith(",NO") or ",NO" in csv_rows[sgd.name]
+    assert ",yes" in csv_rows[adam.name]
+
+
+def test_report_leaves_out_and_lists_runs_that_do_not_verify(verified_sweep: Path, tmp_path: Path) -> None:
+    from archbench.report import build_report
+
+    _, sd, sgd, adam = _copy(verified_sweep, tmp_path)
+    good = build_report(sd, tmp_path / "good", ("md",))
+    assert any("Every number in this report verified" in w for w in good.warnings)
+    _edit_metric(sgd, adam)
+    bad = build_report(sd, tmp_path / "bad", ("md",))
+    assert any(sgd.name in w and "did NOT verify" in w for w in bad.warnings), bad.warnings
+    assert not any("Every number in this report verified" in w for w in bad.warnings)
+    md = (tmp_path / "bad" / "report.md").read_text()
+    edited = json.loads((sgd / "record.json").read_text())["metrics"]["top1"]
+    assert f"{100 * edited:.2f}" not in md  # the edited number is never used
+
+
+def test_rerun_rebuilds_damaged_derived_files_from_the_checkpoint(
+    verified_sweep: Path, tmp_path: Path
+) -> None:
+    sweep, sd, sgd, adam = _copy(verified_sweep, tmp_path)
+    before = json.loads((sgd / "record.json").read_text())
+    _truncate_predictions(sgd, adam)
+    _delete_history(adam, sgd)
+    res = run_cli("run", str(sweep), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert run_cli("verify", str(sd)).returncode == 0
+    after = json.loads((sgd / "record.json").read_text())
+    assert after["metrics"] == before["metrics"]  # rebuilt from the same weights, not retrained
+    assert after["history"] == before["history"]
+    assert any(e["event"] == "redone" and "predictions.npz" in e["detail"] for e in after["events"])
+    assert (adam / "history.csv").exists()
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(verified_sweep: Path, tmp_path: Path) -> None:
+    sweep, sd, sgd, adam = _copy(verified_sweep, tmp_path)
+    # sgd is unfinished (record gone) and holds adam's last.pt and best.pt.
+    (sgd / "record.json").unlink()
+    for name in ("last.pt", "best.pt", "last.prev.pt", "best.prev.pt"):
+        (sgd / "checkpoints" / name).unlink(missing_ok=True)
+    shutil.copy(adam / "checkpoints" / "last.pt", sgd / "checkpoints" / "last.pt")
+    res = run_cli("run", str(sweep), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rec = json.loads((sgd / "record.json").read_text())
+    notes = [e["detail"] for e in rec["events"] if e["event"] == "checkpoint_set_aside"]
+    assert notes and "belongs to another run" in notes[0]
+    assert rec["resumes"] == 0  # trained from scratch, not from adam's weights
+    assert (sgd / "checkpoints" / "last.pt.bad-0").exists()
+    assert run_cli("verify", str(sd)).returncode == 0
+
+
+# --- 26: paths read from disk ---------------------------------------------------------------------------
+
+
+def test_hostile_run_ids_in_plan_and_planted_symlinks_stay_inside(
+    verified_sweep: Path, tmp_path: Path
+) -> None:
+    sweep, sd, sgd, adam = _copy(verified_sweep, tmp_path)
+    outside = tmp_path / "outside"
+    (outside / "runs" / "x").mkdir(parents=True)
+    shutil.copy(adam / "record.json", outside / "runs" / "x" / "record.json")
+    plan = json.loads((sd / "plan.json").read_text())
+    plan["runs"] += [
+        {"run_id": "../../outside/runs/x", "spec_hash": "0"},
+        {"run_id": str(outside / "runs" / "x"), "spec_hash": "0"},
+    ]
+    (sd / "plan.json").write_text(json.dumps(plan))
+    before = _files_under(outside)
+    res = run_cli("ls", str(sd))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("unsafe_path") == 2
+    res = run_cli("verify", str(sd))
+    assert res.returncode == 1 and "unsafe_path" in res.stdout
+    assert _files_under(outside) == before
+    # Symlinks planted in run folders (a completed one and an unfinished one) are never written through.
+    victim = outside / "victim.txt"
+    victim.write_text("keep")
+    (sgd / "record.json").unlink()
+    shutil.rmtree(sgd / "checkpoints")
+    (sgd / "checkpoints").symlink_to(outside)
+    (adam / "error.txt").symlink_to(victim)
+    adam_record = (adam / "record.json").read_text()
+    res = run_cli("run", str(sweep), cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert (
+        f"failed {sgd.name}: unsafe_path" in res.stdout and f"failed {adam.name}: unsafe_path" in res.stdout
+    )
+    assert victim.read_text() == "keep"
+    assert sorted(p.name for p in outside.iterdir()) == ["runs", "victim.txt"]
+    assert (adam / "record.json").read_text() == adam_record  # nothing lost either
+
+
+# --- 30: disk full in the middle of a sweep -------------------------------------------------------------
+
+
+@needs_mount
+def test_disk_full_mid_sweep_fails_only_runs_that_cannot_write(tmp_path: Path) -> None:
+    import shlex
+    import sys
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    sweep = tiny_sweep(tmp_path, epochs=1, optimizers="[sgd]", out=mnt / "results")
+    full = tmp_path / "full.yaml"
+    full.write_text(
+        sweep.read_text().replace("train.optimizer: [sgd]", "train.optimizer: [sgd, adam, adamw]")
+    )
+    py, q = shlex.quote(sys.executable), shlex.quote
+    log = tmp_path / "log"
+    script = f"""
+    set -u
+    mount -t tmpfs -o size=8m tmpfs {q(str(mnt))} || exit 99
+    {py} -m archbench run {q(str(sweep))} > {log}.1 2>&1; echo "first=$?" >> {log}
+    dd if=/dev/zero of={q(str(mnt / "filler"))} bs=64k 2>/dev/null
+    truncate -s -48K {q(str(mnt / "filler"))}
+    {py} -m archbench run {q(str(full))} > {log}.2 2>&1; echo "full=$?" >> {log}
+    {py} -m archbench ls {q(str(mnt / "results" / "tiny"))} > {log}.3 2>&1; echo "ls=$?" >> {log}
+    cp -r {q(str(mnt / "results"))} {q(str(tmp_path / "snapshot"))} 2>/dev/null
+    rm {q(str(mnt / "filler"))}
+    {py} -m archbench run {q(str(full))} > {log}.4 2>&1; echo "freed=$?" >> {log}
+    {py} -m archbench verify {q(str(mnt / "results" / "tiny"))} > {log}.5 2>&1; echo "verify=$?" >> {log}
+    """
+    res = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=900)
+    codes = dict(line.split("=") for line in (tmp_path / "log").read_text().split())
+    full_out = (tmp_path / "log.2").read_text()
+    assert codes["first"] == "0", (tmp_path / "log.1").read_text()
+    assert codes["full"] == "1", full_out
+    assert "Traceback" not in full_out and "1 skipped, 2 failed" in full_out, full_out
+    for name in ("adam", "adamw"):
+        line = next(ln for ln in full_out.splitlines() if ln.startswith(f"  failed tiny_cnn_{name}-"))
+        assert "disk_full: errno 28 (ENOSPC)" in line and str(mnt) in line, line
+    assert codes["ls"] == "0", (tmp_path / "log.3").read_text()
+    freed = (tmp_path / "log.4").read_text()
+    assert codes["freed"] == "0", freed
+    assert "2 trained, 1 skipped" in freed, freed
+    assert codes["verify"] == "0", (tmp_path / "log.5").read_text()
+    assert res.returncode == 0, res.stderr
+
+
+# --- 32: host out of memory -----------------------------------------------------------------------------
+
+
+def test_host_oom_under_rlimit_as_fails_that_run_oom_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    import sys
+
+    sweep = tiny_sweep(tmp_path, epochs=1, optimizers="[sgd]")
+    sweep.write_text(
+        sweep.read_text().replace(
+            "model.name: [tiny_cnn]", "data.resolution: [4096, 8]\n  model.name: [tiny_cnn]"
+        )
+    )
+    wrapper = textwrap.dedent(f"""
+        import resource, runpy, sys
+        import torch, sklearn.metrics, archbench.runner, archbench.train, archbench.evaluate
+        vm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmSize:")) * 1024
+        limit = vm + 1_500_000_000
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        sys.argv = ["archbench", "run", {str(sweep)!r}]
+        runpy.run_module("archbench", run_name="__main__")
+    """)
+    res = subprocess.run(
+        [sys.executable, "-c", wrapper], capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out
+    assert "1 trained, 1 failed" in out and "failed 4096_tiny_cnn_sgd-" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("  failed "))
+    assert ": oom: " in line, line
+
+
+# --- 34: a run busy in another live process -------------------------------------------------------------
+
+
+def test_run_busy_in_a_stopped_process_exits_3_naming_it(tmp_path: Path) -> None:
+    import os
+    import signal
+    import sys
+    import time
+
+    sweep = tiny_sweep(tmp_path, epochs=200, optimizers="[sgd]")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("ARCHBENCH_FAULT", None)
+    owner = subprocess.Popen(
+        [sys.executable, "-m", "archbench", "run", str(sweep)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        runs = tmp_path / "results" / "tiny" / "runs"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            recs = list(runs.glob("*/record.json")) if runs.is_dir() else []
+            if recs and '"running"' in recs[0].read_text():
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the owner never started its run")
+        os.kill(owner.pid, signal.SIGSTOP)
+        record_before = recs[0].read_text()
+        res = run_cli("run", str(sweep), cwd=tmp_path)
+        assert res.returncode == 3, res.stdout + res.stderr
+        run_id = recs[0].parent.name
+        assert f"busy {run_id}: claimed by pid {owner.pid}" in res.stdout
+        assert recs[0].read_text() == record_before  # nothing trained twice, nothing touched
+    finally:
+        owner.kill()
+        owner.wait(timeout=60)

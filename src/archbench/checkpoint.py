@@ -21,7 +21,14 @@ from . import faults
 from .errors import CheckpointError, RunFailure
 from .paths import file_sha256, fsync_dir
 
-__all__ = ["file_sha256", "load_checkpoint", "load_latest", "save_checkpoint", "state_digest"]
+__all__ = [
+    "check_owner",
+    "file_sha256",
+    "load_checkpoint",
+    "load_latest",
+    "save_checkpoint",
+    "state_digest",
+]
 
 
 def _digest_into(h: Any, obj: Any) -> None:
@@ -141,17 +148,32 @@ def set_aside(path: Path) -> Path:
         n += 1
 
 
-def load_latest(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
-    """The newest good checkpoint among `path` and its `.prev`; damaged files are set aside.
+def check_owner(path: Path, state: dict[str, Any], owner: dict[str, str] | None) -> None:
+    """Raise `CheckpointError` unless the checkpoint says it belongs to `owner` (run id and spec hash)."""
+    if owner is None:
+        return
+    for key, want in owner.items():
+        got = state.get(key)
+        if got != want:
+            raise CheckpointError(
+                path, f"belongs to another run ({key} {str(got)[:40]!r}, expected {want!r}); not used"
+            )
 
-    Returns (state or None, notes about files set aside).
+
+def load_latest(path: Path, owner: dict[str, str] | None = None) -> tuple[dict[str, Any] | None, list[str]]:
+    """The newest good checkpoint among `path` and its `.prev`; damaged or foreign files are set aside.
+
+    `owner` (e.g. {"run_id": ..., "spec_hash": ...}) must match what the checkpoint carries, so a file
+    from another run is never resumed. Returns (state or None, notes about files set aside).
     """
     notes: list[str] = []
     for candidate in (path, prev_path(path)):
         if not candidate.exists():
             continue
         try:
-            return load_checkpoint(candidate), notes
+            state = load_checkpoint(candidate)
+            check_owner(candidate, state, owner)
+            return state, notes
         except CheckpointError as exc:
             moved = set_aside(candidate)
             notes.append(f"{exc}; set aside as {moved.name}")

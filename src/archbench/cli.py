@@ -280,10 +280,14 @@ def run(
                 ),
                 soft_wrap=True,
             )
-    if summary.count("failed"):
-        for rid, reason in summary.reasons.items():
-            if summary.outcomes.get(rid) == "failed":
-                console.print(literal(f"  failed {rid}: {reason}"), soft_wrap=True)
+    for rid, reason in summary.reasons.items():
+        if summary.outcomes.get(rid) == "failed":
+            console.print(literal(f"  failed {rid}: {reason}"), soft_wrap=True)
+        elif summary.outcomes.get(rid) == "busy":
+            console.print(
+                literal(f"  busy {rid}: {reason}; another process is working on it, re-run when it is done"),
+                soft_wrap=True,
+            )
     raise typer.Exit(code=summary.exit_code)
 
 
@@ -351,13 +355,24 @@ def _fmt_cell(column: str, v: Any) -> str:
 def _print_results(path: Path) -> list[dict[str, Any]]:
     from .paths import atomic_write_text
     from .results import find_sweep_dirs, iter_records, record_row, rows_to_csv
+    from .verify import verify_run
 
-    rows = [record_row(d, r, p) for d, r, p in iter_records(path)]
+    rows: list[dict[str, Any]] = []
+    for d, rec, plan in iter_records(path):
+        row = record_row(d, rec, plan)
+        if rec is not None and rec.status == "completed":
+            verdict = verify_run(
+                d, plan, rec
+            )  # a run whose files or numbers changed is marked, never trusted
+            row["verified"] = "yes" if verdict.ok else "NO"
+            if not verdict.ok:
+                row["verify_problems"] = "; ".join(verdict.problems)
+        rows.append(row)
     table = Table(title=literal(path))
-    cols = ["run_id", "status", "top1", "f1_macro", "train_seconds"]
+    cols = ["run_id", "status", "verified", "top1", "f1_macro", "train_seconds"]
     if any("role" in r for r in rows):  # tuned sweeps: trials (validation only) vs final runs
         cols.insert(1, "role")
-        cols.insert(4, "best_val_acc")
+        cols.insert(5, "best_val_acc")
     extra = [
         c
         for c in ("gmacs", "latency_ms_p50", "throughput_img_s", "peak_memory_mb")
@@ -374,7 +389,16 @@ def _print_results(path: Path) -> list[dict[str, Any]]:
     console.print(table)
     for sd in find_sweep_dirs(path):
         sd_rows = [r for r in rows if r["sweep"] == sd.name]
-        atomic_write_text(sd / "results.csv", rows_to_csv(sd_rows))
+        try:
+            atomic_write_text(sd / "results.csv", rows_to_csv(sd_rows))
+        except OSError as exc:  # a full or read-only disk must not stop listing
+            err_console.print(literal(f"note: results.csv not written: {exc}"), soft_wrap=True)
+    bad = [r["run_id"] for r in rows if r.get("verified") == "NO"]
+    if bad:
+        console.print(
+            literal(f"{len(bad)} completed run(s) NOT verified (see `archbench verify`): {', '.join(bad)}"),
+            soft_wrap=True,
+        )
     return rows
 
 
@@ -395,7 +419,7 @@ def _register_stage_commands() -> None:
     """Each later stage owns its subcommand in archbench/commands/<name>.py (a `command` function)."""
     import importlib
 
-    for name in ("report", "profile", "explain", "map", "weights", "sync"):
+    for name in ("report", "profile", "explain", "map", "weights", "sync", "verify"):
         try:
             module = importlib.import_module(f"archbench.commands.{name}")
         except ModuleNotFoundError as exc:

@@ -93,6 +93,11 @@ class RunRecord(BaseModel):
         "patch_grid, pos_embed_interpolated (empty for models that take any size)",
     )
     checkpoint_sha256: str | None = None
+    artifacts: dict[str, str] = Field(
+        default_factory=dict,
+        description="sha256 of every file the record vouches for, by path relative to the run folder "
+        "(checkpoints/best.pt, checkpoints/last.pt, predictions.npz, history.csv); `archbench verify`",
+    )
     stages: dict[str, Any] = Field(
         default_factory=dict, description="blocks added by later stages: profile, explain, map"
     )

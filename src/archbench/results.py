@@ -11,30 +11,46 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .paths import safe_join, slugify
 from .record import RunRecord, read_record
 
 
 def find_sweep_dirs(path: Path) -> list[Path]:
     """`path` may be a sweep folder (has runs/), an output_dir holding several sweeps, or one run folder."""
     path = Path(path)
-    if (path / "runs").is_dir():
+
+    def is_sweep(p: Path) -> bool:  # a `runs` symlink (pointing anywhere) is never followed
+        return (p / "runs").is_dir() and not (p / "runs").is_symlink()
+
+    if is_sweep(path):
         return [path]
-    return sorted(p for p in path.iterdir() if (p / "runs").is_dir()) if path.is_dir() else []
+    return sorted(p for p in path.iterdir() if is_sweep(p)) if path.is_dir() else []
 
 
 def iter_records(path: Path) -> list[tuple[Path, RunRecord | None, dict[str, Any] | None]]:
-    """(run_dir, record or None, plan entry or None) for every planned or present run."""
-    out = []
+    """(run_dir, record or None, plan entry or None) for every planned or present run.
+
+    Run ids read from plan.json go through `safe_join`: an id such as `../../x` or `/etc` is never read;
+    it is returned with `unsafe_path` in its plan entry and a placeholder folder name.
+    """
+    out: list[tuple[Path, RunRecord | None, dict[str, Any] | None]] = []
     for sd in find_sweep_dirs(path):
         planned: dict[str, dict[str, Any]] = {}
         try:
             plan = json.loads((sd / "plan.json").read_text())
-            planned = {r["run_id"]: r for r in plan.get("runs", [])}
-        except (OSError, ValueError):
+            planned = {str(r["run_id"]): r for r in plan.get("runs", []) if isinstance(r, dict)}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass
-        present = sorted(p.name for p in (sd / "runs").iterdir() if p.is_dir())
+        runs = sd / "runs"
+        present = sorted(p.name for p in runs.iterdir() if p.is_dir() and not p.is_symlink())
         for rid in list(planned) + [r for r in present if r not in planned]:
-            run_dir = sd / "runs" / rid
+            try:
+                safe_join(runs, rid)
+                run_dir = runs / rid
+            except ValueError as exc:
+                entry = {**planned.get(rid, {}), "unsafe_path": f"unsafe_path: {exc}"}
+                out.append((runs / f"unsafe-{slugify(rid, max_len=24)}", None, entry))
+                continue
             rec = read_record(run_dir) if run_dir.is_dir() else None
             out.append((run_dir, rec, planned.get(rid)))
     return out
@@ -42,8 +58,15 @@ def iter_records(path: Path) -> list[tuple[Path, RunRecord | None, dict[str, Any
 
 def record_row(run_dir: Path, rec: RunRecord | None, plan: dict[str, Any] | None) -> dict[str, Any]:
     axes = rec.axes if rec else (plan or {}).get("axes", {})
+    if not isinstance(axes, dict):
+        axes = {}
     row: dict[str, Any] = {"run_id": run_dir.name, "sweep": run_dir.parent.parent.name}
     row["status"] = rec.status if rec else "missing"
+    if plan is not None and plan.get("unsafe_path"):
+        row["run_id"] = str(plan.get("run_id"))
+        row["status"] = "unsafe_path"
+        row["failure_reason"] = plan["unsafe_path"]
+        return row
     for k, v in axes.items():
         row[k] = v
     role = (rec.tune or {}).get("role") if rec else (plan or {}).get("role")

@@ -2,7 +2,11 @@
 
 Lifecycle of a run: claimed (flock) → running (record written) → completed | failed(reason) | killed.
 A run counts as done only when its record validates with status completed and its own spec hash.
-One failing run never stops the sweep; SIGTERM/SIGINT checkpoint the current run and stop the sweep.
+One failing run never stops the sweep (disk full, out of memory, a planted symlink: that run fails with
+its reason and the next is tried); SIGTERM/SIGINT checkpoint the current run and stop the sweep.
+A completed run is skipped only when it verifies (verify.py); otherwise its record is set aside and the
+run is redone from its checkpoint (derived files damaged) or from scratch (checkpoint damaged).
+Exit codes: 0 all done, 1 some failed, 3 some left busy (claimed by another live process), 130 stopped.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import errno
 import io
 import json
 import os
+import re
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,7 +94,9 @@ class SweepSummary:
     def exit_code(self) -> int:
         if self.stopped:
             return 130
-        return 1 if self.count("failed") else 0
+        if self.count("failed"):
+            return 1
+        return 3 if self.count("busy") else 0
 
 
 def write_plan(cfg: SweepConfig, runs: list[PlannedRun], source_text: str | None) -> Path:
@@ -138,13 +145,19 @@ class DataCache:
         return self._cache[key]
 
 
+# What torch's CPU allocator (and friends) say when the host runs out of memory (e.g. under RLIMIT_AS).
+_ALLOC_FAILED = re.compile(r"can't allocate memory|not enough memory|out of memory|std::bad_alloc", re.I)
+
+
 def _failure(exc: BaseException) -> tuple[str, str]:
     import torch
 
     if isinstance(exc, RunFailure):
         return exc.reason, exc.detail
-    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
-        return "oom", f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError) or (
+        isinstance(exc, RuntimeError) and _ALLOC_FAILED.search(str(exc))
+    ):
+        return "oom", f"{type(exc).__name__}: {str(exc)[:300]}"
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return (
             "disk_full",
@@ -190,8 +203,15 @@ def execute_run(
     except (ValueError, OSError) as exc:
         return RunOutcome(planned.run_id, "failed", f"unsafe_path: {exc}"), None
     claim = RunClaim(run_dir)
-    if not claim.try_acquire():
-        return RunOutcome(planned.run_id, "busy", f"claimed by {claim.owner()}"), None
+    try:
+        acquired = claim.try_acquire()
+    except OSError as exc:  # e.g. disk full creating the lock file
+        reason, detail = _failure(exc)
+        return RunOutcome(planned.run_id, "failed", f"{reason}: {detail}"), None
+    if not acquired:
+        owner = claim.owner()
+        busy = f"claimed by pid {owner.get('pid', '?')} on {owner.get('host', '?')}"
+        return RunOutcome(planned.run_id, "busy", busy), None
     try:
         outcome, rec = _run_one(
             cfg,
@@ -204,9 +224,17 @@ def execute_run(
             should_stop,
             host_extra or {},
         )
+    except OSError as exc:
+        # Could not even record the run (disk full while writing its "running" record, ...): it stays
+        # not completed, so the next invocation retries it; the sweep goes on.
+        reason, detail = _failure(exc)
+        return RunOutcome(planned.run_id, "failed", f"{reason}: {detail}"), None
     finally:
         claim.release()
-    reason = rec.failure_reason if rec is not None and rec.failure_reason else None
+    reason = None
+    if rec is not None and rec.failure_reason:
+        detail = f": {rec.failure_detail[:300]}" if rec.failure_detail else ""
+        reason = rec.failure_reason + detail
     return RunOutcome(planned.run_id, outcome, reason), rec
 
 
@@ -299,9 +327,55 @@ class Executor(Protocol):
 
 
 def _done(root: Path, planned: PlannedRun) -> bool:
-    rec = read_record(root / "runs" / planned.run_id)
+    try:
+        run_dir = safe_join(root / "runs", planned.run_id)
+    except ValueError:
+        return False
+    rec = read_record(run_dir)
     done = ("completed", "pruned") if planned.is_trial else ("completed",)
     return rec is not None and rec.status in done and rec.spec_hash == planned.spec_hash
+
+
+def _plan_entry(planned: PlannedRun) -> dict[str, Any]:
+    return {"run_id": planned.run_id, "spec_hash": planned.spec_hash}
+
+
+def _set_aside(path: Path) -> Path:
+    n = 0
+    while os.path.lexists(path.with_name(f"{path.name}.untrusted-{n}")):
+        n += 1
+    dest = path.with_name(f"{path.name}.untrusted-{n}")
+    os.replace(path, dest)
+    return dest
+
+
+def _untrusted_completed(run_dir: Path, planned: PlannedRun, prev: RunRecord) -> str | None:
+    """Why a completed record cannot be trusted as is (None: it verifies). Sets the record aside, and
+    the checkpoints too when they are what failed, so the run is redone: from its own checkpoint when
+    only derived files (predictions, history) or stored numbers are damaged, from scratch otherwise."""
+    from .verify import verify_run
+
+    if not prev.artifacts:
+        return None  # written before records carried hashes: kept (verify and ls say it is unverified)
+    verdict = verify_run(run_dir, _plan_entry(planned), prev)
+    if verdict.ok:
+        return None
+    ckpt_bad = any(p.startswith("checkpoints/") or "sha256 for checkpoints" in p for p in verdict.problems)
+    if ckpt_bad and (run_dir / "checkpoints").is_dir():
+        _set_aside(run_dir / "checkpoints")
+    _set_aside(run_dir / RECORD_NAME)
+    return "; ".join(verdict.problems)
+
+
+def unsafe_entries(run_dir: Path) -> list[str]:
+    """Symlinks inside a run folder (a planted `error.txt`, `checkpoints/`, ...): writes would follow them."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(run_dir, followlinks=False):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            if p.is_symlink():
+                found.append(str(p))
+    return found
 
 
 def _run_one(
@@ -315,17 +389,37 @@ def _run_one(
     should_stop: Callable[[], bool],
     host_extra: dict[str, Any],
 ) -> tuple[str, RunRecord | None]:
+    links = unsafe_entries(run_dir)
+    if links:
+        # Nothing is written into a folder holding a planted link (not even the record: a completed one
+        # stays as it is); the run fails and the link stays for inspection.
+        rec = RunRecord(
+            run_id=planned.run_id,
+            sweep=cfg.name,
+            status="failed",
+            spec=planned.spec,
+            spec_hash=planned.spec_hash,
+            axes=planned.axes,
+            seed=planned.spec.seed,
+            failure_reason="unsafe_path",
+            failure_detail=f"symlink inside the run folder: {', '.join(links[:5])}; remove it",
+            ended_at=now_iso(),
+        )
+        return "failed", rec
     prev = read_record(run_dir)
-    if prev is not None and prev.spec_hash != planned.spec_hash:
+    if prev is not None and (prev.spec_hash != planned.spec_hash or prev.run_id != planned.run_id):
         prev = None
     if prev is None and (run_dir / RECORD_NAME).exists():
         # Invalid, foreign or tampered record: never trusted, kept aside for inspection.
-        n = 0
-        while (run_dir / f"{RECORD_NAME}.untrusted-{n}").exists():
-            n += 1
-        os.replace(run_dir / RECORD_NAME, run_dir / f"{RECORD_NAME}.untrusted-{n}")
+        _set_aside(run_dir / RECORD_NAME)
     if prev is not None and prev.status == "pruned" and planned.is_trial:
         return "skipped", prev  # a pruned trial is finished: its pruner decided, rerunning changes nothing
+    events: list[dict[str, Any]] = list(prev.events) if prev else []
+    if prev is not None and prev.status == "completed":
+        why = _untrusted_completed(run_dir, planned, prev)
+        if why is not None:
+            events = list(prev.events) + [{"event": "redone", "at": now_iso(), "detail": why[:2000]}]
+            prev = None
     if prev is not None and prev.status == "completed":
         if planned.is_trial:
             return "skipped", prev  # trials get no stages: explain and profile read the test split
@@ -334,7 +428,6 @@ def _run_one(
             prev = run_stages(cfg, run_dir, prev, only_missing=True)
             write_record(run_dir, prev)
         return "skipped", prev
-    events: list[dict[str, Any]] = list(prev.events) if prev else []
     if prev is not None and prev.status == "running":
         # We hold the claim, so the process that wrote "running" is gone: it was killed.
         events.append(
@@ -399,9 +492,11 @@ def _run_one(
         if not planned.is_trial:  # trials are scored on validation only (record.best, history)
             record.metrics = Metrics(**evaluate_run(result.model, planned.spec, bundle, run_dir, device))
         from .checkpoint import file_sha256
+        from .verify import DERIVED, artifact_hashes
 
         ckpt = run_dir / "checkpoints" / f"{planned.spec.eval.checkpoint}.pt"
         record.checkpoint_sha256 = file_sha256(ckpt) if ckpt.exists() else None
+        record.artifacts = artifact_hashes(run_dir, ["checkpoints/best.pt", "checkpoints/last.pt", *DERIVED])
         record = RunRecord.model_validate(
             record.model_dump() | {"status": "completed", "ended_at": now_iso()}
         )
@@ -442,7 +537,7 @@ def _run_one(
         record.failure_detail = detail
         record.ended_at = now_iso()
         try:
-            (run_dir / "error.txt").write_text(traceback.format_exc())
+            atomic_write_text(run_dir / "error.txt", traceback.format_exc())  # replaces, never follows
         except OSError:
             pass
         _safe_write(run_dir, record)

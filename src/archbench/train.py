@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from . import faults
 from .augment import BatchMaker, DeviceSplit
-from .checkpoint import load_checkpoint, load_latest, save_checkpoint
+from .checkpoint import check_owner, load_checkpoint, load_latest, save_checkpoint
 from .config import RunSpec, TrainSpec
 from .data.registry import DatasetBundle
 from .errors import RunFailure
@@ -241,6 +241,10 @@ def train_run(
 
     ckpt_dir = run_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    # Every checkpoint names the run it belongs to; resume refuses (sets aside) any other run's file.
+    from .sweep import spec_hash
+
+    owner = {"run_id": run_dir.name, "spec_hash": spec_hash(spec)}
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
 
     epoch, batch_in_epoch, step = 0, 0, 0
@@ -250,7 +254,7 @@ def train_run(
     best: dict[str, Any] = {}
     events: list[dict[str, Any]] = []
     resumes = 0
-    state, notes = load_latest(last_path)
+    state, notes = load_latest(last_path, owner)
     for note in notes:
         events.append({"event": "checkpoint_set_aside", "detail": note})
     if state is not None:
@@ -271,6 +275,7 @@ def train_run(
 
     def full_state() -> dict[str, Any]:
         return {
+            **owner,
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
@@ -367,7 +372,7 @@ def train_run(
         batch_in_epoch = 0
         if not best or better(metric, best["value"]):
             best = {"metric": t.best_metric, "value": metric, "epoch": epoch, "step": step}
-            save_checkpoint(best_path, {"model": model.state_dict(), "best": best})
+            save_checkpoint(best_path, {**owner, "model": model.state_dict(), "best": best})
         save_checkpoint(last_path, full_state())
         if on_epoch is not None:
             on_epoch(stats)
@@ -375,7 +380,9 @@ def train_run(
         faults.die()
     train_seconds = float(sum(h["seconds"] for h in history))
     if spec.eval.checkpoint == "best" and best_path.exists():
-        model.load_state_dict(load_checkpoint(best_path)["model"])
+        best_state = load_checkpoint(best_path)
+        check_owner(best_path, best_state, owner)
+        model.load_state_dict(best_state["model"])
     return TrainResult(
         model=model,
         history=history,

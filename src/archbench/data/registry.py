@@ -40,6 +40,7 @@ class RawDataset:
 class Split:
     x: np.ndarray
     y: np.ndarray
+    ids: np.ndarray | None = None  # indices into the source split the examples came from
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -244,17 +245,20 @@ def create_dataset(spec: DataSpec) -> DatasetBundle:
     info = dict(raw.info)
     if raw.test_x is None or raw.test_y is None:
         keep, held = stratified_split(train_y, spec.test_fraction, rng)
-        test_x, test_y = train_x[held], train_y[held]
+        test_x, test_y, test_ids = train_x[held], train_y[held], np.asarray(held, dtype=np.int64)
+        info["test_source"] = "train"
         train_x, train_y = train_x[keep], train_y[keep]
         info["test_split"] = (
             f"stratified {spec.test_fraction:.0%} of the source, split_seed={spec.split_seed}"
         )
     else:
         test_x, test_y = raw.test_x, raw.test_y.astype(np.int64)
+        test_ids = np.arange(len(test_y), dtype=np.int64)
+        info["test_source"] = "test"
         info.setdefault("test_split", "official")
     if spec.test_limit_per_class is not None:
         keep = _limit_per_class(test_y, spec.test_limit_per_class, rng)
-        test_x, test_y = test_x[keep], test_y[keep]
+        test_x, test_y, test_ids = test_x[keep], test_y[keep], test_ids[keep]
         info["test_split"] += f", at most {spec.test_limit_per_class} per class"
     if spec.limit_per_class is not None:
         keep = _limit_per_class(train_y, spec.limit_per_class, rng)
@@ -263,7 +267,7 @@ def create_dataset(spec: DataSpec) -> DatasetBundle:
     keep, held = stratified_split(train_y, spec.val_fraction, rng)
     val = Split(train_x[held], train_y[held])
     train = Split(train_x[keep], train_y[keep])
-    test = Split(test_x, test_y)
+    test = Split(test_x, test_y, test_ids)
     mean, std = _channel_stats(train.x)
     fp = fingerprint_arrays(train.x, train.y, val.x, val.y, test.x, test.y, extra="\n".join(raw.class_names))
     return DatasetBundle(

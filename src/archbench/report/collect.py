@@ -42,15 +42,21 @@ class RunEntry:
     predictions_sha256: str | None = None
     config_key: str = ""
     config_label: str = ""
+    verify_problems: list[str] | None = None  # set when a completed record did not verify (verify.py)
 
     @property
     def status(self) -> str:
+        if self.verify_problems:
+            return "not verified"
         return self.record.status if self.record is not None else "missing"
 
     @property
     def completed(self) -> bool:
         return (
-            self.record is not None and self.record.status == "completed" and self.record.metrics is not None
+            self.record is not None
+            and self.record.status == "completed"
+            and self.record.metrics is not None
+            and not self.verify_problems
         )
 
     @property
@@ -75,6 +81,8 @@ class RunEntry:
 
     @property
     def reason(self) -> str:
+        if self.verify_problems:
+            return "NOT VERIFIED, numbers not used: " + "; ".join(self.verify_problems)
         if self.record is None:
             return "no valid record.json (never run, deleted, damaged or tampered with)"
         if self.record.status == "running":
@@ -359,17 +367,39 @@ def is_trial(record: RunRecord | None, plan: dict[str, Any] | None) -> bool:
 def collect(path: Path) -> ReportData:
     """Everything under `path` (a sweep folder or an output_dir of sweeps) that a report may use."""
     sweep_dirs = find_sweep_dirs(path)
+    from ..verify import verify_run
+
     runs: list[RunEntry] = []
+    verified = 0
     for run_dir, _rec, plan in iter_records(path):
         record, record_sha = _load_record(run_dir)
         if is_trial(record, plan):
             continue  # tuning trials are reported by the tuning section, never compared
         entry = RunEntry(run_dir.name, run_dir.parent.parent, run_dir, record, plan, record_sha)
+        if entry.completed and record is not None:
+            verdict = verify_run(run_dir, plan, record)
+            if verdict.ok:
+                verified += 1
+            else:
+                entry.verify_problems = verdict.problems
         if entry.completed:
             entry.predictions, entry.predictions_sha256 = _load_predictions(run_dir)
         runs.append(entry)
     configs = group_configurations(runs, several_sweeps=len(sweep_dirs) > 1)
     data = ReportData(Path(path), sweep_dirs, runs, configs, find_stage_sections(sweep_dirs))
+    unverified = [r for r in runs if r.verify_problems]
+    if unverified:
+        data.warnings.append(
+            f"{len(unverified)} completed run(s) did NOT verify and are left out of every table and figure "
+            "(their files or numbers changed since they were recorded): "
+            + "; ".join(f"{r.run_id}: {'; '.join(r.verify_problems or [])}" for r in unverified)
+        )
+    elif verified:
+        data.warnings.append(
+            f"Every number in this report verified: the {verified} completed run(s) it uses match the "
+            "sha256 of their checkpoints, predictions and history, and every metric recomputes from "
+            "predictions.npz (archbench verify)."
+        )
     for c in configs:
         fps = {r.record.data_fingerprint for r in c.completed if r.record is not None}
         if len(fps) > 1:
