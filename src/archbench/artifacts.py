@@ -50,7 +50,17 @@ def load_model(run_dir: Path, rec: RunRecord, device: Any = "cpu", which: str | 
         image_size=image_size,
     )
     name = which or rec.spec.eval.checkpoint
-    state = load_checkpoint(run_dir / "checkpoints" / f"{name}.pt")
+    path = run_dir / "checkpoints" / f"{name}.pt"
+    vouched = rec.artifacts.get(f"checkpoints/{name}.pt")
+    if vouched is not None:
+        from .paths import file_sha256
+
+        if file_sha256(path) != vouched:
+            raise ArchbenchError(
+                f"{path}: does not match the sha256 in its record (swapped or damaged); "
+                "run `archbench verify`, then re-run the sweep to redo the run"
+            )
+    state = load_checkpoint(path)
     model.load_state_dict(state["model"])
     return model.to(device).eval()
 
