@@ -1,8 +1,8 @@
 """Test-set metrics from saved predictions: owns every number the record stores about the test split.
 
-Pure numpy (scikit-learn's definitions, checked against it in tests/test_evaluate.py; no torch), so evaluation, `archbench verify` and the report compute the same
-values from `predictions.npz`. The loss is computed in float64 — from the logits when they are stored,
-else from the probabilities — with no float32-epsilon clipping.
+Pure numpy with scikit-learn's definitions (checked against it in tests/test_evaluate.py; no torch), so
+evaluation, `archbench verify` and the report compute the same values from `predictions.npz`. The loss is
+float64 — from the logits when they are stored, else from the probabilities — with no float32-eps clipping.
 """
 
 from __future__ import annotations

@@ -231,11 +231,10 @@ def execute_run(
         return RunOutcome(planned.run_id, "failed", f"{reason}: {detail}"), None
     finally:
         claim.release()
-    reason = None
+    why: str | None = None
     if rec is not None and rec.failure_reason:
-        detail = f": {rec.failure_detail[:300]}" if rec.failure_detail else ""
-        reason = rec.failure_reason + detail
-    return RunOutcome(planned.run_id, outcome, reason), rec
+        why = rec.failure_reason + (f": {rec.failure_detail[:300]}" if rec.failure_detail else "")
+    return RunOutcome(planned.run_id, outcome, why), rec
 
 
 def mark_run_failed(
