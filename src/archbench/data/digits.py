@@ -7,6 +7,8 @@ import numpy as np
 from ..config import DataSpec
 from .registry import RawDataset, register_dataset
 
+LAYOUTS = {"digits": "no files: scikit-learn's bundled copy (data.root is not used)"}
+
 
 @register_dataset("digits")
 def load_digits(spec: DataSpec) -> RawDataset:

@@ -85,6 +85,13 @@ def parse_options(spec: DataSpec) -> RasterOptions:
         raise ConfigError("data.kind=raster_patches: " + "; ".join(msgs)) from None
 
 
+LAYOUTS = {
+    "raster_patches": "a scene file (data.options.scene) naming single-band GeoTIFFs or one multiband "
+    "GeoTIFF, a label raster on the same grid and the classes; files relative to the scene's root "
+    "(data.root replaces it)"
+}
+
+
 def preflight(spec: DataSpec) -> tuple[RasterOptions, Any]:
     """Check options, scene file and raster headers (cheap: no pixels). Returns (options, Scene)."""
     from ..maps.scene import open_scene

@@ -160,6 +160,41 @@ def preflight_spec(spec: DataSpec) -> None:
         check(spec)
 
 
+def dataset_layout(kind: str) -> str:
+    """The files a kind needs, relative to data.root: each family states it next to its reader (`LAYOUTS`)."""
+    _loader(kind)
+    module = importlib.import_module(f"{__package__}.{_FAMILY_MODULES[kind]}")
+    return str(getattr(module, "LAYOUTS", {}).get(kind, "see the family's module docstring"))
+
+
+def data_problems(spec: DataSpec) -> list[str]:
+    """Everything about a data spec that can be checked before anything is created, as one line per
+    problem: the kind, the files it needs (family `check_files(spec)`: found, or missing with the expected
+    layout) and the family's header-level `preflight`. Reads no pixels."""
+    try:
+        _loader(spec.kind)
+    except ConfigError as exc:
+        return [str(exc)]
+    module = importlib.import_module(f"{__package__}.{_FAMILY_MODULES[spec.kind]}")
+    check_files = getattr(module, "check_files", None)
+    problems: list[str] = list(check_files(spec)) if check_files is not None else []
+    if problems:
+        return problems
+    try:
+        preflight_spec(spec)
+    except (ConfigError, DatasetError) as exc:
+        problems.extend(error_lines(exc))
+    return problems
+
+
+def error_lines(exc: Exception) -> list[str]:
+    """An error as one line per problem: "invalid X:\n  a\n  b" becomes "invalid X: a", "invalid X: b"."""
+    lines = [" ".join(line.split()) for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return [f"{lines[0]} {line}" for line in lines[1:]]
+    return [" ".join(lines)] if lines else [type(exc).__name__]
+
+
 def check_labels(y: np.ndarray, num_classes: int, where: str) -> None:
     """Preflight: every label must be an integer in [0, num_classes) and every class must occur."""
     bad = np.flatnonzero((y < 0) | (y >= num_classes))
