@@ -121,7 +121,8 @@ def is_expensive(block: Block) -> bool:
 
 
 def needs_shared(block: Block) -> bool:
-    return "../shared" in block.text or "landcover_nc" in block.text
+    files = [b.text for b in BLOCKS if b.file and b.heading == block.heading and b.line < block.line]
+    return any("../shared" in t or "landcover_nc" in t for t in [block.text, *files])
 
 
 def _marks(block: Block) -> list[Any]:
@@ -229,6 +230,8 @@ def check_yaml_block(block: Block, ws: Path) -> None:
 
 
 def test_the_readme_has_blocks_to_test() -> None:
+    fences = [ln for ln in README.read_text(encoding="utf-8").splitlines() if ln.startswith("```")]
+    assert len(fences) % 2 == 0, "README.md has an unclosed ``` fence"
     langs = {b.lang for b in BLOCKS}
     assert {"bash", "yaml"} <= langs and len(BLOCKS) >= 10
 

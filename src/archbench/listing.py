@@ -88,7 +88,9 @@ def render_table(console: Any, title: str, rows: list[dict[str, Any]], axes: lis
     print_full_width(console, title, cols, [[fmt_cell(c, r.get(c)) for c in cols] for r in rows])
 
 
-def print_full_width(console: Any, title: str, cols: list[str], cells: list[list[str]]) -> None:
+def print_full_width(
+    console: Any, title: str, cols: list[str], cells: list[list[str]], right: tuple[str, ...] = ()
+) -> None:
     """Print a table no narrower than its content: never cut to the terminal's or a pipe's 80 columns."""
     from rich.console import Console
     from rich.table import Table
@@ -98,7 +100,7 @@ def print_full_width(console: Any, title: str, cols: list[str], cells: list[list
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
     table = Table(title=literal(title))
     for c, width in zip(cols, widths, strict=True):
-        numeric = c in METRIC_COLUMNS or c in PROFILE_COLUMNS
+        numeric = c in METRIC_COLUMNS or c in PROFILE_COLUMNS or c in right
         table.add_column(c, justify="right" if numeric else "left", no_wrap=True, min_width=width)
     for row in cells:
         table.add_row(*row)
