@@ -48,7 +48,7 @@ def _config_fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
-def _plan(sweep_file: Path, overrides: list[str]) -> tuple[Any, list[Any], str]:
+def _plan(sweep_file: Path, overrides: list[str], dry_run: bool = False) -> tuple[Any, list[Any], str]:
     from .planning import PlanningError, check_plan
     from .sweep import expand_sweep, load_sweep
 
@@ -59,9 +59,15 @@ def _plan(sweep_file: Path, overrides: list[str]) -> tuple[Any, list[Any], str]:
             raise ConfigError(f"{sweep_file}: the grid and exclude list leave no run")
         check_plan(cfg, runs)
     except PlanningError as exc:
+        # A dry run still lists the plan (e.g. a full-size study on a machine without its data), with
+        # what a real run would stop on; a real run stops here: exit 2, nothing created.
+        kind = "warning" if dry_run else "error"
         for line in exc.problems:
-            err_console.print(f"error: {one_line(line)}", soft_wrap=True)
-        raise typer.Exit(code=2) from None
+            err_console.print(f"{kind}: {one_line(line)}", soft_wrap=True)
+        if not dry_run:
+            raise typer.Exit(code=2) from None
+        err_console.print("warning: without --dry-run this sweep would stop here (exit 2)", soft_wrap=True)
+        return cfg, runs, sweep_file.read_text(encoding="utf-8")
     except (ConfigError, DatasetError) as exc:
         _config_fail(exc)
     return cfg, runs, sweep_file.read_text(encoding="utf-8")
@@ -160,7 +166,7 @@ def run(
     ] = None,
 ) -> None:
     """Train, evaluate and record every configuration of a sweep (skips completed runs, resumes the rest)."""
-    cfg, runs, text = _plan(sweep_file, set_ or [])
+    cfg, runs, text = _plan(sweep_file, set_ or [], dry_run)
     cfg = _with_executor(cfg, executor, address)
     if mlflow_uri is not None:
         cfg = _with_mlflow(cfg, mlflow_uri)
