@@ -13,7 +13,10 @@ Rules (also stated in the README's "Tested docs" paragraph):
 - Small sizes are substituted: `archbench run` gets `--set train.epochs=1` and small per-class limits,
   `archbench profile` one timing iteration at 32 px; a command whose sweep folder `results/<name>` does not
   exist yet gets `configs/<name>.yaml` run small first.
-- `<!-- doctest: skip REASON -->` right before a fence opts a block out (reported as skipped with REASON).
+- `<!-- doctest: skip REASON -->` right before a fence opts a block out (reported as skipped with REASON);
+  a block with a command other than archbench/plain file operations (`ray start`, a Slurm script) or an
+  archbench command that needs a cluster or server (`--address`, an http(s):// URI) is skipped with that
+  reason, so other sections can show such commands without breaking this test.
 - Blocks that train, map, profile or explain are `slow`; blocks that read `../shared` skip with a reason
   when it is absent.
 """
@@ -179,6 +182,21 @@ def _ensure_sweeps(words: list[str], ws: Path) -> None:
             assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
 
 
+def not_runnable_here(block: Block) -> str | None:
+    """Why a block cannot run in a test (a cluster, a remote server, a job script), else None."""
+    for cmd in commands(block.text):
+        if cmd.startswith("#!"):
+            return "a job script (needs a scheduler)"
+        words = shlex.split(cmd.split(">")[0])
+        if not words or words[0] in NOT_RUN or words[0] in SHELL_OK:
+            continue
+        if words[0] != "archbench":
+            return f"`{cmd}` needs a machine this test does not have (only archbench commands run here)"
+        if "--address" in words or any(re.match(r"^https?://", w) for w in words):
+            return f"`{cmd}` needs a cluster or a server"
+    return None
+
+
 def run_bash_block(block: Block, ws: Path) -> list[str]:
     ran = []
     for cmd in commands(block.text):
@@ -242,6 +260,9 @@ def test_readme_block(block: Block, tmp_path: Path) -> None:
         pytest.skip(f"README line {block.line}: {block.skip}")
     if needs_shared(block) and not SHARED_DATA.is_dir():
         pytest.skip(f"README line {block.line} needs ../shared/data ({SHARED_DATA} is absent)")
+    why = not_runnable_here(block) if block.lang == "bash" else None
+    if why:
+        pytest.skip(f"README line {block.line}: {why}")
     ws = _workspace(tmp_path)
     if block.lang == "yaml":
         check_yaml_block(block, ws)
