@@ -24,13 +24,19 @@ from _common import emit, interleaved, now, synthetic_bundle  # noqa: E402
 IMAGES = {"tiny_cnn": 4096, "simple_cnn": 2048, "resnet18": 768}
 
 
+DEVICE = "cpu"
+
+
 def _spec(model: str, batch: int) -> Any:
     from archbench.config import RunSpec
 
+    train = {"epochs": 1, "batch_size": batch, "threads": 1, "optimizer": "sgd", "lr": 0.01}
+    # fp32 on both sides, so the comparison is of the loop, not of the precision
+    train.update({"device": DEVICE, "amp": "off", "channels_last": "off"})
     return RunSpec.model_validate(
         {
             "model": {"name": model, "stem": "cifar" if model.startswith("resnet") else "imagenet"},
-            "train": {"epochs": 1, "batch_size": batch, "threads": 1, "optimizer": "sgd", "lr": 0.01},
+            "train": train,
         }
     )
 
@@ -52,24 +58,27 @@ def hand_epoch_fn(model: str, bundle: Any, batch: int) -> Any:
     from archbench.models import create_model
 
     spec = _spec(model, batch)
-    x = torch.from_numpy(bundle.train.x).float().div_(255).sub_(0.5).div_(0.25)
-    y = torch.from_numpy(bundle.train.y)
+    dev = torch.device(DEVICE)
+    x = torch.from_numpy(bundle.train.x).to(dev).float().div_(255).sub_(0.5).div_(0.25)
+    y = torch.from_numpy(bundle.train.y).to(dev)
 
     def epoch() -> float:
         torch.use_deterministic_algorithms(False)  # a minimal loop does not ask for it
         torch.manual_seed(0)
-        net = create_model(spec.model, in_chans=3, num_classes=10, image_size=32)
+        net = create_model(spec.model, in_chans=3, num_classes=10, image_size=32).to(dev)
         opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         crit = torch.nn.CrossEntropyLoss()
         net.train()
         t0 = now()
-        perm = torch.randperm(len(y))
+        perm = torch.randperm(len(y), device=dev)
         for i in range(0, len(y), batch):
             idx = perm[i : i + batch]
             loss = crit(net(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         return now() - t0
 
     return epoch
@@ -80,9 +89,13 @@ def main() -> None:
     ap.add_argument("--models", default="tiny_cnn,simple_cnn,resnet18")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
+    global DEVICE
+    DEVICE = a.device
     torch.set_num_threads(1)
-    out: dict[str, Any] = {"benchmark": "step_throughput", "batch": a.batch, "threads": 1, "models": {}}
+    out: dict[str, Any] = {"benchmark": "step_throughput", "device": a.device, "batch": a.batch, "threads": 1}
+    out["models"] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for m in a.models.split(","):
             bundle = synthetic_bundle(IMAGES.get(m, 1024))
