@@ -337,6 +337,97 @@ def ls_cmd(
     _print_results(path, fmt)
 
 
+@app.command()
+def prepare(
+    sweep_file: Annotated[Path, typer.Argument(help="the sweep YAML file")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a key: --set data.root=...")
+    ] = None,
+) -> None:
+    """Decode every dataset of a sweep once into the prepared-data cache (later runs map it)."""
+    _, runs, _ = _plan(sweep_file, set_ or [])
+    from .data.cache import cacheable, prepare
+    from .sweep import canonical_json
+
+    seen: set[str] = set()
+    for planned in runs:
+        spec = planned.spec.data
+        ident = canonical_json(
+            spec.model_dump(mode="json", exclude={"augment", "resolution", "memory_budget"})
+        )
+        if ident in seen:
+            continue
+        seen.add(ident)
+        if not cacheable(spec):
+            console.print(f"{spec.kind}: not held in the prepared-data cache (decoded by each run)")
+            continue
+        try:
+            bundle, info = prepare(spec)
+        except (ConfigError, DatasetError) as exc:
+            _config_fail(exc)
+        what = "cached" if info["cache_hit"] else f"decoded in {info['decode_seconds']:.1f}s"
+        console.print(
+            f"{info['cache_key']}: {what}, {bundle.nbytes / 1e6:.1f} MB in {info['cache_dir']}",
+            highlight=False,
+        )
+
+
+cache_app = typer.Typer(no_args_is_help=True, help="The prepared-data cache: list, verify, clear.")
+app.add_typer(cache_app, name="cache")
+_CacheDir = Annotated[
+    Path | None,
+    typer.Option("--dir", help="cache folder (default: $ARCHBENCH_CACHE or ~/.cache/archbench/data)"),
+]
+
+
+@cache_app.command("ls")
+def cache_ls(cache_dir: _CacheDir = None) -> None:
+    """List the prepared datasets: key, status, size, samples, created, source folder."""
+    from .data.cache import cache_root, list_stores
+
+    root = cache_dir or cache_root()
+    table = Table(title=str(root))
+    for col in ("key", "status", "MB", "samples", "created", "root"):
+        table.add_column(col)
+    entries = list_stores(root)
+    for e in entries:
+        table.add_row(
+            e.key, e.status, f"{e.bytes / 1e6:.1f}", str(e.samples or ""), e.created_at or "", e.root or ""
+        )
+    console.print(table)
+    console.print(f"{len(entries)} entries, {sum(e.bytes for e in entries) / 1e6:.1f} MB", highlight=False)
+
+
+@cache_app.command("verify")
+def cache_verify(
+    keys: Annotated[list[str] | None, typer.Argument(help="keys to check (default: all)")] = None,
+    cache_dir: _CacheDir = None,
+) -> None:
+    """Full sha256 check of every file of the stores; exit 1 when one is damaged."""
+    from .data.cache import cache_root, list_stores, verify_store
+
+    bad = 0
+    for e in list_stores(cache_dir or cache_root()):
+        if e.status in ("writing", "set-aside") or (keys and e.key not in keys):
+            continue
+        problems = verify_store(e.path)
+        bad += bool(problems)
+        console.print(f"{e.key}: " + ("; ".join(problems) if problems else "ok"), highlight=False)
+    raise typer.Exit(code=1 if bad else 0)
+
+
+@cache_app.command("clear")
+def cache_clear(
+    keys: Annotated[list[str] | None, typer.Argument(help="keys to remove (default: all)")] = None,
+    cache_dir: _CacheDir = None,
+) -> None:
+    """Remove prepared datasets (all, or the given keys); runs decode them again when needed."""
+    from .data.cache import cache_root, clear_stores
+
+    removed = clear_stores(cache_dir or cache_root(), keys)
+    console.print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}", highlight=False)
+
+
 def _register_stage_commands() -> None:
     """Each later stage owns its subcommand in archbench/commands/<name>.py (a `command` function)."""
     import importlib

@@ -476,6 +476,8 @@ def _run_one(
         from .models import build_info
 
         record.model_build = build_info(result.model)
+        # Which data path the run used, beside how the data was obtained (cache key, decode seconds).
+        record.data = {**(record.data or {}), "loading": {**bundle.loading, **result.data_path}}
         _write_history_csv(run_dir, result.history)
         device = resolve_device(planned.spec.train)
         if not planned.is_trial:  # trials are scored on validation only (record.best, history)

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from . import faults
-from .augment import BatchMaker, DeviceSplit
+from .augment import BatchMaker, BatchSource
 from .checkpoint import load_checkpoint, load_latest, save_checkpoint
 from .config import RunSpec, TrainSpec
 from .data.registry import DatasetBundle
@@ -43,6 +43,7 @@ class TrainResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     device: dict[str, Any] = field(default_factory=dict)
     params: dict[str, int] = field(default_factory=dict)
+    data_path: dict[str, Any] = field(default_factory=dict)  # sources.open_sources: path, bytes, budget
 
 
 def resolve_device(train: TrainSpec) -> torch.device:
@@ -188,7 +189,7 @@ def count_params(model: nn.Module) -> dict[str, int]:
 @torch.no_grad()
 def evaluate_loss_acc(
     model: nn.Module,
-    split: DeviceSplit,
+    split: BatchSource,
     maker: BatchMaker,
     batch_size: int,
     use_amp: bool,
@@ -241,8 +242,11 @@ def train_run(
         model = model.to(memory_format=torch.channels_last)
     params = count_params(model)
     opt = build_optimizer(model, t)
-    train_split = DeviceSplit(bundle.train, device)
-    val_split = DeviceSplit(bundle.val, device)
+    from .sources import open_sources
+
+    (train_split, val_split), data_path = open_sources(
+        [bundle.train, bundle.val], device, spec.data.memory_budget
+    )
     maker = BatchMaker(bundle, device, spec.data.resolution, spec.data.augment, channels_last=cl)
     n = len(train_split)
     n_batches = math.ceil(n / t.batch_size)
@@ -305,6 +309,7 @@ def train_run(
             perm = torch.randperm(n, generator=data_gen)
             batch_in_epoch = 0
             sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        train_split.plan(perm, t.batch_size, batch_in_epoch)  # streamed sources read ahead in this order
         t0 = time.perf_counter()
         while batch_in_epoch < n_batches:
             if batch_in_epoch % t.grad_accum == 0 and should_stop():
@@ -383,6 +388,8 @@ def train_run(
         save_checkpoint(last_path, full_state())
         if on_epoch is not None:
             on_epoch(stats)
+    train_split.close()
+    val_split.close()
     if faults.active("kill@after_checkpoint"):
         faults.die()
     train_seconds = float(sum(h["seconds"] for h in history))
@@ -397,4 +404,5 @@ def train_run(
         events=events,
         device=device_info(device, t),
         params=params,
+        data_path=data_path,
     )

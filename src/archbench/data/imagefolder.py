@@ -350,6 +350,7 @@ def load_imagefolder(spec: DataSpec) -> RawDataset:
     channels = 1 if all(a.ndim == 2 for a in good) else 3
 
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    ids: dict[str, list[str]] = {}
     offset, n_resized = 0, 0
     for split, listing in splits.items():
         results = decoded[offset : offset + len(listing.paths)]
@@ -370,6 +371,7 @@ def load_imagefolder(spec: DataSpec) -> RawDataset:
                 "fix those files or remove the class"
             )
         arrays[split] = (x, y)
+        ids[split] = [listing.rel[i] for i in keep]
 
     train_x, train_y = arrays["train"]
     test_x, test_y = arrays["test"] if "test" in arrays else (None, None)
@@ -388,5 +390,12 @@ def load_imagefolder(spec: DataSpec) -> RawDataset:
         "skipped_files": bad,
     }
     return RawDataset(
-        train_x=train_x, train_y=train_y, class_names=classes, test_x=test_x, test_y=test_y, info=info
+        train_x=train_x,
+        train_y=train_y,
+        class_names=classes,
+        test_x=test_x,
+        test_y=test_y,
+        info=info,
+        train_ids=ids["train"],
+        test_ids=ids.get("test"),
     )

@@ -41,6 +41,9 @@ from ..config import DataSpec
 from ..errors import ConfigError, DatasetError
 from .registry import RawDataset, register_dataset, stratified_split
 
+# Not held in the prepared-data cache: the scene file names rasters elsewhere, so a listing of one folder
+# cannot fingerprint the source; patches are bounded by _MAX_PATCH_BYTES and decoded in memory.
+PREPARED_CACHE = False
 _MAX_PATCH_BYTES = 4 << 30  # refuse sampling settings whose patch arrays would exceed 4 GiB
 _BLOCK_SPLIT_TRIES = 64
 
