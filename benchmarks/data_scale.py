@@ -36,8 +36,12 @@ CLASSES = 10
 SIZE = 32
 
 
-def _make_folder(root: Path, n: int) -> float:
-    """N smooth-plus-noise 32×32 JPEGs in 10 class folders; reused when already complete."""
+def _make_folder(root: Path, n: int, distinct: int = 2000) -> float:
+    """N 32×32 JPEGs in 10 class folders; reused when already complete. `distinct` images are encoded
+    (smooth gradient plus noise) and written under N names: every file is still opened, listed, hashed
+    into the key and decoded; only the encoding here is shared (it would dominate the benchmark)."""
+    import io
+
     from PIL import Image
 
     stamp = root / f".complete-{n}"
@@ -47,14 +51,18 @@ def _make_folder(root: Path, n: int) -> float:
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) / SIZE
-    for i in range(n):
+    blobs = []
+    for i in range(min(n, distinct)):
         c = i % CLASSES
-        folder = root / f"class_{c}"
-        if i < CLASSES:
-            folder.mkdir(parents=True)
         base = np.stack([xx * (c + 1) % 1.0, yy, (xx + yy) / 2], axis=-1) * 200
         img = np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"{i:07d}.jpg", quality=90)
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=90)
+        blobs.append(buf.getvalue())
+    for c in range(CLASSES):
+        (root / f"class_{c}").mkdir(parents=True)
+    for i in range(n):
+        (root / f"class_{i % CLASSES}" / f"{i:07d}.jpg").write_bytes(blobs[i % len(blobs)])
     stamp.touch()
     return time.perf_counter() - t0
 
