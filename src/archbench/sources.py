@@ -227,6 +227,18 @@ def _shutdown(live: dict[str, threading.Event]) -> None:
     live["stop"].set()
 
 
+def _in_memory(split: Split) -> Split:
+    """A mapped split read into process memory with plain reads: the copy is the only one charged to the
+    process (copying from the map would also keep the mapped pages resident)."""
+    if not isinstance(split.x, np.memmap):
+        return split
+    reader = _Reader(split.x, mapped=False)
+    try:
+        return Split(reader.read_range(0, split.x.shape[0]), np.asarray(split.y))
+    finally:
+        reader.close()
+
+
 def open_sources(
     splits: list[Split], device: torch.device, memory_budget: int | str | None
 ) -> tuple[list[BatchSource], dict[str, Any]]:
@@ -236,7 +248,9 @@ def open_sources(
     mappable = all(isinstance(s.x, np.memmap) for s in splits)
     path = choose_path(nbytes, device, budget, mappable)
     sources: list[BatchSource] = [
-        DeviceSplit(s, device) if path == "device-resident" else HostSplit(s, device, path == "streamed")
+        DeviceSplit(_in_memory(s), device)
+        if path == "device-resident"
+        else HostSplit(s, device, path == "streamed")
         for s in splits
     ]
     info = {

@@ -99,26 +99,28 @@ def _source_paths(spec: DataSpec) -> list[Path]:
 
 
 def _walk(path: Path, h: Any) -> tuple[int, int]:
-    """Feed (relative path, size, mtime_ns) of every file under `path` into `h`: (files, bytes)."""
-    files, total = 0, 0
-    stack = [path]
+    """Feed (relative path, size, mtime_ns) of every file under `path` into `h`, sorted by path:
+    returns (files, bytes). One `stat` per file; nothing is read."""
+    lines: list[str] = []
+    total = 0
+    stack = [(str(path), "")]
     while stack:
-        folder = stack.pop()
+        folder, prefix = stack.pop()
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            it = os.scandir(folder)
         except OSError:
             continue
-        for e in reversed(entries):
-            if e.is_dir(follow_symlinks=False):
-                stack.append(Path(e.path))
-        for e in entries:
-            if e.is_file():
-                st = e.stat()
-                rel = os.path.relpath(e.path, path)
-                h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-                files += 1
-                total += st.st_size
-    return files, total
+        with it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((e.path, f"{prefix}{e.name}/"))
+                elif e.is_file():
+                    st = e.stat()
+                    lines.append(f"{prefix}{e.name}\0{st.st_size}\0{st.st_mtime_ns}\n")
+                    total += st.st_size
+    lines.sort()
+    h.update("".join(lines).encode())
+    return len(lines), total
 
 
 def source_fingerprint(spec: DataSpec) -> dict[str, Any]:
