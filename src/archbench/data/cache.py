@@ -433,7 +433,8 @@ def prepare(spec: DataSpec) -> tuple[DatasetBundle, dict[str, Any]]:
 def open_or_prepare(spec: DataSpec) -> DatasetBundle:
     """The dataset for `spec`: mapped from the cache (decoded into it first when needed), or decoded in
     memory for families that opt out of the cache."""
-    if not cacheable(spec):
+    if not cacheable(spec) or (spec.root and not Path(spec.root).exists()):
+        # (a missing root: the family's loader says what to put where; no cache folder is created)
         t0 = time.perf_counter()
         bundle = build_in_memory(spec)
         bundle.loading = {"cache_key": None, "cache_hit": False, "decode_seconds": time.perf_counter() - t0}
