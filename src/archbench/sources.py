@@ -240,10 +240,15 @@ def _in_memory(split: Split) -> Split:
 
 
 def open_sources(
-    splits: list[Split], device: torch.device, memory_budget: int | str | None
+    splits: list[Split],
+    device: torch.device,
+    memory_budget: int | str | None,
+    dataset_bytes: int | None = None,
 ) -> tuple[list[BatchSource], dict[str, Any]]:
-    """Sources for `splits` (used together, e.g. train and val) on the path their total size allows."""
-    nbytes = int(sum(s.x.nbytes + s.y.nbytes for s in splits))
+    """Sources for `splits` on the path the budget allows. `dataset_bytes` (the whole prepared dataset,
+    all splits) decides, so a run takes one path for training and for test evaluation; without it the
+    splits' own size does."""
+    nbytes = int(dataset_bytes if dataset_bytes is not None else sum(s.x.nbytes + s.y.nbytes for s in splits))
     budget = parse_bytes(memory_budget) if memory_budget is not None else default_budget()
     mappable = all(isinstance(s.x, np.memmap) for s in splits)
     path = choose_path(nbytes, device, budget, mappable)
