@@ -71,7 +71,9 @@ def predict(model: nn.Module, spec: RunSpec, bundle: DatasetBundle, device: torc
     maker = BatchMaker(bundle, device, spec.data.resolution, spec.data.augment, channels_last=cl)
     from .sources import open_sources
 
-    (split,), _ = open_sources([bundle.test], device, spec.data.memory_budget, bundle.nbytes)
+    (split,), _ = open_sources(
+        [bundle.test], device, spec.data.memory_budget, bundle.loading.get("prepared_bytes")
+    )
     use_amp = amp_enabled(spec.train, device)
     chunks = []
     for start in range(0, len(split), spec.eval.batch_size):

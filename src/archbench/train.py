@@ -245,7 +245,7 @@ def train_run(
     from .sources import open_sources
 
     (train_split, val_split), data_path = open_sources(
-        [bundle.train, bundle.val], device, spec.data.memory_budget, bundle.nbytes
+        [bundle.train, bundle.val], device, spec.data.memory_budget, bundle.loading.get("prepared_bytes")
     )
     maker = BatchMaker(bundle, device, spec.data.resolution, spec.data.augment, channels_last=cl)
     n = len(train_split)
