@@ -133,6 +133,11 @@ def _check_bounds(text: str, path: str) -> None:
                     f"{_where(path, ev.start_mark)}: more than {MAX_NODES:,} YAML values; "
                     "a sweep file needs far fewer"
                 )
+    except yaml.YAMLError:
+        if type(loader) is yaml.SafeLoader:
+            raise
+        # libyaml's wording differs: let the pure-Python parser (which stops at the same place before
+        # building anything) report the syntax error with its hints.
     finally:
         loader.dispose()
 
