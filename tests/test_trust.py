@@ -321,6 +321,25 @@ def test_verify_passes_on_an_untouched_sweep(verified_sweep: Path) -> None:
     }
 
 
+def test_predictions_name_the_test_samples(verified_sweep: Path) -> None:
+    """predictions.npz says which source rows were tested (the plan's, not an RNG replay) and their names."""
+    import numpy as np
+
+    from archbench.config import DataSpec
+    from archbench.data.registry import plan_dataset
+
+    run = next((verified_sweep / "results" / "tiny" / "runs").iterdir())
+    rec = json.loads((run / "record.json").read_text())
+    pred = np.load(run / "predictions.npz")
+    planned = plan_dataset(DataSpec.model_validate(rec["spec"]["data"])).splits["test"]
+    assert str(pred["test_source"]) == planned.prefix
+    assert np.array_equal(pred["test_index"], planned.index)
+    assert np.array_equal(pred["y_true"], planned.y)
+    assert list(pred["test_ids"]) == [f"{planned.prefix}:{i}" for i in planned.index]
+    assert str(pred["data_fingerprint"]) == rec["data_fingerprint"]
+    assert pred["logits"].shape == pred["probs"].shape
+
+
 @pytest.mark.parametrize("damage", sorted(TAMPER))
 def test_verify_and_ls_name_exactly_the_tampered_run(
     verified_sweep: Path, tmp_path: Path, damage: str

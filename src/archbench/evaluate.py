@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .augment import BatchMaker, DeviceSplit
+from .augment import BatchMaker
 from .config import RunSpec
 from .data.registry import DatasetBundle
 from .metrics import metrics_from_predictions
@@ -28,7 +28,11 @@ def predict(
     model.eval()
     cl = channels_last_enabled(spec.train, device)
     maker = BatchMaker(bundle, device, spec.data.resolution, spec.data.augment, channels_last=cl)
-    split = DeviceSplit(bundle.test, device)
+    from .sources import open_sources
+
+    (split,), _ = open_sources(
+        [bundle.test], device, spec.data.memory_budget, bundle.loading.get("prepared_bytes")
+    )
     use_amp = amp_enabled(spec.train, device)
     chunks = []
     for start in range(0, len(split), spec.eval.batch_size):
@@ -36,6 +40,7 @@ def predict(
         with _autocast(device, use_amp):
             logits = model(xb)
         chunks.append(logits.float().cpu())
+    split.close()
     all_logits = torch.cat(chunks)
     probs = torch.softmax(all_logits, dim=1)
     return probs.numpy().astype(np.float32), all_logits.numpy().astype(np.float32)
@@ -53,9 +58,13 @@ def evaluate_run(
     metrics["checkpoint"] = spec.eval.checkpoint
     import io
 
-    # Provenance: which test examples these are (indices into the source split named by test_source,
-    # whose content the data fingerprint covers), so a peer can re-evaluate exactly these images.
-    ids = bundle.test.ids if bundle.test.ids is not None else np.arange(len(y_true), dtype=np.int64)
+    # Provenance: which test examples these are (rows of the source array named by test_source, whose
+    # content the data fingerprint covers, and their names), so a peer can re-evaluate exactly these.
+    ids = bundle.test_ids
+    if ids is None:
+        from .data.registry import SampleIds
+
+        ids = SampleIds(np.arange(len(y_true), dtype=np.int64), "test")
     buf = io.BytesIO()
     np.savez_compressed(
         buf,
@@ -63,8 +72,9 @@ def evaluate_run(
         y_pred=probs.argmax(1).astype(np.int64),
         probs=probs,
         logits=logits,
-        test_ids=ids.astype(np.int64),
-        test_source=np.array(bundle.info.get("test_source", "test")),
+        test_ids=np.array(ids.labels(), dtype=str),
+        test_index=np.asarray(ids.index, dtype=np.int64),
+        test_source=np.array(ids.prefix),
         data_fingerprint=np.array(bundle.fingerprint),
     )
     atomic_write_bytes(run_dir / "predictions.npz", buf.getvalue())

@@ -98,6 +98,7 @@ class RunRecord(BaseModel):
         description="sha256 of every file the record vouches for, by path relative to the run folder "
         "(checkpoints/best.pt, checkpoints/last.pt, predictions.npz, history.csv); `archbench verify`",
     )
+    warnings: int = Field(0, description="library warnings during the run, one line each in warnings.log")
     stages: dict[str, Any] = Field(
         default_factory=dict, description="blocks added by later stages: profile, explain, map"
     )

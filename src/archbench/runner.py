@@ -130,6 +130,81 @@ def _write_history_csv(run_dir: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(run_dir / "history.csv", buf.getvalue())
 
 
+class _LiveHistory:
+    """Writes `history.csv` and the running record's history after every epoch, so `ls` on a running
+    sweep shows how far each run has got (epoch x/y, ETA); then passes the epoch on (reporter, tracking)."""
+
+    def __init__(self, run_dir: Path, record: RunRecord, then: Callable[[dict[str, Any]], None]) -> None:
+        self.run_dir, self.record, self.then = run_dir, record, then
+        self.history: list[dict[str, Any]] = []
+        if (run_dir / "history.csv").is_file():
+            try:
+                with open(run_dir / "history.csv", newline="") as f:
+                    self.history = [dict(row) for row in csv.DictReader(f)]
+            except (OSError, csv.Error):
+                self.history = []
+
+    def epoch(self, stats: dict[str, Any]) -> None:
+        # A resumed run repeats no finished epoch, but a kill between the checkpoint and this write can
+        # leave the file one epoch behind or ahead: keep only the epochs before this one, then add it.
+        self.history = [h for h in self.history if int(float(h.get("epoch", 0))) < stats["epoch"]]
+        self.history.append(dict(stats))
+        try:
+            _write_history_csv(self.run_dir, self.history)
+            self.record.history = [EpochStats(**h) for h in self.history]
+            write_record(self.run_dir, self.record)
+        except (OSError, ValueError):
+            pass  # progress only: the final record and history.csv are written when the run ends
+        self.then(stats)
+
+
+class RunWarnings:
+    """Library warnings raised while a run trains, evaluates and runs its stages go to
+    `runs/<id>/warnings.log` (one line each, first occurrence per place, appended across resumes) instead of
+    the terminal; the record's `warnings` holds how many lines the log has."""
+
+    NAME = "warnings.log"
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / self.NAME
+        self.count = 0
+        self._saved: Any = None
+
+    def _show(
+        self, message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+    ) -> None:
+        text = " ".join(str(message).split())
+        entry = f"{now_iso()} {category.__name__}: {text} ({filename}:{lineno})\n"
+        try:
+            fd = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o644
+            )
+            with os.fdopen(fd, "a", encoding="utf-8") as f:
+                f.write(entry)
+            self.count += 1
+        except OSError:
+            pass  # never fail a run over its warning log
+
+    def total(self) -> int:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                return sum(1 for _ in f)
+        except OSError:
+            return self.count
+
+    def __enter__(self) -> RunWarnings:
+        import warnings
+
+        self._saved = warnings.catch_warnings()
+        self._saved.__enter__()
+        warnings.simplefilter("default")
+        warnings.showwarning = self._show
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._saved.__exit__(*exc)
+
+
 class DataCache:
     """Loads each distinct data spec once per sweep process."""
 
@@ -213,27 +288,31 @@ def execute_run(
         busy = f"claimed by pid {owner.get('pid', '?')} on {owner.get('host', '?')}"
         return RunOutcome(planned.run_id, "busy", busy), None
     try:
-        outcome, rec = _run_one(
-            cfg,
-            planned,
-            run_dir,
-            data_cache or DataCache(),
-            rep,
-            index,
-            total,
-            should_stop,
-            host_extra or {},
-        )
+        with RunWarnings(run_dir) as caught:
+            outcome, rec = _run_one(
+                cfg,
+                planned,
+                run_dir,
+                data_cache or DataCache(),
+                rep,
+                index,
+                total,
+                should_stop,
+                host_extra or {},
+            )
+        if rec is not None and caught.count:
+            rec = rec.model_copy(update={"warnings": caught.total()})
+            _safe_write(run_dir, rec)
     except OSError as exc:
         # Could not even record the run (disk full while writing its "running" record, ...): it stays
         # not completed, so the next invocation retries it; the sweep goes on.
-        reason, detail = _failure(exc)
-        return RunOutcome(planned.run_id, "failed", f"{reason}: {detail}"), None
+        kind, detail = _failure(exc)
+        return RunOutcome(planned.run_id, "failed", f"{kind}: {detail}"), None
     finally:
         claim.release()
-    why: str | None = None
-    if rec is not None and rec.failure_reason:
-        why = rec.failure_reason + (f": {rec.failure_detail[:300]}" if rec.failure_detail else "")
+    why = rec.failure_reason if rec is not None and rec.failure_reason else None
+    if why is not None and rec is not None and rec.failure_detail and outcome == "failed":
+        why += f": {rec.failure_detail}"  # the terminal summary shows the fix, not only the type
     return RunOutcome(planned.run_id, outcome, why), rec
 
 
@@ -473,8 +552,9 @@ def _run_one(
         from .evaluate import evaluate_run
         from .train import resolve_device, train_run
 
+        live = _LiveHistory(run_dir, record, on_epoch)
         result = train_run(
-            planned.spec, bundle, run_dir, should_stop=should_stop, on_batch=rep.batch, on_epoch=on_epoch
+            planned.spec, bundle, run_dir, should_stop=should_stop, on_batch=rep.batch, on_epoch=live.epoch
         )
         record.history = [EpochStats(**h) for h in result.history]
         record.best = result.best
@@ -486,6 +566,8 @@ def _run_one(
         from .models import build_info
 
         record.model_build = build_info(result.model)
+        # Which data path the run used, beside how the data was obtained (cache key, decode seconds).
+        record.data = {**(record.data or {}), "loading": {**bundle.loading, **result.data_path}}
         _write_history_csv(run_dir, result.history)
         device = resolve_device(planned.spec.train)
         if not planned.is_trial:  # trials are scored on validation only (record.best, history)

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from . import faults
-from .augment import BatchMaker, DeviceSplit
+from .augment import BatchMaker, BatchSource
 from .checkpoint import check_owner, load_checkpoint, load_latest, save_checkpoint
 from .config import RunSpec, TrainSpec
 from .data.registry import DatasetBundle
@@ -43,6 +43,7 @@ class TrainResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     device: dict[str, Any] = field(default_factory=dict)
     params: dict[str, int] = field(default_factory=dict)
+    data_path: dict[str, Any] = field(default_factory=dict)  # sources.open_sources: path, bytes, budget
 
 
 def resolve_device(train: TrainSpec) -> torch.device:
@@ -79,6 +80,18 @@ def device_info(device: torch.device, train: TrainSpec) -> dict[str, Any]:
     return info
 
 
+def set_deterministic_algorithms(mode: bool, warn_only: bool) -> None:
+    """`torch.use_deterministic_algorithms` without its side effect: it imports torch._inductor (~2 s of
+    start-up) only to copy the flag into inductor's config. Nothing here compiles, so the C++ flag is set
+    directly; once inductor is loaded (someone compiles), the public call keeps the two in step."""
+    import sys
+
+    if "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
+
+
 def configure_determinism(train: TrainSpec, device: torch.device, seed: int) -> None:
     if train.threads is not None:
         torch.set_num_threads(train.threads)
@@ -86,7 +99,7 @@ def configure_determinism(train: TrainSpec, device: torch.device, seed: int) -> 
     np.random.seed(seed % (2**32))
     random.seed(seed)
     # CUDA has no deterministic kernel for some backward ops (adaptive max pool): warn instead of failing.
-    torch.use_deterministic_algorithms(train.deterministic, warn_only=device.type == "cuda")
+    set_deterministic_algorithms(train.deterministic, warn_only=device.type == "cuda")
     torch.backends.cudnn.benchmark = not train.deterministic
 
 
@@ -176,7 +189,7 @@ def count_params(model: nn.Module) -> dict[str, int]:
 @torch.no_grad()
 def evaluate_loss_acc(
     model: nn.Module,
-    split: DeviceSplit,
+    split: BatchSource,
     maker: BatchMaker,
     batch_size: int,
     use_amp: bool,
@@ -229,8 +242,11 @@ def train_run(
         model = model.to(memory_format=torch.channels_last)
     params = count_params(model)
     opt = build_optimizer(model, t)
-    train_split = DeviceSplit(bundle.train, device)
-    val_split = DeviceSplit(bundle.val, device)
+    from .sources import open_sources
+
+    (train_split, val_split), data_path = open_sources(
+        [bundle.train, bundle.val], device, spec.data.memory_budget, bundle.loading.get("prepared_bytes")
+    )
     maker = BatchMaker(bundle, device, spec.data.resolution, spec.data.augment, channels_last=cl)
     n = len(train_split)
     n_batches = math.ceil(n / t.batch_size)
@@ -298,6 +314,7 @@ def train_run(
             perm = torch.randperm(n, generator=data_gen)
             batch_in_epoch = 0
             sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        train_split.plan(perm, t.batch_size, batch_in_epoch)  # streamed sources read ahead in this order
         t0 = time.perf_counter()
         while batch_in_epoch < n_batches:
             if batch_in_epoch % t.grad_accum == 0 and should_stop():
@@ -376,6 +393,8 @@ def train_run(
         save_checkpoint(last_path, full_state())
         if on_epoch is not None:
             on_epoch(stats)
+    train_split.close()
+    val_split.close()
     if faults.active("kill@after_checkpoint"):
         faults.die()
     train_seconds = float(sum(h["seconds"] for h in history))
@@ -392,4 +411,5 @@ def train_run(
         events=events,
         device=device_info(device, t),
         params=params,
+        data_path=data_path,
     )

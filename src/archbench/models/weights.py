@@ -295,3 +295,16 @@ def list_weights(pattern: str | None = None) -> list[WeightsLocation]:
         for name in model_names()
         if model_family(name) not in _NO_IMAGENET and fnmatch.fnmatchcase(name, wanted)
     ]
+
+
+def imagenet_weights_file(name: str) -> Path:
+    """Where `pretrained: imagenet` weights of a registry or `timm:` name are on this machine (cache only);
+    raises MissingWeightsError saying which file to put where. Reads no weights (planning check)."""
+    if name.startswith("timm:"):
+        return timm_pretrained_file(name[len("timm:") :])
+    where = torchvision_weights_location(name)
+    if where.found is None:
+        raise MissingWeightsError(
+            _missing_file_message(f"{name} ({where.source})", where.expected, where.url)
+        )
+    return where.found
