@@ -82,7 +82,8 @@ def _csv(path: Path) -> list[dict[str, str]]:
 
 def _copy(sweep: Path, dest: Path) -> Path:
     target = dest / sweep.name
-    shutil.copytree(sweep, target, ignore=shutil.ignore_patterns("checkpoints", "report"))
+    # checkpoints too: a record vouches for their sha256, and a run missing them does not verify
+    shutil.copytree(sweep, target, ignore=shutil.ignore_patterns("report"))
     return target
 
 

@@ -371,12 +371,17 @@ def collect(path: Path) -> ReportData:
 
     runs: list[RunEntry] = []
     verified = 0
+    legacy: list[str] = []
     for run_dir, _rec, plan in iter_records(path):
         record, record_sha = _load_record(run_dir)
         if is_trial(record, plan):
             continue  # tuning trials are reported by the tuning section, never compared
         entry = RunEntry(run_dir.name, run_dir.parent.parent, run_dir, record, plan, record_sha)
-        if entry.completed and record is not None:
+        if entry.completed and record is not None and not record.artifacts:
+            # Recorded before records carried artifact hashes (as the runner, kept as they are): the
+            # numbers are used, and the report says they could not be verified.
+            legacy.append(run_dir.name)
+        elif entry.completed and record is not None:
             verdict = verify_run(run_dir, plan, record)
             if verdict.ok:
                 verified += 1
@@ -394,7 +399,13 @@ def collect(path: Path) -> ReportData:
             "(their files or numbers changed since they were recorded): "
             + "; ".join(f"{r.run_id}: {'; '.join(r.verify_problems or [])}" for r in unverified)
         )
-    elif verified:
+    if legacy:
+        data.warnings.append(
+            f"{len(legacy)} completed run(s) were recorded without artifact hashes (before records carried "
+            "them), so their numbers are used but could NOT be verified; re-run them to verify: "
+            + ", ".join(legacy)
+        )
+    if verified and not unverified and not legacy:
         data.warnings.append(
             f"Every number in this report verified: the {verified} completed run(s) it uses match the "
             "sha256 of their checkpoints, predictions and history, and every metric recomputes from "
