@@ -56,11 +56,11 @@ def stage(threads: int, device_name: str) -> list[dict[str, Any]]:
     from archbench.config import ModelSpec, TrainSpec
     from archbench.profiling import ProfileSettings, Target, measure
     from archbench.profiling import memory as memory_module
-    from archbench.train import resolve_device
+    from archbench.runtime import resolve_device
 
     torch.set_num_threads(threads)
     train = TrainSpec(device=device_name)  # type: ignore[arg-type]
-    device = resolve_device(train)
+    device = resolve_device(train.device)
     spent = {"s": 0.0}
     original = memory_module.cpu_peak_rss
 

@@ -6,6 +6,8 @@ Every field here is part of a run's identity except `name` and `output_dir` (see
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -104,6 +106,16 @@ class RunSpec(_Strict):
     def identity(self) -> dict[str, Any]:
         """The canonical content that defines a run (hashed into its id)."""
         return self.model_dump(mode="json")
+
+
+def canonical_json(obj: Any) -> str:
+    """The one serialisation that identities are hashed from (sorted keys, no spaces, ASCII)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def spec_hash(spec: RunSpec) -> str:
+    """A run's identity: sha256 of its resolved spec (`RunSpec.identity`), as stored in its record."""
+    return hashlib.sha256(canonical_json(spec.identity()).encode()).hexdigest()
 
 
 class ProfileSpec(_Strict):

@@ -16,7 +16,7 @@ import torch.nn as nn
 from .augment import BatchMaker, DeviceSplit
 from .config import RunSpec
 from .data.registry import DatasetBundle
-from .train import _autocast, amp_enabled, channels_last_enabled
+from .runtime import amp_enabled, autocast, channels_last_enabled
 
 
 def metrics_from_predictions(y_true: np.ndarray, probs: np.ndarray, num_classes: int) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def predict(model: nn.Module, spec: RunSpec, bundle: DatasetBundle, device: torc
     chunks = []
     for start in range(0, len(split), spec.eval.batch_size):
         xb, _ = maker.eval_batch(split, start, start + spec.eval.batch_size)
-        with _autocast(device, use_amp):
+        with autocast(device, use_amp):
             logits = model(xb)
         chunks.append(torch.softmax(logits.float(), dim=1).cpu())
     return torch.cat(chunks).numpy().astype(np.float32)

@@ -34,10 +34,10 @@ from .stages import StageContext, register_stage
 def explain_stage(ctx: StageContext) -> dict[str, Any]:
     from .explaining.figures import refresh_figures
     from .explaining.pipeline import explain_run, sweep_of
-    from .train import resolve_device
+    from .runtime import resolve_device
 
     params = ctx.cfg.explain or ExplainSpec()
-    device = resolve_device(ctx.record.spec.train)
+    device = ctx.device if ctx.device is not None else resolve_device(ctx.record.spec.train.device)
     block = explain_run(
         ctx.run_dir, ctx.record, ctx.bundle(), params, device=device, policy="reuse", model=ctx.model(device)
     )

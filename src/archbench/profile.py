@@ -70,12 +70,12 @@ def profile_record(rec: RunRecord, prof: ProfileSpec) -> dict[str, Any]:
 
     from .profiling import ProfileSettings, Target, environment, measure
     from .profiling.measure import precision
-    from .train import resolve_device
+    from .runtime import resolve_device
 
     in_chans, size = run_input(rec)
     num_classes = len(rec.class_names) if rec.class_names else int((rec.data or {})["num_classes"])
     train = rec.spec.train
-    device = resolve_device(train.model_copy(update={"device": prof.device}))
+    device = resolve_device(prof.device)
     settings = ProfileSettings.from_spec(prof)
     sizes = [size] + [(r, r) for r in sorted(set(prof.resolutions or [])) if (r, r) != size]
 

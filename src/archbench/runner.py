@@ -324,6 +324,8 @@ def _run_one(
         while (run_dir / f"{RECORD_NAME}.untrusted-{n}").exists():
             n += 1
         os.replace(run_dir / RECORD_NAME, run_dir / f"{RECORD_NAME}.untrusted-{n}")
+    if prev is not None and prev.migrated_from is not None:
+        write_record(run_dir, prev)  # an older schema, migrated on read: store it in today's format
     if prev is not None and prev.status == "pruned" and planned.is_trial:
         return "skipped", prev  # a pruned trial is finished: its pruner decided, rerunning changes nothing
     if prev is not None and prev.status == "completed":
@@ -332,7 +334,6 @@ def _run_one(
         stages = [name for name, _ in enabled_stages(cfg)]
         if any(name not in prev.stages or "error" in prev.stages[name] for name in stages):
             prev = run_stages(cfg, run_dir, prev, only_missing=True)
-            write_record(run_dir, prev)
         return "skipped", prev
     events: list[dict[str, Any]] = list(prev.events) if prev else []
     if prev is not None and prev.status == "running":
@@ -379,10 +380,18 @@ def _run_one(
         if planned.is_trial:
             bundle = bundle.without_test()  # a tuning trial never reads the test split
         from .evaluate import evaluate_run
-        from .train import resolve_device, train_run
+        from .runtime import resolve_device
+        from .train import train_run
 
+        device = resolve_device(planned.spec.train.device)  # once per run: train, evaluate, stages
         result = train_run(
-            planned.spec, bundle, run_dir, should_stop=should_stop, on_batch=rep.batch, on_epoch=on_epoch
+            planned.spec,
+            bundle,
+            run_dir,
+            should_stop=should_stop,
+            on_batch=rep.batch,
+            on_epoch=on_epoch,
+            device=device,
         )
         record.history = [EpochStats(**h) for h in result.history]
         record.best = result.best
@@ -395,7 +404,6 @@ def _run_one(
 
         record.model_build = build_info(result.model)
         _write_history_csv(run_dir, result.history)
-        device = resolve_device(planned.spec.train)
         if not planned.is_trial:  # trials are scored on validation only (record.best, history)
             record.metrics = Metrics(**evaluate_run(result.model, planned.spec, bundle, run_dir, device))
         from .checkpoint import file_sha256
@@ -408,8 +416,7 @@ def _run_one(
         write_record(run_dir, record)  # the run is done here; later stages only add blocks to it
         if enabled_stages(cfg) and not planned.is_trial:
             del result, bundle  # free the training copies before stages load what they need
-            record = run_stages(cfg, run_dir, record)
-            write_record(run_dir, record)
+            record = run_stages(cfg, run_dir, record, device=device)
         tracker.finished(run_dir, record)
         return "trained", record
     except RunPruned as exc:

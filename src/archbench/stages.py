@@ -23,6 +23,7 @@ class StageContext:
     cfg: SweepConfig
     run_dir: Path
     record: RunRecord
+    device: Any = None  # the device the runner resolved for this run (None: the stage resolves its own)
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def bundle(self) -> Any:
@@ -70,18 +71,21 @@ def enabled_stages(cfg: SweepConfig) -> list[tuple[str, Stage]]:
     return out
 
 
-def run_stages(cfg: SweepConfig, run_dir: Path, record: RunRecord, only_missing: bool = False) -> RunRecord:
+def run_stages(
+    cfg: SweepConfig, run_dir: Path, record: RunRecord, only_missing: bool = False, device: Any = None
+) -> RunRecord:
     """Run every enabled stage on a completed run; returns the record with its `stages` blocks updated."""
-    ctx = StageContext(cfg, run_dir, record)
-    stages = dict(record.stages)
+    from .record import update_stage
+
+    ctx = StageContext(cfg, run_dir, record, device=device)
     for name, fn in enabled_stages(cfg):
-        if only_missing and name in stages and "error" not in stages[name]:
+        if only_missing and name in record.stages and "error" not in record.stages[name]:
             continue
         try:
             out = fn(ctx)
         except Exception as exc:  # a later stage failing must not lose the trained run
-            stages[name] = {"error": f"{type(exc).__name__}: {exc}"}
-            continue
+            out = {"error": f"{type(exc).__name__}: {exc}"}
         if out is not None:
-            stages[name] = out
-    return record.model_copy(update={"stages": stages})
+            record = update_stage(run_dir, name, out)
+            ctx.record = record
+    return record

@@ -12,7 +12,6 @@ import math
 import random
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,19 @@ import torch.nn as nn
 from . import faults
 from .augment import BatchMaker, DeviceSplit
 from .checkpoint import load_checkpoint, load_latest, save_checkpoint
-from .config import RunSpec, TrainSpec
+from .config import RunSpec
 from .data.registry import DatasetBundle
 from .errors import RunFailure
+from .optim import build_optimizer, build_scheduler, lr_factor
+from .runtime import (
+    amp_enabled,
+    autocast,
+    channels_last_enabled,
+    configure_determinism,
+    count_params,
+    device_info,
+    resolve_device,
+)
 
 
 class RunKilled(Exception):
@@ -43,96 +52,6 @@ class TrainResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     device: dict[str, Any] = field(default_factory=dict)
     params: dict[str, int] = field(default_factory=dict)
-
-
-def resolve_device(train: TrainSpec) -> torch.device:
-    if train.device == "cuda" and not torch.cuda.is_available():
-        raise RunFailure(
-            "no_cuda", "train.device=cuda but torch sees no CUDA device; use device: auto or cpu"
-        )
-    if train.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(train.device)
-
-
-def amp_enabled(train: TrainSpec, device: torch.device) -> bool:
-    # bf16 autocast is ~20x slower than fp32 on CPU, so "auto" means CUDA only.
-    return train.amp == "on" or (train.amp == "auto" and device.type == "cuda")
-
-
-def channels_last_enabled(train: TrainSpec, device: torch.device) -> bool:
-    return train.channels_last == "on" or (train.channels_last == "auto" and device.type == "cuda")
-
-
-def device_info(device: torch.device, train: TrainSpec) -> dict[str, Any]:
-    info: dict[str, Any] = {"type": device.type, "threads": torch.get_num_threads()}
-    if device.type == "cuda":
-        info["name"] = torch.cuda.get_device_name(device)
-        info["capability"] = list(torch.cuda.get_device_capability(device))
-    else:
-        import platform
-
-        info["name"] = platform.processor() or platform.machine()
-    info["amp"] = "bf16" if amp_enabled(train, device) else "off"
-    info["channels_last"] = channels_last_enabled(train, device)
-    info["deterministic"] = train.deterministic
-    return info
-
-
-def configure_determinism(train: TrainSpec, device: torch.device, seed: int) -> None:
-    if train.threads is not None:
-        torch.set_num_threads(train.threads)
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))
-    random.seed(seed)
-    # CUDA has no deterministic kernel for some backward ops (adaptive max pool): warn instead of failing.
-    torch.use_deterministic_algorithms(train.deterministic, warn_only=device.type == "cuda")
-    torch.backends.cudnn.benchmark = not train.deterministic
-
-
-def build_optimizer(model: nn.Module, train: TrainSpec) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise RunFailure("nothing_to_train", "every parameter is frozen (model.freeze too large)")
-    if train.optimizer == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=train.lr,
-            momentum=train.momentum,
-            nesterov=train.nesterov and train.momentum > 0,
-            weight_decay=train.weight_decay,
-        )
-    if train.optimizer == "adam":
-        return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
-    return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
-
-
-def lr_factor(step: int, total: int, warmup: int, train: TrainSpec, steps_per_epoch: int) -> float:
-    """The learning-rate multiplier at optimizer step `step` (pure, so the schedule is easy to test)."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if train.schedule == "cosine":
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    if train.schedule == "step":
-        return float(train.gamma ** (step // (train.step_size * steps_per_epoch)))
-    return 1.0
-
-
-def build_scheduler(
-    opt: torch.optim.Optimizer, train: TrainSpec, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    total = train.epochs * steps_per_epoch
-    # Warm-up longer than the run (e.g. --set train.epochs=1 on a long config) is capped at half of it.
-    warmup = min(int(round(train.warmup_epochs * steps_per_epoch)), total // 2)
-    if train.schedule == "onecycle":
-        pct = min(train.warmup_epochs / train.epochs, 0.5) if train.warmup_epochs else 0.3
-        return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=train.lr, total_steps=max(total, 1), pct_start=pct
-        )
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, total, warmup, train, steps_per_epoch)
-    )
 
 
 def _rng_state(device: torch.device, data_gen: torch.Generator) -> dict[str, Any]:
@@ -167,12 +86,6 @@ def _set_rng_state(state: dict[str, Any], device: torch.device, data_gen: torch.
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def count_params(model: nn.Module) -> dict[str, int]:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"total": int(total), "trainable": int(trainable)}
-
-
 @torch.no_grad()
 def evaluate_loss_acc(
     model: nn.Module,
@@ -188,16 +101,12 @@ def evaluate_loss_acc(
     crit = nn.CrossEntropyLoss(reduction="sum")
     for start in range(0, len(split), batch_size):
         xb, yb = maker.eval_batch(split, start, start + batch_size)
-        with _autocast(device, use_amp):
+        with autocast(device, use_amp):
             out = model(xb)
         loss_sum += crit(out.float(), yb).double()
         correct += (out.argmax(1) == yb).sum()
     n = max(1, len(split))
     return float(loss_sum) / n, int(correct) / n
-
-
-def _autocast(device: torch.device, enabled: bool) -> Any:
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if enabled else nullcontext()
 
 
 BatchCallback = Callable[[int, int, int, float, float, float], None]
@@ -211,12 +120,16 @@ def train_run(
     should_stop: Callable[[], bool] = lambda: False,
     on_batch: BatchCallback | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    device: torch.device | None = None,
 ) -> TrainResult:
-    """Train (or resume) one run and return the model with its best weights loaded."""
+    """Train (or resume) one run and return the model with its best weights loaded.
+
+    `device` is the one the runner resolved for the whole run; None resolves `spec.train.device` here.
+    """
     from .models import create_model
 
     t = spec.train
-    device = resolve_device(t)
+    device = device if device is not None else resolve_device(t.device)
     configure_determinism(t, device, spec.seed)
     use_amp = amp_enabled(t, device)
     cl = channels_last_enabled(t, device)
@@ -311,7 +224,7 @@ def train_run(
                 os.kill(os.getpid(), signal.SIGTERM)
             idx = perm[batch_in_epoch * t.batch_size : (batch_in_epoch + 1) * t.batch_size]
             xb, yb = maker.train_batch(train_split, idx, data_gen)
-            with _autocast(device, use_amp):
+            with autocast(device, use_amp):
                 if faults.active("oom@step", step):
                     raise torch.cuda.OutOfMemoryError("injected out-of-memory (ARCHBENCH_FAULT)")
                 out = model(xb)
@@ -386,3 +299,22 @@ def train_run(
         device=device_info(device, t),
         params=params,
     )
+
+
+# Re-exported for callers of the old names; new code imports them from runtime.py / optim.py.
+__all__ = [
+    "BatchCallback",
+    "RunKilled",
+    "TrainResult",
+    "amp_enabled",
+    "build_optimizer",
+    "build_scheduler",
+    "channels_last_enabled",
+    "configure_determinism",
+    "count_params",
+    "device_info",
+    "evaluate_loss_acc",
+    "lr_factor",
+    "resolve_device",
+    "train_run",
+]

@@ -116,12 +116,11 @@ def explain_sweep(sweep_dir: Path, params: Any, only: list[str], policy: str, de
     todo = [(d, r) for d, r, _ in entries if (not only or d.name in only)]
     import torch
 
-    from ..config import TrainSpec
     from ..errors import ArchbenchError
-    from ..train import resolve_device
+    from ..runtime import resolve_device
 
     try:
-        device = resolve_device(TrainSpec(device=device_name))  # type: ignore[arg-type]
+        device = resolve_device(device_name)
     except ArchbenchError as exc:
         _fail(str(exc))
     failed = 0
@@ -160,13 +159,10 @@ def _explain_one(run_dir: Path, params: Any, bundles: dict[str, Any], device: An
     from ..errors import ArchbenchError
     from ..explaining.pipeline import explain_run
     from ..lock import RunClaim
-    from ..record import read_record, write_record
+    from ..record import read_record, update_stage
 
-    claim = RunClaim(run_dir)
-    if not claim.try_acquire():
-        raise ArchbenchError(f"run is claimed by {claim.owner()} (a sweep is working on it); try again later")
-    try:
-        rec = read_record(run_dir)  # re-read under the claim: the record we write back is the newest
+    with RunClaim(run_dir):  # a sweep working on this run makes it busy: RunBusy names the owner
+        rec = read_record(run_dir)  # re-read under the claim
         if rec is None or rec.status != "completed":
             raise ArchbenchError("record vanished or is no longer completed")
         key = rec.data_fingerprint or rec.run_id
@@ -174,9 +170,7 @@ def _explain_one(run_dir: Path, params: Any, bundles: dict[str, Any], device: An
             bundles.clear()  # keep one dataset in memory
             bundles[key] = load_bundle(rec)
         block = explain_run(run_dir, rec, bundles[key], params, device=device, policy=policy)
-        write_record(run_dir, rec.model_copy(update={"stages": {**rec.stages, "explain": block}}))
-    finally:
-        claim.release()
+        update_stage(run_dir, "explain", block)
     ok = ",".join(block["methods_run"]) or "none"
     extra = "".join(f"  {m} skipped" for m in block["skipped"]) + "".join(
         f"  {m} error" for m in block["errors"]

@@ -28,7 +28,7 @@ def command(
     ] = None,
     window: Annotated[int, typer.Option("--window", min=16, help="read/write window side in pixels")] = 256,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="patches per forward pass")] = 2048,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto")] = "auto",
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads")] = None,
     rf_trees: Annotated[int, typer.Option("--rf-trees", min=1, help="trees in the Random Forest")] = 100,
     force: Annotated[bool, typer.Option("--force", help="map runs again even if already mapped")] = False,
@@ -42,13 +42,17 @@ def command(
 
     console = Console()
     err = Console(stderr=True)
-    if threads is not None or device != "cpu":
+    from ..runtime import resolve_device
+
+    if threads is not None:
         import torch
 
-        if threads is not None:
-            torch.set_num_threads(threads)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        torch.set_num_threads(threads)
+    try:
+        device = str(resolve_device(device))
+    except ArchbenchError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(code=2) from None
 
     def report(o: MapOutcome) -> None:
         line = f"{o.status:8s} {o.run_id}"

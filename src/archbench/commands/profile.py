@@ -88,10 +88,10 @@ def command(
 
     from ..profiling import ProfileSettings, Target, environment, measure
     from ..profiling.measure import precision
-    from ..train import resolve_device
+    from ..runtime import resolve_device
 
     try:
-        dev = resolve_device(train)
+        dev = resolve_device(device)
     except ArchbenchError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(code=2) from None

@@ -80,7 +80,7 @@ def explain_run(
     import torch
 
     from ..artifacts import load_model, load_predictions
-    from ..train import resolve_device
+    from ..runtime import resolve_device
     from .methods import explain_model
 
     t0 = time.perf_counter()
@@ -106,7 +106,7 @@ def explain_run(
     targets_np = probs[idx].argmax(1).astype(np.int64)
     confidence = probs[idx, targets_np].astype(np.float32)
 
-    device = torch.device(device) if device is not None else resolve_device(rec.spec.train)
+    device = torch.device(device) if device is not None else resolve_device(rec.spec.train.device)
     if model is None:
         model = load_model(run_dir, rec, device)
     try:

@@ -152,7 +152,7 @@ def model_classifier(
     from ..augment import BatchMaker, DeviceSplit
     from ..config import AugmentSpec
     from ..data.registry import DatasetBundle, Split
-    from ..train import _autocast
+    from ..runtime import autocast
 
     dev = torch.device(device)
     # Raster patches are float32, so BatchMaker scales by 1 (uint8 families would scale by 1/255).
@@ -167,7 +167,7 @@ def model_classifier(
     def classify(x: np.ndarray) -> np.ndarray:
         split = DeviceSplit(Split(x, np.zeros(x.shape[0], np.int64)), dev)
         xb, _ = maker.eval_batch(split, 0, len(split))
-        with _autocast(dev, amp):
+        with autocast(dev, amp):
             logits = model(xb)
         return np.asarray(logits.float().argmax(1).cpu().numpy())
 
@@ -179,7 +179,7 @@ def net_classifier(run_dir: Path, rec: Any, device: Any = "cpu") -> Classifier:
     import torch
 
     from ..artifacts import load_model
-    from ..train import amp_enabled, channels_last_enabled
+    from ..runtime import amp_enabled, channels_last_enabled
 
     dev = torch.device(device)
     return model_classifier(

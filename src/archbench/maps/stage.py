@@ -214,8 +214,8 @@ def map_run(
     run_dir: Path, settings: MapSettings, out: Path, cache: _SceneCache, forests: dict[str, dict[str, Any]]
 ) -> MapOutcome:
     from ..artifacts import require_record
-    from ..lock import RunClaim
-    from ..record import now_iso, read_record, write_record
+    from ..lock import RunBusy, RunClaim
+    from ..record import now_iso, update_stage
     from .predict import net_classifier, predict_windows, run_tags, write_map
     from .scene import SceneReader
     from .score import SUBSET_DEFINITIONS, score_map
@@ -287,12 +287,11 @@ def map_run(
         block["baselines"] = {
             "random_forest": {k: forest[k] for k in ("name", "map_path", "scores", "n_estimators")}
         }
-    with RunClaim(run_dir) as claim:
-        if not claim.try_acquire():
-            return MapOutcome(rec.run_id, "failed", f"run is claimed by {claim.owner()}; try again later")
-        fresh = read_record(run_dir) or rec
-        fresh.stages = {**fresh.stages, "map": block}
-        write_record(run_dir, fresh)
+    try:
+        with RunClaim(run_dir):
+            update_stage(run_dir, "map", block)
+    except RunBusy as exc:
+        return MapOutcome(rec.run_id, "failed", str(exc))
     return MapOutcome(rec.run_id, "mapped", block=block, scene=scene)
 
 

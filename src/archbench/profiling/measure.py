@@ -50,7 +50,7 @@ class ProfileSettings:
 
 def precision(target: Target, device: torch.device) -> tuple[bool, bool]:
     """(amp, channels_last) as the run's training settings decide them on `device`."""
-    from ..train import amp_enabled, channels_last_enabled
+    from ..runtime import amp_enabled, channels_last_enabled
 
     return amp_enabled(target.train, device), channels_last_enabled(target.train, device)
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import canonical_json
 from ..record import RECORD_NAME, RunRecord, read_record
 from ..results import find_sweep_dirs, iter_records
-from ..sweep import canonical_json
 
 # Stage sections appear in this order; any other stage follows alphabetically.
 STAGE_ORDER = ("tune", "profile", "explain", "maps")
