@@ -59,8 +59,8 @@ def one_thread() -> Iterator[None]:
 
 @pytest.mark.parametrize(("name", "resolution"), PUBLISHED, ids=[n for n, _ in PUBLISHED])
 def test_params_and_gmacs_match_torchvision(name: str, resolution: int) -> None:
-    from archbench.profiling.counting import count_target
-    from archbench.profiling.target import Target
+    from archbench.stages.profile.counting import count_target
+    from archbench.stages.profile.target import Target
 
     meta = _published_meta(name)
     counts = count_target(Target(ModelSpec(name=name), 3, 1000, (resolution, resolution)))
@@ -74,8 +74,8 @@ def test_vit_attention_is_counted_on_a_real_cpu_run(one_thread: None) -> None:
     instead of 17.56 GMACs); the real network on CPU counts the same as the meta build."""
     import torch
 
-    from archbench.profiling.counting import count_flops, count_target
-    from archbench.profiling.target import Target, build_model, example_batch
+    from archbench.stages.profile.counting import count_flops, count_target
+    from archbench.stages.profile.target import Target, build_model, example_batch
 
     target = Target(ModelSpec(name="vit_b_16"), 3, 1000, (224, 224))
     model = build_model(target, torch.device("cpu"))
@@ -91,7 +91,7 @@ def test_training_step_flops_include_attention_backward() -> None:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from archbench.profiling.counting import _custom_mapping
+    from archbench.stages.profile.counting import _custom_mapping
 
     q = torch.randn(2, 4, 10, 8, requires_grad=True)
     with FlopCounterMode(display=False, custom_mapping=_custom_mapping()) as counter:
@@ -216,8 +216,8 @@ def test_ls_shows_profile_columns_and_sweep_table_is_written(profiled_sweep: dic
 
 
 def test_cpu_subprocess_memory_grows_with_batch() -> None:
-    from archbench.profiling.memory import cpu_peak_rss
-    from archbench.profiling.target import Target
+    from archbench.stages.profile.memory import cpu_peak_rss
+    from archbench.stages.profile.target import Target
 
     target = Target(ModelSpec(name="simple_cnn"), 3, 10, (32, 32))
     kwargs = {"train_step": True, "amp": False, "channels_last": False, "threads": 1}
@@ -231,7 +231,7 @@ def test_cpu_subprocess_memory_grows_with_batch() -> None:
 def test_one_failing_size_does_not_stop_the_others(one_thread: None) -> None:
     import torch
 
-    from archbench.profiling import ProfileSettings, Target, measure
+    from archbench.stages.profile.measure import ProfileSettings, Target, measure
 
     settings = ProfileSettings(batch_sizes=(1, 2), warmup=0, iters=1, memory=False, train_step=False)
     bad = measure(Target(ModelSpec(name="vit_b_16"), 3, 10, (40, 40)), settings, torch.device("cpu"))

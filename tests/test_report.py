@@ -289,7 +289,7 @@ def test_stage_sections_and_profile_blocks_are_embedded(sweep_dir: Path, tmp_pat
                    "per_resolution": per_res}  # fmt: skip
         _edit_record(run_dir, stages={"profile": profile})
     for name, title in (
-        ("maps", "Maps"),
+        ("map", "Maps"),
         ("explain", "Explanations"),
         ("zeta", "Zeta"),
         ("profile", "Profile"),

@@ -85,7 +85,9 @@ def test_sigterm_checkpoints_and_exits_killed_then_resumes(tmp_path: Path, refer
     assert _final_weights(tmp_path / "results") == reference
 
 
-def test_sigterm_from_outside_exits_within_10_seconds(tmp_path: Path) -> None:
+def test_sigterm_from_outside_stops_at_the_next_step(tmp_path: Path) -> None:
+    """SIGTERM mid-run: a checkpoint at the next step boundary, status killed, exit 130 (no wall clock:
+    the load on a shared CPU swings timings 10x; `wait(timeout=...)` only guards against a hang)."""
     sweep = tiny_sweep(tmp_path, epochs=50, optimizers="[sgd]")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("ARCHBENCH_FAULT", None)
@@ -102,14 +104,17 @@ def test_sigterm_from_outside_exits_within_10_seconds(tmp_path: Path) -> None:
     while time.time() < deadline and not list(run_root.glob("*/checkpoints/last.pt")):
         time.sleep(0.2)
     assert list(run_root.glob("*/checkpoints/last.pt")), "training never reached its first checkpoint"
-    t0 = time.time()
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
-    assert time.time() - t0 < 10
+    proc.wait(timeout=120)
     assert proc.returncode == 130
     (run_dir,) = run_root.iterdir()
     rec = read_record(run_dir)
     assert rec is not None and rec.status == "killed"
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    (stop,) = [e for e in state["events"] if e["event"] == "stopped_by_signal"]
+    # It stopped inside the epoch it was in (at a step boundary), not after finishing the 50 epochs.
+    assert stop["epoch"] == state["epoch"] == len(state["history"]) < 50 and stop["step"] == state["step"]
+    assert rec.failure_detail == f"stopped at epoch {state['epoch']}, step {state['step']}"
 
 
 def test_two_concurrent_sweeps_train_each_run_exactly_once(tmp_path: Path) -> None:

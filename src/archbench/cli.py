@@ -358,11 +358,9 @@ def _print_results(path: Path) -> list[dict[str, Any]]:
     if any("role" in r for r in rows):  # tuned sweeps: trials (validation only) vs final runs
         cols.insert(1, "role")
         cols.insert(4, "best_val_acc")
-    extra = [
-        c
-        for c in ("gmacs", "latency_ms_p50", "throughput_img_s", "peak_memory_mb")
-        if any(c in r for r in rows)
-    ]
+    from .record import PROFILE_SUMMARY_KEYS
+
+    extra = [c for c in PROFILE_SUMMARY_KEYS if any(c in r for r in rows)]
     for c in cols + extra:
         table.add_column(c)
     for r in rows:

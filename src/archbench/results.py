@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .record import RunRecord, read_record
+from .layout import sweep_of
+from .record import PROFILE_SUMMARY_KEYS, RunRecord, read_record
 
 
 def find_sweep_dirs(path: Path) -> list[Path]:
@@ -42,7 +43,7 @@ def iter_records(path: Path) -> list[tuple[Path, RunRecord | None, dict[str, Any
 
 def record_row(run_dir: Path, rec: RunRecord | None, plan: dict[str, Any] | None) -> dict[str, Any]:
     axes = rec.axes if rec else (plan or {}).get("axes", {})
-    row: dict[str, Any] = {"run_id": run_dir.name, "sweep": run_dir.parent.parent.name}
+    row: dict[str, Any] = {"run_id": run_dir.name, "sweep": (sweep_of(run_dir) or run_dir).name}
     row["status"] = rec.status if rec else "missing"
     for k, v in axes.items():
         row[k] = v
@@ -88,7 +89,7 @@ def record_row(run_dir: Path, rec: RunRecord | None, plan: dict[str, Any] | None
         row["best_val_acc"] = max(h.val_acc for h in rec.history)
     prof = rec.stages.get("profile") if rec.stages else None
     if isinstance(prof, dict):
-        for key in ("gmacs", "latency_ms_p50", "throughput_img_s", "peak_memory_mb"):
+        for key in PROFILE_SUMMARY_KEYS:
             if key in prof:
                 row[key] = prof[key]
     return row

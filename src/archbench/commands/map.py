@@ -1,4 +1,8 @@
-"""`archbench map`: owns the map step's arguments and printing; the work is in archbench.maps.stage."""
+"""`archbench map`: owns the map stage's arguments and printing; calls the stage driver the runner calls.
+
+The options are the sweep file's `map:` section (scene, rf, rf_trees, window, batch_size, threads, device)
+plus --out and --force; the work is in archbench.stages.map.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ def command(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="folder for maps, figures, map_scores.csv (default <sweep>/stages/maps)"),
+        typer.Option("--out", help="folder for maps, figures, map_scores.csv (default <sweep>/stages/map)"),
     ] = None,
     rf: Annotated[
         bool, typer.Option("--rf", help="also fit, map and score the Random-Forest baseline")
@@ -38,25 +42,22 @@ def command(
     from rich.table import Table
 
     from ..errors import ArchbenchError
-    from ..maps.stage import MapOutcome, MapSettings, map_target
+    from ..stages import Outcome
+    from ..stages.map import MapSettings, map_target
 
     console = Console()
     err = Console(stderr=True)
     from ..runtime import resolve_device
 
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     try:
-        device = str(resolve_device(device))
+        dev = resolve_device(device)
     except ArchbenchError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(code=2) from None
 
-    def report(o: MapOutcome) -> None:
-        line = f"{o.status:8s} {o.run_id}"
-        if o.block is not None:
+    def report(o: Outcome) -> None:
+        line = f"{'mapped' if o.status == 'done' else o.status:8s} {o.run_id}"
+        if o.block is not None and "scores" in o.block:
             s = o.block["scores"].get("never_in_training") or o.block["scores"]["all_labelled"]
             line += (
                 f"  OA {s['overall_accuracy']:.4f}  kappa {s['kappa']:.4f}  "
@@ -68,10 +69,10 @@ def command(
 
     settings = MapSettings(
         scene=scene, root=root, out=out, rf=rf, window=window, batch_size=batch_size, device=device,
-        rf_trees=rf_trees, force=force,
+        rf_trees=rf_trees, force=force, threads=threads,
     )  # fmt: skip
     try:
-        summary = map_target(target, settings, report)
+        summary = map_target(target, settings, report, device=dev)
     except ArchbenchError as exc:
         err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
         raise typer.Exit(code=2) from None

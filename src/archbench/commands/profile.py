@@ -86,9 +86,9 @@ def command(
 
     import torch
 
-    from ..profiling import ProfileSettings, Target, environment, measure
-    from ..profiling.measure import precision
     from ..runtime import resolve_device
+    from ..stages.profile import profile_models
+    from ..stages.profile.measure import ProfileSettings
 
     try:
         dev = resolve_device(device)
@@ -107,22 +107,11 @@ def command(
         budget_s=budget or None,
     )
 
-    results: list[dict[str, Any]] = []
     with err_console.status("profiling") as status:
-        for spec in specs:
-            for size in sizes:
-                status.update(f"profiling {spec.name} at {size} px on {dev}")
-                target = Target(spec, in_chans, num_classes, (size, size), train)
-                results.append({"model": spec.name, **measure(target, settings, dev)})
-    amp_on, cl = precision(Target(specs[0], in_chans, num_classes, (sizes[0], sizes[0]), train), dev)
-    env = environment(dev)
-    report = {
-        **env,
-        "amp": "bf16" if amp_on else "off",
-        "channels_last": cl,
-        "settings": {**settings.__dict__, "batch_sizes": list(settings.batch_sizes)},
-        "results": results,
-    }
+        report = profile_models(
+            specs, sizes, train, settings, dev, in_chans, num_classes, progress=status.update
+        )
+    results = report["results"]
     if as_json:
         print(json.dumps(report, indent=2))
     else:

@@ -87,7 +87,7 @@ def parse_options(spec: DataSpec) -> RasterOptions:
 
 def preflight(spec: DataSpec) -> tuple[RasterOptions, Any]:
     """Check options, scene file and raster headers (cheap: no pixels). Returns (options, Scene)."""
-    from ..maps.scene import open_scene
+    from .scene import open_scene
 
     opts = parse_options(spec)
     scene = open_scene(opts.scene, root=spec.root)
@@ -209,7 +209,7 @@ def _sample(
 
 @register_dataset("raster_patches")
 def load_raster_patches(spec: DataSpec) -> RawDataset:
-    from ..maps.scene import UNLABELLED, SceneReader, gather_patches
+    from .scene import UNLABELLED, SceneReader, gather_patches
 
     opts, scene = preflight(spec)
     n_cls, halo = len(scene.class_names), opts.patch_size // 2

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..runtime import count_params
+from ...runtime import count_params
 from .target import Target
 
 if TYPE_CHECKING:
