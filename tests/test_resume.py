@@ -19,7 +19,7 @@ from conftest import run_cli, tiny_sweep
 pytestmark = pytest.mark.reliability
 
 EPOCHS = 3
-BATCHES_PER_EPOCH = 21  # digits: 1,293 training images after the test and val splits, batch 64
+KILL_SEED = 20251202  # the "random" kill step is drawn from this seed, so a failure can be replayed
 
 
 def _final_weights(out: Path) -> str:
@@ -28,14 +28,27 @@ def _final_weights(out: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> str:
+def reference_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int]:
+    """The uninterrupted run: (final weights digest, batches per epoch read from its record)."""
     tmp = tmp_path_factory.mktemp("ref")
     res = run_cli("run", str(tiny_sweep(tmp, epochs=EPOCHS, optimizers="[sgd]")), cwd=tmp)
     assert res.returncode == 0, res.stderr
     (run_dir,) = (tmp / "results" / "tiny" / "runs").iterdir()
     rec = read_record(run_dir)
-    assert rec is not None and rec.history[-1].step == EPOCHS * BATCHES_PER_EPOCH
-    return _final_weights(tmp / "results")
+    assert rec is not None and len(rec.history) == EPOCHS
+    per_epoch = rec.history[0].step
+    assert [h.step for h in rec.history] == [per_epoch * e for e in range(1, EPOCHS + 1)]
+    return _final_weights(tmp / "results"), per_epoch
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run: tuple[str, int]) -> str:
+    return reference_run[0]
+
+
+@pytest.fixture(scope="module")
+def batches_per_epoch(reference_run: tuple[str, int]) -> int:
+    return reference_run[1]
 
 
 def _kill_and_resume(tmp: Path, step: int, env: dict[str, str] | None = None) -> tuple[str, Path]:
@@ -50,29 +63,36 @@ def _kill_and_resume(tmp: Path, step: int, env: dict[str, str] | None = None) ->
     return _final_weights(tmp / "results"), run_dir
 
 
-def test_sigkill_at_random_step_then_resume_is_bitwise_equal(tmp_path: Path, reference: str) -> None:
-    step = random.randint(BATCHES_PER_EPOCH, 2 * BATCHES_PER_EPOCH - 1)  # somewhere in epoch 2
+def test_sigkill_at_random_step_then_resume_is_bitwise_equal(
+    tmp_path: Path, reference: str, batches_per_epoch: int
+) -> None:
+    bpe = batches_per_epoch
+    step = random.Random(KILL_SEED).randint(bpe, 2 * bpe - 1)  # somewhere in epoch 2
     weights, run_dir = _kill_and_resume(tmp_path, step)
     assert weights == reference, f"resumed weights differ after SIGKILL at step {step}"
     rec = read_record(run_dir)
     assert rec is not None and rec.status == "completed" and rec.resumes == 1
     assert [h.epoch for h in rec.history] == list(range(1, EPOCHS + 1))  # no duplicated or missing epochs
-    assert [h.step for h in rec.history] == [BATCHES_PER_EPOCH * e for e in range(1, EPOCHS + 1)]
+    assert [h.step for h in rec.history] == [bpe * e for e in range(1, EPOCHS + 1)]
     kinds = [e["event"] for e in rec.events]
     assert kinds.count("owner_died") == 1 and kinds.count("resumed") == 1
 
 
 @pytest.mark.parametrize("part", ["rng", "scheduler"])
-def test_resume_without_restoring_part_differs(tmp_path: Path, reference: str, part: str) -> None:
+def test_resume_without_restoring_part_differs(
+    tmp_path: Path, reference: str, batches_per_epoch: int, part: str
+) -> None:
     """Proves the bitwise test guards the scheduler and RNG restore: without them, weights differ."""
-    weights, _ = _kill_and_resume(tmp_path, BATCHES_PER_EPOCH + 5, env={"ARCHBENCH_DEBUG_SKIP_RESTORE": part})
+    weights, _ = _kill_and_resume(tmp_path, batches_per_epoch + 5, env={"ARCHBENCH_DEBUG_SKIP_RESTORE": part})
     assert weights != reference
 
 
-def test_sigterm_checkpoints_and_exits_killed_then_resumes(tmp_path: Path, reference: str) -> None:
+def test_sigterm_checkpoints_and_exits_killed_then_resumes(
+    tmp_path: Path, reference: str, batches_per_epoch: int
+) -> None:
     sweep = tiny_sweep(tmp_path, epochs=EPOCHS, optimizers="[sgd]")
     res = run_cli(
-        "run", str(sweep), cwd=tmp_path, env={"ARCHBENCH_FAULT": f"term@step:{BATCHES_PER_EPOCH + 7}"}
+        "run", str(sweep), cwd=tmp_path, env={"ARCHBENCH_FAULT": f"term@step:{batches_per_epoch + 7}"}
     )
     assert res.returncode == 130, res.stdout + res.stderr
     (run_dir,) = (tmp_path / "results" / "tiny" / "runs").iterdir()
@@ -80,7 +100,7 @@ def test_sigterm_checkpoints_and_exits_killed_then_resumes(tmp_path: Path, refer
     assert rec is not None and rec.status == "killed"
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     # The signal arrives just before step 28; that step finishes and the run checkpoints at the next boundary.
-    assert state["step"] == BATCHES_PER_EPOCH + 8 and state["batch_in_epoch"] == 8
+    assert state["step"] == batches_per_epoch + 8 and state["batch_in_epoch"] == 8
     assert run_cli("run", str(sweep), cwd=tmp_path).returncode == 0
     assert _final_weights(tmp_path / "results") == reference
 

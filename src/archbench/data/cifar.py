@@ -204,13 +204,15 @@ def _load(layout: _Layout, spec: DataSpec) -> RawDataset:
     )
 
 
-@register_dataset("cifar10")
+@register_dataset(
+    "cifar10", layout="root/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta} (python pickles)"
+)
 def load_cifar10(spec: DataSpec) -> RawDataset:
     """CIFAR-10: 50,000 train / 10,000 test 32×32 RGB images in 10 classes (official test split)."""
     return _load(_CIFAR10, spec)
 
 
-@register_dataset("cifar100")
+@register_dataset("cifar100", layout="root/cifar-100-python/{train, test, meta} (python pickles)")
 def load_cifar100(spec: DataSpec) -> RawDataset:
     """CIFAR-100: 50,000 train / 10,000 test 32×32 RGB images; 100 fine classes (or 20 coarse)."""
     return _load(_CIFAR100, spec)

@@ -8,8 +8,9 @@ from ..config import DataSpec
 from .registry import RawDataset, register_dataset
 
 
-@register_dataset("digits")
+@register_dataset("digits", layout="bundled with scikit-learn; no data.root")
 def load_digits(spec: DataSpec) -> RawDataset:
+    """scikit-learn's 8×8 handwritten digits: 1,797 grayscale images, 10 classes (offline, no files)."""
     from sklearn.datasets import load_digits as sk_load
 
     d = sk_load()

@@ -241,7 +241,9 @@ def _resolve_layout(spec: DataSpec) -> tuple[Path, Path, Path | None]:
     return root, root, None
 
 
-@register_dataset("imagefolder")
+@register_dataset(
+    "imagefolder", layout="root/{train,test}/<class>/*.jpg|png|... or root/<class>/* (test split carved)"
+)
 def load_imagefolder(spec: DataSpec) -> RawDataset:
     """Folder of class sub-folders (see the module docstring for layouts, preflight and resizing)."""
     unknown = sorted(set(spec.options) - _OPTIONS)

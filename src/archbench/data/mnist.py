@@ -159,19 +159,21 @@ def _load(kind: str, spec: DataSpec) -> RawDataset:
     )
 
 
-@register_dataset("mnist")
+@register_dataset("mnist", layout="root/[MNIST/raw/]{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]")
 def load_mnist(spec: DataSpec) -> RawDataset:
     """MNIST handwritten digits: 60,000 train / 10,000 test 28×28 grayscale images, classes "0".."9"."""
     return _load("mnist", spec)
 
 
-@register_dataset("fashion_mnist")
+@register_dataset(
+    "fashion_mnist", layout="root/[FashionMNIST/raw/]{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"
+)
 def load_fashion_mnist(spec: DataSpec) -> RawDataset:
     """Fashion-MNIST: 60,000 train / 10,000 test 28×28 grayscale clothing images in 10 classes."""
     return _load("fashion_mnist", spec)
 
 
-@register_dataset("kmnist")
+@register_dataset("kmnist", layout="root/[KMNIST/raw/]{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]")
 def load_kmnist(spec: DataSpec) -> RawDataset:
     """Kuzushiji-MNIST: 60,000 train / 10,000 test 28×28 grayscale cursive Japanese characters, 10 classes."""
     return _load("kmnist", spec)

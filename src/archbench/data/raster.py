@@ -207,8 +207,11 @@ def _sample(
     return np.sort(np.concatenate(keep))
 
 
-@register_dataset("raster_patches")
+@register_dataset(
+    "raster_patches", layout="options.scene: a scene YAML naming band GeoTIFFs and a label raster"
+)
 def load_raster_patches(spec: DataSpec) -> RawDataset:
+    """Square patches of a multiband satellite scene centred on labelled pixels (block or random split)."""
     from .scene import UNLABELLED, SceneReader, gather_patches
 
     opts, scene = preflight(spec)

@@ -122,9 +122,15 @@ _FAMILY_MODULES = {
 }
 
 
-def register_dataset(kind: str) -> Callable[[Loader], Loader]:
+_LAYOUTS: dict[str, str] = {}
+
+
+def register_dataset(kind: str, layout: str = "") -> Callable[[Loader], Loader]:
+    """Register a family loader under `kind`; `layout` says in one line what it reads (for `datasets`)."""
+
     def deco(fn: Loader) -> Loader:
         _REGISTRY[kind] = fn
+        _LAYOUTS[kind] = layout
         return fn
 
     return deco
@@ -132,6 +138,23 @@ def register_dataset(kind: str) -> Callable[[Loader], Loader]:
 
 def dataset_kinds() -> list[str]:
     return sorted(_FAMILY_MODULES)
+
+
+def describe_datasets() -> list[dict[str, str]]:
+    """Every dataset kind: what it is (its loader's first docstring line) and what it reads (`layout`)."""
+    out = []
+    for kind in dataset_kinds():
+        fn = _loader(kind)
+        doc = (fn.__doc__ or "").strip().splitlines()
+        out.append(
+            {
+                "kind": kind,
+                "module": f"archbench.data.{_FAMILY_MODULES[kind]}",
+                "description": doc[0] if doc else "",
+                "reads": _LAYOUTS.get(kind, ""),
+            }
+        )
+    return out
 
 
 def _loader(kind: str) -> Loader:

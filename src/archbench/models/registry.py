@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import ModelSpec
 from ..errors import ConfigError, UnknownModelError
+from .base import TIMM_PREFIX as TIMM_PREFIX  # re-exported: older callers import it from here
 from .base import BuildArgs, Builder, nearest_names
+from .base import Built as Built
 
 if TYPE_CHECKING:
     from torch import nn

@@ -275,7 +275,8 @@ def list_weights(pattern: str | None = None) -> list[WeightsLocation]:
     """
     import fnmatch
 
-    from .registry import _NO_IMAGENET, TIMM_PREFIX, model_family, model_names
+    from .base import TIMM_PREFIX
+    from .registry import _NO_IMAGENET, model_family, model_names
 
     if pattern and pattern.startswith(TIMM_PREFIX):
         import timm
