@@ -264,3 +264,23 @@ def test_cli_profile_json_and_bad_input() -> None:
     assert bad.returncode == 2 and "resnet18" in bad.stderr  # nearest names suggested, nothing measured
     bad = run_cli("profile", "tiny_cnn", "--resolutions", "0,abc")
     assert bad.returncode == 2 and "--resolutions" in bad.stderr
+
+
+def test_profile_command_on_a_sweep_folder_runs_the_stage_driver(profiled_sweep: dict[str, object]) -> None:
+    """`archbench profile SWEEP` is the stage the runner ran: every completed run gets its block again."""
+    from typer.testing import CliRunner
+
+    from archbench.cli import app
+
+    tmp = profiled_sweep["tmp"]
+    assert isinstance(tmp, Path)
+    sweep = tmp / "results" / "prof"
+    index = sweep / "stages" / "profile" / "index.json"
+    index.unlink()
+    res = CliRunner().invoke(app, ["profile", str(sweep), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("profiled ") == 2
+    for run_dir in profiled_sweep["runs"]:  # type: ignore[attr-defined]
+        rec = read_record(run_dir)
+        assert rec is not None and "error" not in rec.stages["profile"]
+    assert json.loads(index.read_text())["title"] == "Profile"

@@ -34,7 +34,10 @@ def _ints(text: str, option: str) -> list[int]:
 
 def command(
     models: Annotated[
-        list[str], typer.Argument(help="model names: archbench's (resnet50, vit_b_16...) or timm:NAME")
+        list[str],
+        typer.Argument(
+            help="model names: archbench's (resnet50, vit_b_16...) or timm:NAME; or one sweep folder"
+        ),
     ],
     resolutions: Annotated[
         str, typer.Option("--resolutions", help="square input sizes, e.g. 32,64,224")
@@ -67,8 +70,17 @@ def command(
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
-    """Params, MACs/FLOPs, latency, throughput, training step and peak memory of models, one row per size."""
+    """Params, MACs/FLOPs, latency, throughput, training step and peak memory of models, one row per size.
+
+    Given one sweep folder instead of model names, runs the sweep's profile stage on its completed runs
+    (the stage driver the runner calls; settings from the sweep's `profile:` section).
+    """
+    from pathlib import Path
+
     from pydantic import ValidationError
+
+    if len(models) == 1 and (Path(models[0]) / "runs").is_dir():
+        raise typer.Exit(code=_profile_sweep(Path(models[0]), device))
 
     from ..config import ModelSpec, TrainSpec
     from ..errors import ArchbenchError
@@ -179,3 +191,31 @@ def _print_table(report: dict[str, Any]) -> None:
         highlight=False,
         markup=False,
     )
+
+
+def _profile_sweep(sweep_dir: Any, device: str) -> int:
+    """The profile stage on every completed run of a sweep folder; returns the exit code."""
+    from ..config import ProfileSpec
+    from ..errors import ArchbenchError
+    from ..results import iter_records
+    from ..stages import Outcome, run_stage
+    from ..sweep import load_sweep
+
+    try:
+        spec = load_sweep(sweep_dir / "sweep.yaml").profile or ProfileSpec()
+    except (ArchbenchError, OSError):
+        spec = ProfileSpec()
+    spec = spec.model_copy(update={"device": device})
+
+    def report(o: Outcome) -> None:
+        line = f"{'profiled' if o.status == 'done' else o.status:8s} {o.run_id}"
+        if o.block is not None and o.block.get("latency_ms_p50") is not None:
+            line += f"  {o.block.get('gmacs', 0):.3f} GMACs  {o.block['latency_ms_p50']:.2f} ms (b1)"
+        elif o.reason:
+            line += f"  {o.reason}"
+        console.print(line, highlight=False, markup=False)
+
+    result = run_stage("profile", [d for d, _, _ in iter_records(sweep_dir)], spec, report=report)
+    for problem in result.problems:
+        console.print(problem, highlight=False, markup=False)
+    return 1 if result.count("failed") else 0
