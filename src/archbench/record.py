@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from .config import RunSpec, spec_hash
 from .errors import ArchbenchError
@@ -231,14 +231,8 @@ class RunRecord(BaseModel):
     )
     _migrated_from: int | None = PrivateAttr(default=None)
 
-    @field_validator("stages")
-    @classmethod
-    def _typed_blocks(cls, stages: dict[str, Any]) -> dict[str, Any]:
-        # Validate every block against its stage's model but keep the plain dict (callers index it).
-        for name, block in stages.items():
-            if isinstance(block, dict):
-                stage_block(name, block)
-        return stages
+    # Blocks are validated against their stage's model when written (`update_stage`), not when read: a block
+    # that an older stage wrote in another shape must never make the run untrusted (and retrained).
 
     def stage(self, name: str) -> StageBlock | None:
         """The typed block of stage `name`, or None if the stage has not run on this record."""
