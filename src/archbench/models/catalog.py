@@ -1,15 +1,20 @@
-"""What the model registry holds, for people (`archbench models [PATTERN]`): owns the listing, builds nothing
-real (parameter counts come from a build on torch's meta device: shapes only, no memory, no weights).
+"""What the model registry holds, for people (`archbench models [PATTERN]`, `archbench weights`): owns the
+listings, builds nothing real (parameter counts come from a build on torch's meta device: shapes only, no
+memory, no weights).
 """
 
 from __future__ import annotations
 
 import fnmatch
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import ModelSpec
+from ..errors import ConfigError
 from .base import TIMM_PREFIX
 from .registry import model_family, model_names
+
+if TYPE_CHECKING:
+    from .weights import WeightsLocation
 
 CATALOG_SIZE = 224  # parameter counts are for a 3-channel, 1000-class model at this input size
 
@@ -68,3 +73,35 @@ def list_models(pattern: str = "*", params: bool = True) -> list[dict[str, Any]]
         row["imagenet_weights_local"] = local_weights(name)
         rows.append(row)
     return rows
+
+
+_TIMM_LIST_CAP = 200
+
+
+def list_weights(pattern: str | None = None) -> list[WeightsLocation]:
+    """Every registered model with published ImageNet weights whose name matches `pattern` (fnmatch).
+
+    `timm:PATTERN` lists timm architectures with pretrained weights instead (at most 200); without a
+    pattern only archbench's registered names are listed.
+    """
+    from .registry import _NO_IMAGENET
+    from .weights import timm_weights_location, torchvision_weights_location
+
+    if pattern and pattern.startswith(TIMM_PREFIX):
+        import timm
+
+        names = timm.list_models(pattern[len(TIMM_PREFIX) :] or "*", pretrained=True)
+        archs = list(dict.fromkeys(n.split(".", 1)[0] for n in names))[:_TIMM_LIST_CAP]
+        out = []
+        for arch in archs:
+            try:
+                out.append(timm_weights_location(arch))
+            except ConfigError:
+                continue  # JAX-only weights: nothing archbench can load
+        return out
+    wanted = pattern or "*"
+    return [
+        torchvision_weights_location(name)
+        for name in model_names()
+        if model_family(name) not in _NO_IMAGENET and fnmatch.fnmatchcase(name, wanted)
+    ]
