@@ -494,11 +494,3 @@ def map_target(target: Path, settings: MapSettings, report: Any = print, device:
         summary.baselines.extend(forests.values())
     summary.out_dirs = sorted({settings.out_dir(_sweep_of(rd) or rd) for rd in run_dirs})
     return summary
-
-
-def _siblings(run_dir: Path) -> list[Path]:
-    """Every run of `run_dir`'s sweep (so the sweep figures show all mapped runs), or the run alone."""
-    sweep = _sweep_of(run_dir)
-    if sweep is None:
-        return [run_dir]
-    return [p for p in (sweep / "runs").iterdir() if p.is_dir()]
