@@ -1,5 +1,5 @@
 """`archbench profile MODEL...`: owns the quick-look command line (parsing, table, JSON); measures nothing
-itself (archbench.profiling does).
+itself (archbench.stages.profile does).
 
 Models are built as the published tables build them by default (3 channels, 1000 classes, random weights);
 `--in-chans`/`--num-classes` profile other heads. Exit 2 on invalid input before anything is measured;

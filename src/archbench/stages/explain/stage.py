@@ -1,4 +1,4 @@
-"""The `explain` stage: registers it and documents its record block; the work is in `archbench.explaining`.
+"""The `explain` stage's entry points (`STAGE`) and its record block; the work is in this package's modules.
 
 Runs after evaluation for each run of a sweep with an `explain:` section (and from `archbench explain`).
 Importing this module imports no torch. The block stored in `record.stages["explain"]`:
