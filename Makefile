@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest browser clean venv
+.PHONY: demo test lint typecheck pytest browser clean venv bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ pytest: $(STAMP) browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
 test: lint typecheck pytest
+
+# Benchmarks: each script prints one JSON line (ratios from interleaved A/B pairs, load average recorded).
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/step_throughput.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/data_path.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/syncs_per_step.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/report_scale.py
 
 clean:
 	rm -rf results reports .pytest_cache .mypy_cache .ruff_cache

@@ -60,6 +60,13 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_data_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test (and the CLI subprocesses it starts) uses a prepared-data cache of its own session,
+    never the user's ~/.cache/archbench/data."""
+    os.environ["ARCHBENCH_CACHE"] = str(tmp_path_factory.mktemp("archbench-data-cache"))
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

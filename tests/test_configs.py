@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,18 @@ from conftest import REPO, SHARED_DATA, run_cli
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
 
-def test_every_config_is_valid_and_expands() -> None:
+def test_every_config_is_valid_and_expands(tmp_path: Path) -> None:
     assert CONFIGS, "configs/ is empty"
+    # Planning checks the files each kind needs (not their content): an empty CIFAR-10 layout passes.
+    batches = tmp_path / "cifar-10-batches-py"
+    batches.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        (batches / name).write_bytes(b"")
     for cfg in CONFIGS:
         text = cfg.read_text()
         if "../shared" in text and not SHARED_DATA.is_dir():
             continue  # its dry run reads the scene's headers (case 14 preflight); CI has ../shared
-        extra = ["--set", "data.root=/given/on/the/command/line"] if "root: null" in text else []
+        extra = ["--set", f"data.root={tmp_path}"] if "root: null" in text else []
         res = run_cli("run", str(cfg), "--dry-run", *extra, cwd=REPO)
         assert res.returncode == 0, f"{cfg.name}: {res.stderr}"
 
@@ -60,6 +66,25 @@ def test_cifar10_resnet_grid_smoke_on_shared_jpegs(tmp_path: Path) -> None:
     assert all(r.class_names[0] == "airplane" and r.metrics.n_test == 20 for r in records)
 
 
+def test_cifar10_r18_fast_smoke_on_shared_jpegs(tmp_path: Path) -> None:
+    root = SHARED_DATA / "cifar10_jpg"
+    if not root.is_dir():
+        pytest.skip(f"{root} is absent; CI provides ../shared")
+    records = _smoke(
+        REPO / "configs" / "cifar10_r18_fast.yaml",
+        tmp_path,
+        "--set",
+        f"data.root={root}",
+        "--set",
+        "data.limit_per_class=2",
+        "--set",
+        "data.test_limit_per_class=2",
+        "--set",
+        "train.threads=1",
+    )
+    assert len(records) == 1 and records[0].spec.train.schedule == "onecycle"
+
+
 def test_tune_digits_smoke(tmp_path: Path) -> None:
     records = _smoke(
         REPO / "configs" / "tune_digits.yaml",
@@ -74,3 +99,24 @@ def test_tune_digits_smoke(tmp_path: Path) -> None:
     roles = sorted((r.tune or {}).get("role") for r in records)
     assert roles == ["final", "final", "trial", "trial", "trial", "trial"]
     assert all((r.metrics is None) == (r.tune["role"] == "trial") for r in records)
+
+
+@pytest.mark.slow
+def test_gpu_suite_cpu_smoke_prints_one_summary() -> None:
+    """benchmarks/gpu_suite.sh --cpu-smoke: the GPU suite's whole pipeline, CPU-sized (digits, tiny_cnn)."""
+    import json
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHON=sys.executable, HF_HUB_OFFLINE="1")
+    res = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_suite.sh"), "--cpu-smoke"],
+        capture_output=True, text=True, env=env, timeout=1200, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["device"]["type"] == "cpu" and out["mfu"] is None  # no peak for a CPU: never a made-up MFU
+    assert 0.0 <= out["test_top1"] <= 1.0 and out["train_seconds"] > 0  # 1 epoch: a smoke, not a score
+    assert out["achieved_tflops"] > 0 and out["forward_gflops_per_image"] > 0
+    names = [b["benchmark"] for b in out["bench"]]
+    assert names == ["step_throughput", "data_path", "syncs_per_step"]

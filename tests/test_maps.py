@@ -356,8 +356,44 @@ def test_bad_options_and_band_count_are_config_errors(sparse_scene: Any) -> None
     with pytest.raises(ConfigError, match=r"data.options.patch_size: .*odd"):
         create_dataset(DataSpec(kind="raster_patches", options={"scene": str(scene), "patch_size": 4}))
     bad = write_scene(scene.parent / "bad.yaml", {**yaml.safe_load(scene.read_text()), "bandz": []})
-    with pytest.raises(ConfigError, match=r"bad.yaml: bandz: unknown key"):
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: bandz: unknown key"):
         open_scene(bad)
+
+
+def test_scene_file_errors_carry_file_and_line(sparse_scene: Any) -> None:
+    scene, *_ = sparse_scene
+    text = (
+        "name: s\n"
+        "bands:\n"
+        "  - {file: b0.tif}\n"
+        "  - {file: b1.tif, bnd: 1}\n"  # line 4: misspelled key
+        "labels: {file: labels.tif}\n"
+        "classes: [{value: 1, name: one}, {value: 2, name: two}]\n"
+    )
+    (scene.parent / "typo.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"typo.yaml:4: bands\[1\].bnd: unknown key") as info:
+        open_scene(scene.parent / "typo.yaml")
+    assert "MultiBandSpec" not in str(info.value) and "list[" not in str(info.value)
+    # A missing band file, and a multiband index out of range, name the scene file's line too.
+    (scene.parent / "gone.yaml").write_text(text.replace("b1.tif, bnd: 1", "nope.tif"))
+    with pytest.raises(DatasetError, match=r"gone.yaml:4: .*nope.tif: file not found"):
+        open_scene(scene.parent / "gone.yaml")
+    write_tif(scene.parent / "multi.tif", coded(12, 14, 3), -9999)
+    multi = (
+        "name: m\n"
+        "bands:\n"
+        "  file: multi.tif\n"
+        "  indexes: [1, 2, 5]\n"  # line 4: the file has 3 bands
+        "  names: [blue, green, red]\n"
+        "  nodata: -9999\n"
+        "labels: {file: labels.tif}\n"
+        "classes: [{value: 1, name: one}, {value: 2, name: two}]\n"
+    )
+    (scene.parent / "multi.yaml").write_text(multi)
+    with pytest.raises(ConfigError, match=r"multi.yaml:4: bands.indexes \[5\] not in 1..3"):
+        open_scene(scene.parent / "multi.yaml")
+    (scene.parent / "multi.yaml").write_text(multi.replace("[1, 2, 5]", "[1, 2, 3]"))
+    assert [b.name for b in open_scene(scene.parent / "multi.yaml").bands] == ["blue", "green", "red"]
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

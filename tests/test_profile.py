@@ -267,7 +267,7 @@ def test_cli_profile_json_and_bad_input() -> None:
 
 
 def test_profile_command_on_a_sweep_folder_runs_the_stage_driver(profiled_sweep: dict[str, object]) -> None:
-    """`archbench profile SWEEP` is the stage the runner ran: every completed run gets its block again."""
+    """`archbench profile SWEEP --record` is the stage the runner ran: every completed run gets its block."""
     from typer.testing import CliRunner
 
     from archbench.cli import app
@@ -277,7 +277,7 @@ def test_profile_command_on_a_sweep_folder_runs_the_stage_driver(profiled_sweep:
     sweep = tmp / "results" / "prof"
     index = sweep / "stages" / "profile" / "index.json"
     index.unlink()
-    res = CliRunner().invoke(app, ["profile", str(sweep), "--device", "cpu"])
+    res = CliRunner().invoke(app, ["profile", str(sweep), "--record", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert res.output.count("profiled ") == 2
     for run_dir in profiled_sweep["runs"]:  # type: ignore[attr-defined]

@@ -411,3 +411,27 @@ def test_many_configurations_summarise_figures_but_keep_every_pair(tmp_path: Pat
     assert f"Shown: the {SIGNIFICANCE_TOP} best of {k} configurations" in html
     assert f"Over all {len(pairs)} compared pairs" in html
     assert f"for the 6 best of {k} configurations" in html  # training curves: one summary row
+
+
+@pytest.mark.slow
+def test_rebuild_starts_from_scratch_and_never_replaces_a_foreign_folder(
+    sweep_dir: Path, tmp_path: Path
+) -> None:
+    from archbench.errors import ArchbenchError
+
+    sweep = _copy(sweep_dir, tmp_path)
+    out = tmp_path / "out"
+    build_report(sweep, out, "csv,html")
+    (out / "stale.txt").write_text("from an earlier build")
+    (out / "figures" / "old_figure.png").write_bytes(b"x")
+    result = build_report(sweep, out, "md")
+    assert not (out / "stale.txt").exists() and not (out / "figures" / "old_figure.png").exists()
+    assert not (out / "report.html").exists() and (out / "report.md").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no build leftovers
+    assert sorted(result.files) == sorted(p for p in out.rglob("*") if p.is_file())
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    with pytest.raises(ArchbenchError, match="not an archbench report"):
+        build_report(sweep, foreign, "csv")
+    assert (foreign / "keep.txt").read_text() == "mine" and len(list(foreign.iterdir())) == 1

@@ -158,5 +158,6 @@ def test_two_concurrent_sweeps_train_each_run_exactly_once(tmp_path: Path) -> No
         rec = read_record(run_dir)
         assert rec is not None and rec.status == "completed"
         assert [e["event"] for e in rec.events].count("started") == 1, rec.events
-    trained_lines = [ln for out, _ in outs for ln in out.splitlines() if ln.startswith("trained")]
+    # Piped output: each line is "YYYY-MM-DD HH:MM:SS <text>".
+    trained_lines = [ln for out, _ in outs for ln in out.splitlines() if ln[20:].startswith("trained")]
     assert len(trained_lines) == 6

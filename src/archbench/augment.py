@@ -1,11 +1,15 @@
 """Batched on-device data: owns the uint8 tensors on the training device and their augmentation.
 
-No PIL and no per-image Python in the hot loop: a batch is an index slice of device tensors, cropped and
-flipped with batched indexing, resized with one interpolate call, and normalised.
+No PIL and no per-image Python in the hot loop: a batch is an index slice taken from a `BatchSource`
+(device tensors here; host-mapped or streamed ones in sources.py), cropped and flipped by one gather,
+resized with one interpolate call, and normalised in place — the same code whatever the source.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -13,15 +17,41 @@ from .config import AugmentSpec
 from .data.registry import DatasetBundle, Split
 
 
-class DeviceSplit:
-    """One split living on `device` as raw (uint8 or float32) tensors."""
+class BatchSource(Protocol):
+    """Where a split's pixels come from: an index slice in, a raw (uint8) batch and labels on the device
+    out. `plan` tells a source the epoch's order ahead of time so it can read ahead (sources.py)."""
 
-    def __init__(self, split: Split, device: torch.device) -> None:
-        self.x = torch.from_numpy(split.x).to(device)
-        self.y = torch.from_numpy(split.y).to(device)
+    def __len__(self) -> int: ...
+    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def rows(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def plan(self, order: torch.Tensor, batch_size: int, start_batch: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class DeviceSplit:
+    """One split living on `device` as raw (uint8 or float32) tensors (the device-resident path)."""
+
+    def __init__(self, split: Split, device: torch.device | str) -> None:
+        # A memory-mapped store is read-only: copy it into memory once (this path is the in-budget one).
+        x = split.x if split.x.flags.writeable else np.array(split.x)
+        self.x = torch.from_numpy(x).to(device)
+        self.y = torch.from_numpy(np.asarray(split.y)).to(device)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
+
+    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = idx.to(self.x.device, non_blocking=True)
+        return self.x[idx], self.y[idx]
+
+    def rows(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[start:stop], self.y[start:stop]
+
+    def plan(self, order: torch.Tensor, batch_size: int, start_batch: int) -> None:
+        pass  # everything is already on the device
+
+    def close(self) -> None:
+        pass
 
 
 class BatchMaker:
@@ -44,37 +74,45 @@ class BatchMaker:
         self.channels_last = channels_last
 
     def _finish(self, xb: torch.Tensor) -> torch.Tensor:
-        x = xb.float() * self.scale
+        x = xb.float().mul_(self.scale)  # in place: one float buffer per batch, not three
         if self.resolution is not None and tuple(x.shape[-2:]) != (self.resolution, self.resolution):
             x = F.interpolate(
                 x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False
             )
-        x = (x - self.mean) / self.std
+        x = x.sub_(self.mean).div_(self.std)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def eval_batch(self, split: DeviceSplit, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._finish(split.x[start:stop]), split.y[start:stop]
+    def eval_batch(self, split: BatchSource, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xb, yb = split.rows(start, stop)
+        return self._finish(xb), yb
 
     def train_batch(
-        self, split: DeviceSplit, idx: torch.Tensor, gen: torch.Generator
+        self, split: BatchSource, idx: torch.Tensor, gen: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Random crop (with zero padding) and horizontal flip, drawn from the CPU generator `gen` so the
         stream of random numbers is the same on every device and can be checkpointed."""
-        idx = idx.to(self.device)
-        xb = split.x[idx]
+        xb, yb = split.take(idx)
         b, c, h, w = xb.shape
         p = self.augment.crop_padding
+        if p == 0 and not self.augment.hflip:
+            return self._finish(xb), yb
+        # Crop and flip are one gather over the flattened (padded) image: each output pixel's source
+        # position is (row offset + i) * padded width + (column offset + j, or its mirror when flipped).
+        # Same random draws, in the same order, as a crop followed by a flip.
+        src = F.pad(xb, (p, p, p, p)) if p > 0 else xb
+        width = w + 2 * p
         if p > 0:
-            padded = F.pad(xb, (p, p, p, p))
-            off = torch.randint(0, 2 * p + 1, (2, b), generator=gen).to(self.device)
-            rows = (off[0][:, None] + torch.arange(h, device=self.device))[:, None, :, None]
-            cols = (off[1][:, None] + torch.arange(w, device=self.device))[:, None, None, :]
-            bi = torch.arange(b, device=self.device)[:, None, None, None]
-            ci = torch.arange(c, device=self.device)[None, :, None, None]
-            xb = padded[bi, ci, rows, cols]
+            off = torch.randint(0, 2 * p + 1, (2, b), generator=gen).to(self.device, non_blocking=True)
+            r0, c0 = off[0], off[1]
+        else:
+            r0 = c0 = torch.zeros(b, dtype=torch.long, device=self.device)
+        cols = torch.arange(w, device=self.device).expand(b, w)
         if self.augment.hflip:
-            flip = (torch.rand(b, generator=gen) < 0.5).to(self.device)
-            xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
-        return self._finish(xb), split.y[idx]
+            flip = (torch.rand(b, generator=gen) < 0.5).to(self.device, non_blocking=True)
+            cols = torch.where(flip[:, None], (w - 1) - cols, cols)
+        rows = r0[:, None] + torch.arange(h, device=self.device)
+        flat = rows[:, :, None] * width + (c0[:, None] + cols)[:, None, :]
+        xb = src.reshape(b, c, -1).gather(2, flat.reshape(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
+        return self._finish(xb), yb

@@ -48,81 +48,26 @@ def _config_fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
-class RichReporter:
-    """Progress bars: runs done/total, and batches within the current epoch with loss, accuracy, img/s."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("{task.description}", markup=False),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}", markup=False),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        )
-        self.runs_task: Any = None
-        self.batch_task: Any = None
-        self.epochs = 0
-
-    def __enter__(self) -> RichReporter:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def sweep_started(self, total: int, todo: int) -> None:
-        self.runs_task = self.progress.add_task("runs", total=total, info=f"{total - todo} already done")
-
-    def run_started(self, planned: Any, index: int, total: int, epochs: int) -> None:
-        self.epochs = epochs
-        if self.batch_task is not None:
-            self.progress.remove_task(self.batch_task)
-        self.batch_task = self.progress.add_task(f"  {planned.run_id} epoch 1/{epochs}", total=1, info="")
-
-    def batch(self, epoch: int, done: int, total: int, loss: float, acc: float, ips: float) -> None:
-        self.progress.update(
-            self.batch_task,
-            description=f"  epoch {epoch + 1}/{self.epochs}",
-            completed=done,
-            total=total,
-            info=f"loss {loss:.3f} acc {acc:.3f} {ips:.0f} img/s",
-        )
-
-    def epoch(self, stats: dict[str, Any]) -> None:
-        pass
-
-    def run_finished(self, planned: Any, outcome: str, record: Any) -> None:
-        self.progress.advance(self.runs_task)
-        line = f"{outcome:8s} {planned.run_id}"
-        node = (record.host or {}).get("ray_node") if record is not None else None
-        if node and outcome != "skipped":
-            line += f"  [node {node}]"
-        if record is not None and record.metrics is not None:
-            m = record.metrics
-            line += f"  top-1 {m.top1:.4f}  F1 {m.f1_macro:.4f}  train {record.train_seconds or 0:.1f}s"
-        elif record is not None and record.history and (record.tune or {}).get("role") == "trial":
-            line += (
-                f"  trial {record.tune['trial']}: best val_acc {max(h.val_acc for h in record.history):.4f}"
-            )
-            line += f" after {len(record.history)} epochs"
-        elif record is not None and record.failure_reason:
-            line += f"  reason: {record.failure_reason}"
-        self.progress.console.print(literal(line), highlight=False, markup=False, soft_wrap=True)
-
-
-def _plan(sweep_file: Path, overrides: list[str]) -> tuple[Any, list[Any], str]:
-    from .sweep import expand_sweep, load_sweep, validate_names
+def _plan(sweep_file: Path, overrides: list[str], dry_run: bool = False) -> tuple[Any, list[Any], str]:
+    from .planning import PlanningError, check_plan
+    from .sweep import expand_sweep, load_sweep
 
     try:
         cfg = load_sweep(sweep_file, overrides)
         runs = expand_sweep(cfg)
         if not runs:
             raise ConfigError(f"{sweep_file}: the grid and exclude list leave no run")
-        validate_names(runs)
+        check_plan(cfg, runs)
+    except PlanningError as exc:
+        # A dry run still lists the plan (e.g. a full-size study on a machine without its data), with
+        # what a real run would stop on; a real run stops here: exit 2, nothing created.
+        kind = "warning" if dry_run else "error"
+        for line in exc.problems:
+            err_console.print(f"{kind}: {one_line(line)}", soft_wrap=True)
+        if not dry_run:
+            raise typer.Exit(code=2) from None
+        err_console.print("warning: without --dry-run this sweep would stop here (exit 2)", soft_wrap=True)
+        return cfg, runs, sweep_file.read_text(encoding="utf-8")
     except (ConfigError, DatasetError) as exc:
         _config_fail(exc)
     return cfg, runs, sweep_file.read_text(encoding="utf-8")
@@ -211,9 +156,17 @@ def run(
     mlflow_uri: Annotated[
         str | None, typer.Option("--mlflow-uri", help="mirror runs into MLflow (http://… or sqlite:///…)")
     ] = None,
+    progress_every: Annotated[
+        float | None,
+        typer.Option(
+            "--progress-every",
+            help="seconds between progress lines when the output is not a terminal "
+            "(default $ARCHBENCH_PROGRESS_EVERY or 10)",
+        ),
+    ] = None,
 ) -> None:
     """Train, evaluate and record every configuration of a sweep (skips completed runs, resumes the rest)."""
-    cfg, runs, text = _plan(sweep_file, set_ or [])
+    cfg, runs, text = _plan(sweep_file, set_ or [], dry_run)
     cfg = _with_executor(cfg, executor, address)
     if mlflow_uri is not None:
         cfg = _with_mlflow(cfg, mlflow_uri)
@@ -241,9 +194,11 @@ def run(
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    from .progress import make_reporter
+
     if cfg.tune is not None:
-        _run_tuned(cfg, runs, text, lambda: stop["flag"])
-    with RichReporter() as rep:
+        _run_tuned(cfg, runs, text, lambda: stop["flag"], progress_every)
+    with make_reporter(console, progress_every) as rep:
         try:
             summary = run_sweep(cfg, runs, source_text=text, reporter=rep, should_stop=lambda: stop["flag"])
         except ConnectionError as exc:  # e.g. --address of a Ray cluster that is not there
@@ -283,7 +238,7 @@ def run(
     if summary.count("failed"):
         for rid, reason in summary.reasons.items():
             if summary.outcomes.get(rid) == "failed":
-                console.print(literal(f"  failed {rid}: {reason}"), soft_wrap=True)
+                console.print(literal(f"  failed {rid}: {one_line(reason)}"), soft_wrap=True)
     raise typer.Exit(code=summary.exit_code)
 
 
@@ -309,11 +264,14 @@ def _print_tune_plan(cfg: Any, cells: list[Any]) -> None:
     )
 
 
-def _run_tuned(cfg: Any, cells: list[Any], text: str, should_stop: Any) -> None:
+def _run_tuned(
+    cfg: Any, cells: list[Any], text: str, should_stop: Any, progress_every: float | None = None
+) -> None:
     """`run` on a sweep with `tune:`: tune each compared cell, then repeat each best over the seeds."""
+    from .progress import make_reporter
     from .tune import run_tuned
 
-    with RichReporter() as rep:
+    with make_reporter(console, progress_every) as rep:
         out = run_tuned(cfg, cells, source_text=text, reporter=rep, should_stop=should_stop)
     _print_results(out.summary.sweep_dir)
 
@@ -338,38 +296,20 @@ def _run_tuned(cfg: Any, cells: list[Any], text: str, should_stop: Any) -> None:
     raise typer.Exit(code=out.exit_code)
 
 
-def _fmt_cell(column: str, v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        if column in ("top1", "f1_macro", "best_val_acc"):
-            return f"{v:.4f}"
-        return f"{v:.3g}" if column == "gmacs" else f"{v:.1f}"
-    return str(v)
-
-
-def _print_results(path: Path) -> list[dict[str, Any]]:
+def _print_results(path: Path, fmt: str = "table") -> list[dict[str, Any]]:
+    from .listing import progress_fields, render_table, sweep_axes, to_json
     from .paths import atomic_write_text
     from .results import find_sweep_dirs, iter_records, record_row, rows_to_csv
 
-    rows = [record_row(d, r, p) for d, r, p in iter_records(path)]
-    table = Table(title=literal(path))
-    cols = ["run_id", "status", "top1", "f1_macro", "train_seconds"]
-    if any("role" in r for r in rows):  # tuned sweeps: trials (validation only) vs final runs
-        cols.insert(1, "role")
-        cols.insert(4, "best_val_acc")
-    from .record import PROFILE_SUMMARY_KEYS
-
-    extra = [c for c in PROFILE_SUMMARY_KEYS if any(c in r for r in rows)]
-    for c in cols + extra:
-        table.add_column(c)
-    for r in rows:
-        cells = []
-        for c in cols + extra:
-            v = r.get(c)
-            cells.append(literal(_fmt_cell(c, v)))
-        table.add_row(*cells)
-    console.print(table)
+    records = iter_records(path)
+    rows = [record_row(d, r, p) | progress_fields(d, r) for d, r, p in records]
+    if fmt == "json":
+        print(to_json(rows), flush=True)
+    elif fmt == "csv":
+        sys.stdout.write(rows_to_csv(rows))
+        sys.stdout.flush()
+    else:
+        render_table(console, str(path), rows, sweep_axes(records))
     for sd in find_sweep_dirs(path):
         sd_rows = [r for r in rows if r["sweep"] == sd.name]
         atomic_write_text(sd / "results.csv", rows_to_csv(sd_rows))
@@ -379,14 +319,113 @@ def _print_results(path: Path) -> list[dict[str, Any]]:
 @app.command("ls")
 def ls_cmd(
     path: Annotated[Path, typer.Argument(help="a sweep folder, or the output_dir holding sweeps")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="table (full width, never cut), csv or json")
+    ] = "table",
 ) -> None:
-    """List the runs of a sweep (status, axes, top-1, F1, train time) and write results.csv beside them."""
+    """List the runs of a sweep (status, grid axes, progress and ETA of running runs, top-1, F1, train
+    time) and write results.csv beside them."""
+    from .listing import FORMATS
     from .results import find_sweep_dirs
 
+    if fmt not in FORMATS:
+        _error_line(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        raise typer.Exit(code=2)
     if not find_sweep_dirs(path):
         _error_line(f"{path}: no sweep found (expected a folder with runs/ inside); give a sweep folder")
         raise typer.Exit(code=2)
-    _print_results(path)
+    _print_results(path, fmt)
+
+
+@app.command()
+def prepare(
+    sweep_file: Annotated[Path, typer.Argument(help="the sweep YAML file")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a key: --set data.root=...")
+    ] = None,
+) -> None:
+    """Decode every dataset of a sweep once into the prepared-data cache (later runs map it)."""
+    _, runs, _ = _plan(sweep_file, set_ or [])
+    from .data.cache import cacheable, prepare
+    from .sweep import canonical_json
+
+    seen: set[str] = set()
+    for planned in runs:
+        spec = planned.spec.data
+        ident = canonical_json(
+            spec.model_dump(mode="json", exclude={"augment", "resolution", "memory_budget"})
+        )
+        if ident in seen:
+            continue
+        seen.add(ident)
+        if not cacheable(spec):
+            console.print(f"{spec.kind}: not held in the prepared-data cache (decoded by each run)")
+            continue
+        try:
+            bundle, info = prepare(spec)
+        except (ConfigError, DatasetError) as exc:
+            _config_fail(exc)
+        what = "cached" if info["cache_hit"] else f"decoded in {info['decode_seconds']:.1f}s"
+        console.print(
+            f"{info['cache_key']}: {what}, {bundle.nbytes / 1e6:.1f} MB in {info['cache_dir']}",
+            highlight=False,
+        )
+
+
+cache_app = typer.Typer(no_args_is_help=True, help="The prepared-data cache: list, verify, clear.")
+app.add_typer(cache_app, name="cache")
+_CacheDir = Annotated[
+    Path | None,
+    typer.Option("--dir", help="cache folder (default: $ARCHBENCH_CACHE or ~/.cache/archbench/data)"),
+]
+
+
+@cache_app.command("ls")
+def cache_ls(cache_dir: _CacheDir = None) -> None:
+    """List the prepared datasets: key, status, size, samples, created, source folder."""
+    from .data.cache import cache_root, list_stores
+
+    root = cache_dir or cache_root()
+    table = Table(title=str(root))
+    for col in ("key", "status", "MB", "samples", "created", "root"):
+        table.add_column(col)
+    entries = list_stores(root)
+    for e in entries:
+        table.add_row(
+            e.key, e.status, f"{e.bytes / 1e6:.1f}", str(e.samples or ""), e.created_at or "", e.root or ""
+        )
+    console.print(table)
+    console.print(f"{len(entries)} entries, {sum(e.bytes for e in entries) / 1e6:.1f} MB", highlight=False)
+
+
+@cache_app.command("verify")
+def cache_verify(
+    keys: Annotated[list[str] | None, typer.Argument(help="keys to check (default: all)")] = None,
+    cache_dir: _CacheDir = None,
+) -> None:
+    """Full sha256 check of every file of the stores; exit 1 when one is damaged."""
+    from .data.cache import cache_root, list_stores, verify_store
+
+    bad = 0
+    for e in list_stores(cache_dir or cache_root()):
+        if e.status in ("writing", "set-aside") or (keys and e.key not in keys):
+            continue
+        problems = verify_store(e.path)
+        bad += bool(problems)
+        console.print(f"{e.key}: " + ("; ".join(problems) if problems else "ok"), highlight=False)
+    raise typer.Exit(code=1 if bad else 0)
+
+
+@cache_app.command("clear")
+def cache_clear(
+    keys: Annotated[list[str] | None, typer.Argument(help="keys to remove (default: all)")] = None,
+    cache_dir: _CacheDir = None,
+) -> None:
+    """Remove prepared datasets (all, or the given keys); runs decode them again when needed."""
+    from .data.cache import cache_root, clear_stores
+
+    removed = clear_stores(cache_dir or cache_root(), keys)
+    console.print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}", highlight=False)
 
 
 def _register_stage_commands() -> None:

@@ -1,7 +1,8 @@
 """The sweep file's schema (pydantic, extra='forbid'): owns what a valid config is, never how it runs.
 
 A `SweepConfig` is what the YAML says; `RunSpec` is one fully resolved configuration (defaults filled in).
-Every field here is part of a run's identity except `name` and `output_dir` (see `RunSpec.identity`).
+Every field here is part of a run's identity except `name`, `output_dir` and where the data lives
+(`data.memory_budget`, `data.cache_dir`; see `RunSpec.identity`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,57 @@ class DataSpec(_Strict):
     options: dict[str, Any] = Field(
         default_factory=dict, description="extra keyword options of the dataset kind (see its docstring)"
     )
+    memory_budget: int | str | None = Field(
+        None,
+        description="bytes the dataset may hold in memory (e.g. 8GB, 512MiB); beyond it batches are "
+        "streamed from the prepared-data cache. null: half the available host (and device) memory",
+    )
+    cache_dir: str | None = Field(
+        None, description="prepared-data cache folder; null: $ARCHBENCH_CACHE or ~/.cache/archbench/data"
+    )
+
+    @field_validator("memory_budget")
+    @classmethod
+    def _budget_parses(cls, v: int | str | None) -> int | str | None:
+        if v is not None:
+            parse_bytes(v)
+        return v
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_bytes(v: int | str) -> int:
+    """`123`, `"512MB"`, `"1.5GiB"` → bytes (ValueError with what is accepted otherwise)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        if v <= 0:
+            raise ValueError(f"expected a positive number of bytes, got {v}")
+        return v
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(v))
+    if not m or m.group(2).lower() not in _UNITS or float(m.group(1)) <= 0:
+        raise ValueError(f"expected bytes such as 2000000000, '8GB' or '512MiB', got {v!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+# Where the data lives, not what it is: left out of a run's identity (its id and spec hash).
+NON_IDENTITY_DATA_KEYS = frozenset({"memory_budget", "cache_dir"})
 
 
 class ModelSpec(_Strict):
@@ -105,7 +157,10 @@ class RunSpec(_Strict):
 
     def identity(self) -> dict[str, Any]:
         """The canonical content that defines a run (hashed into its id)."""
-        return self.model_dump(mode="json")
+        out = self.model_dump(mode="json")
+        for key in NON_IDENTITY_DATA_KEYS:
+            out["data"].pop(key, None)
+        return out
 
 
 def canonical_json(obj: Any) -> str:

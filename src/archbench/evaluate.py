@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .augment import BatchMaker, DeviceSplit
+from .augment import BatchMaker
 from .config import RunSpec
 from .data.registry import DatasetBundle
 from .runtime import amp_enabled, autocast, channels_last_enabled
@@ -69,7 +69,11 @@ def predict(model: nn.Module, spec: RunSpec, bundle: DatasetBundle, device: torc
     model.eval()
     cl = channels_last_enabled(spec.train, device)
     maker = BatchMaker(bundle, device, spec.data.resolution, spec.data.augment, channels_last=cl)
-    split = DeviceSplit(bundle.test, device)
+    from .sources import open_sources
+
+    (split,), _ = open_sources(
+        [bundle.test], device, spec.data.memory_budget, bundle.loading.get("prepared_bytes")
+    )
     use_amp = amp_enabled(spec.train, device)
     chunks = []
     for start in range(0, len(split), spec.eval.batch_size):
@@ -77,6 +81,7 @@ def predict(model: nn.Module, spec: RunSpec, bundle: DatasetBundle, device: torc
         with autocast(device, use_amp):
             logits = model(xb)
         chunks.append(torch.softmax(logits.float(), dim=1).cpu())
+    split.close()
     return torch.cat(chunks).numpy().astype(np.float32)
 
 

@@ -56,6 +56,20 @@ class RunClaim:
             os.close(self.fd)
             self.fd = None
 
+    def held_by_someone(self) -> bool:
+        """Is the run claimed right now (by any process)? A read-only probe: it writes nothing."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops the shared lock if we got it
+        return False
+
     def __enter__(self) -> RunClaim:
         """Acquire the claim (non-blocking); raises RunBusy naming the owner when another process holds it."""
         if self.fd is None and not self.try_acquire():

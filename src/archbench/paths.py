@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import hashlib
 import os
 import re
+import shutil
 from pathlib import Path
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -114,3 +117,37 @@ def ensure_writable_dir(path: Path, what: str = "results folder") -> None:
             f"{exc.filename or path}: cannot write the {what} ({code}: {exc.strerror}); "
             "make it writable, free space, or choose another output_dir"
         ) from None
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _rename_exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    rc = fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    return bool(rc == 0)
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Put the finished folder `new` at `target`, replacing what was there: one atomic exchange where the
+    system has it (readers see the old folder or the new one, never a mix), else two renames. The old
+    content is removed afterwards; `new` must be a sibling of `target` (same filesystem)."""
+    if not target.exists() and not target.is_symlink():
+        os.rename(new, target)
+    elif target.is_dir() and not target.is_symlink() and _rename_exchange(new, target):
+        shutil.rmtree(new)  # now holds the previous content
+    else:
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.rename(target, old)
+        os.rename(new, target)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
+    fsync_dir(target.parent)

@@ -220,6 +220,7 @@ class RunRecord(BaseModel):
         "patch_grid, pos_embed_interpolated (empty for models that take any size)",
     )
     checkpoint_sha256: str | None = None
+    warnings: int = Field(0, description="library warnings during the run, one line each in warnings.log")
     stages: dict[str, Any] = Field(
         default_factory=dict, description="blocks added by later stages: profile, explain, map"
     )

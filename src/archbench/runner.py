@@ -123,6 +123,81 @@ def _write_history_csv(run_dir: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(run_dir / "history.csv", buf.getvalue())
 
 
+class _LiveHistory:
+    """Writes `history.csv` and the running record's history after every epoch, so `ls` on a running
+    sweep shows how far each run has got (epoch x/y, ETA); then passes the epoch on (reporter, tracking)."""
+
+    def __init__(self, run_dir: Path, record: RunRecord, then: Callable[[dict[str, Any]], None]) -> None:
+        self.run_dir, self.record, self.then = run_dir, record, then
+        self.history: list[dict[str, Any]] = []
+        if (run_dir / "history.csv").is_file():
+            try:
+                with open(run_dir / "history.csv", newline="") as f:
+                    self.history = [dict(row) for row in csv.DictReader(f)]
+            except (OSError, csv.Error):
+                self.history = []
+
+    def epoch(self, stats: dict[str, Any]) -> None:
+        # A resumed run repeats no finished epoch, but a kill between the checkpoint and this write can
+        # leave the file one epoch behind or ahead: keep only the epochs before this one, then add it.
+        self.history = [h for h in self.history if int(float(h.get("epoch", 0))) < stats["epoch"]]
+        self.history.append(dict(stats))
+        try:
+            _write_history_csv(self.run_dir, self.history)
+            self.record.history = [EpochStats(**h) for h in self.history]
+            write_record(self.run_dir, self.record)
+        except (OSError, ValueError):
+            pass  # progress only: the final record and history.csv are written when the run ends
+        self.then(stats)
+
+
+class RunWarnings:
+    """Library warnings raised while a run trains, evaluates and runs its stages go to
+    `runs/<id>/warnings.log` (one line each, first occurrence per place, appended across resumes) instead of
+    the terminal; the record's `warnings` holds how many lines the log has."""
+
+    NAME = "warnings.log"
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / self.NAME
+        self.count = 0
+        self._saved: Any = None
+
+    def _show(
+        self, message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+    ) -> None:
+        text = " ".join(str(message).split())
+        entry = f"{now_iso()} {category.__name__}: {text} ({filename}:{lineno})\n"
+        try:
+            fd = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o644
+            )
+            with os.fdopen(fd, "a", encoding="utf-8") as f:
+                f.write(entry)
+            self.count += 1
+        except OSError:
+            pass  # never fail a run over its warning log
+
+    def total(self) -> int:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                return sum(1 for _ in f)
+        except OSError:
+            return self.count
+
+    def __enter__(self) -> RunWarnings:
+        import warnings
+
+        self._saved = warnings.catch_warnings()
+        self._saved.__enter__()
+        warnings.simplefilter("default")
+        warnings.showwarning = self._show
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._saved.__exit__(*exc)
+
+
 class DataCache:
     """Loads each distinct data spec once per sweep process."""
 
@@ -193,20 +268,26 @@ def execute_run(
     if not claim.try_acquire():
         return RunOutcome(planned.run_id, "busy", f"claimed by {claim.owner()}"), None
     try:
-        outcome, rec = _run_one(
-            cfg,
-            planned,
-            run_dir,
-            data_cache or DataCache(),
-            rep,
-            index,
-            total,
-            should_stop,
-            host_extra or {},
-        )
+        with RunWarnings(run_dir) as caught:
+            outcome, rec = _run_one(
+                cfg,
+                planned,
+                run_dir,
+                data_cache or DataCache(),
+                rep,
+                index,
+                total,
+                should_stop,
+                host_extra or {},
+            )
+        if rec is not None and caught.count:
+            rec = rec.model_copy(update={"warnings": caught.total()})
+            _safe_write(run_dir, rec)
     finally:
         claim.release()
     reason = rec.failure_reason if rec is not None and rec.failure_reason else None
+    if reason is not None and rec is not None and rec.failure_detail and outcome == "failed":
+        reason += f": {rec.failure_detail}"  # the terminal summary shows the fix, not only the type
     return RunOutcome(planned.run_id, outcome, reason), rec
 
 
@@ -384,13 +465,14 @@ def _run_one(
         from .train import train_run
 
         device = resolve_device(planned.spec.train.device)  # once per run: train, evaluate, stages
+        live = _LiveHistory(run_dir, record, on_epoch)
         result = train_run(
             planned.spec,
             bundle,
             run_dir,
             should_stop=should_stop,
             on_batch=rep.batch,
-            on_epoch=on_epoch,
+            on_epoch=live.epoch,
             device=device,
         )
         record.history = [EpochStats(**h) for h in result.history]
@@ -403,6 +485,8 @@ def _run_one(
         from .models import build_info
 
         record.model_build = build_info(result.model)
+        # Which data path the run used, beside how the data was obtained (cache key, decode seconds).
+        record.data = {**(record.data or {}), "loading": {**bundle.loading, **result.data_path}}
         _write_history_csv(run_dir, result.history)
         if not planned.is_trial:  # trials are scored on validation only (record.best, history)
             record.metrics = Metrics(**evaluate_run(result.model, planned.spec, bundle, run_dir, device))

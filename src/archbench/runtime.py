@@ -70,6 +70,20 @@ def device_info(device: torch.device, train: TrainSpec) -> dict[str, Any]:
     return info
 
 
+def set_deterministic_algorithms(mode: bool, warn_only: bool) -> None:
+    """`torch.use_deterministic_algorithms` without its side effect: it imports torch._inductor (~2 s of
+    start-up) only to copy the flag into inductor's config. Nothing here compiles, so the C++ flag is set
+    directly; once inductor is loaded (someone compiles), the public call keeps the two in step."""
+    import sys
+
+    import torch
+
+    if "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
+
+
 def configure_determinism(train: TrainSpec, device: torch.device, seed: int) -> None:
     """Threads, every global RNG seeded, deterministic kernels (what bitwise resume on CPU relies on)."""
     import random
@@ -83,7 +97,7 @@ def configure_determinism(train: TrainSpec, device: torch.device, seed: int) -> 
     np.random.seed(seed % (2**32))
     random.seed(seed)
     # CUDA has no deterministic kernel for some backward ops (adaptive max pool): warn instead of failing.
-    torch.use_deterministic_algorithms(train.deterministic, warn_only=device.type == "cuda")
+    set_deterministic_algorithms(train.deterministic, warn_only=device.type == "cuda")
     torch.backends.cudnn.benchmark = not train.deterministic
 
 

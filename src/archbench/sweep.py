@@ -19,7 +19,9 @@ from pydantic import BaseModel, ValidationError
 from .config import RunSpec, SweepConfig, canonical_json, spec_hash
 from .errors import ConfigError
 from .paths import slugify
-from .yamlio import KeyPath, load_yaml_file, load_yaml_text, parse_value
+from .yamlio import KeyPath, load_yaml_file, load_yaml_text, located_messages, parse_value
+from .yamlio import fmt_loc as _fmt_loc
+from .yamlio import line_for as _line_for
 
 
 @dataclass(frozen=True)
@@ -48,36 +50,10 @@ def run_id_for(spec: RunSpec, axes: dict[str, Any]) -> str:
     return f"{slug}-{spec_hash(spec)[:10]}"
 
 
-def _fmt_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for p in loc:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out
-
-
-def _line_for(lines: dict[KeyPath, int], loc: tuple[Any, ...]) -> int | None:
-    for n in range(len(loc), -1, -1):
-        key = tuple(loc[:n])
-        if key in lines:
-            return lines[key]
-    return None
-
-
 def _validation_error(
     path: str, exc: ValidationError, lines: dict[KeyPath, int], prefix: KeyPath = ()
 ) -> ConfigError:
-    msgs = []
-    for err in exc.errors():
-        loc = (*prefix, *err["loc"])
-        line = _line_for(lines, loc)
-        where = f"{path}:{line}" if line else path
-        found = err.get("input")
-        found_s = "" if err["type"] == "missing" else f"; found {found!r}"
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see the README for valid keys)"
-        else:
-            msg = err["msg"]
-        msgs.append(f"{where}: {_fmt_loc(loc)}: {msg}{found_s}")
+    msgs = located_messages(path, exc.errors(), lines, prefix)
     return ConfigError("invalid sweep file:\n  " + "\n  ".join(msgs))
 
 

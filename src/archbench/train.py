@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from . import faults
-from .augment import BatchMaker, DeviceSplit
+from .augment import BatchMaker, BatchSource
 from .checkpoint import load_checkpoint, load_latest, save_checkpoint
 from .config import RunSpec
 from .data.registry import DatasetBundle
@@ -52,6 +52,7 @@ class TrainResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     device: dict[str, Any] = field(default_factory=dict)
     params: dict[str, int] = field(default_factory=dict)
+    data_path: dict[str, Any] = field(default_factory=dict)  # sources.open_sources: path, bytes, budget
 
 
 def _rng_state(device: torch.device, data_gen: torch.Generator) -> dict[str, Any]:
@@ -89,7 +90,7 @@ def _set_rng_state(state: dict[str, Any], device: torch.device, data_gen: torch.
 @torch.no_grad()
 def evaluate_loss_acc(
     model: nn.Module,
-    split: DeviceSplit,
+    split: BatchSource,
     maker: BatchMaker,
     batch_size: int,
     use_amp: bool,
@@ -183,11 +184,11 @@ class TrainState:
 
 @dataclass
 class Loop:
-    """What stays fixed for the whole run: the data on the device, the batch maker, loss and sizes."""
+    """What stays fixed for the whole run: the batch sources, the batch maker, loss and sizes."""
 
     spec: RunSpec
-    train_split: DeviceSplit
-    val_split: DeviceSplit
+    train_split: BatchSource
+    val_split: BatchSource
     maker: BatchMaker
     crit: nn.Module
     n_batches: int
@@ -212,6 +213,7 @@ def train_epoch(
         state.batch_in_epoch = 0
         state.sums = _fresh_sums()
     sums = state.sums
+    loop.train_split.plan(state.perm, t.batch_size, state.batch_in_epoch)  # streamed sources read ahead
     t0 = time.perf_counter()
     while state.batch_in_epoch < loop.n_batches:
         if state.batch_in_epoch % t.grad_accum == 0 and should_stop():
@@ -312,7 +314,7 @@ def train_run(
     """Train (or resume) one run and return the model with its best weights loaded.
 
     `device` is the one the runner resolved for the whole run; None resolves `spec.train.device` here.
-    Reads top to bottom: set up (seeds, model, optimizer, data on the device) → resume from `last` →
+    Reads top to bottom: set up (seeds, model, optimizer, batch sources) → resume from `last` →
     one `train_epoch` per remaining epoch, each booked by `_end_epoch` → load the evaluated weights.
     """
     from .layout import RunLayout
@@ -332,8 +334,11 @@ def train_run(
         model = model.to(memory_format=torch.channels_last)
     params = count_params(model)
     opt = build_optimizer(model, t)
-    train_split = DeviceSplit(bundle.train, device)
-    val_split = DeviceSplit(bundle.val, device)
+    from .sources import open_sources
+
+    (train_split, val_split), data_path = open_sources(
+        [bundle.train, bundle.val], device, spec.data.memory_budget, bundle.loading.get("prepared_bytes")
+    )
     maker = BatchMaker(bundle, device, spec.data.resolution, spec.data.augment, channels_last=cl)
     n_batches = math.ceil(len(train_split) / t.batch_size)
     sched = build_scheduler(opt, t, steps_per_epoch=math.ceil(n_batches / t.grad_accum))
@@ -357,6 +362,8 @@ def train_run(
         _end_epoch(state, loop, stats)
         if on_epoch is not None:
             on_epoch(stats)
+    train_split.close()
+    val_split.close()
 
     if faults.active("kill@after_checkpoint"):
         faults.die()
@@ -371,6 +378,7 @@ def train_run(
         events=state.events,
         device=device_info(device, t),
         params=params,
+        data_path=data_path,
     )
 
 

@@ -168,6 +168,41 @@ def load_yaml_file(path: str | Path) -> tuple[Any, dict[KeyPath, int]]:
     return load_yaml_text(text, str(p))
 
 
+def fmt_loc(loc: tuple[Any, ...]) -> str:
+    """A key path as it reads in YAML: ('bands', 0, 'file') -> bands[0].file."""
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def line_for(lines: dict[KeyPath, int], loc: tuple[Any, ...]) -> int | None:
+    """The line of the deepest key of `loc` that the file has (a missing key points at its parent)."""
+    for n in range(len(loc), -1, -1):
+        key = tuple(loc[:n])
+        if key in lines:
+            return lines[key]
+    return None
+
+
+def located_messages(
+    path: str, errors: list[Any], lines: dict[KeyPath, int], prefix: KeyPath = ()
+) -> list[str]:
+    """pydantic validation errors as `file:line: key.path: what was expected; found what`, one per error."""
+    msgs = []
+    for err in errors:
+        loc = (*prefix, *err["loc"])
+        line = line_for(lines, loc)
+        where = f"{path}:{line}" if line else path
+        found = "" if err["type"] == "missing" else f"; found {err.get('input')!r}"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see the README for valid keys)"
+        else:
+            msg = err["msg"]
+        msgs.append(f"{where}: {fmt_loc(loc)}: {msg}{found}")
+    return msgs
+
+
 def parse_value(text: str) -> Any:
     """Parse the value of a `--set key=value` override as a YAML scalar or flow collection."""
     data, _ = load_yaml_text(text, "--set")

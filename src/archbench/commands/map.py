@@ -39,7 +39,6 @@ def command(
 ) -> None:
     """Predict a land-cover map per run (windowed GeoTIFF), score it against the labels, draw figures."""
     from rich.console import Console
-    from rich.table import Table
 
     from ..errors import ArchbenchError
     from ..stages import Outcome
@@ -80,20 +79,24 @@ def command(
         (o.run_id, o.block) for o in summary.outcomes if o.block is not None
     ] + [(b["name"], b) for b in summary.baselines]
     if rows:
-        table = Table(title="map accuracy (pixels never used in training / all labelled)")
-        for col in ("model", "OA unseen", "kappa unseen", "OA all", "kappa all", "map"):
-            table.add_column(col)
+        from ..listing import print_full_width
+
+        cols = ["model", "OA unseen", "kappa unseen", "OA all", "kappa all", "map"]
+        cells = []
         for name, b in rows:
             sc = b["scores"]
             un = sc.get("never_in_training") or sc["all_labelled"]
             al = sc["all_labelled"]
-            table.add_row(
-                name,
-                *(f"{v:.4f}" if v is not None else "" for v in (un["overall_accuracy"], un["kappa"])),
-                *(f"{v:.4f}" if v is not None else "" for v in (al["overall_accuracy"], al["kappa"])),
-                b["map_path"],
+            cells.append(
+                [
+                    name,
+                    *(f"{v:.4f}" if v is not None else "" for v in (un["overall_accuracy"], un["kappa"])),
+                    *(f"{v:.4f}" if v is not None else "" for v in (al["overall_accuracy"], al["kappa"])),
+                    str(b["map_path"]),
+                ]
             )
-        console.print(table)
+        title = "map accuracy (pixels never used in training / all labelled)"
+        print_full_width(console, title, cols, cells, tuple(cols[1:5]))
     for d in summary.out_dirs:
         console.print(f"maps, figures and index.json in {d}", highlight=False)
     raise typer.Exit(code=summary.exit_code)

@@ -74,6 +74,45 @@ def _how_to_provide(layout: _Layout, root: Path) -> str:
     )
 
 
+def _layout_text(layout: _Layout) -> str:
+    files = (*layout.train_files, layout.test_file, layout.meta_file)
+    return (
+        f"<root>/{layout.folder}/{{{', '.join(files)}}} (what `tar -xzf {layout.archive}` makes; "
+        f"data.root may also be {layout.folder}/ itself)"
+    )
+
+
+LAYOUTS = {layout.kind: _layout_text(layout) for layout in (_CIFAR10, _CIFAR100)}
+
+
+def check_files(spec: DataSpec) -> list[str]:
+    """Planning check: one line per missing folder or batch file, each naming the expected layout."""
+    layout = _CIFAR10 if spec.kind == "cifar10" else _CIFAR100
+    expected = f"expected layout: {_layout_text(layout)}"
+    if not spec.root:
+        return [f"data.kind={layout.kind} needs data.root; {expected}"]
+    root = Path(spec.root).expanduser()
+    if not root.is_dir():
+        return [f"data.root={root}: folder does not exist; {expected}"]
+    folder = next(
+        (
+            f
+            for f in (root / layout.folder, root)
+            if (f / layout.meta_file).is_file() or (f / layout.train_files[0]).is_file()
+        ),
+        None,
+    )
+    if folder is None:
+        where = f"{root / layout.folder} or {root}"
+        return [f"data.root={root}: no {layout.title} batches in {where}; {expected}"]
+    files = (*layout.train_files, layout.test_file, layout.meta_file)
+    return [
+        f"data.root={root}: {folder / name} is missing; {expected}"
+        for name in files
+        if not (folder / name).is_file()
+    ]
+
+
 def _resolve_folder(layout: _Layout, spec: DataSpec) -> Path:
     if not spec.root:
         raise DatasetError(
@@ -204,15 +243,13 @@ def _load(layout: _Layout, spec: DataSpec) -> RawDataset:
     )
 
 
-@register_dataset(
-    "cifar10", layout="root/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta} (python pickles)"
-)
+@register_dataset("cifar10")
 def load_cifar10(spec: DataSpec) -> RawDataset:
     """CIFAR-10: 50,000 train / 10,000 test 32×32 RGB images in 10 classes (official test split)."""
     return _load(_CIFAR10, spec)
 
 
-@register_dataset("cifar100", layout="root/cifar-100-python/{train, test, meta} (python pickles)")
+@register_dataset("cifar100")
 def load_cifar100(spec: DataSpec) -> RawDataset:
     """CIFAR-100: 50,000 train / 10,000 test 32×32 RGB images; 100 fine classes (or 20 coarse)."""
     return _load(_CIFAR100, spec)

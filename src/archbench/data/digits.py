@@ -7,22 +7,43 @@ import numpy as np
 from ..config import DataSpec
 from .registry import RawDataset, register_dataset
 
+LAYOUTS = {"digits": "no files: scikit-learn's bundled copy (data.root is not used)"}
 
-@register_dataset("digits", layout="bundled with scikit-learn; no data.root")
+
+@register_dataset("digits")
 def load_digits(spec: DataSpec) -> RawDataset:
     """scikit-learn's 8×8 handwritten digits: 1,797 grayscale images, 10 classes (offline, no files)."""
+    data = _read_digits_csv()
+    images, target = data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+    # Pixel values are 0..16; scale to the uint8 range every other family uses.
+    x = np.round(images * (255.0 / 16.0)).astype(np.uint8)[:, None, :, :]
+    names = list(range(10))
+    return RawDataset(
+        train_x=x,
+        train_y=target,
+        class_names=[str(c) for c in names],
+        info={
+            "source": "sklearn.datasets.load_digits",
+            "class_to_idx": {str(c): int(c) for c in names},
+        },
+    )
+
+
+def _read_digits_csv() -> np.ndarray:
+    """The file `sklearn.datasets.load_digits` reads, read the same way (float rows: 64 pixels, label)
+    without importing scikit-learn, which costs seconds of start-up; falls back to it if the file moved."""
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package without executing it
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt") as f:
+                return np.loadtxt(f, delimiter=",")
     from sklearn.datasets import load_digits as sk_load
 
     d = sk_load()
-    # Pixel values are 0..16; scale to the uint8 range every other family uses.
-    x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None, :, :]
-    y = d.target.astype(np.int64)
-    return RawDataset(
-        train_x=x,
-        train_y=y,
-        class_names=[str(c) for c in d.target_names],
-        info={
-            "source": "sklearn.datasets.load_digits",
-            "class_to_idx": {str(c): int(c) for c in d.target_names},
-        },
-    )
+    return np.concatenate([d.data, d.target[:, None]], axis=1)

@@ -241,9 +241,54 @@ def _resolve_layout(spec: DataSpec) -> tuple[Path, Path, Path | None]:
     return root, root, None
 
 
-@register_dataset(
-    "imagefolder", layout="root/{train,test}/<class>/*.jpg|png|... or root/<class>/* (test split carved)"
-)
+LAYOUTS = {
+    "imagefolder": "<root>/train/<class>/<image> and <root>/test/<class>/<image> (or val/ for test), or "
+    "<root>/<class>/<image> (one folder; a stratified test split is carved out); images: "
+    + " ".join(sorted(IMAGE_EXTENSIONS))
+}
+
+
+def _has_image(class_dir: Path) -> bool:
+    for _dirpath, dirnames, filenames in os.walk(class_dir, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
+        if any(not _is_hidden(n) and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS for n in filenames):
+            return True
+    return False
+
+
+def check_files(spec: DataSpec) -> list[str]:
+    """Planning check: the layout (splits, class folders, at least one image per class) without opening
+    any image; one line per problem, each naming the expected layout."""
+    expected = f"expected layout: {LAYOUTS['imagefolder']}"
+    try:
+        root, train_dir, test_dir = _resolve_layout(spec)
+    except DatasetError as exc:
+        return [f"{' '.join(str(exc).split('. ')[0].split())}; {expected}"]
+    classes = _class_folders(train_dir)
+    if not classes:
+        return [f"data.root={root}: {train_dir} has no class sub-folders; {expected}"]
+    problems = []
+    if test_dir is not None:
+        test_classes = _class_folders(test_dir)
+        if test_classes != classes:
+            only_train = sorted(set(classes) - set(test_classes))
+            only_test = sorted(set(test_classes) - set(classes))
+            problems.append(
+                f"data.root={root}: class folders of {train_dir.name}/ and {test_dir.name}/ differ "
+                f"(only in {train_dir.name}/: {only_train or 'none'}; "
+                f"only in {test_dir.name}/: {only_test or 'none'}); {expected}"
+            )
+    for split_dir in [train_dir] + ([test_dir] if test_dir is not None else []):
+        empty = [c for c in _class_folders(split_dir) if not _has_image(split_dir / c)]
+        if empty:
+            problems.append(
+                f"data.root={root}: class folder(s) without images in {split_dir}: {', '.join(empty)}; "
+                f"{expected}"
+            )
+    return problems
+
+
+@register_dataset("imagefolder")
 def load_imagefolder(spec: DataSpec) -> RawDataset:
     """Folder of class sub-folders (see the module docstring for layouts, preflight and resizing)."""
     unknown = sorted(set(spec.options) - _OPTIONS)
@@ -305,6 +350,7 @@ def load_imagefolder(spec: DataSpec) -> RawDataset:
     channels = 1 if all(a.ndim == 2 for a in good) else 3
 
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    ids: dict[str, list[str]] = {}
     offset, n_resized = 0, 0
     for split, listing in splits.items():
         results = decoded[offset : offset + len(listing.paths)]
@@ -325,6 +371,7 @@ def load_imagefolder(spec: DataSpec) -> RawDataset:
                 "fix those files or remove the class"
             )
         arrays[split] = (x, y)
+        ids[split] = [listing.rel[i] for i in keep]
 
     train_x, train_y = arrays["train"]
     test_x, test_y = arrays["test"] if "test" in arrays else (None, None)
@@ -343,5 +390,12 @@ def load_imagefolder(spec: DataSpec) -> RawDataset:
         "skipped_files": bad,
     }
     return RawDataset(
-        train_x=train_x, train_y=train_y, class_names=classes, test_x=test_x, test_y=test_y, info=info
+        train_x=train_x,
+        train_y=train_y,
+        class_names=classes,
+        test_x=test_x,
+        test_y=test_y,
+        info=info,
+        train_ids=ids["train"],
+        test_ids=ids.get("test"),
     )

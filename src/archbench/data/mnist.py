@@ -59,6 +59,43 @@ def _how_to_provide(kind: str, root: str) -> str:
     )
 
 
+def layout(kind: str) -> str:
+    """The files data.kind=`kind` needs, relative to data.root (shown in planning errors and the README)."""
+    folder = _FAMILIES[kind][0]
+    return (
+        f"<root>/{folder}/raw/{{{', '.join(_FILES.values())}}} (each plain or .gz; "
+        f"<root>/raw/ or <root>/ itself also work)"
+    )
+
+
+LAYOUTS = {kind: layout(kind) for kind in _FAMILIES}
+
+
+def check_files(spec: DataSpec) -> list[str]:
+    """Planning check: one line per missing file or folder, each naming the expected layout; reads no
+    file's content."""
+    kind = spec.kind
+    expected = f"expected layout: {layout(kind)}"
+    if not spec.root:
+        return [f"data.kind={kind} needs data.root; {expected}"]
+    root = Path(spec.root).expanduser()
+    if not root.is_dir():
+        return [f"data.root={root}: folder does not exist; {expected}"]
+    folder_name = _FAMILIES[kind][0]
+    candidates = [root / folder_name / "raw", root / "raw", root]
+    folder = next((c for c in candidates if _find(c, _FILES["train_images"]) is not None), None)
+    if folder is None:
+        return [
+            f"data.root={root}: no {_FILES['train_images']}[.gz] in {', '.join(str(c) for c in candidates)}; "
+            f"{expected}"
+        ]
+    return [
+        f"data.root={root}: {folder / name}[.gz] is missing; {expected}"
+        for name in _FILES.values()
+        if _find(folder, name) is None
+    ]
+
+
 def _find(folder: Path, name: str) -> Path | None:
     for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.is_file():
@@ -159,21 +196,19 @@ def _load(kind: str, spec: DataSpec) -> RawDataset:
     )
 
 
-@register_dataset("mnist", layout="root/[MNIST/raw/]{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]")
+@register_dataset("mnist")
 def load_mnist(spec: DataSpec) -> RawDataset:
     """MNIST handwritten digits: 60,000 train / 10,000 test 28×28 grayscale images, classes "0".."9"."""
     return _load("mnist", spec)
 
 
-@register_dataset(
-    "fashion_mnist", layout="root/[FashionMNIST/raw/]{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"
-)
+@register_dataset("fashion_mnist")
 def load_fashion_mnist(spec: DataSpec) -> RawDataset:
     """Fashion-MNIST: 60,000 train / 10,000 test 28×28 grayscale clothing images in 10 classes."""
     return _load("fashion_mnist", spec)
 
 
-@register_dataset("kmnist", layout="root/[KMNIST/raw/]{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]")
+@register_dataset("kmnist")
 def load_kmnist(spec: DataSpec) -> RawDataset:
     """Kuzushiji-MNIST: 60,000 train / 10,000 test 28×28 grayscale cursive Japanese characters, 10 classes."""
     return _load("kmnist", spec)

@@ -41,6 +41,9 @@ from ..config import DataSpec
 from ..errors import ConfigError, DatasetError
 from .registry import RawDataset, register_dataset, stratified_split
 
+# Not held in the prepared-data cache: the scene file names rasters elsewhere, so a listing of one folder
+# cannot fingerprint the source; patches are bounded by _MAX_PATCH_BYTES and decoded in memory.
+PREPARED_CACHE = False
 _MAX_PATCH_BYTES = 4 << 30  # refuse sampling settings whose patch arrays would exceed 4 GiB
 _BLOCK_SPLIT_TRIES = 64
 
@@ -83,6 +86,13 @@ def parse_options(spec: DataSpec) -> RasterOptions:
             found = "" if err["type"] == "missing" else f"; found {err.get('input')!r}"
             msgs.append(f"data.options.{loc}: {msg}{found}")
         raise ConfigError("data.kind=raster_patches: " + "; ".join(msgs)) from None
+
+
+LAYOUTS = {
+    "raster_patches": "a scene file (data.options.scene) naming single-band GeoTIFFs or one multiband "
+    "GeoTIFF, a label raster on the same grid and the classes; files relative to the scene's root "
+    "(data.root replaces it)"
+}
 
 
 def preflight(spec: DataSpec) -> tuple[RasterOptions, Any]:
@@ -207,9 +217,7 @@ def _sample(
     return np.sort(np.concatenate(keep))
 
 
-@register_dataset(
-    "raster_patches", layout="options.scene: a scene YAML naming band GeoTIFFs and a label raster"
-)
+@register_dataset("raster_patches")
 def load_raster_patches(spec: DataSpec) -> RawDataset:
     """Square patches of a multiband satellite scene centred on labelled pixels (block or random split)."""
     from .scene import UNLABELLED, SceneReader, gather_patches

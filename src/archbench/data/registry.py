@@ -34,6 +34,8 @@ class RawDataset:
     test_x: np.ndarray | None = None
     test_y: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    train_ids: list[str] | None = None  # per-sample names (e.g. relative paths); None: "train:<index>"
+    test_ids: list[str] | None = None
 
 
 @dataclass
@@ -58,6 +60,12 @@ class DatasetBundle:
     std: list[float]
     fingerprint: str
     info: dict[str, Any] = field(default_factory=dict)
+    # How the arrays were obtained (cache key, hit or built, decode seconds); not part of the fingerprint.
+    loading: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(s.x.nbytes + s.y.nbytes for s in (self.train, self.val, self.test)))
 
     @property
     def num_classes(self) -> int:
@@ -89,6 +97,7 @@ class DatasetBundle:
             "mean": self.mean,
             "std": self.std,
             "info": self.info,
+            "loading": self.loading,
         }
 
 
@@ -122,15 +131,11 @@ _FAMILY_MODULES = {
 }
 
 
-_LAYOUTS: dict[str, str] = {}
-
-
-def register_dataset(kind: str, layout: str = "") -> Callable[[Loader], Loader]:
-    """Register a family loader under `kind`; `layout` says in one line what it reads (for `datasets`)."""
+def register_dataset(kind: str) -> Callable[[Loader], Loader]:
+    """Register a family loader under `kind`; what it reads is the family module's `LAYOUTS[kind]`."""
 
     def deco(fn: Loader) -> Loader:
         _REGISTRY[kind] = fn
-        _LAYOUTS[kind] = layout
         return fn
 
     return deco
@@ -141,7 +146,7 @@ def dataset_kinds() -> list[str]:
 
 
 def describe_datasets() -> list[dict[str, str]]:
-    """Every dataset kind: what it is (its loader's first docstring line) and what it reads (`layout`)."""
+    """Every dataset kind: what it is (its loader's first docstring line) and what it reads (`LAYOUTS`)."""
     out = []
     for kind in dataset_kinds():
         fn = _loader(kind)
@@ -151,7 +156,7 @@ def describe_datasets() -> list[dict[str, str]]:
                 "kind": kind,
                 "module": f"archbench.data.{_FAMILY_MODULES[kind]}",
                 "description": doc[0] if doc else "",
-                "reads": _LAYOUTS.get(kind, ""),
+                "reads": dataset_layout(kind),
             }
         )
     return out
@@ -171,6 +176,12 @@ def _loader(kind: str) -> Loader:
     return _REGISTRY[kind]
 
 
+def family_module(kind: str) -> Any:
+    """The module that implements `kind` (for optional hooks such as `preflight` or `PREPARED_CACHE`)."""
+    _loader(kind)
+    return importlib.import_module(f"{__package__}.{_FAMILY_MODULES[kind]}")
+
+
 def preflight_spec(spec: DataSpec) -> None:
     """Cheap checks a family can make at planning time (headers, band counts), before any run starts.
 
@@ -181,6 +192,41 @@ def preflight_spec(spec: DataSpec) -> None:
     check = getattr(module, "preflight", None)
     if check is not None:
         check(spec)
+
+
+def dataset_layout(kind: str) -> str:
+    """The files a kind needs, relative to data.root: each family states it next to its reader (`LAYOUTS`)."""
+    _loader(kind)
+    module = importlib.import_module(f"{__package__}.{_FAMILY_MODULES[kind]}")
+    return str(getattr(module, "LAYOUTS", {}).get(kind, "see the family's module docstring"))
+
+
+def data_problems(spec: DataSpec) -> list[str]:
+    """Everything about a data spec that can be checked before anything is created, as one line per
+    problem: the kind, the files it needs (family `check_files(spec)`: found, or missing with the expected
+    layout) and the family's header-level `preflight`. Reads no pixels."""
+    try:
+        _loader(spec.kind)
+    except ConfigError as exc:
+        return [str(exc)]
+    module = importlib.import_module(f"{__package__}.{_FAMILY_MODULES[spec.kind]}")
+    check_files = getattr(module, "check_files", None)
+    problems: list[str] = list(check_files(spec)) if check_files is not None else []
+    if problems:
+        return problems
+    try:
+        preflight_spec(spec)
+    except (ConfigError, DatasetError) as exc:
+        problems.extend(error_lines(exc))
+    return problems
+
+
+def error_lines(exc: Exception) -> list[str]:
+    """An error as one line per problem: "invalid X:\n  a\n  b" becomes "invalid X: a", "invalid X: b"."""
+    lines = [" ".join(line.split()) for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return [f"{lines[0]} {line}" for line in lines[1:]]
+    return [" ".join(lines)] if lines else [type(exc).__name__]
 
 
 def check_labels(y: np.ndarray, num_classes: int, where: str) -> None:
@@ -229,29 +275,77 @@ def stratified_split(
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 
-def fingerprint_arrays(*arrays: np.ndarray, extra: str = "") -> str:
+def fingerprint_arrays(*arrays: np.ndarray, extra: str = "", chunk_bytes: int = 64 << 20) -> str:
+    """sha256 over dtype, shape and bytes of every array, read in chunks (memory-mapped arrays stay
+    mapped, never copied whole)."""
     h = hashlib.sha256()
     for a in arrays:
-        a = np.ascontiguousarray(a)
         h.update(str(a.dtype).encode())
         h.update(str(a.shape).encode())
-        h.update(a.tobytes())
+        rows = max(1, chunk_bytes // max(1, a[:1].nbytes)) if a.ndim else 1
+        if a.ndim == 0 or a.shape[0] == 0:
+            h.update(np.ascontiguousarray(a).tobytes())
+            continue
+        for start in range(0, a.shape[0], rows):
+            h.update(np.ascontiguousarray(a[start : start + rows]).data.cast("B"))
     h.update(extra.encode())
     return h.hexdigest()
 
 
-def _channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
-    xf = x.astype(np.float64)
-    if x.dtype == np.uint8:
-        xf /= 255.0
-    mean = xf.mean(axis=(0, 2, 3))
-    std = xf.std(axis=(0, 2, 3))
+def channel_stats(x: np.ndarray, chunk_bytes: int = 64 << 20) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (two passes over chunks, float64; uint8 scaled to [0, 1])."""
+    n = x.shape[0]
+    rows = max(1, chunk_bytes // max(1, x[:1].nbytes * 8))
+    scale = 1.0 / 255.0 if x.dtype == np.uint8 else 1.0
+    count = float(n * x.shape[2] * x.shape[3])
+    total = np.zeros(x.shape[1], np.float64)
+    for s in range(0, n, rows):
+        total += x[s : s + rows].astype(np.float64).sum(axis=(0, 2, 3)) * scale
+    mean = total / max(count, 1.0)
+    sq = np.zeros(x.shape[1], np.float64)
+    for s in range(0, n, rows):
+        d = x[s : s + rows].astype(np.float64) * scale - mean[None, :, None, None]
+        sq += (d * d).sum(axis=(0, 2, 3))
+    std = np.sqrt(sq / max(count, 1.0))
     std = np.where(std < 1e-8, 1.0, std)
     return [float(v) for v in mean], [float(v) for v in std]
 
 
-def create_dataset(spec: DataSpec) -> DatasetBundle:
-    """Load a dataset by `spec.kind` and return train/val/test splits ready for the trainer."""
+@dataclass
+class PlannedSplit:
+    """One split before its pixels are gathered: rows `index` of the source array `source`."""
+
+    source: np.ndarray
+    index: np.ndarray
+    y: np.ndarray
+    ids: list[str] | None
+    prefix: str = "train"  # which source array the index points into ("train" or "test")
+
+    def gather(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        return np.asarray(self.source[self.index[start:stop]])
+
+
+@dataclass
+class DataPlan:
+    """What the common path decided for a decoded source: the three splits as index arrays, class names
+    and provenance. Gathering (in memory, or chunk by chunk into the prepared-data cache) comes after."""
+
+    kind: str
+    class_names: list[str]
+    splits: dict[str, PlannedSplit]
+    info: dict[str, Any]
+
+
+def _source_ids(ids: list[str] | None, prefix: str, index: np.ndarray) -> list[str] | None:
+    """Names of the rows `index` of a source; None when the family names none (the source index, stored
+    beside the pixels, then identifies each sample as `<prefix>:<index>`)."""
+    if ids is None:
+        return None
+    return [ids[int(i)] for i in index]
+
+
+def plan_dataset(spec: DataSpec) -> DataPlan:
+    """Decode the source with its family loader and apply the common path (checks, splits, limits)."""
     raw = _loader(spec.kind)(spec)
     n_cls = len(raw.class_names)
     where = f"data.kind={spec.kind}" + (f" root={spec.root}" if spec.root else "")
@@ -263,35 +357,55 @@ def create_dataset(spec: DataSpec) -> DatasetBundle:
     if raw.test_y is not None:
         check_labels(raw.test_y, n_cls, f"{where} (test)")
     rng = np.random.default_rng(spec.split_seed)
-    train_x, train_y = raw.train_x, raw.train_y.astype(np.int64)
+    src_y = raw.train_y.astype(np.int64)
+    train_idx = np.arange(src_y.shape[0])
     info = dict(raw.info)
     if raw.test_x is None or raw.test_y is None:
-        keep, held = stratified_split(train_y, spec.test_fraction, rng)
-        test_x, test_y = train_x[held], train_y[held]
-        train_x, train_y = train_x[keep], train_y[keep]
+        keep, held = stratified_split(src_y, spec.test_fraction, rng)
+        test_src, test_y, test_idx, test_ids = raw.train_x, src_y[held], train_idx[held], raw.train_ids
+        test_prefix = "train"
+        train_idx = train_idx[keep]
         info["test_split"] = (
             f"stratified {spec.test_fraction:.0%} of the source, split_seed={spec.split_seed}"
         )
     else:
-        test_x, test_y = raw.test_x, raw.test_y.astype(np.int64)
+        test_src, test_y = raw.test_x, raw.test_y.astype(np.int64)
+        test_idx, test_ids, test_prefix = np.arange(test_y.shape[0]), raw.test_ids, "test"
         info.setdefault("test_split", "official")
     if spec.test_limit_per_class is not None:
         keep = _limit_per_class(test_y, spec.test_limit_per_class, rng)
-        test_x, test_y = test_x[keep], test_y[keep]
+        test_idx, test_y = test_idx[keep], test_y[keep]
         info["test_split"] += f", at most {spec.test_limit_per_class} per class"
+    train_y = src_y[train_idx]
     if spec.limit_per_class is not None:
         keep = _limit_per_class(train_y, spec.limit_per_class, rng)
-        train_x, train_y = train_x[keep], train_y[keep]
+        train_idx, train_y = train_idx[keep], train_y[keep]
     _check_classes_present(train_y, raw.class_names, f"{where} (train)")
     keep, held = stratified_split(train_y, spec.val_fraction, rng)
-    val = Split(train_x[held], train_y[held])
-    train = Split(train_x[keep], train_y[keep])
-    test = Split(test_x, test_y)
-    mean, std = _channel_stats(train.x)
-    fp = fingerprint_arrays(train.x, train.y, val.x, val.y, test.x, test.y, extra="\n".join(raw.class_names))
+    splits = {
+        "train": PlannedSplit(
+            raw.train_x, train_idx[keep], train_y[keep], _source_ids(raw.train_ids, "train", train_idx[keep])
+        ),
+        "val": PlannedSplit(
+            raw.train_x, train_idx[held], train_y[held], _source_ids(raw.train_ids, "train", train_idx[held])
+        ),
+        "test": PlannedSplit(
+            test_src, test_idx, test_y, _source_ids(test_ids, test_prefix, test_idx), test_prefix
+        ),
+    }
+    return DataPlan(kind=spec.kind, class_names=list(raw.class_names), splits=splits, info=info)
+
+
+def bundle_from_splits(
+    kind: str, class_names: list[str], splits: dict[str, Split], info: dict[str, Any]
+) -> DatasetBundle:
+    """Statistics and fingerprint of gathered splits (in memory or memory-mapped: read in chunks)."""
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    mean, std = channel_stats(train.x)
+    fp = fingerprint_arrays(train.x, train.y, val.x, val.y, test.x, test.y, extra="\n".join(class_names))
     return DatasetBundle(
-        kind=spec.kind,
-        class_names=list(raw.class_names),
+        kind=kind,
+        class_names=list(class_names),
         train=train,
         val=val,
         test=test,
@@ -300,3 +414,21 @@ def create_dataset(spec: DataSpec) -> DatasetBundle:
         fingerprint=fp,
         info=info,
     )
+
+
+def build_in_memory(spec: DataSpec) -> DatasetBundle:
+    """Decode and gather everything in memory (families the prepared-data cache does not hold)."""
+    plan = plan_dataset(spec)
+    splits = {name: Split(p.gather(), p.y) for name, p in plan.splits.items()}
+    return bundle_from_splits(plan.kind, plan.class_names, splits, plan.info)
+
+
+def create_dataset(spec: DataSpec) -> DatasetBundle:
+    """Load a dataset by `spec.kind` and return train/val/test splits ready for the trainer.
+
+    Decoded once into the prepared-data cache (`data/cache.py`) and memory-mapped from there afterwards.
+    """
+    _loader(spec.kind)  # unknown kinds fail here, before any cache folder is touched
+    from .cache import open_or_prepare
+
+    return open_or_prepare(spec)

@@ -195,27 +195,40 @@ class Scene:
         }
 
 
-def _validation_error(path: Path, exc: ValidationError) -> ConfigError:
-    msgs = []
+def _validation_error(path: Path, exc: ValidationError, data: Any, lines: dict[Any, int]) -> ConfigError:
+    """`file:line: key.path: message`, like sweep files. `bands` is a list of files or one multiband
+    mapping: only the errors of the form the file uses are shown, without pydantic's union tags."""
+    from ..yamlio import located_messages
+
+    bands = data.get("bands") if isinstance(data, dict) else None
+    keep = "MultiBandSpec" if isinstance(bands, dict) else "list[BandFileSpec]"
+    errors = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        found = "" if err["type"] == "missing" else f"; found {err.get('input')!r}"
-        msg = "unknown key (check the spelling)" if err["type"] == "extra_forbidden" else err["msg"]
-        msgs.append(f"{path}: {loc}: {msg}{found}")
+        loc = tuple(err["loc"])
+        if len(loc) > 1 and loc[0] == "bands" and isinstance(loc[1], str) and "Spec" in loc[1]:
+            if loc[1] != keep:
+                continue
+            err = {**err, "loc": (loc[0], *loc[2:])}
+        errors.append(err)
+    msgs = located_messages(str(path), errors, lines)
     return ConfigError("invalid scene file:\n  " + "\n  ".join(msgs))
 
 
-def load_scene_spec(path: str | Path) -> SceneSpec:
+def _load_located(path: Path) -> tuple[SceneSpec, dict[Any, int]]:
     from ..yamlio import load_yaml_file
 
-    p = Path(path)
-    data, _ = load_yaml_file(p)
+    data, lines = load_yaml_file(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: a scene file is a mapping with keys name, root, bands, labels, classes")
+        raise ConfigError(f"{path}:1: a scene file is a mapping with keys name, root, bands, labels, classes")
     try:
-        return SceneSpec.model_validate(data)
+        return SceneSpec.model_validate(data), lines
     except ValidationError as exc:
-        raise _validation_error(p, exc) from None
+        raise _validation_error(path, exc, data, lines) from None
+
+
+def load_scene_spec(path: str | Path) -> SceneSpec:
+    """Read and validate a scene file; every error names the file, line and key path."""
+    return _load_located(Path(path))[0]
 
 
 def _raster_error(path: Path, exc: Exception) -> DatasetError:
@@ -223,12 +236,13 @@ def _raster_error(path: Path, exc: Exception) -> DatasetError:
     return DatasetError(f"{path}: cannot read this GeoTIFF ({first}); is it truncated or corrupt?")
 
 
-def _open(path: Path) -> Any:
+def _open(path: Path, where: str | None = None) -> Any:
     import rasterio
     from rasterio.errors import RasterioError
 
     if not path.is_file():
-        raise DatasetError(f"{path}: file not found (check the scene file's root and file names)")
+        named = f"{where}: " if where else ""
+        raise DatasetError(f"{named}{path}: file not found (check the scene file's root and file names)")
     try:
         return rasterio.open(path)
     except RasterioError as exc:
@@ -242,7 +256,14 @@ def _grid_of(ds: Any) -> Grid:
 def open_scene(path: str | Path, root: str | Path | None = None) -> Scene:
     """Validate a scene file and its rasters (headers only: cheap). `root` overrides the file's `root`."""
     scene_path = Path(path).resolve()
-    spec = load_scene_spec(scene_path)
+    spec, lines = _load_located(scene_path)
+
+    def at(*key: str | int) -> str:
+        from ..yamlio import line_for
+
+        line = line_for(lines, key)
+        return f"{scene_path}:{line}" if line else str(scene_path)
+
     if root is not None:
         base = Path(root).resolve()
     elif spec.root is not None:
@@ -250,23 +271,27 @@ def open_scene(path: str | Path, root: str | Path | None = None) -> Scene:
     else:
         base = scene_path.parent
     if not base.is_dir():
-        raise DatasetError(f"{scene_path}: root folder {base} does not exist (set `root:` or data.root)")
+        raise DatasetError(f"{at('root')}: root folder {base} does not exist (set `root:` or data.root)")
 
     bands: list[BandSource] = []
     if isinstance(spec.bands, MultiBandSpec):
         mb = spec.bands
         fpath = base / mb.file
-        with _open(fpath) as ds:
+        with _open(fpath, at("bands", "file")) as ds:
             indexes = mb.indexes or list(range(1, ds.count + 1))
             nodatas = list(ds.nodatavals)
         bad = [i for i in indexes if not 1 <= i <= len(nodatas)]
         if bad:
-            raise ConfigError(f"{scene_path}: bands.indexes {bad} not in 1..{len(nodatas)} of {fpath}")
+            raise ConfigError(
+                f"{at('bands', 'indexes')}: bands.indexes {bad} not in 1..{len(nodatas)} of {fpath}"
+            )
         if mb.names is not None and len(mb.names) != len(indexes):
-            raise ConfigError(f"{scene_path}: bands.names has {len(mb.names)} names for {len(indexes)} bands")
+            raise ConfigError(
+                f"{at('bands', 'names')}: bands.names has {len(mb.names)} names for {len(indexes)} bands"
+            )
         if isinstance(mb.nodata, list) and len(mb.nodata) != len(indexes):
             raise ConfigError(
-                f"{scene_path}: bands.nodata has {len(mb.nodata)} values for {len(indexes)} bands"
+                f"{at('bands', 'nodata')}: bands.nodata has {len(mb.nodata)} values for {len(indexes)} bands"
             )
         for k, i in enumerate(indexes):
             nd = mb.nodata[k] if isinstance(mb.nodata, list) else mb.nodata
@@ -275,13 +300,14 @@ def open_scene(path: str | Path, root: str | Path | None = None) -> Scene:
             bands.append(BandSource(fpath, i, None if nd is None else float(nd), name))
     else:
         if not spec.bands:
-            raise ConfigError(f"{scene_path}: bands: give at least one band file")
+            raise ConfigError(f"{at('bands')}: bands: give at least one band file")
         for k, b in enumerate(spec.bands):
             fpath = base / b.file
-            with _open(fpath) as ds:
+            with _open(fpath, at("bands", k, "file")) as ds:
                 if b.band > ds.count:
                     raise ConfigError(
-                        f"{scene_path}: bands[{k}].band={b.band} but {fpath} has {ds.count} band(s)"
+                        f"{at('bands', k, 'band')}: bands[{k}].band={b.band} "
+                        f"but {fpath} has {ds.count} band(s)"
                     )
                 nd = b.nodata if b.nodata is not None else ds.nodatavals[b.band - 1]
             bands.append(
@@ -290,9 +316,11 @@ def open_scene(path: str | Path, root: str | Path | None = None) -> Scene:
 
     def label_source(ls: LabelSpec, key: str) -> LabelSource:
         fpath = base / ls.file
-        with _open(fpath) as ds:
+        with _open(fpath, at(key, "file")) as ds:
             if ls.band > ds.count:
-                raise ConfigError(f"{scene_path}: {key}.band={ls.band} but {fpath} has {ds.count} band(s)")
+                raise ConfigError(
+                    f"{at(key, 'band')}: {key}.band={ls.band} but {fpath} has {ds.count} band(s)"
+                )
             nd = ls.nodata if ls.nodata is not None else ds.nodatavals[ls.band - 1]
         return LabelSource(fpath, ls.band, None if nd is None else float(nd), tuple(ls.ignore))
 

@@ -262,3 +262,16 @@ def timm_pretrained_file(name: str) -> Path:
         f"model.pretrained: imagenet: the weights of timm model {name!r} are not on this machine and "
         f"archbench never downloads; {hint}."
     )
+
+
+def imagenet_weights_file(name: str) -> Path:
+    """Where `pretrained: imagenet` weights of a registry or `timm:` name are on this machine (cache only);
+    raises MissingWeightsError saying which file to put where. Reads no weights (planning check)."""
+    if name.startswith("timm:"):
+        return timm_pretrained_file(name[len("timm:") :])
+    where = torchvision_weights_location(name)
+    if where.found is None:
+        raise MissingWeightsError(
+            _missing_file_message(f"{name} ({where.source})", where.expected, where.url)
+        )
+    return where.found

@@ -11,11 +11,14 @@ report.md and report.tex (textformats.py), and report_manifest.json naming every
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import ArchbenchError
-from ..paths import atomic_write_bytes, atomic_write_text
+from ..paths import atomic_write_bytes, atomic_write_text, replace_dir
 
 FORMATS = ("html", "md", "csv", "tex")
 MANIFEST_NAME = "report_manifest.json"
@@ -62,11 +65,10 @@ def build_report(
     """Write the report for the sweep(s) under `path` into `out` (default: `path/report`)."""
     from ..results import find_sweep_dirs
     from .analysis import analyse
-    from .collect import collect, sha256_bytes
+    from .collect import collect
     from .document import build_outline
     from .figures import all_figures
-    from .tables import all_tables, to_csv
-    from .textformats import to_latex
+    from .tables import all_tables
 
     fmts = parse_formats(formats)
     source = Path(path)
@@ -76,12 +78,55 @@ def build_report(
             "such folders); run `archbench run SWEEP.yaml` first"
         )
     out_dir = Path(out) if out is not None else source / "report"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_replaceable(out_dir)
     data = collect(source)
     a = analyse(data)
     want_figures = bool({"html", "md", "tex"} & set(fmts))
     figures = all_figures(a) if want_figures else []
     outline = build_outline(a, all_tables(a), figures, str(source), built_at)
+
+    # Built beside the target, then swapped in: no file of an earlier build survives, and a reader never
+    # sees half a report.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    build_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    try:
+        written = _write_all(build_dir, outline, fmts, want_figures)
+        manifest = _manifest(source, outline, fmts, data, written, build_dir)
+        atomic_write_text(build_dir / MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False))
+        build_dir.chmod(0o755)
+        replace_dir(build_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        raise
+
+    counts: dict[str, int] = {}
+    for r in a.not_completed:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return ReportResult(
+        out_dir=out_dir,
+        files=sorted(out_dir / p.relative_to(build_dir) for p in written) + [out_dir / MANIFEST_NAME],
+        configurations=len(a.summaries),
+        runs=len(data.runs),
+        completed=len(a.completed_runs),
+        not_completed=counts,
+        warnings=[b.text for b in outline.blocks if b.kind == "banner"],
+    )
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """The report folder is rebuilt from scratch, so refuse to replace anything that is not a report."""
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise ArchbenchError(f"--out {out_dir}: exists and is not a folder; choose another --out")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file():
+        raise ArchbenchError(
+            f"--out {out_dir}: the folder holds files but no {MANIFEST_NAME}, so it is not an archbench "
+            "report and will not be replaced; choose an empty or new folder"
+        )
+
+
+def _write_all(out_dir: Path, outline: Any, fmts: tuple[str, ...], want_figures: bool) -> dict[Path, bytes]:
+    from .tables import to_csv
+    from .textformats import to_latex
 
     written: dict[Path, bytes] = {}
 
@@ -113,6 +158,18 @@ def build_report(
         from .textformats import render_latex
 
         write("report.tex", render_latex(outline).encode("utf-8"))
+    return written
+
+
+def _manifest(
+    source: Path,
+    outline: Any,
+    fmts: tuple[str, ...],
+    data: Any,
+    written: dict[Path, bytes],
+    out_dir: Path,
+) -> dict[str, Any]:
+    from .collect import sha256_bytes
 
     root = source.resolve()
 
@@ -122,7 +179,7 @@ def build_report(
         except ValueError:
             return str(p)
 
-    manifest = {
+    return {
         "archbench_report": 1,
         "built_at": outline.facts["built_at"],
         "source": str(source),
@@ -148,20 +205,6 @@ def build_report(
             for p, b in sorted(written.items())
         ],
     }
-    atomic_write_text(out_dir / MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False))
-
-    counts: dict[str, int] = {}
-    for r in a.not_completed:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    return ReportResult(
-        out_dir=out_dir,
-        files=sorted(written) + [out_dir / MANIFEST_NAME],
-        configurations=len(a.summaries),
-        runs=len(data.runs),
-        completed=len(a.completed_runs),
-        not_completed=counts,
-        warnings=[b.text for b in outline.blocks if b.kind == "banner"],
-    )
 
 
 __all__ = ["FORMATS", "NoSweepError", "ReportResult", "build_report", "parse_formats"]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...config import ModelSpec, ProfileSpec, SweepConfig, TrainSpec
+from ...config import ProfileSpec, SweepConfig, TrainSpec
 from ...record import PROFILE_HEADLINE_KEYS, RunRecord, StageIndex
 from .. import StageContext
 
@@ -123,33 +123,78 @@ STAGE = ProfileStage()
 
 
 def profile_models(
-    specs: list[ModelSpec],
-    sizes: list[int],
-    train: TrainSpec,
+    targets: list[tuple[str, Any, dict[str, Any]]],
     settings: ProfileSettings,
     device: Any,
-    in_chans: int = 3,
-    num_classes: int = 1000,
+    assumed: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """The quick look (`archbench profile MODEL...`): every model at every size, plus what it ran on."""
-    from .measure import Target, environment, measure, precision
+    """The quick look (`archbench profile MODEL...|RUN_DIR|SWEEP_DIR`): every (label, Target, facts)
+    measured, plus what it ran on. A row with `record_params` in its facts (a trained run) says whether the
+    params measured equal the record's (`params_match_record`)."""
+    from .measure import environment, measure, precision
 
     results: list[dict[str, Any]] = []
-    for spec in specs:
-        for size in sizes:
-            if progress is not None:
-                progress(f"profiling {spec.name} at {size} px on {device}")
-            target = Target(spec, in_chans, num_classes, (size, size), train)
-            results.append({"model": spec.name, **measure(target, settings, device)})
-    amp_on, cl = precision(Target(specs[0], in_chans, num_classes, (sizes[0], sizes[0]), train), device)
+    for label, target, facts in targets:
+        if progress is not None:
+            progress(f"profiling {label} at {target.resolution} px on {device}")
+        row = {"model": label, **facts, **measure(target, settings, device)}
+        if "record_params" in facts and "params_total" in row:
+            row["params_match_record"] = row["params_total"] == facts["record_params"]
+        results.append(row)
+    amp_on, cl = precision(targets[0][1], device)
     return {
         **environment(device),
         "amp": "bf16" if amp_on else "off",
         "channels_last": cl,
         "settings": {**settings.__dict__, "batch_sizes": list(settings.batch_sizes)},
+        "assumed": list(assumed or []),
         "results": results,
     }
+
+
+def trained_runs(path: Path) -> list[RunRecord] | None:
+    """The completed runs' records under a run, sweep or output folder; None when `path` is no folder
+    (or an empty one that holds no sweep)."""
+    from ...record import read_record
+    from ...results import find_sweep_dirs, iter_records
+
+    if not path.is_dir():
+        return None
+    if (path / "record.json").is_file():
+        rec = read_record(path)
+        return [rec] if rec is not None and rec.status == "completed" else []
+    if not find_sweep_dirs(path):
+        return None if not any(path.iterdir()) else []
+    return [r for _, r, _ in iter_records(path) if r is not None and r.status == "completed"]
+
+
+def run_targets(
+    runs: list[RunRecord], sizes: list[int] | None, train: TrainSpec
+) -> list[tuple[str, Any, dict[str, Any]]]:
+    """What each run trained: its model spec, in_chans, classes and resolution, from its record (the
+    device and precision options of `train` replace the run's own)."""
+    from .measure import Target
+
+    out = []
+    for rec in runs:
+        in_chans, own = run_input(rec)
+        num_classes = len(rec.class_names) if rec.class_names else int((rec.data or {})["num_classes"])
+        run_train = rec.spec.train.model_copy(
+            update={"device": train.device, "amp": train.amp, "channels_last": train.channels_last}
+        )
+        facts = {
+            "run_id": rec.run_id,
+            "record_params": (rec.params or {}).get("total"),
+            "stem": rec.spec.model.stem,
+            "pool": rec.spec.model.pool,
+            "in_chans": in_chans,
+            "num_classes": num_classes,
+        }
+        for size in [(s, s) for s in sizes] if sizes else [own]:
+            target = Target(rec.spec.model, in_chans, num_classes, size, run_train)
+            out.append((f"{rec.run_id} ({rec.spec.model.name})", target, facts))
+    return out
 
 
 # --- the sweep-level table and figures -----------------------------------------------------------------

@@ -1,0 +1,79 @@
+"""Benchmark: device→host reads per training step, counted, not timed.
+
+Runs one short `train_run` on CPU under a `TorchDispatchMode` that counts `aten._local_scalar_dense` (what
+`.item()`, `float(t)`, `int(t)` and `bool(t)` dispatch to: on a GPU each is a sync that stalls the host) and
+copies between devices. On CPU no copy crosses devices, so the H2D count is only meaningful on CUDA
+(`--device cuda`). Prints one JSON object: reads per step overall and their total.
+
+    .venv/bin/python benchmarks/syncs_per_step.py [--device cpu|cuda] [--images 1024] [--batch 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit, synthetic_bundle  # noqa: E402
+
+
+class CountSyncs(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scalar_reads = 0
+        self.h2d = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.scalar_reads += 1
+        elif func in (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default):
+            src = args[1] if func is torch.ops.aten.copy_.default else args[0]
+            dst_dev = args[0].device if func is torch.ops.aten.copy_.default else kwargs.get("device")
+            if isinstance(src, torch.Tensor) and src.device.type == "cpu" and dst_dev is not None:
+                if torch.device(dst_dev).type == "cuda":
+                    self.h2d += 1
+        return func(*args, **kwargs)
+
+
+def main() -> None:
+    from archbench.config import RunSpec
+    from archbench.train import train_run
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--images", type=int, default=1024)
+    ap.add_argument("--batch", type=int, default=64)
+    a = ap.parse_args()
+    bundle = synthetic_bundle(a.images)
+    spec = RunSpec.model_validate(
+        {
+            "data": {"augment": {"crop_padding": 4, "hflip": True}},
+            "train": {"epochs": 1, "batch_size": a.batch, "threads": 1, "device": a.device},
+        }
+    )
+    counter = CountSyncs()
+    with tempfile.TemporaryDirectory() as tmp, counter:
+        res = train_run(spec, bundle, Path(tmp) / "run")
+    steps = int(res.history[-1]["step"])
+    emit(
+        {
+            "benchmark": "syncs_per_step",
+            "device": a.device,
+            "steps": steps,
+            "scalar_reads_total": counter.scalar_reads,
+            "scalar_reads_per_step": round(counter.scalar_reads / steps, 2),
+            "h2d_copies_total": counter.h2d if a.device == "cuda" else None,
+            "note": "whole run incl. validation and checkpoint; goal: 0 per step between log intervals",
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

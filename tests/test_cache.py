@@ -1,0 +1,167 @@
+"""The prepared-data cache on real files and real processes: hit, miss, corruption, concurrent writers."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from archbench.config import DataSpec
+from archbench.data import cache, create_dataset
+from conftest import run_cli
+
+
+def _write_folder(root: Path, per_class: int = 6) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            arr = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / c / f"{i:02d}.png")
+    return root
+
+
+def _spec(root: Path, cache_dir: Path, **kw: object) -> DataSpec:
+    return DataSpec(kind="imagefolder", root=str(root), cache_dir=str(cache_dir), **kw)  # type: ignore[arg-type]
+
+
+def test_miss_then_hit_maps_the_same_arrays(tmp_path: Path) -> None:
+    root, store = _write_folder(tmp_path / "imgs"), tmp_path / "cache"
+    first = create_dataset(_spec(root, store))
+    assert first.loading["cache_hit"] is False and first.loading["decode_seconds"] > 0
+    second = create_dataset(_spec(root, store, resolution=16, memory_budget="1MB"))  # same decoded arrays
+    assert second.loading["cache_hit"] is True and second.loading["decode_seconds"] == 0.0
+    assert second.loading["cache_key"] == first.loading["cache_key"]
+    assert isinstance(second.train.x, np.memmap)
+    assert second.fingerprint == first.fingerprint
+    for a, b in ((first.train, second.train), (first.val, second.val), (first.test, second.test)):
+        assert np.array_equal(np.asarray(a.x), np.asarray(b.x)) and np.array_equal(a.y, b.y)
+    # what is stored: split indices and the sample ids (paths relative to the root)
+    key_dir = store / first.loading["cache_key"]
+    ids = json.loads((key_dir / "ids.json").read_text())
+    train_index = np.load(key_dir / "train_index.npy")
+    assert len(ids["ids"]["train"]) == len(train_index) == len(second.train)
+    assert all(i.startswith(("cat/", "dog/")) for i in ids["ids"]["test"])
+    # a changed source file (size/mtime) or a changed decoding option is a different key: decoded again
+    with open(root / "cat" / "00.png", "ab") as f:
+        f.write(b"\0")
+    third = create_dataset(_spec(root, store))
+    assert third.loading["cache_hit"] is False and third.loading["cache_key"] != first.loading["cache_key"]
+    fourth = create_dataset(_spec(root, store, split_seed=1))
+    assert fourth.loading["cache_key"] not in (first.loading["cache_key"], third.loading["cache_key"])
+    assert {e.key for e in cache.list_stores(store) if e.status == "ok"} == {
+        first.loading["cache_key"],
+        third.loading["cache_key"],
+        fourth.loading["cache_key"],
+    }
+
+
+def test_damaged_store_detected_set_aside_and_rebuilt(tmp_path: Path) -> None:
+    root, store = _write_folder(tmp_path / "imgs"), tmp_path / "cache"
+    good = create_dataset(_spec(root, store))
+    key = good.loading["cache_key"]
+    reference = np.array(good.train.x)
+    del good
+    path = store / key / "train_x.npy"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF  # one flipped byte in the pixels
+    path.write_bytes(bytes(data))
+
+    res = run_cli("cache", "verify", "--dir", str(store))
+    assert res.returncode == 1 and "train_x.npy: sha256 differs" in res.stdout, res.stdout + res.stderr
+
+    cache._verified.clear()  # as in a fresh process
+    again = create_dataset(_spec(root, store))
+    assert again.loading["cache_hit"] is False
+    assert "sampled sha256 differs" in again.loading["damaged_store_set_aside"]
+    assert np.array_equal(np.asarray(again.train.x), reference)
+    statuses = sorted(e.status for e in cache.list_stores(store))
+    assert statuses == ["ok", "set-aside"]
+
+    res = run_cli("cache", "verify", "--dir", str(store))
+    assert res.returncode == 0 and f"{key}: ok" in res.stdout
+    res = run_cli("cache", "ls", "--dir", str(store))
+    assert res.returncode == 0 and "set-aside" in res.stdout and "2 entries" in res.stdout
+    res = run_cli("cache", "clear", "--dir", str(store))
+    assert res.returncode == 0 and "removed 2 entries" in res.stdout
+    assert cache.list_stores(store) == []
+
+
+def test_truncated_store_is_damaged(tmp_path: Path) -> None:
+    root, store = _write_folder(tmp_path / "imgs"), tmp_path / "cache"
+    key = create_dataset(_spec(root, store)).loading["cache_key"]
+    with open(store / key / "test_x.npy", "r+b") as f:
+        f.truncate(100)
+    cache._verified.clear()
+    with pytest.raises(cache.DamagedCacheError, match="test_x.npy: 100 bytes"):
+        cache.open_store(store / key)
+
+
+_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from archbench.config import DataSpec
+    from archbench.data import create_dataset
+    b = create_dataset(DataSpec(kind="imagefolder", root=sys.argv[1], cache_dir=sys.argv[2]))
+    print(json.dumps({"loading": b.loading, "fingerprint": b.fingerprint, "n": len(b.train)}))
+    """
+)
+
+
+def test_two_processes_one_writer_the_other_maps(tmp_path: Path) -> None:
+    """Two real processes ask for the same dataset while its key is locked; exactly one decodes."""
+    root, store = _write_folder(tmp_path / "imgs"), tmp_path / "cache"
+    key = cache.cache_key(_spec(root, store))
+    (store / ".locks").mkdir(parents=True)
+    fd = os.open(store / ".locks" / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # hold the key so both children queue up behind it
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(root), str(store)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    time.sleep(3)
+    assert all(p.poll() is None for p in procs), "a child finished while the key was locked"
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    hits = sorted(o["loading"]["cache_hit"] for o in outs)
+    assert hits == [False, True]  # one writer; the other waited, then mapped its store
+    assert outs[0]["fingerprint"] == outs[1]["fingerprint"] and outs[0]["n"] == outs[1]["n"]
+    assert [p.name for p in store.iterdir() if not p.name.startswith(".locks")] == [key]  # no temp left
+
+
+def test_prepare_command_decodes_once(tmp_path: Path) -> None:
+    root, store = _write_folder(tmp_path / "imgs"), tmp_path / "cache"
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(
+        f"name: p\noutput_dir: {tmp_path / 'out'}\n"
+        f"data: {{kind: imagefolder, root: {root}, cache_dir: {store}}}\n"
+        "grid:\n  train.lr: [0.1, 0.01]\n  data.resolution: [8, 16]\n"
+    )
+    res = run_cli("prepare", str(sweep))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("decoded in") == 1 and "cached" not in res.stdout  # 4 runs, one dataset
+    res = run_cli("prepare", str(sweep))
+    assert res.returncode == 0 and res.stdout.count("cached") == 1
+    assert not (tmp_path / "out").exists()  # preparing trains nothing
