@@ -39,3 +39,20 @@ def test_gather_crop_flip_equals_per_image_reference(pad: int, hflip: bool) -> N
     assert torch.equal(labels, torch.from_numpy(y)[idx])
     if hflip:
         assert 0 < int(flip.sum()) < b  # the draw flips some and not others: the test can tell
+
+
+def test_float_source_is_never_modified_by_batching() -> None:
+    """Float32 sources (raster patches): normalising a batch must not write into the stored pixels."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 4, 5, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 16).astype(np.int64)
+    split = Split(x.copy(), y)
+    bundle = DatasetBundle("t", ["a", "b", "c"], split, split, split, [0.5] * 4, [2.0] * 4, "")
+    maker = BatchMaker(bundle, torch.device("cpu"), None, AugmentSpec())
+    source = DeviceSplit(split, torch.device("cpu"))
+    first, _ = maker.eval_batch(source, 0, 16)
+    second, _ = maker.eval_batch(source, 0, 16)
+    maker.train_batch(source, torch.arange(16), torch.Generator().manual_seed(0))
+    assert np.array_equal(split.x, x)
+    assert torch.equal(first, second)
+    assert torch.allclose(first, (torch.from_numpy(x) - 0.5) / 2.0)

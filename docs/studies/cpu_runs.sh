@@ -25,7 +25,7 @@ for s in $STUDIES; do
     step landcover-run $AB run configs/studies/landcover_resnet_depth.yaml --set output_dir="$OUT" \
       --set data.options.per_class=60 --set data.options.test_per_class=60 --set data.options.patch_size=9 \
       --set train.epochs=3 --set train.batch_size=64 --set train.threads=1 \
-      --set grid.model.name=[tiny_cnn,resnet18,resnet34,resnet50] --set grid.seed=[0,1,2]
+      --set grid.model.name=[tiny_cnn,resnet18,resnet34] --set grid.seed=[0,1,2]
     run=$(ls -d "$OUT"/landcover_resnet_depth/runs/tiny_cnn_0-* | head -1)
     step landcover-map $AB map "$run" --rf --threads 1
     step landcover-report $AB report "$OUT"/landcover_resnet_depth --formats html,md,csv
@@ -33,8 +33,9 @@ for s in $STUDIES; do
   cifar10)
     step cifar10-run $AB run configs/studies/cifar10_resnet_recipes.yaml --set output_dir="$OUT" \
       --set data.root="$CIFAR_JPG" --set data.resolution=32 --set model.pretrained=null \
-      --set data.limit_per_class=50 --set data.test_limit_per_class=50 --set train.epochs=2 \
-      --set train.threads=1 --set grid.model.pool=[avg] --set grid.train.optimizer=[sgd]
+      --set data.limit_per_class=30 --set data.test_limit_per_class=50 --set train.epochs=2 \
+      --set train.threads=1 --set grid.model.name=[resnet18,resnet50] --set grid.model.pool=[avg] \
+      --set grid.train.optimizer=[sgd]
     step cifar10-report $AB report "$OUT"/cifar10_resnet_recipes --formats html,md,csv
     ;;
   families)

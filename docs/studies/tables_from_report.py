@@ -29,12 +29,16 @@ def main(report: Path, maps: bool) -> None:
     print(f"report_manifest.json sha256 `{digest}`; {len(manifest['records'])} records:\n")
     print(", ".join(f"`{r['run_id']}` {r['sha256'][:12]}" for r in manifest["records"]) + "\n")
     rows = list(csv.DictReader((report / "tables" / "configurations.csv").open()))
-    print("| rank | configuration | n | top-1 % mean [95% CI] | F1 macro % | kappa mean [95% CI] | params | train s |")
+    print(
+        "| rank | configuration | n | top-1 % mean [95% CI] | F1 macro % | kappa mean [95% CI] "
+        "| params | train s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['rank']} | {r['configuration']} | {r['n']} "
-            f"| {_f(r['top-1 mean (%)'], 1)} [{_f(r['top-1 CI low (%)'], 1)}, {_f(r['top-1 CI high (%)'], 1)}] "
+            f"| {_f(r['top-1 mean (%)'], 1)} "
+            f"[{_f(r['top-1 CI low (%)'], 1)}, {_f(r['top-1 CI high (%)'], 1)}] "
             f"| {_f(r['F1 macro mean (%)'], 1)} "
             f"| {_f(r['kappa mean'], 3)} [{_f(r['kappa CI low'], 3)}, {_f(r['kappa CI high'], 3)}] "
             f"| {r['params']} | {_f(r['train time mean (s)'], 1)} |"
@@ -46,7 +50,8 @@ def main(report: Path, maps: bool) -> None:
             for r in csv.DictReader(table.open()):
                 if r["subset"] == "never_in_training":
                     print(
-                        f"| {r['model']} | {r['n_pixels']} (never in training) | {_f(r['overall_accuracy'], 3)} "
+                        f"| {r['model']} | {r['n_pixels']} (never in training) "
+                        f"| {_f(r['overall_accuracy'], 3)} "
                         f"| {_f(r['kappa'], 3)} | {_f(r['f1_macro'], 3)} |"
                     )
 

@@ -74,7 +74,9 @@ class BatchMaker:
         self.channels_last = channels_last
 
     def _finish(self, xb: torch.Tensor) -> torch.Tensor:
-        x = xb.float().mul_(self.scale)  # in place: one float buffer per batch, not three
+        # In place on one fresh float buffer per batch; float32 sources (rasters) are cloned first, since
+        # .float() would return the stored data itself and the in-place ops would overwrite it.
+        x = (xb.clone() if xb.dtype == torch.float32 else xb.float()).mul_(self.scale)
         if self.resolution is not None and tuple(x.shape[-2:]) != (self.resolution, self.resolution):
             x = F.interpolate(
                 x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False

@@ -8,6 +8,7 @@ small hostile file cannot take memory, minutes or a RecursionError.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,11 @@ from .errors import ConfigError
 
 KeyPath = tuple[str | int, ...]
 
-MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_FILE_BYTES = 256 * 1024  # a sweep file is a few KB; pure-Python PyYAML is slow on large files
 MAX_DEPTH = 64
 MAX_ALIASES = 1000
 MAX_NODES = 200_000
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 def _where(path: str, mark: Any) -> str:
@@ -66,7 +68,18 @@ def _check_bounds(text: str, path: str) -> None:
     The expanded size of every anchored node is tracked, so an alias's cost is known when it is met and
     a few nested aliases that would expand to billions of values are refused at the alias's line.
     """
-    loader = yaml.SafeLoader(text)
+    # PyYAML's scanner slows down quadratically with open flow collections ([[[[…), so deep brackets are
+    # caught by a plain character scan first (brackets inside quoted strings can only over-count).
+    depth = 0
+    for m in _BRACKETS.finditer(text):
+        depth += 1 if m.group() in "[{" else -1
+        if depth > MAX_DEPTH:
+            line = text.count("\n", 0, m.start()) + 1
+            raise ConfigError(
+                f"{path}:{line}: YAML nested deeper than {MAX_DEPTH} levels; a sweep file needs a few"
+            )
+    # libyaml's event stream when present (fast); the same events from the pure-Python parser otherwise.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     sizes: dict[str, int] = {}
     stack: list[tuple[str | None, int]] = []  # (anchor, expanded size so far) of each open collection
     total = aliases = 0
@@ -120,6 +133,11 @@ def _check_bounds(text: str, path: str) -> None:
                     f"{_where(path, ev.start_mark)}: more than {MAX_NODES:,} YAML values; "
                     "a sweep file needs far fewer"
                 )
+    except yaml.YAMLError:
+        if type(loader) is yaml.SafeLoader:
+            raise
+        # libyaml's wording differs: let the pure-Python parser (which stops at the same place before
+        # building anything) report the syntax error with its hints.
     finally:
         loader.dispose()
 
