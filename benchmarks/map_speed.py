@@ -97,9 +97,9 @@ def measure_speed(name: str, tmp: Path) -> dict[str, Any]:
     import torch
 
     from archbench.config import ModelSpec
-    from archbench.maps.predict import model_classifier, predict_windows, write_map
-    from archbench.maps.scene import SceneReader, open_scene
+    from archbench.data.scene import SceneReader, open_scene
     from archbench.models import create_model
+    from archbench.stages.map.predict import model_classifier, predict_windows, write_map
 
     scene_file, what = _speed_scene(tmp / f"speed_{name}", SPEED_PIXELS[name])
     scene = open_scene(scene_file)
@@ -136,8 +136,8 @@ def _rss_mb() -> float:
 
 def memory_child(scene_file: str, window: int) -> None:
     """Runs in a fresh process: map the scene with `window`, print peak RSS (no torch imported)."""
-    from archbench.maps.predict import predict_windows, write_map
-    from archbench.maps.scene import SceneReader, open_scene
+    from archbench.data.scene import SceneReader, open_scene
+    from archbench.stages.map.predict import predict_windows, write_map
 
     scene = open_scene(scene_file)
     baseline = _rss_mb()

@@ -24,8 +24,8 @@ def counting(threads: int) -> list[dict[str, Any]]:
     import torch
 
     from archbench.config import ModelSpec
-    from archbench.profiling.counting import count_flops, count_target
-    from archbench.profiling.target import Target, build_model, example_batch
+    from archbench.stages.profile.counting import count_flops, count_target
+    from archbench.stages.profile.target import Target, build_model, example_batch
 
     torch.set_num_threads(threads)
     out = []
@@ -54,13 +54,13 @@ def stage(threads: int, device_name: str) -> list[dict[str, Any]]:
     import torch
 
     from archbench.config import ModelSpec, TrainSpec
-    from archbench.profiling import ProfileSettings, Target, measure
-    from archbench.profiling import memory as memory_module
-    from archbench.train import resolve_device
+    from archbench.runtime import resolve_device
+    from archbench.stages.profile import memory as memory_module
+    from archbench.stages.profile.measure import ProfileSettings, Target, measure
 
     torch.set_num_threads(threads)
     train = TrainSpec(device=device_name)  # type: ignore[arg-type]
-    device = resolve_device(train)
+    device = resolve_device(train.device)
     spent = {"s": 0.0}
     original = memory_module.cpu_peak_rss
 

@@ -34,7 +34,7 @@ def forward_flops(record: Any, bundle_shape: tuple[int, int, int]) -> int:
     import torch
 
     from archbench.models import create_model
-    from archbench.profiling.counting import count_flops
+    from archbench.stages.profile.counting import count_flops
 
     c, h, _ = bundle_shape
     spec = record.spec

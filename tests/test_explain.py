@@ -108,7 +108,7 @@ def test_same_images_for_every_model(sweep_dir: Path) -> None:
 
 
 def _reference_analysis(y_true: np.ndarray, probs: np.ndarray, k: int) -> dict[str, Any]:
-    """Straight loops over predictions.npz, written independently of archbench.explaining.analysis."""
+    """Straight loops over predictions.npz, written independently of archbench.stages.explain.analysis."""
     y_pred = probs.argmax(1)
     conf = probs.max(1)
     acc = {}
@@ -190,7 +190,7 @@ def test_attention_rollout_on_a_tiny_timm_vit_rows_sum_to_one() -> None:
     import timm
     import torch
 
-    from archbench.explaining.methods import attention_weights, explain_model, rollout
+    from archbench.stages.explain.methods import attention_weights, explain_model, rollout
 
     torch.manual_seed(0)
     vit = timm.create_model(
@@ -215,7 +215,7 @@ def test_family_without_target_layer_is_skipped_not_crashing() -> None:
     import timm
     import torch
 
-    from archbench.explaining.methods import explain_model
+    from archbench.stages.explain.methods import explain_model
 
     torch.manual_seed(0)
     # MLP-Mixer: timm lists its blocks as feature stages, but they output tokens, not an N×C×H×W map.
@@ -259,7 +259,7 @@ def test_explain_command_on_an_existing_sweep(sweep_dir: Path) -> None:
 
 
 def test_choose_indices_modes_are_seeded_and_honest() -> None:
-    from archbench.explaining.selection import choose_indices
+    from archbench.stages.explain.selection import choose_indices
 
     y = np.repeat(np.arange(5), 10)  # 5 classes × 10 images
     a, _ = choose_indices("random", 6, 1, y)
@@ -278,7 +278,7 @@ def test_choose_indices_modes_are_seeded_and_honest() -> None:
 
 
 def test_selection_is_made_once_per_test_set(tmp_path: Path) -> None:
-    from archbench.explaining.selection import get_selection, read_selections
+    from archbench.stages.explain.selection import get_selection, read_selections
 
     (tmp_path / "runs").mkdir()
     x = np.zeros((20, 1, 4, 4), dtype=np.uint8)

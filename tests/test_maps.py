@@ -24,11 +24,11 @@ from rasterio.transform import from_origin
 from archbench.config import DataSpec
 from archbench.data import create_dataset
 from archbench.data.raster import load_raster_patches, unpack_mask
+from archbench.data.scene import UNLABELLED, SceneReader, open_scene
 from archbench.errors import ConfigError, DatasetError
-from archbench.maps.predict import assemble, predict_windows, write_map
-from archbench.maps.scene import UNLABELLED, SceneReader, open_scene
-from archbench.maps.score import scores_from_confusion
 from archbench.record import read_record
+from archbench.stages.map.predict import assemble, predict_windows, write_map
+from archbench.stages.map.score import scores_from_confusion
 
 REPO = Path(__file__).resolve().parents[1]
 NC = Path(__file__).resolve().parents[2] / "shared" / "data" / "landsat7_north_carolina_landcover"
@@ -476,24 +476,30 @@ def test_north_carolina_end_to_end(tmp_path: Path) -> None:
         "--set", "data.options.test_per_class=25",
         "--set", "grid.model.name=[tiny_cnn]",
         "--set", "train.epochs=1",
+        "--set", "map.rf=false",
         cwd=tmp_path,
     )  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
     sweep = tmp_path / "results" / "landcover_nc"
+    (run_dir,) = list((sweep / "runs").iterdir())
+    trained = read_record(run_dir)  # the config's `map:` section mapped the run in the same command
+    assert trained is not None and "error" not in trained.stages["map"], trained.stages.get("map")
+    with rasterio.open(trained.stages["map"]["map_path"]) as m:
+        from_run = m.read(1)
     res = run_cli(
         "map", str(sweep), "--scene", str(scene), "--rf", "--rf-trees", "30", "--window", "200", cwd=tmp_path
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    (run_dir,) = list((sweep / "runs").iterdir())
     rec = read_record(run_dir)
     assert rec is not None and rec.data is not None
     block = rec.stages["map"]
-    out = sweep / "stages" / "maps"
+    out = sweep / "stages" / "map"
     with rasterio.open(block["map_path"]) as m, rasterio.open(NC / "strata.tif") as ref:
         assert m.crs == ref.crs and m.transform == ref.transform and m.shape == ref.shape
         assert m.tags()["run_id"] == rec.run_id and m.tags()["checkpoint_sha256"] == rec.checkpoint_sha256
         assert len(m.colormap(1)) >= 7
         values = m.read(1)
+    np.testing.assert_array_equal(values, from_run)  # `archbench map` alone gives the same GeoTIFF
     for subset in ("all_labelled", "never_in_training", "test_blocks"):
         s = block["scores"][subset]
         assert 0 < s["overall_accuracy"] <= 1 and -1 <= s["kappa"] <= 1 and len(s["f1"]) == 7
@@ -513,6 +519,9 @@ def test_north_carolina_end_to_end(tmp_path: Path) -> None:
         assert (out / fig["path"]).stat().st_size > 10_000
     csv_text = (out / "map_scores.csv").read_text()
     assert "random_forest" in csv_text and "tiny_cnn" in csv_text and "never_in_training" in csv_text
+    res = run_cli("report", str(sweep), "--formats", "html", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Land-cover maps" in (sweep / "report" / "report.html").read_text()
 
 
 def test_another_real_scene_from_a_scene_file_alone(tmp_path: Path) -> None:
@@ -574,7 +583,7 @@ def test_another_real_scene_from_a_scene_file_alone(tmp_path: Path) -> None:
     with rasterio.open(block["map_path"]) as m:
         assert m.crs.to_epsg() == 32119 and m.transform == transform and m.shape == (250, 240)
         assert set(np.unique(m.read(1))) <= {0, 10, 20, 30}
-    from archbench.maps.stage import MapSettings, map_target
+    from archbench.stages.map.stage import MapSettings, map_target
 
     again = map_target(tmp_path / "results" / "crop", MapSettings(), report=lambda o: None)
     assert [o.status for o in again.outcomes] == ["skipped"] and again.exit_code == 0  # already mapped

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -59,8 +60,8 @@ def one_thread() -> Iterator[None]:
 
 @pytest.mark.parametrize(("name", "resolution"), PUBLISHED, ids=[n for n, _ in PUBLISHED])
 def test_params_and_gmacs_match_torchvision(name: str, resolution: int) -> None:
-    from archbench.profiling.counting import count_target
-    from archbench.profiling.target import Target
+    from archbench.stages.profile.counting import count_target
+    from archbench.stages.profile.target import Target
 
     meta = _published_meta(name)
     counts = count_target(Target(ModelSpec(name=name), 3, 1000, (resolution, resolution)))
@@ -74,8 +75,8 @@ def test_vit_attention_is_counted_on_a_real_cpu_run(one_thread: None) -> None:
     instead of 17.56 GMACs); the real network on CPU counts the same as the meta build."""
     import torch
 
-    from archbench.profiling.counting import count_flops, count_target
-    from archbench.profiling.target import Target, build_model, example_batch
+    from archbench.stages.profile.counting import count_flops, count_target
+    from archbench.stages.profile.target import Target, build_model, example_batch
 
     target = Target(ModelSpec(name="vit_b_16"), 3, 1000, (224, 224))
     model = build_model(target, torch.device("cpu"))
@@ -91,7 +92,7 @@ def test_training_step_flops_include_attention_backward() -> None:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from archbench.profiling.counting import _custom_mapping
+    from archbench.stages.profile.counting import _custom_mapping
 
     q = torch.randn(2, 4, 10, 8, requires_grad=True)
     with FlopCounterMode(display=False, custom_mapping=_custom_mapping()) as counter:
@@ -167,7 +168,7 @@ def test_profile_block_contents(profiled_sweep: dict[str, object]) -> None:
         assert training["images_per_s"] == pytest.approx(rec.history[0].images_per_s, rel=1e-3)
         assert block["device"]["type"] == "cpu" and block["threads"] == 1
         assert block["amp"] == "off" and block["channels_last"] is False
-        assert block["libraries"]["torch"].startswith("2.14.1")
+        assert block["libraries"]["torch"] == version("torch")
         assert "aten.convolution" in block["counted_ops"]
 
 
@@ -216,8 +217,8 @@ def test_ls_shows_profile_columns_and_sweep_table_is_written(profiled_sweep: dic
 
 
 def test_cpu_subprocess_memory_grows_with_batch() -> None:
-    from archbench.profiling.memory import cpu_peak_rss
-    from archbench.profiling.target import Target
+    from archbench.stages.profile.memory import cpu_peak_rss
+    from archbench.stages.profile.target import Target
 
     target = Target(ModelSpec(name="simple_cnn"), 3, 10, (32, 32))
     kwargs = {"train_step": True, "amp": False, "channels_last": False, "threads": 1}
@@ -231,7 +232,7 @@ def test_cpu_subprocess_memory_grows_with_batch() -> None:
 def test_one_failing_size_does_not_stop_the_others(one_thread: None) -> None:
     import torch
 
-    from archbench.profiling import ProfileSettings, Target, measure
+    from archbench.stages.profile.measure import ProfileSettings, Target, measure
 
     settings = ProfileSettings(batch_sizes=(1, 2), warmup=0, iters=1, memory=False, train_step=False)
     bad = measure(Target(ModelSpec(name="vit_b_16"), 3, 10, (40, 40)), settings, torch.device("cpu"))
@@ -263,3 +264,23 @@ def test_cli_profile_json_and_bad_input() -> None:
     assert bad.returncode == 2 and "resnet18" in bad.stderr  # nearest names suggested, nothing measured
     bad = run_cli("profile", "tiny_cnn", "--resolutions", "0,abc")
     assert bad.returncode == 2 and "--resolutions" in bad.stderr
+
+
+def test_profile_command_on_a_sweep_folder_runs_the_stage_driver(profiled_sweep: dict[str, object]) -> None:
+    """`archbench profile SWEEP --record` is the stage the runner ran: every completed run gets its block."""
+    from typer.testing import CliRunner
+
+    from archbench.cli import app
+
+    tmp = profiled_sweep["tmp"]
+    assert isinstance(tmp, Path)
+    sweep = tmp / "results" / "prof"
+    index = sweep / "stages" / "profile" / "index.json"
+    index.unlink()
+    res = CliRunner().invoke(app, ["profile", str(sweep), "--record", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("profiled ") == 2
+    for run_dir in profiled_sweep["runs"]:  # type: ignore[attr-defined]
+        rec = read_record(run_dir)
+        assert rec is not None and "error" not in rec.stages["profile"]
+    assert json.loads(index.read_text())["title"] == "Profile"

@@ -290,7 +290,7 @@ def test_stage_sections_and_profile_blocks_are_embedded(sweep_dir: Path, tmp_pat
                    "per_resolution": per_res}  # fmt: skip
         _edit_record(run_dir, stages={"profile": profile})
     for name, title in (
-        ("maps", "Maps"),
+        ("map", "Maps"),
         ("explain", "Explanations"),
         ("zeta", "Zeta"),
         ("profile", "Profile"),
@@ -330,17 +330,9 @@ def test_stage_sections_and_profile_blocks_are_embedded(sweep_dir: Path, tmp_pat
 def test_html_renders_in_headless_chromium(report_dir: Path, tmp_path: Path) -> None:
     from PIL import Image
 
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        try:
-            subprocess.run(
-                ["apt-get", "install", "-y", "chromium"], capture_output=True, timeout=900, check=True
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            pytest.skip(f"chromium is not installed and could not be installed: {exc}")
-        chromium = shutil.which("chromium")
-        if chromium is None:
-            pytest.skip("chromium is not installed and apt-get did not provide it")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:  # `make browser` (run by `make test`) installs it where it can
+        pytest.skip("chromium is not installed (`make browser` could not install it on this machine)")
     shot = tmp_path / "report.png"
     cmd = [
         chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

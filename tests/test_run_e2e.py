@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from archbench.evaluate import metrics_from_predictions
-from archbench.record import read_record
+from archbench.record import SCHEMA_VERSION, read_record
 from archbench.results import load_results
 from conftest import run_cli, tiny_sweep
 
@@ -30,12 +30,12 @@ def test_two_run_sweep_writes_valid_records(finished_sweep: Path) -> None:
     for run_dir in runs:
         rec = read_record(run_dir)
         assert rec is not None and rec.status == "completed"
-        assert rec.schema_version == 1 and rec.run_id == run_dir.name
+        assert rec.schema_version == SCHEMA_VERSION and rec.run_id == run_dir.name
         assert len(rec.history) == 3 and [h.epoch for h in rec.history] == [1, 2, 3]
         assert rec.metrics is not None and 0.5 < rec.metrics.top1 <= 1.0
         assert rec.class_names == [str(i) for i in range(10)]
         assert rec.data_fingerprint and len(rec.data_fingerprint) == 64
-        assert rec.libraries["torch"].startswith("2.14.1")
+        assert rec.libraries["torch"] == version("torch")  # what ran, not a pinned number
         assert rec.device["type"] == "cpu" and rec.device["amp"] == "off"
         assert rec.checkpoint_sha256 and (run_dir / "checkpoints" / "best.pt").exists()
         assert (run_dir / "history.csv").read_text().startswith("epoch,step,train_loss")
@@ -54,11 +54,10 @@ def test_two_run_sweep_writes_valid_records(finished_sweep: Path) -> None:
 def test_rerun_skips_completed_runs_and_changes_nothing(finished_sweep: Path) -> None:
     runs_dir = finished_sweep / "results" / "tiny" / "runs"
     before = {p: p.read_bytes() for p in runs_dir.rglob("record.json")}
-    t0 = time.perf_counter()
     res = run_cli("run", str(finished_sweep / "sweep.yaml"), cwd=finished_sweep)
     assert res.returncode == 0, res.stderr
     assert "2 skipped" in res.stdout and "trained" not in res.stdout.split("sweep tiny")[-1]
-    assert time.perf_counter() - t0 < 60
+    assert not list(runs_dir.glob("*/record.json.untrusted-*"))  # nothing set aside, nothing retrained
     assert {p: p.read_bytes() for p in runs_dir.rglob("record.json")} == before
 
 

@@ -454,7 +454,7 @@ def _register_stage_commands() -> None:
     """Each later stage owns its subcommand in archbench/commands/<name>.py (a `command` function)."""
     import importlib
 
-    for name in ("report", "profile", "explain", "map", "weights", "sync", "verify"):
+    for name in ("report", "profile", "explain", "map", "weights", "sync", "models", "datasets", "verify"):
         try:
             module = importlib.import_module(f"archbench.commands.{name}")
         except ModuleNotFoundError as exc:

@@ -7,6 +7,8 @@ Every field here is part of a run's identity except `name`, `output_dir` and whe
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -161,6 +163,16 @@ class RunSpec(_Strict):
         return out
 
 
+def canonical_json(obj: Any) -> str:
+    """The one serialisation that identities are hashed from (sorted keys, no spaces, ASCII)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def spec_hash(spec: RunSpec) -> str:
+    """A run's identity: sha256 of its resolved spec (`RunSpec.identity`), as stored in its record."""
+    return hashlib.sha256(canonical_json(spec.identity()).encode()).hexdigest()
+
+
 class ProfileSpec(_Strict):
     """`profile:` in a sweep file: measure every completed run (record block `stages.profile`)."""
 
@@ -282,6 +294,20 @@ class TrackingSpec(_Strict):
     mlflow: MlflowSpec | None = None
 
 
+class MapSpec(_Strict):
+    """`map:` in a sweep file: a land-cover map per completed raster_patches run (block `stages.map`)."""
+
+    enabled: bool = True
+    scene: str | None = Field(None, description="scene YAML to map; null: the scene each run trained on")
+    root: str | None = Field(None, description="folder of the scene's rasters (overrides the scene's root)")
+    rf: bool = Field(False, description="also fit, map and score the Random-Forest baseline")
+    rf_trees: int = Field(100, ge=1, description="trees in the Random Forest")
+    window: int = Field(256, ge=16, description="read/write window side in pixels")
+    batch_size: int = Field(2048, ge=1, description="patches per forward pass")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads while mapping")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
 class SweepConfig(_Strict):
     """A whole sweep file: base settings plus a grid of dotted keys mapped to lists of values."""
 
@@ -302,6 +328,7 @@ class SweepConfig(_Strict):
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     tune: TuneSpec | None = None
     tracking: TrackingSpec | None = None
+    map: MapSpec | None = None
 
     @field_validator("grid")
     @classmethod

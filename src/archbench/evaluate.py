@@ -17,7 +17,7 @@ from .augment import BatchMaker
 from .config import RunSpec
 from .data.registry import DatasetBundle
 from .metrics import metrics_from_predictions
-from .train import _autocast, amp_enabled, channels_last_enabled
+from .runtime import amp_enabled, autocast, channels_last_enabled
 
 
 @torch.no_grad()
@@ -37,7 +37,7 @@ def predict(
     chunks = []
     for start in range(0, len(split), spec.eval.batch_size):
         xb, _ = maker.eval_batch(split, start, start + spec.eval.batch_size)
-        with _autocast(device, use_amp):
+        with autocast(device, use_amp):
             logits = model(xb)
         chunks.append(logits.float().cpu())
     split.close()

@@ -20,6 +20,9 @@ from __future__ import annotations
 import os
 import signal
 from functools import lru_cache
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _current_run: str = ""
 
@@ -71,3 +74,30 @@ def hang() -> None:
 
 def skip_restore(part: str) -> bool:
     return part in os.environ.get("ARCHBENCH_DEBUG_SKIP_RESTORE", "").split(",")
+
+
+# --- the training step's fault points (kept out of the step body) ---------------------------------------
+
+
+def before_step(step: int, resumes: int = 0) -> None:
+    """kill@step: SIGKILL now (killonce@step: only in a run never resumed); hang@step: stop responding;
+    term@step: SIGTERM to ourselves (the loop stops at the next boundary)."""
+    if active("kill@step", step) or (resumes == 0 and active("killonce@step", step)):
+        die()
+    if active("hang@step", step):
+        hang()
+    if active("term@step", step):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def in_forward(step: int) -> None:
+    """oom@step: an out-of-memory error where the forward pass would raise one."""
+    if active("oom@step", step):
+        import torch
+
+        raise torch.cuda.OutOfMemoryError("injected out-of-memory (ARCHBENCH_FAULT)")
+
+
+def on_loss(loss: T, step: int) -> T:
+    """nan@step: the loss made non-finite (the loop must stop before the optimizer step)."""
+    return loss * float("nan") if active("nan@step", step) else loss  # type: ignore[operator,return-value]

@@ -13,12 +13,12 @@ from typing import Any
 
 from .lock import RunClaim
 from .progress import fmt_duration
-from .record import RunRecord
+from .record import PROFILE_SUMMARY_KEYS, RunRecord
 from .terminal import literal
 
 BASE_COLUMNS = ("run_id", "status")
 METRIC_COLUMNS = ("top1", "f1_macro", "train_seconds")
-PROFILE_COLUMNS = ("gmacs", "latency_ms_p50", "throughput_img_s", "peak_memory_mb")
+PROFILE_COLUMNS = PROFILE_SUMMARY_KEYS  # the record schema names them
 FORMATS = ("table", "csv", "json")
 
 

@@ -12,8 +12,16 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+
+from .errors import ArchbenchError
+
+
+class RunBusy(ArchbenchError):
+    """Another live process holds the run's claim."""
 
 
 class RunClaim:
@@ -63,9 +71,28 @@ class RunClaim:
         return False
 
     def __enter__(self) -> RunClaim:
+        """Acquire the claim (non-blocking); raises RunBusy naming the owner when another process holds it."""
+        if self.fd is None and not self.try_acquire():
+            raise RunBusy(
+                f"{self.path.parent}: claimed by {self.owner()} (a sweep is working on it); try later"
+            )
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+
+
+@contextmanager
+def record_lock(path: Path) -> Iterator[None]:
+    """A short, blocking, exclusive `flock` on `path` around a record's read-merge-write (`update_stage`).
+
+    Separate from the run claim: the runner holds the claim for a whole run and still updates its record.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock

@@ -1,7 +1,10 @@
-"""The run record: the versioned contract between stages. Owns its schema, atomic writing and trusted reading.
+"""The run record: the versioned contract between stages. Owns its schema, its migrations, atomic writing,
+trusted reading, the typed stage blocks and `update_stage`; never trains or measures.
 
-Every later stage (ls, report, profile, explain, maps) reads records through `read_record`; none reads
+Every later stage (ls, report, profile, explain, map) reads records through `read_record`; none reads
 live objects. A record is trusted only if it validates and its `spec_hash` matches its own `spec`.
+A record written by an older schema is migrated on read (`migrate`), never distrusted for its age:
+a completed v1 run is skipped by the next sweep, not retrained.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from .config import RunSpec
+from .config import RunSpec, spec_hash
+from .errors import ArchbenchError
+from .layout import RECORD_NAME, RunLayout
 from .paths import atomic_write_text
 
-SCHEMA_VERSION = 1
-RECORD_NAME = "record.json"
+# 1: the first format. 2: typed stage blocks, the `map` stage's folder is stages/map (was stages/maps),
+#    `migrations` lists the upgrades a record went through.
+SCHEMA_VERSION = 2
 Status = Literal["running", "completed", "failed", "killed", "pruned"]  # pruned: tuning trials
 
 
@@ -56,6 +62,127 @@ class Metrics(BaseModel):
     confusion_matrix: list[list[int]]
     n_test: int
     checkpoint: str = Field(description="which checkpoint was evaluated: best or last")
+
+
+# --- stage blocks: what each post-training stage adds under `record.stages[<name>]` ----------------------
+
+
+class StageBlock(BaseModel):
+    """Any stage's block. Tolerant (`extra="allow"`): a stage may add keys; a failed stage is {error}."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str | None = Field(None, description="why the stage failed for this run (it is retried)")
+
+
+# The profile keys copied from the run's own resolution to the top of its block (what `ls` shows).
+PROFILE_HEADLINE_KEYS = (
+    "params_total",
+    "params_trainable",
+    "flops",
+    "macs",
+    "gmacs",
+    "gflops",
+    "latency_ms_p50",
+    "latency_ms_p90",
+    "throughput_img_s",
+    "train_step_ms",
+    "train_throughput_img_s",
+    "peak_memory_mb",
+)
+# The few of them a results table (`archbench ls`, results.csv) shows.
+PROFILE_SUMMARY_KEYS = ("gmacs", "latency_ms_p50", "throughput_img_s", "peak_memory_mb")
+
+
+class ProfileBlock(StageBlock):
+    resolution: int | list[int] | None = None
+    params_total: int | None = None
+    params_trainable: int | None = None
+    flops: float | None = None
+    macs: float | None = None
+    gmacs: float | None = None
+    gflops: float | None = None
+    latency_ms_p50: float | None = None
+    latency_ms_p90: float | None = None
+    throughput_img_s: float | None = None
+    train_step_ms: float | None = None
+    train_throughput_img_s: float | None = None
+    peak_memory_mb: float | None = None
+    per_resolution: list[dict[str, Any]] = Field(default_factory=list)
+    training: dict[str, Any] | None = None
+    amp: str | None = None
+    channels_last: bool | None = None
+    settings: dict[str, Any] | None = None
+    summary_error: str | None = None
+
+
+class ExplainBlock(StageBlock):
+    selection: dict[str, Any] | None = None
+    target: str | None = None
+    input_size: list[int] | None = None
+    seconds: float | None = None
+    methods_run: list[str] = Field(default_factory=list)
+    methods: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    skipped: dict[str, Any] = Field(default_factory=dict)
+    errors: dict[str, Any] = Field(default_factory=dict)
+    paths: dict[str, str] | None = None
+    error_analysis: dict[str, Any] | None = None
+    figures_error: str | None = None
+
+
+class MapBlock(StageBlock):
+    scene: dict[str, Any] | None = None
+    map_path: str | None = None
+    map_file: str | None = None
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = None
+    class_values: list[int] | None = None
+    class_names: list[str] | None = None
+    scores: dict[str, Any] = Field(default_factory=dict)
+    prediction: dict[str, Any] | None = None
+    baselines: dict[str, Any] | None = None
+    created_at: str | None = None
+
+
+STAGE_BLOCKS: dict[str, type[StageBlock]] = {
+    "profile": ProfileBlock,
+    "explain": ExplainBlock,
+    "map": MapBlock,
+}
+
+
+def stage_block(name: str, block: dict[str, Any]) -> StageBlock:
+    """`block` validated as stage `name`'s block (unknown stages get the tolerant base model)."""
+    return STAGE_BLOCKS.get(name, StageBlock).model_validate(block)
+
+
+class StageIndex(BaseModel):
+    """`<sweep>/stages/<name>/index.json`: what the report embeds for a stage (paths relative to it)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    class Figure(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        path: str
+        caption: str = ""
+
+    class Table(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        title: str = ""
+        csv: str
+
+    title: str
+    figures: list[Figure] = Field(default_factory=list)
+    tables: list[Table] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    def write(self, folder: Path) -> Path:
+        """Atomically write `folder/index.json`; returns its path."""
+        from .layout import INDEX_NAME
+
+        path = folder / INDEX_NAME
+        atomic_write_text(path, self.model_dump_json(indent=2, exclude_none=True))
+        return path
 
 
 class RunRecord(BaseModel):
@@ -105,6 +232,53 @@ class RunRecord(BaseModel):
     tune: dict[str, Any] | None = Field(
         None, description="tuning tags: role (trial | final), study, trial number, params (see tune/)"
     )
+    migrations: list[dict[str, Any]] = Field(
+        default_factory=list, description="schema upgrades applied on read: {from, to}"
+    )
+    _migrated_from: int | None = PrivateAttr(default=None)
+
+    # Blocks are validated against their stage's model when written (`update_stage`), not when read: a block
+    # that an older stage wrote in another shape must never make the run untrusted (and retrained).
+
+    def stage(self, name: str) -> StageBlock | None:
+        """The typed block of stage `name`, or None if the stage has not run on this record."""
+        block = self.stages.get(name)
+        return stage_block(name, block) if isinstance(block, dict) else None
+
+    @property
+    def migrated_from(self) -> int | None:
+        """The schema version this record was read from when `read_record` migrated it, else None."""
+        return self._migrated_from
+
+
+# --- migrations: one function per step, from every older version ---------------------------------------
+
+
+def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    out = dict(raw)
+    stages = dict(out.get("stages") or {})
+    if "maps" in stages and "map" not in stages:  # one name per stage: the record key is `map`
+        stages["map"] = stages.pop("maps")
+    out["stages"] = stages
+    return out
+
+
+MIGRATIONS: dict[int, Any] = {1: _v1_to_v2}
+
+
+def migrate(raw: dict[str, Any]) -> dict[str, Any]:
+    """A raw record dict of any older schema version brought to `SCHEMA_VERSION` (pure; raises ValueError
+    for a version newer than this code or unknown)."""
+    version = raw.get("schema_version", 1)
+    if not isinstance(version, int) or version < 1 or version > SCHEMA_VERSION:
+        raise ValueError(f"record schema_version {version!r}: this archbench reads 1..{SCHEMA_VERSION}")
+    out = dict(raw)
+    while version < SCHEMA_VERSION:
+        out = MIGRATIONS[version](out)
+        out["migrations"] = [*out.get("migrations", []), {"from": version, "to": version + 1}]
+        version += 1
+        out["schema_version"] = version
+    return out
 
 
 def now_iso() -> str:
@@ -123,17 +297,38 @@ def write_record(run_dir: Path, record: RunRecord) -> None:
 
 
 def read_record(run_dir: Path) -> RunRecord | None:
-    """The run's record if it exists, validates, and its spec hash is its own; otherwise None."""
+    """The run's record if it exists, migrates, validates, and its spec hash is its own; otherwise None."""
     path = run_dir / RECORD_NAME
     try:
-        raw = path.read_text(encoding="utf-8")
-        rec = RunRecord.model_validate(json.loads(raw))
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            return None
+        version = raw.get("schema_version", 1)
+        rec = RunRecord.model_validate(migrate(raw))
     except (OSError, ValueError, ValidationError):
         return None
-    from .sweep import spec_hash
-
-    if rec.schema_version != SCHEMA_VERSION or rec.spec_hash != spec_hash(rec.spec):
+    if rec.spec_hash != spec_hash(rec.spec):
         return None
+    if version != SCHEMA_VERSION:
+        rec._migrated_from = int(version)
+    return rec
+
+
+def update_stage(run_dir: Path, name: str, block: dict[str, Any]) -> RunRecord:
+    """Store `block` as `record.stages[name]`: lock the record, re-read it, merge, write atomically.
+
+    Every stage writes its block through here, so two writers (a sweep's stage and `archbench explain`)
+    never lose each other's blocks. Raises ArchbenchError when the run has no valid record.
+    """
+    from .lock import record_lock
+
+    stage_block(name, block)  # a malformed block fails here, before the record is touched
+    with record_lock(RunLayout(run_dir).record_lock):
+        rec = read_record(run_dir)
+        if rec is None:
+            raise ArchbenchError(f"{run_dir}: no valid {RECORD_NAME} to add the {name} block to")
+        rec = rec.model_copy(update={"stages": {**rec.stages, name: block}})
+        write_record(run_dir, rec)
     return rec
 
 

@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .layout import sweep_of
 from .paths import safe_join, slugify
-from .record import RunRecord, read_record
+from .record import PROFILE_SUMMARY_KEYS, RunRecord, read_record
 
 
 def find_sweep_dirs(path: Path) -> list[Path]:
@@ -60,7 +61,7 @@ def record_row(run_dir: Path, rec: RunRecord | None, plan: dict[str, Any] | None
     axes = rec.axes if rec else (plan or {}).get("axes", {})
     if not isinstance(axes, dict):
         axes = {}
-    row: dict[str, Any] = {"run_id": run_dir.name, "sweep": run_dir.parent.parent.name}
+    row: dict[str, Any] = {"run_id": run_dir.name, "sweep": (sweep_of(run_dir) or run_dir).name}
     row["status"] = rec.status if rec else "missing"
     if plan is not None and plan.get("unsafe_path"):
         row["run_id"] = str(plan.get("run_id"))
@@ -111,7 +112,7 @@ def record_row(run_dir: Path, rec: RunRecord | None, plan: dict[str, Any] | None
         row["best_val_acc"] = max(h.val_acc for h in rec.history)
     prof = rec.stages.get("profile") if rec.stages else None
     if isinstance(prof, dict):
-        for key in ("gmacs", "latency_ms_p50", "throughput_img_s", "peak_memory_mb"):
+        for key in PROFILE_SUMMARY_KEYS:
             if key in prof:
                 row[key] = prof[key]
     return row

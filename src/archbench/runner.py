@@ -490,6 +490,8 @@ def _run_one(
     if prev is None and (run_dir / RECORD_NAME).exists():
         # Invalid, foreign or tampered record: never trusted, kept aside for inspection.
         _set_aside(run_dir / RECORD_NAME)
+    if prev is not None and prev.migrated_from is not None:
+        write_record(run_dir, prev)  # an older schema, migrated on read: store it in today's format
     if prev is not None and prev.status == "pruned" and planned.is_trial:
         return "skipped", prev  # a pruned trial is finished: its pruner decided, rerunning changes nothing
     events: list[dict[str, Any]] = list(prev.events) if prev else []
@@ -504,7 +506,6 @@ def _run_one(
         stages = [name for name, _ in enabled_stages(cfg)]
         if any(name not in prev.stages or "error" in prev.stages[name] for name in stages):
             prev = run_stages(cfg, run_dir, prev, only_missing=True)
-            write_record(run_dir, prev)
         return "skipped", prev
     if prev is not None and prev.status == "running":
         # We hold the claim, so the process that wrote "running" is gone: it was killed.
@@ -550,11 +551,19 @@ def _run_one(
         if planned.is_trial:
             bundle = bundle.without_test()  # a tuning trial never reads the test split
         from .evaluate import evaluate_run
-        from .train import resolve_device, train_run
+        from .runtime import resolve_device
+        from .train import train_run
 
+        device = resolve_device(planned.spec.train.device)  # once per run: train, evaluate, stages
         live = _LiveHistory(run_dir, record, on_epoch)
         result = train_run(
-            planned.spec, bundle, run_dir, should_stop=should_stop, on_batch=rep.batch, on_epoch=live.epoch
+            planned.spec,
+            bundle,
+            run_dir,
+            should_stop=should_stop,
+            on_batch=rep.batch,
+            on_epoch=live.epoch,
+            device=device,
         )
         record.history = [EpochStats(**h) for h in result.history]
         record.best = result.best
@@ -569,7 +578,6 @@ def _run_one(
         # Which data path the run used, beside how the data was obtained (cache key, decode seconds).
         record.data = {**(record.data or {}), "loading": {**bundle.loading, **result.data_path}}
         _write_history_csv(run_dir, result.history)
-        device = resolve_device(planned.spec.train)
         if not planned.is_trial:  # trials are scored on validation only (record.best, history)
             record.metrics = Metrics(**evaluate_run(result.model, planned.spec, bundle, run_dir, device))
         from .checkpoint import file_sha256
@@ -584,8 +592,7 @@ def _run_one(
         write_record(run_dir, record)  # the run is done here; later stages only add blocks to it
         if enabled_stages(cfg) and not planned.is_trial:
             del result, bundle  # free the training copies before stages load what they need
-            record = run_stages(cfg, run_dir, record)
-            write_record(run_dir, record)
+            record = run_stages(cfg, run_dir, record, device=device)
         tracker.finished(run_dir, record)
         return "trained", record
     except RunPruned as exc:

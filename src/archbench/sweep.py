@@ -6,9 +6,7 @@ Pure: reads the YAML and returns plans; it creates no directory and imports no t
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
 import math
 import typing
 from collections.abc import Callable
@@ -18,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .config import RunSpec, SweepConfig
+from .config import RunSpec, SweepConfig, canonical_json, spec_hash
 from .errors import ConfigError
 from .paths import slugify
 from .yamlio import KeyPath, load_yaml_file, load_yaml_text, located_messages, parse_value
@@ -43,14 +41,6 @@ class PlannedRun:
     @property
     def spec_hash(self) -> str:
         return spec_hash(self.spec)
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def spec_hash(spec: RunSpec) -> str:
-    return hashlib.sha256(canonical_json(spec.identity()).encode()).hexdigest()
 
 
 def run_id_for(spec: RunSpec, axes: dict[str, Any]) -> str:

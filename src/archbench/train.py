@@ -12,7 +12,6 @@ import math
 import random
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,19 @@ import torch.nn as nn
 from . import faults
 from .augment import BatchMaker, BatchSource
 from .checkpoint import check_owner, load_checkpoint, load_latest, save_checkpoint
-from .config import RunSpec, TrainSpec
+from .config import RunSpec, spec_hash
 from .data.registry import DatasetBundle
 from .errors import RunFailure
+from .optim import build_optimizer, build_scheduler, lr_factor
+from .runtime import (
+    amp_enabled,
+    autocast,
+    channels_last_enabled,
+    configure_determinism,
+    count_params,
+    device_info,
+    resolve_device,
+)
 
 
 class RunKilled(Exception):
@@ -44,108 +53,6 @@ class TrainResult:
     device: dict[str, Any] = field(default_factory=dict)
     params: dict[str, int] = field(default_factory=dict)
     data_path: dict[str, Any] = field(default_factory=dict)  # sources.open_sources: path, bytes, budget
-
-
-def resolve_device(train: TrainSpec) -> torch.device:
-    if train.device == "cuda" and not torch.cuda.is_available():
-        raise RunFailure(
-            "no_cuda", "train.device=cuda but torch sees no CUDA device; use device: auto or cpu"
-        )
-    if train.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(train.device)
-
-
-def amp_enabled(train: TrainSpec, device: torch.device) -> bool:
-    # bf16 autocast is ~20x slower than fp32 on CPU, so "auto" means CUDA only.
-    return train.amp == "on" or (train.amp == "auto" and device.type == "cuda")
-
-
-def channels_last_enabled(train: TrainSpec, device: torch.device) -> bool:
-    return train.channels_last == "on" or (train.channels_last == "auto" and device.type == "cuda")
-
-
-def device_info(device: torch.device, train: TrainSpec) -> dict[str, Any]:
-    info: dict[str, Any] = {"type": device.type, "threads": torch.get_num_threads()}
-    if device.type == "cuda":
-        info["name"] = torch.cuda.get_device_name(device)
-        info["capability"] = list(torch.cuda.get_device_capability(device))
-    else:
-        import platform
-
-        info["name"] = platform.processor() or platform.machine()
-    info["amp"] = "bf16" if amp_enabled(train, device) else "off"
-    info["channels_last"] = channels_last_enabled(train, device)
-    info["deterministic"] = train.deterministic
-    return info
-
-
-def set_deterministic_algorithms(mode: bool, warn_only: bool) -> None:
-    """`torch.use_deterministic_algorithms` without its side effect: it imports torch._inductor (~2 s of
-    start-up) only to copy the flag into inductor's config. Nothing here compiles, so the C++ flag is set
-    directly; once inductor is loaded (someone compiles), the public call keeps the two in step."""
-    import sys
-
-    if "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
-        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
-    else:
-        torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
-
-
-def configure_determinism(train: TrainSpec, device: torch.device, seed: int) -> None:
-    if train.threads is not None:
-        torch.set_num_threads(train.threads)
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))
-    random.seed(seed)
-    # CUDA has no deterministic kernel for some backward ops (adaptive max pool): warn instead of failing.
-    set_deterministic_algorithms(train.deterministic, warn_only=device.type == "cuda")
-    torch.backends.cudnn.benchmark = not train.deterministic
-
-
-def build_optimizer(model: nn.Module, train: TrainSpec) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise RunFailure("nothing_to_train", "every parameter is frozen (model.freeze too large)")
-    if train.optimizer == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=train.lr,
-            momentum=train.momentum,
-            nesterov=train.nesterov and train.momentum > 0,
-            weight_decay=train.weight_decay,
-        )
-    if train.optimizer == "adam":
-        return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
-    return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
-
-
-def lr_factor(step: int, total: int, warmup: int, train: TrainSpec, steps_per_epoch: int) -> float:
-    """The learning-rate multiplier at optimizer step `step` (pure, so the schedule is easy to test)."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if train.schedule == "cosine":
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    if train.schedule == "step":
-        return float(train.gamma ** (step // (train.step_size * steps_per_epoch)))
-    return 1.0
-
-
-def build_scheduler(
-    opt: torch.optim.Optimizer, train: TrainSpec, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    total = train.epochs * steps_per_epoch
-    # Warm-up longer than the run (e.g. --set train.epochs=1 on a long config) is capped at half of it.
-    warmup = min(int(round(train.warmup_epochs * steps_per_epoch)), total // 2)
-    if train.schedule == "onecycle":
-        pct = min(train.warmup_epochs / train.epochs, 0.5) if train.warmup_epochs else 0.3
-        return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=train.lr, total_steps=max(total, 1), pct_start=pct
-        )
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, total, warmup, train, steps_per_epoch)
-    )
 
 
 def _rng_state(device: torch.device, data_gen: torch.Generator) -> dict[str, Any]:
@@ -180,12 +87,6 @@ def _set_rng_state(state: dict[str, Any], device: torch.device, data_gen: torch.
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def count_params(model: nn.Module) -> dict[str, int]:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"total": int(total), "trainable": int(trainable)}
-
-
 @torch.no_grad()
 def evaluate_loss_acc(
     model: nn.Module,
@@ -201,7 +102,7 @@ def evaluate_loss_acc(
     crit = nn.CrossEntropyLoss(reduction="sum")
     for start in range(0, len(split), batch_size):
         xb, yb = maker.eval_batch(split, start, start + batch_size)
-        with _autocast(device, use_amp):
+        with autocast(device, use_amp):
             out = model(xb)
         loss_sum += crit(out.float(), yb).double()
         correct += (out.argmax(1) == yb).sum()
@@ -209,11 +110,198 @@ def evaluate_loss_acc(
     return float(loss_sum) / n, int(correct) / n
 
 
-def _autocast(device: torch.device, enabled: bool) -> Any:
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if enabled else nullcontext()
-
-
 BatchCallback = Callable[[int, int, int, float, float, float], None]
+
+
+def _fresh_sums() -> dict[str, Any]:
+    return {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+
+
+@dataclass
+class TrainState:
+    """Everything that changes while a run trains, and the only thing a checkpoint holds.
+
+    `to_checkpoint` / `restore` are exact inverses (with the global RNGs), which is what makes a killed and
+    resumed run bitwise equal to an uninterrupted one.
+    """
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    data_gen: torch.Generator
+    device: torch.device
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    step: int = 0
+    perm: torch.Tensor | None = None  # this epoch's data order; None between epochs
+    sums: dict[str, Any] = field(default_factory=_fresh_sums)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    resumes: int = 0
+    owner: dict[str, str] = field(default_factory=dict)  # run_id and spec_hash, written into every checkpoint
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        return {
+            **self.owner,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "rng": _rng_state(self.device, self.data_gen),
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "step": self.step,
+            "perm": self.perm,
+            "sums": self.sums,
+            "history": self.history,
+            "best": self.best,
+            "events": self.events,
+            "resumes": self.resumes,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a `to_checkpoint` dict (counts one more resume)."""
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        if not faults.skip_restore("scheduler"):
+            self.sched.load_state_dict(state["scheduler"])
+        if not faults.skip_restore("rng"):
+            _set_rng_state(state["rng"], self.device, self.data_gen)
+        self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
+        self.perm = state["perm"]
+        self.sums = dict(state["sums"])
+        self.history = list(state["history"])
+        self.best = dict(state["best"])
+        self.events = list(state.get("events", [])) + self.events
+        self.resumes = int(state.get("resumes", 0)) + 1
+        self.events.append(
+            {
+                "event": "resumed",
+                "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch,
+                "step": self.step,
+            }
+        )
+
+
+@dataclass
+class Loop:
+    """What stays fixed for the whole run: the batch sources, the batch maker, loss and sizes."""
+
+    spec: RunSpec
+    train_split: BatchSource
+    val_split: BatchSource
+    maker: BatchMaker
+    crit: nn.Module
+    n_batches: int
+    use_amp: bool
+    last_path: Path
+    best_path: Path
+
+
+def train_epoch(
+    state: TrainState,
+    loop: Loop,
+    should_stop: Callable[[], bool],
+    on_batch: BatchCallback | None,
+) -> dict[str, Any]:
+    """Train the rest of the current epoch (all of it, or what a resume left), then validate; returns the
+    epoch's stats. Raises RunKilled at a step boundary once asked to stop (after saving `last`)."""
+    t = loop.spec.train
+    model, device = state.model, state.device
+    model.train()
+    if state.perm is None:
+        state.perm = torch.randperm(len(loop.train_split), generator=state.data_gen)
+        state.batch_in_epoch = 0
+        state.sums = _fresh_sums()
+    sums = state.sums
+    loop.train_split.plan(state.perm, t.batch_size, state.batch_in_epoch)  # streamed sources read ahead
+    t0 = time.perf_counter()
+    while state.batch_in_epoch < loop.n_batches:
+        if state.batch_in_epoch % t.grad_accum == 0 and should_stop():
+            sums["seconds"] += time.perf_counter() - t0
+            state.events.append({"event": "stopped_by_signal", "epoch": state.epoch, "step": state.step})
+            save_checkpoint(loop.last_path, state.to_checkpoint())
+            raise RunKilled(f"stopped at epoch {state.epoch}, step {state.step}")
+        faults.before_step(state.step, state.resumes)
+        bs, correct, loss_v = _train_step(state, loop)
+        sums["loss"] += loss_v * bs
+        sums["correct"] += correct
+        sums["seen"] += bs
+        state.batch_in_epoch += 1
+        state.step += 1
+        if on_batch is not None:
+            elapsed = sums["seconds"] + time.perf_counter() - t0
+            on_batch(
+                state.epoch,
+                state.batch_in_epoch,
+                loop.n_batches,
+                sums["loss"] / sums["seen"],
+                sums["correct"] / sums["seen"],
+                sums["seen"] / max(elapsed, 1e-9),
+            )
+    seconds = sums["seconds"] + time.perf_counter() - t0
+    val_loss, val_acc = evaluate_loss_acc(
+        model, loop.val_split, loop.maker, loop.spec.eval.batch_size, loop.use_amp, device
+    )
+    return {
+        "epoch": state.epoch + 1,
+        "step": state.step,
+        "train_loss": sums["loss"] / max(1, sums["seen"]),
+        "train_acc": sums["correct"] / max(1, sums["seen"]),
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "lr": float(state.opt.param_groups[0]["lr"]),
+        "seconds": seconds,
+        "images_per_s": sums["seen"] / max(seconds, 1e-9),
+    }
+
+
+def _train_step(state: TrainState, loop: Loop) -> tuple[int, int, float]:
+    """One batch: forward, loss, backward, and the optimizer step at each accumulation boundary.
+
+    Returns (batch size, correct predictions, loss). A non-finite loss stops the run before the optimizer
+    step, so no saved weights ever hold it.
+    """
+    t = loop.spec.train
+    assert state.perm is not None
+    b = state.batch_in_epoch
+    idx = state.perm[b * t.batch_size : (b + 1) * t.batch_size]
+    xb, yb = loop.maker.train_batch(loop.train_split, idx, state.data_gen)
+    with autocast(state.device, loop.use_amp):
+        faults.in_forward(state.step)
+        out = state.model(xb)
+        loss = loop.crit(out.float(), yb)
+    loss = faults.on_loss(loss, state.step)
+    loss_v = float(loss.detach())
+    if not math.isfinite(loss_v):
+        raise RunFailure(f"non_finite_loss@{state.step}", f"loss={loss_v} at epoch {state.epoch}, batch {b}")
+    (loss / t.grad_accum).backward()
+    if (b + 1) % t.grad_accum == 0 or b + 1 == loop.n_batches:
+        if t.grad_clip is not None:
+            nn.utils.clip_grad_norm_(state.model.parameters(), t.grad_clip)
+        state.opt.step()
+        state.opt.zero_grad(set_to_none=True)
+        state.sched.step()
+    return int(yb.shape[0]), int((out.argmax(1) == yb).sum()), loss_v
+
+
+def _end_epoch(state: TrainState, loop: Loop, stats: dict[str, Any]) -> None:
+    """Book the finished epoch: history, the `best` checkpoint when it improved, then `last`."""
+    t = loop.spec.train
+    state.history.append(stats)
+    metric = stats[t.best_metric]
+    state.epoch += 1
+    state.perm = None
+    state.batch_in_epoch = 0
+    improved = not state.best or (
+        metric > state.best["value"] if t.best_metric == "val_acc" else metric < state.best["value"]
+    )
+    if improved:
+        state.best = {"metric": t.best_metric, "value": metric, "epoch": state.epoch, "step": state.step}
+        best = {**state.owner, "model": state.model.state_dict(), "best": state.best}
+        save_checkpoint(loop.best_path, best)
+    save_checkpoint(loop.last_path, state.to_checkpoint())
 
 
 def train_run(
@@ -224,16 +312,23 @@ def train_run(
     should_stop: Callable[[], bool] = lambda: False,
     on_batch: BatchCallback | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    device: torch.device | None = None,
 ) -> TrainResult:
-    """Train (or resume) one run and return the model with its best weights loaded."""
+    """Train (or resume) one run and return the model with its best weights loaded.
+
+    `device` is the one the runner resolved for the whole run; None resolves `spec.train.device` here.
+    Reads top to bottom: set up (seeds, model, optimizer, batch sources) → resume from `last` →
+    one `train_epoch` per remaining epoch, each booked by `_end_epoch` → load the evaluated weights.
+    """
+    from .layout import RunLayout
     from .models import create_model
 
     t = spec.train
-    device = resolve_device(t)
+    device = device if device is not None else resolve_device(t.device)
     configure_determinism(t, device, spec.seed)
-    use_amp = amp_enabled(t, device)
     cl = channels_last_enabled(t, device)
 
+    # Set-up, in a fixed order: every RNG draw (weight init, then the data order) is part of the result.
     image_size = spec.data.resolution or bundle.native_size[0]
     model = create_model(
         spec.model, in_chans=bundle.in_chans, num_classes=bundle.num_classes, image_size=image_size
@@ -248,168 +343,68 @@ def train_run(
         [bundle.train, bundle.val], device, spec.data.memory_budget, bundle.loading.get("prepared_bytes")
     )
     maker = BatchMaker(bundle, device, spec.data.resolution, spec.data.augment, channels_last=cl)
-    n = len(train_split)
-    n_batches = math.ceil(n / t.batch_size)
-    steps_per_epoch = math.ceil(n_batches / t.grad_accum)
-    sched = build_scheduler(opt, t, steps_per_epoch)
+    n_batches = math.ceil(len(train_split) / t.batch_size)
+    sched = build_scheduler(opt, t, steps_per_epoch=math.ceil(n_batches / t.grad_accum))
     crit = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
     data_gen = torch.Generator().manual_seed(spec.seed)
+    layout = RunLayout(run_dir)
+    layout.checkpoints.mkdir(parents=True, exist_ok=True)
+    loop = Loop(
+        spec, train_split, val_split, maker, crit, n_batches, amp_enabled(t, device),
+        layout.checkpoint("last"), layout.checkpoint("best"),
+    )  # fmt: skip
+    state = TrainState(model, opt, sched, data_gen, device)
 
-    ckpt_dir = run_dir / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
     # Every checkpoint names the run it belongs to; resume refuses (sets aside) any other run's file.
-    from .sweep import spec_hash
+    state.owner = {"run_id": run_dir.name, "spec_hash": spec_hash(spec)}
+    saved, notes = load_latest(loop.last_path, state.owner)
+    state.events += [{"event": "checkpoint_set_aside", "detail": note} for note in notes]
+    if saved is not None:
+        state.restore(saved)
 
-    owner = {"run_id": run_dir.name, "spec_hash": spec_hash(spec)}
-    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
-
-    epoch, batch_in_epoch, step = 0, 0, 0
-    perm: torch.Tensor | None = None
-    sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {}
-    events: list[dict[str, Any]] = []
-    resumes = 0
-    state, notes = load_latest(last_path, owner)
-    for note in notes:
-        events.append({"event": "checkpoint_set_aside", "detail": note})
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if not faults.skip_restore("scheduler"):
-            sched.load_state_dict(state["scheduler"])
-        if not faults.skip_restore("rng"):
-            _set_rng_state(state["rng"], device, data_gen)
-        epoch, batch_in_epoch, step = state["epoch"], state["batch_in_epoch"], state["step"]
-        perm = state["perm"]
-        sums = dict(state["sums"])
-        history = list(state["history"])
-        best = dict(state["best"])
-        events = list(state.get("events", [])) + events
-        resumes = int(state.get("resumes", 0)) + 1
-        events.append({"event": "resumed", "epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": step})
-
-    def full_state() -> dict[str, Any]:
-        return {
-            **owner,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "rng": _rng_state(device, data_gen),
-            "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch,
-            "step": step,
-            "perm": perm,
-            "sums": sums,
-            "history": history,
-            "best": best,
-            "events": events,
-            "resumes": resumes,
-        }
-
-    better = (lambda a, b: a > b) if t.best_metric == "val_acc" else (lambda a, b: a < b)
-    while epoch < t.epochs:
-        model.train()
-        if perm is None:
-            perm = torch.randperm(n, generator=data_gen)
-            batch_in_epoch = 0
-            sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-        train_split.plan(perm, t.batch_size, batch_in_epoch)  # streamed sources read ahead in this order
-        t0 = time.perf_counter()
-        while batch_in_epoch < n_batches:
-            if batch_in_epoch % t.grad_accum == 0 and should_stop():
-                sums["seconds"] += time.perf_counter() - t0
-                events.append({"event": "stopped_by_signal", "epoch": epoch, "step": step})
-                save_checkpoint(last_path, full_state())
-                raise RunKilled(f"stopped at epoch {epoch}, step {step}")
-            if faults.active("kill@step", step) or (resumes == 0 and faults.active("killonce@step", step)):
-                faults.die()
-            if faults.active("hang@step", step):
-                faults.hang()
-            if faults.active("term@step", step):
-                import os
-                import signal
-
-                os.kill(os.getpid(), signal.SIGTERM)
-            idx = perm[batch_in_epoch * t.batch_size : (batch_in_epoch + 1) * t.batch_size]
-            xb, yb = maker.train_batch(train_split, idx, data_gen)
-            with _autocast(device, use_amp):
-                if faults.active("oom@step", step):
-                    raise torch.cuda.OutOfMemoryError("injected out-of-memory (ARCHBENCH_FAULT)")
-                out = model(xb)
-                loss = crit(out.float(), yb)
-            if faults.active("nan@step", step):
-                loss = loss * float("nan")
-            loss_v = float(loss.detach())
-            if not math.isfinite(loss_v):
-                raise RunFailure(
-                    f"non_finite_loss@{step}", f"loss={loss_v} at epoch {epoch}, batch {batch_in_epoch}"
-                )
-            (loss / t.grad_accum).backward()
-            last_in_epoch = batch_in_epoch + 1 == n_batches
-            if (batch_in_epoch + 1) % t.grad_accum == 0 or last_in_epoch:
-                if t.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                sched.step()
-            bs = int(yb.shape[0])
-            sums["loss"] += loss_v * bs
-            sums["correct"] += int((out.argmax(1) == yb).sum())
-            sums["seen"] += bs
-            batch_in_epoch += 1
-            step += 1
-            if on_batch is not None:
-                elapsed = sums["seconds"] + time.perf_counter() - t0
-                on_batch(
-                    epoch,
-                    batch_in_epoch,
-                    n_batches,
-                    sums["loss"] / sums["seen"],
-                    sums["correct"] / sums["seen"],
-                    sums["seen"] / max(elapsed, 1e-9),
-                )
-        seconds = sums["seconds"] + time.perf_counter() - t0
-        val_loss, val_acc = evaluate_loss_acc(model, val_split, maker, spec.eval.batch_size, use_amp, device)
-        stats = {
-            "epoch": epoch + 1,
-            "step": step,
-            "train_loss": sums["loss"] / max(1, sums["seen"]),
-            "train_acc": sums["correct"] / max(1, sums["seen"]),
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "lr": float(opt.param_groups[0]["lr"]),
-            "seconds": seconds,
-            "images_per_s": sums["seen"] / max(seconds, 1e-9),
-        }
-        history.append(stats)
-        metric = stats[t.best_metric]
-        epoch += 1
-        perm = None
-        batch_in_epoch = 0
-        if not best or better(metric, best["value"]):
-            best = {"metric": t.best_metric, "value": metric, "epoch": epoch, "step": step}
-            save_checkpoint(best_path, {**owner, "model": model.state_dict(), "best": best})
-        save_checkpoint(last_path, full_state())
+    while state.epoch < t.epochs:
+        stats = train_epoch(state, loop, should_stop, on_batch)
+        _end_epoch(state, loop, stats)
         if on_epoch is not None:
             on_epoch(stats)
     train_split.close()
     val_split.close()
+
     if faults.active("kill@after_checkpoint"):
         faults.die()
-    train_seconds = float(sum(h["seconds"] for h in history))
-    if spec.eval.checkpoint == "best" and best_path.exists():
-        best_state = load_checkpoint(best_path)
-        check_owner(best_path, best_state, owner)
+    if spec.eval.checkpoint == "best" and loop.best_path.exists():
+        best_state = load_checkpoint(loop.best_path)
+        check_owner(loop.best_path, best_state, state.owner)
         model.load_state_dict(best_state["model"])
     return TrainResult(
         model=model,
-        history=history,
-        best=best,
-        train_seconds=train_seconds,
-        resumes=resumes,
-        events=events,
+        history=state.history,
+        best=state.best,
+        train_seconds=float(sum(h["seconds"] for h in state.history)),
+        resumes=state.resumes,
+        events=state.events,
         device=device_info(device, t),
         params=params,
         data_path=data_path,
     )
+
+
+# Re-exported for callers of the old names; new code imports them from runtime.py / optim.py.
+__all__ = [
+    "BatchCallback",
+    "RunKilled",
+    "TrainResult",
+    "amp_enabled",
+    "build_optimizer",
+    "build_scheduler",
+    "channels_last_enabled",
+    "configure_determinism",
+    "count_params",
+    "device_info",
+    "evaluate_loss_acc",
+    "lr_factor",
+    "resolve_device",
+    "train_epoch",
+    "train_run",
+    "TrainState",
+]

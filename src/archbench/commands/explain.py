@@ -1,7 +1,8 @@
 """`archbench explain DIR`: owns the command line of the explain stage (options, progress, exit codes).
 
-Explains the completed runs of a sweep folder on the sweep's shared image selection, writes each run's
-`stages["explain"]` block into its record (claimed, atomic), then redraws the sweep's figures. Settings come
+Parses the options and calls the stage driver (archbench.stages.run_stage), the same one the runner calls
+after training: each run's `stages["explain"]` block is stored (claimed, atomic), then the sweep's figures
+are redrawn. Settings come
 from the sweep's own `explain:` section (its saved sweep.yaml) with the options on top. A stored selection
 is reused unless --select/--images/--seed ask for a different one or --reselect forces a new choice.
 Exit codes: 0 ok, 1 some run could not be explained, 2 invalid input.
@@ -75,8 +76,8 @@ def command(
     from pydantic import ValidationError
 
     from ..config import ExplainSpec
-    from ..explaining import METHODS
     from ..results import find_sweep_dirs
+    from ..stages.explain import METHODS
 
     if not (sweep_dir / "runs").is_dir():
         found = find_sweep_dirs(sweep_dir)
@@ -105,81 +106,47 @@ def command(
 
 
 def explain_sweep(sweep_dir: Path, params: Any, only: list[str], policy: str, device_name: str) -> int:
-    """Explain the chosen completed runs, update their records, redraw the figures; returns the exit code."""
+    """Explain the chosen completed runs through the stage driver; returns the exit code."""
+    from ..errors import ArchbenchError
     from ..results import iter_records
+    from ..runtime import resolve_device
+    from ..stages import Outcome, run_stage
+    from ..stages.explain import ExplainSettings
 
     entries = iter_records(sweep_dir)
     known = {d.name for d, _, _ in entries}
     missing = [r for r in only if r not in known]
     if missing:
         _fail(f"--runs: no run {', '.join(missing)} in {sweep_dir} (runs: {', '.join(sorted(known))})")
-    todo = [(d, r) for d, r, _ in entries if (not only or d.name in only)]
-    import torch
-
-    from ..config import TrainSpec
-    from ..errors import ArchbenchError
-    from ..train import resolve_device
-
     try:
-        device = resolve_device(TrainSpec(device=device_name))  # type: ignore[arg-type]
+        device = resolve_device(device_name)
     except ArchbenchError as exc:
         _fail(str(exc))
-    failed = 0
-    bundles: dict[str, Any] = {}
-    first_selection = policy
-    for run_dir, rec in todo:
-        if rec is None or rec.status != "completed" or not (run_dir / "predictions.npz").exists():
-            status = rec.status if rec is not None else "missing"
-            console.print(
-                f"skip     {run_dir.name}  ({status})", highlight=False, markup=False, soft_wrap=True
-            )
-            continue
-        if rec.spec.train.threads is not None:
-            torch.set_num_threads(rec.spec.train.threads)
-        try:
-            line = _explain_one(run_dir, params, bundles, device, first_selection)
-        except Exception as exc:  # one run failing must not stop the others
-            failed += 1
-            console.print(
-                f"failed   {run_dir.name}: {type(exc).__name__}: {exc}", highlight=False, markup=False
-            )
-            continue
-        # A new selection is made once, by the first run; every later run reuses it.
-        first_selection = "reuse"
+    todo = [d for d, _, _ in entries if (not only or d.name in only)]
+
+    def report(o: Outcome) -> None:
+        if o.status == "skipped":
+            line = f"skip     {o.run_id}  ({o.reason})"
+        elif o.status == "failed":
+            line = f"failed   {o.run_id}: {o.reason}"
+        else:
+            line = _explained_line(o.run_id, o.block or {})
         console.print(line, highlight=False, markup=False, soft_wrap=True)
-    from ..explaining.figures import refresh_figures
 
-    doc = refresh_figures(sweep_dir)
-    out = sweep_dir / "stages" / "explain"
-    console.print(f"{len(doc['figures'])} figures, {len(doc['tables'])} tables → {out}", highlight=False)
-    return 1 if failed else 0
+    result = run_stage("explain", todo, ExplainSettings(params, policy), device=device, report=report)
+    for problem in result.problems:
+        console.print(problem, highlight=False, markup=False)
+    index = result.indexes.get(sweep_dir)
+    if index is not None:
+        out = sweep_dir / "stages" / "explain"
+        console.print(f"{len(index.figures)} figures, {len(index.tables)} tables → {out}", highlight=False)
+    return 1 if result.count("failed") else 0
 
 
-def _explain_one(run_dir: Path, params: Any, bundles: dict[str, Any], device: Any, policy: str) -> str:
-    from ..artifacts import load_bundle
-    from ..errors import ArchbenchError
-    from ..explaining.pipeline import explain_run
-    from ..lock import RunClaim
-    from ..record import read_record, write_record
-
-    claim = RunClaim(run_dir)
-    if not claim.try_acquire():
-        raise ArchbenchError(f"run is claimed by {claim.owner()} (a sweep is working on it); try again later")
-    try:
-        rec = read_record(run_dir)  # re-read under the claim: the record we write back is the newest
-        if rec is None or rec.status != "completed":
-            raise ArchbenchError("record vanished or is no longer completed")
-        key = rec.data_fingerprint or rec.run_id
-        if key not in bundles:
-            bundles.clear()  # keep one dataset in memory
-            bundles[key] = load_bundle(rec)
-        block = explain_run(run_dir, rec, bundles[key], params, device=device, policy=policy)
-        write_record(run_dir, rec.model_copy(update={"stages": {**rec.stages, "explain": block}}))
-    finally:
-        claim.release()
+def _explained_line(run_id: str, block: dict[str, Any]) -> str:
     ok = ",".join(block["methods_run"]) or "none"
     extra = "".join(f"  {m} skipped" for m in block["skipped"]) + "".join(
         f"  {m} error" for m in block["errors"]
     )
     ece = block["error_analysis"]["calibration"]["ece"]
-    return f"explained {run_dir.name}  {ok}{extra}  ECE {ece:.3f}  {block['seconds']:.1f}s"
+    return f"explained {run_id}  {ok}{extra}  ECE {ece:.3f}  {block['seconds']:.1f}s"

@@ -1,4 +1,8 @@
-"""`archbench map`: owns the map step's arguments and printing; the work is in archbench.maps.stage."""
+"""`archbench map`: owns the map stage's arguments and printing; calls the stage driver the runner calls.
+
+The options are the sweep file's `map:` section (scene, rf, rf_trees, window, batch_size, threads, device)
+plus --out and --force; the work is in archbench.stages.map.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ def command(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="folder for maps, figures, map_scores.csv (default <sweep>/stages/maps)"),
+        typer.Option("--out", help="folder for maps, figures, map_scores.csv (default <sweep>/stages/map)"),
     ] = None,
     rf: Annotated[
         bool, typer.Option("--rf", help="also fit, map and score the Random-Forest baseline")
@@ -28,7 +32,7 @@ def command(
     ] = None,
     window: Annotated[int, typer.Option("--window", min=16, help="read/write window side in pixels")] = 256,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="patches per forward pass")] = 2048,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto")] = "auto",
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads")] = None,
     rf_trees: Annotated[int, typer.Option("--rf-trees", min=1, help="trees in the Random Forest")] = 100,
     force: Annotated[bool, typer.Option("--force", help="map runs again even if already mapped")] = False,
@@ -37,21 +41,22 @@ def command(
     from rich.console import Console
 
     from ..errors import ArchbenchError
-    from ..maps.stage import MapOutcome, MapSettings, map_target
+    from ..stages import Outcome
+    from ..stages.map import MapSettings, map_target
 
     console = Console()
     err = Console(stderr=True)
-    if threads is not None or device != "cpu":
-        import torch
+    from ..runtime import resolve_device
 
-        if threads is not None:
-            torch.set_num_threads(threads)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = resolve_device(device)
+    except ArchbenchError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(code=2) from None
 
-    def report(o: MapOutcome) -> None:
-        line = f"{o.status:8s} {o.run_id}"
-        if o.block is not None:
+    def report(o: Outcome) -> None:
+        line = f"{'mapped' if o.status == 'done' else o.status:8s} {o.run_id}"
+        if o.block is not None and "scores" in o.block:
             s = o.block["scores"].get("never_in_training") or o.block["scores"]["all_labelled"]
             line += (
                 f"  OA {s['overall_accuracy']:.4f}  kappa {s['kappa']:.4f}  "
@@ -63,10 +68,10 @@ def command(
 
     settings = MapSettings(
         scene=scene, root=root, out=out, rf=rf, window=window, batch_size=batch_size, device=device,
-        rf_trees=rf_trees, force=force,
+        rf_trees=rf_trees, force=force, threads=threads,
     )  # fmt: skip
     try:
-        summary = map_target(target, settings, report)
+        summary = map_target(target, settings, report, device=dev)
     except ArchbenchError as exc:
         err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
         raise typer.Exit(code=2) from None

@@ -1,11 +1,13 @@
 """`archbench profile MODEL...|RUN_DIR|SWEEP_DIR`: owns the quick-look command line (parsing, table, JSON);
-measures nothing itself (archbench.profiling does).
+measures nothing itself (archbench.stages.profile does).
 
 A run or sweep folder profiles exactly what was trained: each run's model spec (name, stem, pool, freeze,
 dropout), input channels, classes and resolution come from its record, and the params measured are
 checked against the record's. A name is built as the published tables build it unless told otherwise
 (3 channels, 1000 classes, ImageNet stem, avg pool, 224 px; random weights); `--stem`, `--pool`,
 `--in-chans`, `--num-classes` take the same values as a sweep, and the output says which were assumed.
+`--record` with one sweep folder instead runs the sweep's profile stage (the driver `archbench run` calls
+after training; settings from its `profile:` section) and stores each run's block in its record.
 Exit 2 on invalid input before anything is measured; a model failing at one size shows `error` in its row
 and the others go on.
 """
@@ -82,14 +84,40 @@ def command(
         bool, typer.Option("--train-step/--no-train-step", help="also time a training step")
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record",
+            help="with one sweep folder: run its profile stage (its profile: settings) and store each "
+            "run's block in its record, as archbench run does",
+        ),
+    ] = False,
 ) -> None:
-    """Params, MACs/FLOPs, latency, throughput, training step and peak memory of models, one row per size."""
+    """Params, MACs/FLOPs, latency, throughput, training step and peak memory of models, one row per size.
+
+    Given run or sweep folders, profiles exactly what each run trained (read-only); with `--record` and one
+    sweep folder, runs the sweep's profile stage through the stage driver instead.
+    """
+    from pathlib import Path
+
     from pydantic import ValidationError
+
+    if record:
+        if len(models) != 1 or not (Path(models[0]) / "runs").is_dir():
+            err_console.print(
+                f"error: --record takes one sweep folder (a folder with runs/); got {' '.join(models)}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(code=2)
+        raise typer.Exit(code=_profile_sweep(Path(models[0]), device))
 
     from ..config import ModelSpec, TrainSpec
     from ..errors import ArchbenchError
     from ..models import check_model_name, check_model_spec
-    from ..profiling.target import Target
+    from ..stages.profile import run_targets, trained_runs
+    from ..stages.profile.target import Target
 
     sizes = _ints(resolutions, "--resolutions") if resolutions else None
     given = {"stem": stem, "pool": pool, "in_chans": in_chans, "num_classes": num_classes}
@@ -99,11 +127,11 @@ def command(
     try:
         train = TrainSpec(device=device, amp=amp, channels_last=channels_last)  # type: ignore[arg-type]
         for item in models:
-            runs = _trained_runs(item)
+            runs = trained_runs(Path(item))
             if runs is not None:
                 if not runs:
                     raise ArchbenchError(f"{item}: no completed run with a record found in this folder")
-                targets += _run_targets(runs, sizes, train)
+                targets += run_targets(runs, sizes, train)
                 continue
             check_model_name(item)
             spec = ModelSpec(
@@ -124,12 +152,12 @@ def command(
 
     import torch
 
-    from ..profiling import ProfileSettings, environment, measure
-    from ..profiling.measure import precision
-    from ..train import resolve_device
+    from ..runtime import resolve_device
+    from ..stages.profile import profile_models
+    from ..stages.profile.measure import ProfileSettings
 
     try:
-        dev = resolve_device(train)
+        dev = resolve_device(device)
     except ArchbenchError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(code=2) from None
@@ -145,76 +173,15 @@ def command(
         budget_s=budget or None,
     )
 
-    results: list[dict[str, Any]] = []
     with err_console.status("profiling") as status:
-        for label, target, facts in targets:
-            status.update(f"profiling {label} at {target.resolution} px on {dev}")
-            row = {"model": label, **facts, **measure(target, settings, dev)}
-            if "record_params" in facts and "params_total" in row:
-                row["params_match_record"] = row["params_total"] == facts["record_params"]
-            results.append(row)
-    amp_on, cl = precision(targets[0][1], dev)
-    env = environment(dev)
-    report = {
-        **env,
-        "amp": "bf16" if amp_on else "off",
-        "channels_last": cl,
-        "settings": {**settings.__dict__, "batch_sizes": list(settings.batch_sizes)},
-        "assumed": assumed,
-        "results": results,
-    }
+        report = profile_models(targets, settings, dev, assumed, progress=status.update)
+    results = report["results"]
     if as_json:
         print(json.dumps(report, indent=2))
     else:
         _print_table(report)
     if any("error" in r for r in results) or any(r.get("params_match_record") is False for r in results):
         raise typer.Exit(code=1)
-
-
-def _trained_runs(item: str) -> list[Any] | None:
-    """The completed runs' records under a run, sweep or output folder; None when `item` is no folder."""
-    from pathlib import Path
-
-    from ..record import read_record
-    from ..results import find_sweep_dirs, iter_records
-
-    path = Path(item)
-    if not path.is_dir():
-        return None
-    if (path / "record.json").is_file():
-        rec = read_record(path)
-        return [rec] if rec is not None and rec.status == "completed" else []
-    if not find_sweep_dirs(path):
-        return None if not any(path.iterdir()) else []
-    return [r for _, r, _ in iter_records(path) if r is not None and r.status == "completed"]
-
-
-def _run_targets(
-    runs: list[Any], sizes: list[int] | None, train: Any
-) -> list[tuple[str, Any, dict[str, Any]]]:
-    """What each run trained: its model spec, in_chans, classes and resolution, from its record."""
-    from ..profile import run_input
-    from ..profiling.target import Target
-
-    out = []
-    for rec in runs:
-        in_chans, own = run_input(rec)
-        num_classes = len(rec.class_names) if rec.class_names else int((rec.data or {})["num_classes"])
-        run_train = rec.spec.train.model_copy(
-            update={"device": train.device, "amp": train.amp, "channels_last": train.channels_last}
-        )
-        facts = {
-            "run_id": rec.run_id,
-            "record_params": (rec.params or {}).get("total"),
-            "stem": rec.spec.model.stem,
-            "pool": rec.spec.model.pool,
-            "in_chans": in_chans,
-            "num_classes": num_classes,
-        }
-        for size in [(s, s) for s in sizes] if sizes else [own]:
-            target = Target(rec.spec.model, in_chans, num_classes, size, run_train)
-            out.append((f"{rec.run_id} ({rec.spec.model.name})", target, facts))
-    return out
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -305,3 +272,31 @@ def _print_table(report: dict[str, Any]) -> None:
         markup=False,
         soft_wrap=True,
     )
+
+
+def _profile_sweep(sweep_dir: Any, device: str) -> int:
+    """The profile stage on every completed run of a sweep folder; returns the exit code."""
+    from ..config import ProfileSpec
+    from ..errors import ArchbenchError
+    from ..results import iter_records
+    from ..stages import Outcome, run_stage
+    from ..sweep import load_sweep
+
+    try:
+        spec = load_sweep(sweep_dir / "sweep.yaml").profile or ProfileSpec()
+    except (ArchbenchError, OSError):
+        spec = ProfileSpec()
+    spec = spec.model_copy(update={"device": device})
+
+    def report(o: Outcome) -> None:
+        line = f"{'profiled' if o.status == 'done' else o.status:8s} {o.run_id}"
+        if o.block is not None and o.block.get("latency_ms_p50") is not None:
+            line += f"  {o.block.get('gmacs', 0):.3f} GMACs  {o.block['latency_ms_p50']:.2f} ms (b1)"
+        elif o.reason:
+            line += f"  {o.reason}"
+        console.print(literal(line), soft_wrap=True)
+
+    result = run_stage("profile", [d for d, _, _ in iter_records(sweep_dir)], spec, report=report)
+    for problem in result.problems:
+        console.print(literal(problem), soft_wrap=True)
+    return 1 if result.count("failed") else 0

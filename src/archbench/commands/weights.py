@@ -25,7 +25,7 @@ def command(
     from rich.console import Console
     from rich.table import Table
 
-    from ..models.weights import list_weights
+    from ..models.catalog import list_weights
 
     found = list_weights(pattern)
     if not found:

@@ -1,5 +1,21 @@
 """Datasets: `create_dataset(spec)` is the only door; each family registers a loader in one place."""
 
-from .registry import DatasetBundle, RawDataset, Split, create_dataset, dataset_kinds, register_dataset
+from .registry import (
+    DatasetBundle,
+    RawDataset,
+    Split,
+    create_dataset,
+    dataset_kinds,
+    describe_datasets,
+    register_dataset,
+)
 
-__all__ = ["DatasetBundle", "RawDataset", "Split", "create_dataset", "dataset_kinds", "register_dataset"]
+__all__ = [
+    "DatasetBundle",
+    "RawDataset",
+    "Split",
+    "create_dataset",
+    "dataset_kinds",
+    "describe_datasets",
+    "register_dataset",
+]

@@ -12,6 +12,7 @@ LAYOUTS = {"digits": "no files: scikit-learn's bundled copy (data.root is not us
 
 @register_dataset("digits")
 def load_digits(spec: DataSpec) -> RawDataset:
+    """scikit-learn's 8×8 handwritten digits: 1,797 grayscale images, 10 classes (offline, no files)."""
     data = _read_digits_csv()
     images, target = data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
     # Pixel values are 0..16; scale to the uint8 range every other family uses.

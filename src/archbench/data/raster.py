@@ -97,7 +97,7 @@ LAYOUTS = {
 
 def preflight(spec: DataSpec) -> tuple[RasterOptions, Any]:
     """Check options, scene file and raster headers (cheap: no pixels). Returns (options, Scene)."""
-    from ..maps.scene import open_scene
+    from .scene import open_scene
 
     opts = parse_options(spec)
     scene = open_scene(opts.scene, root=spec.root)
@@ -219,7 +219,8 @@ def _sample(
 
 @register_dataset("raster_patches")
 def load_raster_patches(spec: DataSpec) -> RawDataset:
-    from ..maps.scene import UNLABELLED, SceneReader, gather_patches
+    """Square patches of a multiband satellite scene centred on labelled pixels (block or random split)."""
+    from .scene import UNLABELLED, SceneReader, gather_patches
 
     opts, scene = preflight(spec)
     n_cls, halo = len(scene.class_names), opts.patch_size // 2

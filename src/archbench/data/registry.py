@@ -150,6 +150,8 @@ _FAMILY_MODULES = {
 
 
 def register_dataset(kind: str) -> Callable[[Loader], Loader]:
+    """Register a family loader under `kind`; what it reads is the family module's `LAYOUTS[kind]`."""
+
     def deco(fn: Loader) -> Loader:
         _REGISTRY[kind] = fn
         return fn
@@ -159,6 +161,23 @@ def register_dataset(kind: str) -> Callable[[Loader], Loader]:
 
 def dataset_kinds() -> list[str]:
     return sorted(_FAMILY_MODULES)
+
+
+def describe_datasets() -> list[dict[str, str]]:
+    """Every dataset kind: what it is (its loader's first docstring line) and what it reads (`LAYOUTS`)."""
+    out = []
+    for kind in dataset_kinds():
+        fn = _loader(kind)
+        doc = (fn.__doc__ or "").strip().splitlines()
+        out.append(
+            {
+                "kind": kind,
+                "module": f"archbench.data.{_FAMILY_MODULES[kind]}",
+                "description": doc[0] if doc else "",
+                "reads": dataset_layout(kind),
+            }
+        )
+    return out
 
 
 def _loader(kind: str) -> Loader:

@@ -5,10 +5,8 @@ when a model is built or a `timm:` name is checked.
 """
 
 from . import zoo as _zoo  # noqa: F401  (registers the names)
+from .base import TIMM_PREFIX, BuildArgs, Built
 from .registry import (
-    TIMM_PREFIX,
-    BuildArgs,
-    Built,
     build_info,
     check_model_name,
     check_model_spec,

@@ -8,48 +8,18 @@ never imported, eval'd or resolved as a path. `timm:NAME` is the one escape hatc
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..config import ModelSpec
 from ..errors import ConfigError, UnknownModelError
+from .base import TIMM_PREFIX as TIMM_PREFIX  # re-exported: older callers import it from here
+from .base import BuildArgs, Builder, nearest_names
+from .base import Built as Built
 
 if TYPE_CHECKING:
     from torch import nn
-
-TIMM_PREFIX = "timm:"
-_NEAREST = 5
-
-
-@dataclass(frozen=True)
-class BuildArgs:
-    """Everything an entrypoint needs; `image_size` only matters to families with a fixed input size (vit)."""
-
-    name: str
-    family: str
-    spec: ModelSpec
-    in_chans: int
-    num_classes: int
-    image_size: int | None = None
-
-
-@dataclass
-class Built:
-    """What an entrypoint returns: the model, its ordered stages (stem first) for `freeze`, and build facts.
-
-    `info` holds what a reader of the record should know about how the network was built for this run
-    (e.g. a ViT's `input_size`, `native_input_size` and `pos_embed_interpolated`); `create_model` attaches
-    it to the model as `archbench_build_info`.
-    """
-
-    model: nn.Module
-    stages: list[tuple[str, list[nn.Parameter]]] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-Builder = Callable[[BuildArgs], Built]
 
 
 @dataclass(frozen=True)
@@ -59,7 +29,17 @@ class ModelEntry:
     build: Builder
 
 
+@dataclass(frozen=True)
+class PrefixFamily:
+    """A whole library reachable as `PREFIX:NAME` (timm): its own name check and builder."""
+
+    family: str
+    check: Callable[[str], None]
+    build: Builder
+
+
 _REGISTRY: dict[str, ModelEntry] = {}
+_PREFIXES: dict[str, PrefixFamily] = {}
 # Families without published ImageNet weights; `pretrained: imagenet` is a config error for them.
 _NO_IMAGENET = {"small_cnn"}
 
@@ -77,24 +57,27 @@ def register_model(family: str) -> Callable[[Builder], Builder]:
     return deco
 
 
+def register_prefix(prefix: str, family: str, check: Callable[[str], None], build: Builder) -> None:
+    """Make every `prefix + NAME` a model of `family` (names checked by `check`, built by `build`)."""
+    _PREFIXES[prefix] = PrefixFamily(family, check, build)
+
+
+def _prefix_of(name: str) -> str | None:
+    return next((p for p in _PREFIXES if isinstance(name, str) and name.startswith(p)), None)
+
+
 def model_names() -> list[str]:
     """The registered names (timm's names are reachable as `timm:NAME` but not listed here)."""
     return sorted(_REGISTRY)
-
-
-def nearest_names(name: str, candidates: list[str], n: int = _NEAREST) -> list[str]:
-    """The `n` candidates most similar to `name` (difflib ratio), best first; never empty if candidates."""
-    return difflib.get_close_matches(name, candidates, n=n, cutoff=0.0)
 
 
 def check_model_name(name: str) -> None:
     """Raise `UnknownModelError` (naming the nearest names) unless `name` is registered or a timm model."""
     if not isinstance(name, str):
         raise UnknownModelError(f"model.name must be a string, got {type(name).__name__}")
-    if name.startswith(TIMM_PREFIX):
-        from .timm_family import check_timm_name
-
-        check_timm_name(name[len(TIMM_PREFIX) :])
+    prefix = _prefix_of(name)
+    if prefix is not None:
+        _PREFIXES[prefix].check(name[len(prefix) :])
         return
     if name in _REGISTRY:
         return
@@ -110,8 +93,9 @@ def model_family(name: str) -> str:
 
     Any `timm:` name is "timm" without consulting timm (cheap); `check_model_name` validates it.
     """
-    if isinstance(name, str) and name.startswith(TIMM_PREFIX):
-        return "timm"
+    prefix = _prefix_of(name)
+    if prefix is not None:
+        return _PREFIXES[prefix].family
     check_model_name(name)
     return _REGISTRY[name].family
 
@@ -162,10 +146,9 @@ def create_model(
     family = model_family(spec.name)
     _check_options(spec, family)
     args = BuildArgs(spec.name, family, spec, in_chans, num_classes, image_size)
-    if family == "timm":
-        from .timm_family import build_timm
-
-        built = build_timm(args)
+    prefix = _prefix_of(spec.name)
+    if prefix is not None:
+        built = _PREFIXES[prefix].build(args)
     else:
         built = _REGISTRY[spec.name].build(args)
 

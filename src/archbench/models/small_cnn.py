@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import BuildArgs, Built
+from .base import BuildArgs, Built
 from .surgery import stages_of
 
 

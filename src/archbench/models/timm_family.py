@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import ConfigError, UnknownModelError
-from .registry import TIMM_PREFIX, BuildArgs, Built, nearest_names
+from .base import TIMM_PREFIX, BuildArgs, Built, nearest_names
 
 
 @lru_cache(maxsize=1)

@@ -23,7 +23,7 @@ from torch import nn
 from torchvision.models.mobilenetv2 import MobileNetV2
 
 from ..errors import CheckpointError, ConfigError
-from .registry import BuildArgs, Built
+from .base import BuildArgs, Built
 from .surgery import first_conv_for, kaiming_fan_out, params_of, set_head_dropout, stages_of
 from .weights import torchvision_imagenet_state_dict
 

@@ -264,39 +264,6 @@ def timm_pretrained_file(name: str) -> Path:
     )
 
 
-_TIMM_LIST_CAP = 200
-
-
-def list_weights(pattern: str | None = None) -> list[WeightsLocation]:
-    """Every registered model with published ImageNet weights whose name matches `pattern` (fnmatch).
-
-    `timm:PATTERN` lists timm architectures with pretrained weights instead (at most 200); without a
-    pattern only archbench's registered names are listed.
-    """
-    import fnmatch
-
-    from .registry import _NO_IMAGENET, TIMM_PREFIX, model_family, model_names
-
-    if pattern and pattern.startswith(TIMM_PREFIX):
-        import timm
-
-        names = timm.list_models(pattern[len(TIMM_PREFIX) :] or "*", pretrained=True)
-        archs = list(dict.fromkeys(n.split(".", 1)[0] for n in names))[:_TIMM_LIST_CAP]
-        out = []
-        for arch in archs:
-            try:
-                out.append(timm_weights_location(arch))
-            except ConfigError:
-                continue  # JAX-only weights: nothing archbench can load
-        return out
-    wanted = pattern or "*"
-    return [
-        torchvision_weights_location(name)
-        for name in model_names()
-        if model_family(name) not in _NO_IMAGENET and fnmatch.fnmatchcase(name, wanted)
-    ]
-
-
 def imagenet_weights_file(name: str) -> Path:
     """Where `pretrained: imagenet` weights of a registry or `timm:` name are on this machine (cache only);
     raises MissingWeightsError saying which file to put where. Reads no weights (planning check)."""

@@ -6,7 +6,8 @@ registers the names and imports no torch; the builders import their heavy module
 
 from __future__ import annotations
 
-from .registry import BuildArgs, Built, register_model
+from .base import TIMM_PREFIX, BuildArgs, Built
+from .registry import register_model, register_prefix
 
 
 def _torchvision(args: BuildArgs) -> Built:
@@ -135,3 +136,21 @@ def efficientnet_b3(args: BuildArgs) -> Built:
 def vit_b_16(args: BuildArgs) -> Built:
     """ViT-B/16; its input size is fixed at build time (`image_size`, default 224, a multiple of 16)."""
     return _torchvision(args)
+
+
+# --- any timm model as timm:NAME ------------------------------------------------------------------------
+
+
+def _check_timm(name: str) -> None:
+    from .timm_family import check_timm_name
+
+    check_timm_name(name)
+
+
+def _build_timm(args: BuildArgs) -> Built:
+    from .timm_family import build_timm
+
+    return build_timm(args)
+
+
+register_prefix(TIMM_PREFIX, "timm", check=_check_timm, build=_build_timm)

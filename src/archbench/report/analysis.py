@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..record import PROFILE_SUMMARY_KEYS
 from .collect import Configuration, ReportData, RunEntry
 from .stats import (
     Estimate,
@@ -21,6 +22,7 @@ from .stats import (
 )
 
 METRICS = ("top1", "f1_macro", "f1_weighted", "kappa", "top5")
+# The profile block's keys (record.ProfileBlock) a report averages over a configuration's seeds.
 PROFILE_KEYS = (
     "params_total",
     "gmacs",
@@ -157,7 +159,7 @@ def _summarise_profile(s: ConfigSummary, recs: list[Any]) -> None:
             if not isinstance(item, dict) or _finite(item.get("resolution")) is None:
                 continue
             res = int(float(item["resolution"]))
-            for key in ("gmacs", "latency_ms_p50", "throughput_img_s", "peak_memory_mb"):
+            for key in PROFILE_SUMMARY_KEYS:
                 v = _finite(item.get(key))
                 if v is not None:
                     per_res.setdefault(res, {}).setdefault(key, []).append(v)

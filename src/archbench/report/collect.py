@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import canonical_json
+from ..layout import sweep_of
 from ..record import RECORD_NAME, RunRecord, read_record
 from ..results import find_sweep_dirs, iter_records
-from ..sweep import canonical_json
 
 # Stage sections appear in this order; any other stage follows alphabetically.
-STAGE_ORDER = ("tune", "profile", "explain", "maps")
+STAGE_ORDER = ("tune", "profile", "explain", "map")
 # Limits on what a stage index may make the report embed (a report must stay one sane file).
 MAX_STAGE_FIGURE_BYTES = 20 * 1024 * 1024
 MAX_STAGE_TABLE_BYTES = 5 * 1024 * 1024
@@ -376,7 +377,7 @@ def collect(path: Path) -> ReportData:
         record, record_sha = _load_record(run_dir)
         if is_trial(record, plan):
             continue  # tuning trials are reported by the tuning section, never compared
-        entry = RunEntry(run_dir.name, run_dir.parent.parent, run_dir, record, plan, record_sha)
+        entry = RunEntry(run_dir.name, sweep_of(run_dir) or run_dir, run_dir, record, plan, record_sha)
         if entry.completed and record is not None and not record.artifacts:
             # Recorded before records carried artifact hashes (as the runner, kept as they are): the
             # numbers are used, and the report says they could not be verified.

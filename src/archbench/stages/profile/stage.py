@@ -1,5 +1,5 @@
-"""The `profile` stage: owns a run's `stages.profile` block and the sweep's profile table; measures via
-`archbench.profiling`, never trains or evaluates.
+"""The `profile` stage: owns a run's `stages.profile` block, the sweep's profile table and the quick look
+at named models; measures via `measure.py`, never trains or evaluates.
 
 Enabled by a `profile:` section in the sweep file. For each completed run it profiles the run's
 architecture at the run's resolution (plus `profile.resolutions`), adds the training cost the record
@@ -11,29 +11,18 @@ runner tries again on the next `archbench run`.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import ProfileSpec
-from .record import RunRecord
-from .stages import StageContext, register_stage
+from ...config import ProfileSpec, SweepConfig, TrainSpec
+from ...record import PROFILE_HEADLINE_KEYS, RunRecord, StageIndex
+from .. import StageContext
 
-# The keys copied from the run's own resolution to the top of the block (what `archbench ls` shows).
-HEADLINE_KEYS = (
-    "params_total",
-    "params_trainable",
-    "flops",
-    "macs",
-    "gmacs",
-    "gflops",
-    "latency_ms_p50",
-    "latency_ms_p90",
-    "throughput_img_s",
-    "train_step_ms",
-    "train_throughput_img_s",
-    "peak_memory_mb",
-)
+if TYPE_CHECKING:
+    from .measure import ProfileSettings
+
+HEADLINE_KEYS = PROFILE_HEADLINE_KEYS
 CSV_NAME = "profile.csv"
 
 
@@ -68,14 +57,13 @@ def profile_record(rec: RunRecord, prof: ProfileSpec) -> dict[str, Any]:
     """The `stages.profile` block of one run (measures on `prof.device`, threads as the run used)."""
     import torch
 
-    from .profiling import ProfileSettings, Target, environment, measure
-    from .profiling.measure import precision
-    from .train import resolve_device
+    from ...runtime import resolve_device
+    from .measure import ProfileSettings, Target, environment, measure, precision
 
     in_chans, size = run_input(rec)
     num_classes = len(rec.class_names) if rec.class_names else int((rec.data or {})["num_classes"])
     train = rec.spec.train
-    device = resolve_device(train.model_copy(update={"device": prof.device}))
+    device = resolve_device(prof.device)
     settings = ProfileSettings.from_spec(prof)
     sizes = [size] + [(r, r) for r in sorted(set(prof.resolutions or [])) if (r, r) != size]
 
@@ -116,16 +104,97 @@ def _size_key(resolution: Any) -> int:
     return int(resolution) if isinstance(resolution, int) else int(resolution[0]) * int(resolution[1])
 
 
-@register_stage("profile", enabled=lambda cfg: cfg.profile is not None and cfg.profile.enabled)
-def profile_stage(ctx: StageContext) -> dict[str, Any]:
-    # Right after training the runner's record may still hold plain dicts (history, metrics): re-validate.
-    rec = RunRecord.model_validate(ctx.record.model_dump(warnings=False))
-    block = profile_record(rec, ctx.cfg.profile or ProfileSpec())
-    try:
-        write_sweep_summary(ctx.run_dir.parent.parent, {rec.run_id: (rec, block)})
-    except Exception as exc:  # the sweep table is derived; a failure there must not lose the run's numbers
-        block["summary_error"] = f"{type(exc).__name__}: {exc}"
-    return block
+class ProfileStage:
+    """The stage's entry points for the driver (archbench.stages.run_stage)."""
+
+    name = "profile"
+
+    def settings(self, cfg: SweepConfig) -> ProfileSpec | None:
+        return cfg.profile if cfg.profile is not None and cfg.profile.enabled else None
+
+    def run_one(self, ctx: StageContext) -> dict[str, Any]:
+        return profile_record(ctx.record, ctx.settings or ProfileSpec())
+
+    def summarise(self, sweep_dir: Path, settings: Any, shared: dict[str, Any]) -> StageIndex:
+        return write_sweep_summary(sweep_dir)
+
+
+STAGE = ProfileStage()
+
+
+def profile_models(
+    targets: list[tuple[str, Any, dict[str, Any]]],
+    settings: ProfileSettings,
+    device: Any,
+    assumed: list[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The quick look (`archbench profile MODEL...|RUN_DIR|SWEEP_DIR`): every (label, Target, facts)
+    measured, plus what it ran on. A row with `record_params` in its facts (a trained run) says whether the
+    params measured equal the record's (`params_match_record`)."""
+    from .measure import environment, measure, precision
+
+    results: list[dict[str, Any]] = []
+    for label, target, facts in targets:
+        if progress is not None:
+            progress(f"profiling {label} at {target.resolution} px on {device}")
+        row = {"model": label, **facts, **measure(target, settings, device)}
+        if "record_params" in facts and "params_total" in row:
+            row["params_match_record"] = row["params_total"] == facts["record_params"]
+        results.append(row)
+    amp_on, cl = precision(targets[0][1], device)
+    return {
+        **environment(device),
+        "amp": "bf16" if amp_on else "off",
+        "channels_last": cl,
+        "settings": {**settings.__dict__, "batch_sizes": list(settings.batch_sizes)},
+        "assumed": list(assumed or []),
+        "results": results,
+    }
+
+
+def trained_runs(path: Path) -> list[RunRecord] | None:
+    """The completed runs' records under a run, sweep or output folder; None when `path` is no folder
+    (or an empty one that holds no sweep)."""
+    from ...record import read_record
+    from ...results import find_sweep_dirs, iter_records
+
+    if not path.is_dir():
+        return None
+    if (path / "record.json").is_file():
+        rec = read_record(path)
+        return [rec] if rec is not None and rec.status == "completed" else []
+    if not find_sweep_dirs(path):
+        return None if not any(path.iterdir()) else []
+    return [r for _, r, _ in iter_records(path) if r is not None and r.status == "completed"]
+
+
+def run_targets(
+    runs: list[RunRecord], sizes: list[int] | None, train: TrainSpec
+) -> list[tuple[str, Any, dict[str, Any]]]:
+    """What each run trained: its model spec, in_chans, classes and resolution, from its record (the
+    device and precision options of `train` replace the run's own)."""
+    from .measure import Target
+
+    out = []
+    for rec in runs:
+        in_chans, own = run_input(rec)
+        num_classes = len(rec.class_names) if rec.class_names else int((rec.data or {})["num_classes"])
+        run_train = rec.spec.train.model_copy(
+            update={"device": train.device, "amp": train.amp, "channels_last": train.channels_last}
+        )
+        facts = {
+            "run_id": rec.run_id,
+            "record_params": (rec.params or {}).get("total"),
+            "stem": rec.spec.model.stem,
+            "pool": rec.spec.model.pool,
+            "in_chans": in_chans,
+            "num_classes": num_classes,
+        }
+        for size in [(s, s) for s in sizes] if sizes else [own]:
+            target = Target(rec.spec.model, in_chans, num_classes, size, run_train)
+            out.append((f"{rec.run_id} ({rec.spec.model.name})", target, facts))
+    return out
 
 
 # --- the sweep-level table and figures -----------------------------------------------------------------
@@ -156,10 +225,10 @@ def profile_rows(records: list[tuple[RunRecord, dict[str, Any]]]) -> list[dict[s
 
 def write_sweep_summary(
     sweep_dir: Path, fresh: dict[str, tuple[RunRecord, dict[str, Any]]] | None = None
-) -> Path:
+) -> StageIndex:
     """Rewrite `<sweep_dir>/stages/profile/` from every run's block (`fresh` ones not yet on disk)."""
-    from .paths import atomic_write_text, safe_join
-    from .results import iter_records, rows_to_csv
+    from ...paths import atomic_write_text, safe_join
+    from ...results import iter_records, rows_to_csv
 
     fresh = dict(fresh or {})
     records: list[tuple[RunRecord, dict[str, Any]]] = []
@@ -187,14 +256,16 @@ def write_sweep_summary(
     except Exception as exc:  # figures are a convenience; the CSV is the result
         figures = []
         notes.append(f"figures not drawn: {type(exc).__name__}: {exc}")
-    index = {
-        "title": "Profile",
-        "figures": figures,
-        "tables": [{"title": "Cost per run and resolution", "csv": CSV_NAME}],
-        "notes": [n for n in notes if n],
-    }
-    atomic_write_text(out / "index.json", json.dumps(index, indent=2))
-    return out
+    index = StageIndex.model_validate(
+        {
+            "title": "Profile",
+            "figures": figures,
+            "tables": [{"title": "Cost per run and resolution", "csv": CSV_NAME}],
+            "notes": [n for n in notes if n],
+        }
+    )
+    index.write(out)
+    return index
 
 
 def _figures(rows: list[dict[str, Any]], out: Path) -> list[dict[str, str]]:
@@ -213,7 +284,7 @@ def _figures(rows: list[dict[str, Any]], out: Path) -> list[dict[str, str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .paths import atomic_write_bytes
+    from ...paths import atomic_write_bytes
 
     figures = []
 

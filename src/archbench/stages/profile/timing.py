@@ -12,14 +12,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
+
+from ...runtime import autocast
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ..config import TrainSpec
+    from ...config import TrainSpec
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -30,12 +31,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     pos = (len(xs) - 1) * q / 100.0
     lo, hi = math.floor(pos), math.ceil(pos)
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def autocast(device: torch.device, amp: bool) -> Any:
-    import torch
-
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if amp else nullcontext()
 
 
 def inference_step(model: nn.Module, x: torch.Tensor, amp: bool) -> Callable[[], None]:
@@ -55,7 +50,7 @@ def train_step(model: nn.Module, train: TrainSpec, amp: bool) -> Callable[[torch
     """
     from torch import nn
 
-    from ..train import build_optimizer
+    from ...optim import build_optimizer
 
     model.train()
     opt = build_optimizer(model, train)

@@ -1,11 +1,13 @@
-"""The `archbench map` step: owns turning completed runs into map GeoTIFFs, record blocks and figures.
+"""The `map` stage: owns turning completed runs into map GeoTIFFs, record blocks and figures.
 
 For each completed `raster_patches` run: check the checkpoint against the record's sha256, predict the
 scene window by window, write `<out>/<run_id>.tif`, score it against the label raster, and store the
 block in `record.stages["map"]`. With `rf`, the Random-Forest baseline is fitted on the same training
 pixels, mapped and scored the same way (`<out>/random_forest*.tif|json`, and inside each run's block).
 Then the sweep-level figures, `map_scores.csv` and `index.json` (what the report embeds) go to `<out>`,
-by default `<sweep>/stages/maps/`. The CLI (commands/map.py) only parses arguments and prints.
+by default `<sweep>/stages/map/`. Runs through the stage driver (archbench.stages.run_stage): after
+training when the sweep file has a `map:` section, or from `archbench map` (commands/map.py only parses
+arguments and prints).
 """
 
 from __future__ import annotations
@@ -21,25 +23,19 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArchbenchError, ConfigError
-from .scene import UNLABELLED, Scene
+from ...config import MapSpec, SweepConfig
+from ...data.scene import UNLABELLED, Scene
+from ...errors import ArchbenchError, ConfigError
+from ...record import StageIndex
+from .. import Outcome, StageContext, StageSkip
 
 FIGURE_MAX_SIDE = 900  # figure panels are decimated to at most this many pixels a side
 
 
 @dataclass
-class MapOutcome:
-    run_id: str
-    status: str  # mapped | skipped | failed
-    reason: str = ""
-    block: dict[str, Any] | None = None
-    scene: Scene | None = None
-
-
-@dataclass
 class MapSummary:
     out_dirs: list[Path] = field(default_factory=list)
-    outcomes: list[MapOutcome] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     baselines: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -52,7 +48,7 @@ class MapSummary:
 
 def find_run_dirs(target: Path) -> list[Path]:
     """A run folder, a sweep folder (all its runs), an output_dir of sweeps, or a run id under ./*/*/runs."""
-    from ..results import find_sweep_dirs
+    from ...results import find_sweep_dirs
 
     if (target / "record.json").is_file():
         return [target]
@@ -73,7 +69,9 @@ def find_run_dirs(target: Path) -> list[Path]:
 
 
 def _sweep_of(run_dir: Path) -> Path | None:
-    return run_dir.parent.parent if run_dir.parent.name == "runs" else None
+    from ...layout import sweep_of
+
+    return sweep_of(run_dir)
 
 
 class _SceneCache:
@@ -81,7 +79,7 @@ class _SceneCache:
         self._scenes: dict[tuple[str, str | None], tuple[Scene, dict[str, Any]]] = {}
 
     def get(self, path: Path, root: str | None) -> tuple[Scene, dict[str, Any]]:
-        from .scene import open_scene
+        from ...data.scene import open_scene
 
         key = (str(Path(path).resolve()), root)
         if key not in self._scenes:
@@ -100,7 +98,7 @@ def _training_scene(rec: Any, cache: _SceneCache) -> tuple[Scene, dict[str, Any]
 
 
 def _subsets(info: dict[str, Any], same: bool) -> dict[str, np.ndarray | None]:
-    from ..data.raster import block_mask, dilate, unpack_mask
+    from ...data.raster import block_mask, dilate, unpack_mask
 
     subsets: dict[str, np.ndarray | None] = {"all_labelled": None, "never_in_training": None}
     if same:
@@ -113,7 +111,7 @@ def _subsets(info: dict[str, Any], same: bool) -> dict[str, np.ndarray | None]:
 
 
 def _check_run(run_dir: Path, rec: Any, scene: Scene) -> None:
-    from ..paths import file_sha256
+    from ...paths import file_sha256
 
     info = rec.data["info"]
     if scene.num_bands != int(rec.data["in_chans"]):
@@ -138,15 +136,30 @@ def _check_run(run_dir: Path, rec: Any, scene: Scene) -> None:
 
 @dataclass
 class MapSettings:
+    """The sweep's `map:` section (MapSpec) plus what only the command sets (--out, --force)."""
+
     scene: Path | None = None
     root: str | None = None
     out: Path | None = None
     rf: bool = False
     window: int = 256
     batch_size: int = 2048
-    device: str = "cpu"
+    device: str = "auto"
     rf_trees: int = 100
     force: bool = False
+    threads: int | None = None
+
+    @classmethod
+    def from_spec(cls, spec: MapSpec) -> MapSettings:
+        return cls(
+            scene=Path(spec.scene) if spec.scene else None, root=spec.root, rf=spec.rf, window=spec.window,
+            batch_size=spec.batch_size, device=spec.device, rf_trees=spec.rf_trees, threads=spec.threads,
+        )  # fmt: skip
+
+    def out_dir(self, sweep_dir: Path) -> Path:
+        from ...layout import stage_dir
+
+        return self.out if self.out is not None else stage_dir(sweep_dir, "map")
 
 
 def _forest_for(
@@ -154,11 +167,11 @@ def _forest_for(
     forests: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:  # fmt: skip
     """Fit (once per training-pixel set and scene), map and score the Random-Forest baseline."""
-    from ..data.raster import unpack_mask
-    from ..record import now_iso
+    from ...data.raster import unpack_mask
+    from ...data.scene import SceneReader
+    from ...record import now_iso
     from .forest import fit_forest
     from .predict import predict_windows, write_map
-    from .scene import SceneReader
     from .score import score_map
 
     info = rec.data["info"]
@@ -192,7 +205,7 @@ def _forest_for(
         "scores": scores,
         "created_at": now_iso(),
     }
-    from ..paths import atomic_write_text
+    from ...paths import atomic_write_text
 
     atomic_write_text(out / f"{name}.json", json.dumps(entry, indent=2))
     forests[digest] = entry
@@ -210,21 +223,22 @@ def _up_to_date(block: dict[str, Any], rec: Any, prov: dict[str, Any], out: Path
     )
 
 
-def map_run(
-    run_dir: Path, settings: MapSettings, out: Path, cache: _SceneCache, forests: dict[str, dict[str, Any]]
-) -> MapOutcome:
-    from ..artifacts import require_record
-    from ..lock import RunClaim
-    from ..record import now_iso, read_record, write_record
+def map_run(ctx: StageContext) -> dict[str, Any]:
+    """One completed run's `map` block (raises StageSkip for a run that is not raster_patches or is
+    already mapped)."""
+    from ...data.scene import SceneReader
+    from ...record import now_iso
+    from ...runtime import resolve_device
     from .predict import net_classifier, predict_windows, run_tags, write_map
-    from .scene import SceneReader
     from .score import SUBSET_DEFINITIONS, score_map
 
-    rec = require_record(run_dir)
-    if rec.status != "completed":
-        return MapOutcome(rec.run_id, "skipped", f"status {rec.status}")
+    rec, run_dir, settings = ctx.record, ctx.run_dir, ctx.settings
     if rec.spec.data.kind != "raster_patches" or rec.data is None:
-        return MapOutcome(rec.run_id, "skipped", f"data.kind {rec.spec.data.kind} is not raster_patches")
+        raise StageSkip(f"data.kind {rec.spec.data.kind} is not raster_patches")
+    cache: _SceneCache = ctx.shared.setdefault("scene_cache", _SceneCache())
+    out = settings.out_dir(ctx.sweep_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    forests: dict[str, dict[str, Any]] = ctx.shared.setdefault("forests", {}).setdefault(str(out), {})
     info = rec.data["info"]
     train_scene, train_prov = _training_scene(rec, cache)
     if settings.scene is None:
@@ -233,15 +247,17 @@ def map_run(
         scene, prov = cache.get(settings.scene, settings.root)
     _check_run(run_dir, rec, scene)
     same = scene.grid.same_as(train_scene.grid) and _band_digests(prov) == _band_digests(train_prov)
+    ctx.shared.setdefault("scenes", {}).setdefault(str(out), {})[scene.name] = scene
     old = rec.stages.get("map")
     if not settings.force and isinstance(old, dict) and _up_to_date(old, rec, prov, out, settings.rf):
-        return MapOutcome(
-            rec.run_id, "skipped", "already mapped (--force maps it again)", block=old, scene=scene
-        )
+        raise StageSkip("already mapped (--force maps it again)", block=old)
     subsets = _subsets(info, same)
     import torch
 
-    classify = net_classifier(run_dir, rec, settings.device)
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    device = ctx.device if ctx.device is not None else resolve_device(settings.device)
+    classify = net_classifier(run_dir, rec, device)
     map_path = out / f"{rec.run_id}.tif"
     patch, fill = int(info["patch_size"]), np.asarray(info["fill_values"], np.float32)
     with SceneReader(scene) as reader:
@@ -277,7 +293,7 @@ def map_run(
             "patch_size": patch,
             "halo": patch // 2,
             "batch_size": settings.batch_size,
-            "device": str(settings.device),
+            "device": str(device),
             "threads": torch.get_num_threads(),
         },
         "created_at": now_iso(),
@@ -287,13 +303,7 @@ def map_run(
         block["baselines"] = {
             "random_forest": {k: forest[k] for k in ("name", "map_path", "scores", "n_estimators")}
         }
-    with RunClaim(run_dir) as claim:
-        if not claim.try_acquire():
-            return MapOutcome(rec.run_id, "failed", f"run is claimed by {claim.owner()}; try again later")
-        fresh = read_record(run_dir) or rec
-        fresh.stages = {**fresh.stages, "map": block}
-        write_record(run_dir, fresh)
-    return MapOutcome(rec.run_id, "mapped", block=block, scene=scene)
+    return block
 
 
 # --- sweep-level outputs -------------------------------------------------------------------------------
@@ -314,9 +324,9 @@ def _headline(scores: dict[str, Any]) -> dict[str, Any]:
 
 def write_sweep_outputs(scene: Scene, entries: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     """Figures, map_scores.csv and index.json for every map of `scene` in `out` (nets, then baselines)."""
-    from ..paths import atomic_write_text
+    from ...data.scene import SceneReader
+    from ...paths import atomic_write_text
     from . import figures
-    from .scene import SceneReader
 
     g = scene.grid
     step = max(1, -(-max(g.height, g.width) // FIGURE_MAX_SIDE))
@@ -401,12 +411,12 @@ def write_sweep_outputs(scene: Scene, entries: list[dict[str, Any]], out: Path) 
         ],
         "maps": [{"model": e["label"], "run_id": e["run_id"], "map_file": e["map_file"]} for e in entries],
     }
-    atomic_write_text(out / "index.json", json.dumps(index, indent=2))
+    StageIndex.model_validate(index).write(out)
     return index
 
 
 def _collect_entries(run_dirs: list[Path], scene: Scene, out: Path) -> list[dict[str, Any]]:
-    from ..record import read_record
+    from ...record import read_record
 
     nets: list[dict[str, Any]] = []
     for run_dir in run_dirs:
@@ -443,44 +453,44 @@ def _collect_entries(run_dirs: list[Path], scene: Scene, out: Path) -> list[dict
     return nets + baselines
 
 
-def map_target(target: Path, settings: MapSettings, report: Any = print) -> MapSummary:
-    """Map every completed run under `target`; returns what happened to each."""
+class MapStage:
+    """The stage's entry points for the driver (archbench.stages.run_stage)."""
+
+    name = "map"
+
+    def settings(self, cfg: SweepConfig) -> MapSettings | None:
+        return MapSettings.from_spec(cfg.map) if cfg.map is not None and cfg.map.enabled else None
+
+    def run_one(self, ctx: StageContext) -> dict[str, Any]:
+        return map_run(ctx)
+
+    def summarise(self, sweep_dir: Path, settings: Any, shared: dict[str, Any]) -> StageIndex | None:
+        """Figures, map_scores.csv and index.json of every scene mapped into the sweep's map folder."""
+        out = settings.out_dir(sweep_dir)
+        siblings = sorted((sweep_dir / "runs").iterdir()) if (sweep_dir / "runs").is_dir() else [sweep_dir]
+        index = None
+        for scene in shared.get("scenes", {}).get(str(out), {}).values():
+            entries = _collect_entries([p for p in siblings if p.is_dir()], scene, out)
+            if entries:
+                index = StageIndex.model_validate(write_sweep_outputs(scene, entries, out))
+        return index
+
+
+STAGE = MapStage()
+
+
+def map_target(target: Path, settings: MapSettings, report: Any = print, device: Any = None) -> MapSummary:
+    """`archbench map`: every completed run under `target` through the stage driver (claimed)."""
+    from .. import run_stage
+
     run_dirs = find_run_dirs(target)
-    cache = _SceneCache()
+    shared: dict[str, Any] = {}
+    cache = shared.setdefault("scene_cache", _SceneCache())
     if settings.scene is not None:
         cache.get(settings.scene, settings.root)  # a bad scene file fails before any run is touched
-    groups: dict[Path, list[Path]] = {}
-    for rd in run_dirs:
-        sweep = _sweep_of(rd)
-        out = settings.out or (sweep / "stages" / "maps" if sweep is not None else rd / "maps")
-        groups.setdefault(out, []).append(rd)
-    summary = MapSummary()
-    for out, dirs in groups.items():
-        out.mkdir(parents=True, exist_ok=True)
-        forests: dict[str, dict[str, Any]] = {}
-        scenes: dict[str, Scene] = {}
-        for rd in dirs:
-            try:
-                outcome = map_run(rd, settings, out, cache, forests)
-            except ArchbenchError as exc:
-                outcome = MapOutcome(rd.name, "failed", str(exc))
-            summary.outcomes.append(outcome)
-            report(outcome)
-            if outcome.scene is not None:
-                scenes[outcome.scene.name] = outcome.scene
+    result = run_stage("map", run_dirs, settings, device=device, report=report, shared=shared)
+    summary = MapSummary(outcomes=result.outcomes)
+    for forests in shared.get("forests", {}).values():
         summary.baselines.extend(forests.values())
-        siblings = sorted({p for rd in dirs for p in _siblings(rd)})
-        for scene in scenes.values():
-            entries = _collect_entries(siblings, scene, out)
-            if entries:
-                write_sweep_outputs(scene, entries, out)
-        summary.out_dirs.append(out)
+    summary.out_dirs = sorted({settings.out_dir(_sweep_of(rd) or rd) for rd in run_dirs})
     return summary
-
-
-def _siblings(run_dir: Path) -> list[Path]:
-    """Every run of `run_dir`'s sweep (so the sweep figures show all mapped runs), or the run alone."""
-    sweep = _sweep_of(run_dir)
-    if sweep is None:
-        return [run_dir]
-    return [p for p in (sweep / "runs").iterdir() if p.is_dir()]

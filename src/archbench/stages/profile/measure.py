@@ -18,7 +18,7 @@ from .target import Target
 if TYPE_CHECKING:
     import torch
 
-    from ..config import ProfileSpec
+    from ...config import ProfileSpec
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class ProfileSettings:
 
 def precision(target: Target, device: torch.device) -> tuple[bool, bool]:
     """(amp, channels_last) as the run's training settings decide them on `device`."""
-    from ..train import amp_enabled, channels_last_enabled
+    from ...runtime import amp_enabled, channels_last_enabled
 
     return amp_enabled(target.train, device), channels_last_enabled(target.train, device)
 
@@ -61,7 +61,7 @@ def environment(device: torch.device) -> dict[str, Any]:
 
     import torch
 
-    from ..record import library_versions
+    from ...record import library_versions
     from .counting import FLOP_NOTE, counted_ops
 
     info: dict[str, Any] = {"type": device.type}

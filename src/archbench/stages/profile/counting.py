@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ...runtime import count_params
 from .target import Target
 
 if TYPE_CHECKING:
@@ -29,13 +30,6 @@ FLOP_NOTE = (
     "attention (QK^T and AV); MACs = FLOPs / 2. Not counted: normalisation, activations, pooling, softmax, "
     "elementwise adds. Counted per image (batch 1), eval mode, fp32, MHA fast path off."
 )
-
-
-def count_params(model: nn.Module) -> dict[str, int]:
-    """Total and trainable (requires_grad) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"total": int(total), "trainable": int(trainable)}
 
 
 def _attention_dims(q: Any, k: Any, v: Any) -> tuple[int, int, int, int, int]:

@@ -4,10 +4,15 @@ Layout, following the data: `selection` picks the same test images for every mod
 `methods` turns a model and those images into heatmaps (Grad-CAM, integrated gradients, saliency,
 attention rollout); `analysis` reads a run's saved predictions (per-class accuracy, confusions, confident
 mistakes, calibration); `pipeline` runs one run end to end and writes its files; `figures` draws the
-sweep-level grids and tables the report embeds. `archbench.explain` registers the stage; the CLI lives in
-`archbench.commands.explain`. Importing this package imports no torch.
+sweep-level grids and tables the report embeds. `stage` holds the stage's entry points
+(`STAGE`, for archbench.stages' driver); the CLI lives in `archbench.commands.explain`. Importing this
+package imports no torch.
 """
+
+from __future__ import annotations
 
 METHODS = ("gradcam", "ig", "saliency", "attention")
 
-__all__ = ["METHODS"]
+from .stage import STAGE, ExplainSettings  # noqa: E402  (after METHODS, which stage's modules import)
+
+__all__ = ["METHODS", "STAGE", "ExplainSettings"]

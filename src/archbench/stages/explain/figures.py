@@ -9,15 +9,14 @@ reliability diagrams, confident mistakes). `index.json` lists them for the repor
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..paths import atomic_write_text
-from ..record import RunRecord, read_record
+from ...paths import atomic_write_text
+from ...record import RunRecord, StageIndex, read_record
 from . import METHODS
 from .analysis import error_analysis
 from .pipeline import HEATMAPS
@@ -248,7 +247,7 @@ def _overview(views: list[RunView], sel: Selection) -> list[Column]:
 
 
 def _tables(out: Path, views: list[RunView]) -> list[dict[str, str]]:
-    from ..results import rows_to_csv
+    from ...results import rows_to_csv
 
     summary, mistakes = [], []
     for v in views:
@@ -355,5 +354,5 @@ def refresh_figures(sweep_dir: Path, pending: dict[str, dict[str, Any]] | None =
         "the identity for the residual path. Every heatmap is min-max normalised per image."
     )
     doc = {"title": "Explanations", "figures": figures, "tables": tables, "notes": notes}
-    atomic_write_text(out / "index.json", json.dumps(doc, indent=2))
+    StageIndex.model_validate(doc).write(out)
     return doc

@@ -4,7 +4,7 @@ CUDA: `max_memory_allocated` (tensors: weights, activations, gradients, optimize
 `max_memory_reserved` (what the caching allocator holds from the driver) around one call, less what the
 process held before the profiled network was built (the stage runs in the process that just trained).
 CPU: a process's resident memory cannot be attributed to one call while other work shares the process,
-so a fresh subprocess (`python -m archbench.profiling.memory`, the job as JSON on stdin, never pickle)
+so a fresh subprocess (`python -m archbench.stages.profile.memory`, the job as JSON on stdin, never pickle)
 builds the same network, warms up with a 2-image call of each kind, resets its high-water mark
 (/proc/self/clear_refs), runs one inference call, reads VmHWM, resets, runs one training step, reads
 VmHWM, and prints one JSON line. Its peaks include the interpreter, torch, the weights and the optimizer
@@ -89,7 +89,7 @@ def cpu_peak_rss(
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "archbench.profiling.memory"],
+            [sys.executable, "-m", "archbench.stages.profile.memory"],
             input=json.dumps(job),
             capture_output=True,
             text=True,
@@ -189,7 +189,7 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    """`python -m archbench.profiling.memory`: one JSON job on stdin, one JSON result line on stdout."""
+    """`python -m archbench.stages.profile.memory`: one JSON job on stdin, one JSON result line on stdout."""
     try:
         result = _child(json.loads(sys.stdin.read()))
     except MemoryError:

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ..paths import atomic_write_bytes, atomic_write_text
-from ..record import RunRecord, now_iso, read_record
+from ... import layout
+from ...paths import atomic_write_bytes, atomic_write_text
+from ...record import RunRecord, now_iso, read_record
 
 SELECTION_NAME = "selection.json"
 SELECTION_VERSION = 1
@@ -30,7 +31,7 @@ SELECTION_VERSION = 1
 
 def stage_dir(sweep_dir: Path) -> Path:
     """`<sweep>/stages/explain`, created on first use."""
-    path = sweep_dir / "stages" / "explain"
+    path = layout.stage_dir(sweep_dir, "explain")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -140,7 +141,7 @@ def _locked(sweep_dir: Path) -> Iterator[None]:
 
 def read_selections(sweep_dir: Path) -> dict[str, Selection]:
     """fingerprint → Selection from `selection.json` (empty when absent or unreadable)."""
-    path = sweep_dir / "stages" / "explain" / SELECTION_NAME
+    path = layout.stage_dir(sweep_dir, "explain") / SELECTION_NAME
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         groups = raw["groups"]

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ExplainSpec
-from ..paths import atomic_write_bytes
-from ..record import RunRecord
+from ...config import ExplainSpec
+from ...paths import atomic_write_bytes
+from ...record import RunRecord
 from .analysis import error_analysis
 from .selection import SELECTION_NAME, Selection, get_selection
 
@@ -28,13 +28,15 @@ TARGET = "the run's predicted class (predictions.npz)"
 
 
 def sweep_of(run_dir: Path) -> Path:
-    return run_dir.parent.parent
+    from ...layout import sweep_of as layout_sweep_of
+
+    return layout_sweep_of(run_dir) or run_dir
 
 
 def _model_inputs(bundle: Any, rec: RunRecord, rows: np.ndarray, device: Any) -> Any:
     """The exact normalised model input of the chosen test rows, built as evaluation builds it."""
-    from ..augment import BatchMaker, DeviceSplit
-    from ..data.registry import Split
+    from ...augment import BatchMaker, DeviceSplit
+    from ...data.registry import Split
 
     maker = BatchMaker(bundle, device, rec.spec.data.resolution, rec.spec.data.augment)
     split = DeviceSplit(Split(np.ascontiguousarray(rows), np.zeros(rows.shape[0], np.int64)), device)
@@ -79,8 +81,8 @@ def explain_run(
     """
     import torch
 
-    from ..artifacts import load_model, load_predictions
-    from ..train import resolve_device
+    from ...artifacts import load_model, load_predictions
+    from ...runtime import resolve_device
     from .methods import explain_model
 
     t0 = time.perf_counter()
@@ -106,7 +108,7 @@ def explain_run(
     targets_np = probs[idx].argmax(1).astype(np.int64)
     confidence = probs[idx, targets_np].astype(np.float32)
 
-    device = torch.device(device) if device is not None else resolve_device(rec.spec.train)
+    device = torch.device(device) if device is not None else resolve_device(rec.spec.train.device)
     if model is None:
         model = load_model(run_dir, rec, device)
     try:
