@@ -47,6 +47,18 @@ SMALL_RUN = [
     "--set",
     "data.test_limit_per_class=4",
 ]
+# Scene sweeps: one tiny net, few patches and no Random Forest (mapping a whole scene with four ResNets and a
+# forest takes many minutes here; tests/test_maps.py covers the full map path on the same scene).
+SMALL_SCENE_RUN = [
+    "--set",
+    "grid.model.name=[tiny_cnn]",
+    "--set",
+    "data.options.per_class=25",
+    "--set",
+    "data.options.test_per_class=25",
+    "--set",
+    "map.rf=false",
+]
 SHELL_OK = {"mkdir", "cp", "ls", "cat", "head"}
 NOT_RUN = {"make", ".venv/bin/python", "python", "pytest"}
 
@@ -154,7 +166,7 @@ def _write_files_before(block: Block, ws: Path) -> None:
 def _small(words: list[str]) -> list[str]:
     """The same command on small data."""
     if words[0] == "run" and "--dry-run" not in words:
-        return words + SMALL_RUN
+        return words + SMALL_RUN + (SMALL_SCENE_RUN if any("landcover_nc" in w for w in words) else [])
     if words[0] == "profile":
         out, skip = [], False
         for w in words:
@@ -178,7 +190,7 @@ def _ensure_sweeps(words: list[str], ws: Path) -> None:
     for w in words[1:]:
         m = re.match(r"^results/([A-Za-z0-9_]+)/?$", w)
         if m and not (ws / w).exists() and (REPO / "configs" / f"{m.group(1)}.yaml").is_file():
-            res = run_cli("run", f"configs/{m.group(1)}.yaml", *SMALL_RUN, cwd=ws)
+            res = run_cli(*_small(["run", f"configs/{m.group(1)}.yaml"]), cwd=ws)
             assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
 
 
