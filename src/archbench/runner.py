@@ -299,8 +299,9 @@ def execute_run(
                 total,
                 should_stop,
                 host_extra or {},
+                warnings_seen=caught.total,
             )
-        if rec is not None and caught.count:
+        if rec is not None and caught.count and rec.warnings != caught.total():
             rec = rec.model_copy(update={"warnings": caught.total()})
             _safe_write(run_dir, rec)
     except OSError as exc:
@@ -466,6 +467,7 @@ def _run_one(
     total: int,
     should_stop: Callable[[], bool],
     host_extra: dict[str, Any],
+    warnings_seen: Callable[[], int] = lambda: 0,
 ) -> tuple[str, RunRecord | None]:
     links = unsafe_entries(run_dir)
     if links:
@@ -535,6 +537,16 @@ def _run_one(
     from .tracking import open_tracker
 
     tracker = open_tracker(cfg, run_dir.parent.parent)
+
+    def finish(record: RunRecord) -> RunRecord:
+        """The warnings count goes into the record before MLflow is told, so both hold the same file."""
+        n = warnings_seen()
+        if n != record.warnings:
+            record = record.model_copy(update={"warnings": n})
+            _safe_write(run_dir, record)
+        tracker.finished(run_dir, record)
+        return record
+
     tracker.started(record)
 
     def on_epoch(stats: dict[str, Any]) -> None:
@@ -593,7 +605,7 @@ def _run_one(
         if enabled_stages(cfg) and not planned.is_trial:
             del result, bundle  # free the training copies before stages load what they need
             record = run_stages(cfg, run_dir, record, device=device)
-        tracker.finished(run_dir, record)
+        record = finish(record)
         return "trained", record
     except RunPruned as exc:
         # The trainer saved `last.pt` before calling on_epoch, so its history is exactly what was trained.
@@ -616,7 +628,7 @@ def _run_one(
         record.failure_detail = str(exc)
         record.ended_at = now_iso()
         _safe_write(run_dir, record)
-        tracker.finished(run_dir, record)
+        record = finish(record)
         return "killed", record
     except Exception as exc:
         reason, detail = _failure(exc)
@@ -629,7 +641,7 @@ def _run_one(
         except OSError:
             pass
         _safe_write(run_dir, record)
-        tracker.finished(run_dir, record)
+        record = finish(record)
         return "failed", record
 
 
