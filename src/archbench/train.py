@@ -31,11 +31,12 @@ from .checkpoint import check_owner, load_checkpoint, load_latest, save_checkpoi
 from .config import RunSpec, spec_hash
 from .data.registry import DatasetBundle
 from .errors import RunFailure
-from .optim import build_optimizer, build_scheduler, lr_factor
+from .optim import build_optimizer, build_scheduler, lr_factor, optimizer_impl
 from .runtime import (
     amp_enabled,
     autocast,
     channels_last_enabled,
+    compiled_graphs,
     configure_determinism,
     count_params,
     device_info,
@@ -131,6 +132,7 @@ def _fresh_sums(device: torch.device) -> dict[str, Any]:
         "first_bad": torch.full((), -1, dtype=torch.int64, device=device),
         "seen": 0,
         "seconds": 0.0,
+        "compile_seconds": 0.0,
     }
 
 
@@ -141,6 +143,7 @@ def _sums_on(sums: dict[str, Any], device: torch.device) -> dict[str, Any]:
         if key in sums:
             out[key] = torch.as_tensor(sums[key], dtype=out[key].dtype).to(device)
     out["seen"], out["seconds"] = int(sums["seen"]), float(sums["seconds"])
+    out["compile_seconds"] = float(sums.get("compile_seconds", 0.0))
     return out
 
 
@@ -232,6 +235,9 @@ class Loop:
     use_amp: bool
     last_path: Path
     best_path: Path
+    # What the step calls: the model itself, or its torch.compile wrapper (the same parameters; the model
+    # stays what is checkpointed and validated).
+    forward: Callable[[torch.Tensor], torch.Tensor]
     last_write: float = field(default_factory=time.monotonic)  # when a checkpoint was last written
 
     def minutes_due(self) -> bool:
@@ -339,7 +345,10 @@ def train_epoch(
         rows = slice(state.batch_in_epoch * t.batch_size, (state.batch_in_epoch + 1) * t.batch_size)
         batch_draws = {k: v[..., rows] for k, v in draws.items()}
         xb, yb = loop.maker.train_batch(loop.train_split, order[rows], batch_draws)
-        _train_step(state, loop, xb, yb)
+        compiling = _step(state, loop, xb, yb)
+        if compiling:  # that step compiled: its time is compile time, not training time
+            sums["compile_seconds"] += compiling
+            t0 += compiling
         state.batch_in_epoch += 1
         state.step += 1
         if state.step % t.log_every == 0 and state.batch_in_epoch < loop.n_batches:
@@ -359,7 +368,18 @@ def train_epoch(
         "lr": float(state.opt.param_groups[0]["lr"]),
         "seconds": seconds,
         "images_per_s": sums["seen"] / max(seconds, 1e-9),
+        **({"compile_seconds": sums["compile_seconds"]} if loop.spec.train.compile else {}),
     }
+
+
+def _step(state: TrainState, loop: Loop, xb: torch.Tensor, yb: torch.Tensor) -> float:
+    """`_train_step`, and the host seconds it took if torch.compile compiled during it (else 0)."""
+    if not loop.spec.train.compile:
+        _train_step(state, loop, xb, yb)
+        return 0.0
+    graphs, started = compiled_graphs(), time.perf_counter()
+    _train_step(state, loop, xb, yb)
+    return time.perf_counter() - started if compiled_graphs() != graphs else 0.0
 
 
 def _train_step(state: TrainState, loop: Loop, xb: torch.Tensor, yb: torch.Tensor) -> None:
@@ -371,7 +391,7 @@ def _train_step(state: TrainState, loop: Loop, xb: torch.Tensor, yb: torch.Tenso
     t = loop.spec.train
     with autocast(state.device, loop.use_amp):
         faults.in_forward(state.step)
-        out = state.model(xb)
+        out = loop.forward(xb)
         loss = loop.crit(out.float(), yb)
     loss = faults.on_loss(loss, state.step)
     sums, bs = state.sums, int(yb.shape[0])
@@ -411,6 +431,17 @@ def _end_epoch(state: TrainState, loop: Loop, stats: dict[str, Any]) -> bool:
     if due:
         _checkpoint(state, loop)
     return due
+
+
+def _device_block(
+    device: torch.device, t: Any, opt: torch.optim.Optimizer, history: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The record's `device` block: runtime's resolved policy, the optimizer's implementation and, when
+    compiling, the seconds spent compiling (kept out of every epoch's training `seconds`)."""
+    block = {**device_info(device, t), "optimizer": optimizer_impl(opt)}
+    if t.compile:
+        block["compile_seconds"] = float(sum(h.get("compile_seconds", 0.0) for h in history))
+    return block
 
 
 def train_run(
@@ -461,6 +492,7 @@ def train_run(
     loop = Loop(
         spec, train_split, val_split, maker, crit, n_batches, amp_enabled(t, device),
         layout.checkpoint("last"), layout.checkpoint("best"),
+        torch.compile(model) if t.compile else model,
     )  # fmt: skip
     state = TrainState(model, opt, sched, data_gen, device)
 
@@ -497,7 +529,7 @@ def train_run(
         train_seconds=float(sum(h["seconds"] for h in state.history)),
         resumes=state.resumes,
         events=state.events,
-        device=device_info(device, t),
+        device=_device_block(device, t, opt, state.history),
         params=params,
         data_path=data_path,
     )
