@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from .runtime import (
     device_info,
     resolve_device,
 )
+
+if TYPE_CHECKING:
+    from .distributed import RankContext
 
 
 class RunKilled(Exception):
@@ -197,6 +200,13 @@ class Loop:
     use_amp: bool
     last_path: Path
     best_path: Path
+    ranks: RankContext | None = None  # data-parallel runs: this process's rank (distributed.py)
+    ddp: nn.Module | None = None  # the model wrapped in DistributedDataParallel (forward passes only)
+
+    @property
+    def writes(self) -> bool:
+        """Only rank 0 validates and writes checkpoints."""
+        return self.ranks is None or self.ranks.is_main
 
 
 def train_epoch(
@@ -218,10 +228,13 @@ def train_epoch(
     loop.train_split.plan(state.perm, t.batch_size, state.batch_in_epoch)  # streamed sources read ahead
     t0 = time.perf_counter()
     while state.batch_in_epoch < loop.n_batches:
-        if state.batch_in_epoch % t.grad_accum == 0 and should_stop():
+        if state.batch_in_epoch % t.grad_accum == 0 and _stop_agreed(should_stop, loop, device):
             sums["seconds"] += time.perf_counter() - t0
             state.events.append({"event": "stopped_by_signal", "epoch": state.epoch, "step": state.step})
-            save_checkpoint(loop.last_path, state.to_checkpoint())
+            if loop.ranks is not None:  # the checkpoint holds every rank's sums (resumed by rank 0 only)
+                state.sums = loop.ranks.sum_sums(sums, _SUMMED, device)
+            if loop.writes:
+                save_checkpoint(loop.last_path, state.to_checkpoint())
             raise RunKilled(f"stopped at epoch {state.epoch}, step {state.step}")
         faults.before_step(state.step, state.resumes)
         bs, correct, loss_v = _train_step(state, loop)
@@ -241,8 +254,12 @@ def train_epoch(
                 sums["seen"] / max(elapsed, 1e-9),
             )
     seconds = sums["seconds"] + time.perf_counter() - t0
-    val_loss, val_acc = evaluate_loss_acc(
-        model, loop.val_split, loop.maker, loop.spec.eval.batch_size, loop.use_amp, device
+    if loop.ranks is not None:
+        sums = state.sums = loop.ranks.sum_sums(sums, _SUMMED, device)
+    val_loss, val_acc = (
+        evaluate_loss_acc(model, loop.val_split, loop.maker, loop.spec.eval.batch_size, loop.use_amp, device)
+        if loop.writes
+        else (math.nan, math.nan)
     )
     return {
         "epoch": state.epoch + 1,
@@ -257,6 +274,16 @@ def train_epoch(
     }
 
 
+_SUMMED = ("loss", "correct", "seen")  # the epoch sums added up over the ranks of a data-parallel run
+
+
+def _stop_agreed(should_stop: Callable[[], bool], loop: Loop, device: torch.device) -> bool:
+    """`should_stop()`; in a data-parallel run rank 0's answer, so every rank stops at the same step."""
+    if loop.ranks is None:
+        return should_stop()
+    return loop.ranks.agree(loop.ranks.is_main and should_stop(), device)
+
+
 def _train_step(state: TrainState, loop: Loop) -> tuple[int, int, float]:
     """One batch: forward, loss, backward, and the optimizer step at each accumulation boundary.
 
@@ -268,15 +295,20 @@ def _train_step(state: TrainState, loop: Loop) -> tuple[int, int, float]:
     b = state.batch_in_epoch
     idx = state.perm[b * t.batch_size : (b + 1) * t.batch_size]
     xb, yb = loop.maker.train_batch(loop.train_split, idx, state.data_gen)
+    weight = 1.0
+    if loop.ranks is not None:  # this rank's rows of the global batch (augmentation drawn for all of it)
+        rows = int(yb.shape[0])
+        xb, yb = loop.ranks.shard(xb), loop.ranks.shard(yb)
+        weight = loop.ranks.loss_weight(int(yb.shape[0]), rows)
     with autocast(state.device, loop.use_amp):
         faults.in_forward(state.step)
-        out = state.model(xb)
-        loss = loop.crit(out.float(), yb)
+        out = (loop.ddp or state.model)(xb)
+        loss = loop.crit(out.float(), yb) if yb.numel() else out.float().sum() * 0.0
     loss = faults.on_loss(loss, state.step)
     loss_v = float(loss.detach())
     if not math.isfinite(loss_v):
         raise RunFailure(f"non_finite_loss@{state.step}", f"loss={loss_v} at epoch {state.epoch}, batch {b}")
-    (loss / t.grad_accum).backward()
+    (loss * weight / t.grad_accum).backward()
     if (b + 1) % t.grad_accum == 0 or b + 1 == loop.n_batches:
         if t.grad_clip is not None:
             nn.utils.clip_grad_norm_(state.model.parameters(), t.grad_clip)
@@ -299,9 +331,11 @@ def _end_epoch(state: TrainState, loop: Loop, stats: dict[str, Any]) -> None:
     )
     if improved:
         state.best = {"metric": t.best_metric, "value": metric, "epoch": state.epoch, "step": state.step}
-        best = {**state.owner, "model": state.model.state_dict(), "best": state.best}
-        save_checkpoint(loop.best_path, best)
-    save_checkpoint(loop.last_path, state.to_checkpoint())
+        if loop.writes:
+            best = {**state.owner, "model": state.model.state_dict(), "best": state.best}
+            save_checkpoint(loop.best_path, best)
+    if loop.writes:
+        save_checkpoint(loop.last_path, state.to_checkpoint())
 
 
 def train_run(
@@ -313,10 +347,12 @@ def train_run(
     on_batch: BatchCallback | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     device: torch.device | None = None,
+    ranks: RankContext | None = None,
 ) -> TrainResult:
     """Train (or resume) one run and return the model with its best weights loaded.
 
     `device` is the one the runner resolved for the whole run; None resolves `spec.train.device` here.
+    `ranks`: this process's place in a data-parallel run (distributed.py starts the ranks and passes it).
     Reads top to bottom: set up (seeds, model, optimizer, batch sources) → resume from `last` →
     one `train_epoch` per remaining epoch, each booked by `_end_epoch` → load the evaluated weights.
     """
@@ -351,16 +387,25 @@ def train_run(
     layout.checkpoints.mkdir(parents=True, exist_ok=True)
     loop = Loop(
         spec, train_split, val_split, maker, crit, n_batches, amp_enabled(t, device),
-        layout.checkpoint("last"), layout.checkpoint("best"),
+        layout.checkpoint("last"), layout.checkpoint("best"), ranks,
     )  # fmt: skip
     state = TrainState(model, opt, sched, data_gen, device)
 
     # Every checkpoint names the run it belongs to; resume refuses (sets aside) any other run's file.
     state.owner = {"run_id": run_dir.name, "spec_hash": spec_hash(spec)}
-    saved, notes = load_latest(loop.last_path, state.owner)
+    # Data-parallel: rank 0 reads (and sets aside damaged files) first, the other ranks then read the same.
+    saved, notes = (
+        ranks.main_first(lambda: load_latest(loop.last_path, state.owner), device)
+        if ranks is not None
+        else load_latest(loop.last_path, state.owner)
+    )
     state.events += [{"event": "checkpoint_set_aside", "detail": note} for note in notes]
     if saved is not None:
         state.restore(saved)
+    if ranks is not None:
+        loop.ddp = ranks.wrap(model, device)
+        if not ranks.is_main:
+            state.sums = _fresh_sums()  # a mid-epoch checkpoint holds all ranks' sums: rank 0 resumes them
 
     while state.epoch < t.epochs:
         stats = train_epoch(state, loop, should_stop, on_batch)
@@ -372,7 +417,7 @@ def train_run(
 
     if faults.active("kill@after_checkpoint"):
         faults.die()
-    if spec.eval.checkpoint == "best" and loop.best_path.exists():
+    if spec.eval.checkpoint == "best" and loop.best_path.exists() and loop.writes:
         best_state = load_checkpoint(loop.best_path)
         check_owner(loop.best_path, best_state, state.owner)
         model.load_state_dict(best_state["model"])
