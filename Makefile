@@ -46,6 +46,7 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/data_path.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/syncs_per_step.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/report_scale.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/startup.py
 
 clean:
 	rm -rf results reports .pytest_cache .mypy_cache .ruff_cache

@@ -3,9 +3,12 @@
 Runs one short `train_run` on CPU under a `TorchDispatchMode` that counts `aten._local_scalar_dense` (what
 `.item()`, `float(t)`, `int(t)` and `bool(t)` dispatch to: on a GPU each is a sync that stalls the host) and
 copies between devices. On CPU no copy crosses devices, so the H2D count is only meaningful on CUDA
-(`--device cuda`). Prints one JSON object: reads per step overall and their total.
+(`--device cuda`). The loop's `should_stop` probe, asked at every step boundary, splits the count by step.
+Prints one JSON object: reads between log intervals (the goal: 0), at each `train.log_every` interval, at
+the epoch's end (validation and checkpoints), and per step over the whole run.
 
-    .venv/bin/python benchmarks/syncs_per_step.py [--device cpu|cuda] [--images 1024] [--batch 64]
+    .venv/bin/python benchmarks/syncs_per_step.py [--device cpu|cuda] [--images 4096] [--batch 64]
+        [--log-every 50]
 """
 
 from __future__ import annotations
@@ -48,29 +51,51 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--images", type=int, default=1024)
+    ap.add_argument("--images", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--log-every", type=int, default=50)
     a = ap.parse_args()
     bundle = synthetic_bundle(a.images)
     spec = RunSpec.model_validate(
         {
             "data": {"augment": {"crop_padding": 4, "hflip": True}},
-            "train": {"epochs": 1, "batch_size": a.batch, "threads": 1, "device": a.device},
+            "train": {
+                "epochs": 1,
+                "batch_size": a.batch,
+                "threads": 1,
+                "device": a.device,
+                "log_every": a.log_every,
+            },
         }
     )
     counter = CountSyncs()
+    marks: list[tuple[int, int]] = []  # (scalar reads, h2d copies) counted before each step
+
+    def before_step() -> bool:  # the loop asks at every step boundary: a free per-step probe
+        marks.append((counter.scalar_reads, counter.h2d))
+        return False
+
     with tempfile.TemporaryDirectory() as tmp, counter:
-        res = train_run(spec, bundle, Path(tmp) / "run")
+        res = train_run(spec, bundle, Path(tmp) / "run", should_stop=before_step)
     steps = int(res.history[-1]["step"])
+    marks.append((counter.scalar_reads, counter.h2d))  # after the epoch's end (validation, checkpoints)
+    per_step = [marks[i + 1][0] - marks[i][0] for i in range(steps)]
+    at_log = [r for i, r in enumerate(per_step[:-1]) if (i + 1) % a.log_every == 0]
+    between = [r for i, r in enumerate(per_step[:-1]) if (i + 1) % a.log_every != 0]
     emit(
         {
             "benchmark": "syncs_per_step",
             "device": a.device,
             "steps": steps,
+            "log_every": a.log_every,
             "scalar_reads_total": counter.scalar_reads,
             "scalar_reads_per_step": round(counter.scalar_reads / steps, 2),
+            "scalar_reads_between_log_intervals": sum(between),
+            "scalar_reads_per_log_interval": sorted(set(at_log)),
+            "scalar_reads_last_step_and_epoch_end": per_step[-1],
             "h2d_copies_total": counter.h2d if a.device == "cuda" else None,
-            "note": "whole run incl. validation and checkpoint; goal: 0 per step between log intervals",
+            "h2d_copies_in_steps": marks[-2][1] - marks[0][1] if a.device == "cuda" else None,
+            "note": "whole run incl. set-up, validation and checkpoints; goal: 0 between log intervals",
         }
     )
 

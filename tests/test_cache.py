@@ -148,7 +148,8 @@ def test_two_processes_one_writer_the_other_maps(tmp_path: Path) -> None:
     hits = sorted(o["loading"]["cache_hit"] for o in outs)
     assert hits == [False, True]  # one writer; the other waited, then mapped its store
     assert outs[0]["fingerprint"] == outs[1]["fingerprint"] and outs[0]["n"] == outs[1]["n"]
-    assert [p.name for p in store.iterdir() if not p.name.startswith(".locks")] == [key]  # no temp left
+    left = [p.name for p in store.iterdir() if p.name not in (".locks", cache.SOURCES)]
+    assert left == [key]  # no temp left
 
 
 def test_prepare_command_decodes_once(tmp_path: Path) -> None:
@@ -165,3 +166,70 @@ def test_prepare_command_decodes_once(tmp_path: Path) -> None:
     res = run_cli("prepare", str(sweep))
     assert res.returncode == 0 and res.stdout.count("cached") == 1
     assert not (tmp_path / "out").exists()  # preparing trains nothing
+
+
+def test_remembered_listing_sees_added_removed_renamed_and_sampled_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache hit identifies the source by its directories' stat plus a sample of files, not a full
+    listing; every change below still changes the key. (The settle window is set to 0 so the folder
+    written just now counts as settled; the next test shows the window.)"""
+    monkeypatch.setattr(cache, "SETTLE_SECONDS", 0.0)
+    root, store = _write_folder(tmp_path / "imgs"), tmp_path / "cache"
+
+    def load() -> dict[str, object]:
+        return create_dataset(_spec(root, store)).loading
+
+    first = load()
+    assert first["source_check"] == "listing" and list((store / cache.SOURCES).glob("*.json"))
+    second = load()
+    assert second["source_check"] == "directories+sample" and second["cache_hit"] is True
+    assert second["cache_key"] == first["cache_key"]
+
+    (root / "dog" / "99.png").write_bytes((root / "dog" / "00.png").read_bytes())  # added
+    added = load()
+    assert added["source_check"] == "listing" and added["cache_key"] != first["cache_key"]
+    (root / "dog" / "99.png").unlink()  # removed again: the first store is hit, after a listing
+    removed = load()
+    assert removed["source_check"] == "listing" and removed["cache_key"] == first["cache_key"]
+    (root / "cat" / "00.png").rename(root / "cat" / "zz.png")  # renamed
+    renamed = load()
+    assert renamed["cache_key"] not in (first["cache_key"], added["cache_key"])
+    (root / "cat" / "zz.png").rename(root / "cat" / "00.png")
+    assert load()["cache_key"] == first["cache_key"]
+
+    # Rewritten in place: no directory changes; found because a folder of <= SAMPLE_FILES files has
+    # every file checked.
+    assert load()["source_check"] == "directories+sample"
+    with open(root / "cat" / "01.png", "ab") as f:
+        f.write(b"\0")
+    rewritten = load()
+    assert rewritten["source_check"] == "listing" and rewritten["cache_key"] != first["cache_key"]
+
+
+def test_what_the_cheap_check_misses_the_full_listing_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented blind spot: a file rewritten in place outside the sample (here the sample is
+    empty) keeps the old key on a hit; `prepare(full_check=True)` (`archbench prepare`) lists and sees it."""
+    monkeypatch.setattr(cache, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(cache, "SAMPLE_FILES", 0)
+    root, store = _write_folder(tmp_path / "imgs"), tmp_path / "cache"
+    spec = _spec(root, store)
+    key = create_dataset(spec).loading["cache_key"]
+    with open(root / "cat" / "01.png", "ab") as f:
+        f.write(b"\0")
+    assert create_dataset(spec).loading["cache_key"] == key  # not seen by the directory check
+    _, loading = cache.prepare(spec, full_check=True)
+    assert loading["source_check"] == "listing" and loading["cache_key"] != key
+    assert create_dataset(spec).loading["cache_key"] == loading["cache_key"]  # the new listing is remembered
+
+
+def test_a_folder_still_changing_is_not_remembered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Directories changed within SETTLE_SECONDS of a listing may change again within the same timestamp
+    tick: such a listing is not remembered, so the next open lists again."""
+    monkeypatch.setattr(cache, "SETTLE_SECONDS", 3600.0)
+    root, store = _write_folder(tmp_path / "imgs"), tmp_path / "cache"
+    create_dataset(_spec(root, store))
+    assert not list(store.glob(f"{cache.SOURCES}/*.json"))
+    assert create_dataset(_spec(root, store)).loading["source_check"] == "listing"

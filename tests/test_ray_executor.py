@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -170,17 +171,23 @@ cluster.shutdown()
 """
 
 
+def _cluster_script(tmp: Path, text: str, sweep: Path, out: Path) -> dict[str, Any]:
+    """Run a script that starts a `ray.cluster_utils.Cluster` in a private network namespace; its report."""
+    script, report = tmp / "cluster.py", tmp / "report.json"
+    script.write_text(text)
+    r = in_netns([sys.executable, str(script), str(sweep), str(out), str(report)], _env(), timeout=900)
+    assert r.returncode == 0 and report.exists(), r.stdout[-3000:] + r.stderr[-3000:]
+    res: dict[str, Any] = json.loads(report.read_text())
+    return res
+
+
 @needs_netns
 @pytest.mark.reliability
 def test_case23_ray_retry_persistent_failure_and_driver_restart(tmp_path: Path, reference: Path) -> None:
     out = tmp_path / "results"
-    sweep = _sweep(tmp_path, "s.yaml", out, "[sgd, adam, adamw]")
-    script = tmp_path / "cluster.py"
-    script.write_text(CLUSTER_SCRIPT)
-    report = tmp_path / "report.json"
-    r = in_netns([sys.executable, str(script), str(sweep), str(out), str(report)], _env(), timeout=900)
-    assert r.returncode == 0 and report.exists(), r.stdout[-3000:] + r.stderr[-3000:]
-    res = json.loads(report.read_text())
+    res = _cluster_script(
+        tmp_path, CLUSTER_SCRIPT, _sweep(tmp_path, "s.yaml", out, "[sgd, adam, adamw]"), out
+    )
     ref = _records(reference)
 
     # A: sgd retried from its checkpoint and equal to the local reference; adamw failed; adam fine.
@@ -209,3 +216,83 @@ def test_case23_ray_retry_persistent_failure_and_driver_restart(tmp_path: Path, 
     events = [e["event"] for e in rec_adamw.events]
     assert "worker_died" in events and "owner_died" in events
     assert read_record(sgd) == rec_sgd
+
+
+NODE_LOSS_SCRIPT = """
+import json, os, subprocess, sys, time
+from pathlib import Path
+import ray
+from ray.cluster_utils import Cluster
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+sweep, out, report = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+worker = cluster.add_node(num_cpus=1)
+cluster.wait_for_nodes()
+ray.init(address=cluster.address, include_dashboard=False, configure_logging=False, log_to_driver=False)
+
+@ray.remote(num_cpus=1)
+class HoldHead:  # takes the head's only CPU, so the run can start on the worker node alone
+    def ready(self):
+        return ray.get_runtime_context().get_node_id()
+
+hold = HoldHead.options(
+    scheduling_strategy=NodeAffinitySchedulingStrategy(cluster.head_node.node_id, soft=False)
+).remote()
+result = {"head": cluster.head_node.node_id, "worker": worker.node_id}
+result["held_on"] = ray.get(hold.ready.remote())
+
+# The run stops before step 30 (epoch 2, after epoch 1's checkpoint) on its first attempt only.
+env = dict(os.environ, ARCHBENCH_FAULT="hangonce@step:30")
+cli = [sys.executable, "-m", "archbench", "run", sweep, "--executor", "ray", "--address", cluster.address]
+proc = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+runs = out / "tiny" / "runs"
+def running_record():
+    for d in runs.iterdir() if runs.exists() else []:
+        if (d / "checkpoints" / "last.pt").exists():
+            rec = json.loads((d / "record.json").read_text())
+            if rec["status"] == "running":
+                return rec
+    return None
+deadline = time.time() + 300
+while time.time() < deadline and running_record() is None:
+    time.sleep(0.5)
+first = running_record()
+if first is not None:
+    result["first_attempt"] = {"node": first["host"].get("ray_node_id"), "history": len(first["history"])}
+time.sleep(1)
+ray.kill(hold)  # the head's CPU is free for the retry
+cluster.remove_node(worker, allow_graceful=False)  # the node running the run is gone mid-epoch
+try:
+    text, _ = proc.communicate(timeout=400)
+except subprocess.TimeoutExpired:
+    proc.kill()
+    text, _ = proc.communicate()
+result["rc"], result["out"] = proc.returncode, text[-3000:]
+report.write_text(json.dumps(result))
+ray.shutdown()
+cluster.shutdown()
+"""
+
+
+@needs_netns
+@pytest.mark.reliability
+def test_case23_node_removed_mid_run_retries_on_the_other_node_and_resumes(
+    tmp_path: Path, reference: Path
+) -> None:
+    """A two-node cluster (head + worker, ray.cluster_utils.Cluster): the run starts on the worker node,
+    the worker node is removed mid-run, Ray retries the task on the head, and the run resumes from its
+    last checkpoint and ends equal to the local executor's."""
+    out = tmp_path / "results"
+    res = _cluster_script(tmp_path, NODE_LOSS_SCRIPT, _sweep(tmp_path, "s.yaml", out, "[sgd]"), out)
+    assert res["held_on"] == res["head"], res
+    assert res.get("first_attempt") == {"node": res["worker"], "history": 1}, res  # mid-run on the worker
+    assert res["rc"] == 0 and "1 trained" in res["out"], res
+
+    (run,) = (out / "tiny" / "runs").iterdir()
+    rec = read_record(run)
+    assert rec is not None and rec.status == "completed"
+    assert rec.host["ray_node_id"] == res["head"]  # finished by the retry on the other node
+    assert rec.resumes == 1 and len(rec.history) == 2  # resumed after epoch 1, not restarted
+    assert any(e["event"] == "owner_died" for e in rec.events)
+    _same_numbers(rec, _records(reference)[run.name])

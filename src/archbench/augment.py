@@ -90,30 +90,45 @@ class BatchMaker:
         xb, yb = split.rows(start, stop)
         return self._finish(xb), yb
 
+    def draw(self, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """The random crop offsets ("crop", 2 x n, uint8) and flips ("flip", n, bool) of `n` images, drawn
+        from the CPU generator `gen` in this order, so the stream of random numbers is the same on every
+        device and can be checkpointed. The trainer draws a whole epoch at once (row k belongs to the k-th
+        image of the epoch's order) and moves it to the device once; no augmentation: an empty dict."""
+        out: dict[str, torch.Tensor] = {}
+        p = self.augment.crop_padding
+        if p > 0:
+            out["crop"] = torch.randint(0, 2 * p + 1, (2, n), generator=gen).to(torch.uint8)
+        if self.augment.hflip:
+            out["flip"] = torch.rand(n, generator=gen) < 0.5
+        return out
+
     def train_batch(
-        self, split: BatchSource, idx: torch.Tensor, gen: torch.Generator
+        self, split: BatchSource, idx: torch.Tensor, draws: torch.Generator | dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random crop (with zero padding) and horizontal flip, drawn from the CPU generator `gen` so the
-        stream of random numbers is the same on every device and can be checkpointed."""
+        """Random crop (with zero padding) and horizontal flip of the images `idx`. `draws` is this batch's
+        slice of `draw()` (already on the device: the trainer's path, no host work), or a generator to
+        draw them from now."""
+        if isinstance(draws, torch.Generator):
+            draws = {k: v.to(self.device, non_blocking=True) for k, v in self.draw(len(idx), draws).items()}
         xb, yb = split.take(idx)
+        if not draws:
+            return self._finish(xb), yb
         b, c, h, w = xb.shape
         p = self.augment.crop_padding
-        if p == 0 and not self.augment.hflip:
-            return self._finish(xb), yb
         # Crop and flip are one gather over the flattened (padded) image: each output pixel's source
         # position is (row offset + i) * padded width + (column offset + j, or its mirror when flipped).
-        # Same random draws, in the same order, as a crop followed by a flip.
+        # Same result as a crop followed by a flip.
         src = F.pad(xb, (p, p, p, p)) if p > 0 else xb
         width = w + 2 * p
-        if p > 0:
-            off = torch.randint(0, 2 * p + 1, (2, b), generator=gen).to(self.device, non_blocking=True)
+        if "crop" in draws:
+            off = draws["crop"].long()
             r0, c0 = off[0], off[1]
         else:
             r0 = c0 = torch.zeros(b, dtype=torch.long, device=self.device)
         cols = torch.arange(w, device=self.device).expand(b, w)
-        if self.augment.hflip:
-            flip = (torch.rand(b, generator=gen) < 0.5).to(self.device, non_blocking=True)
-            cols = torch.where(flip[:, None], (w - 1) - cols, cols)
+        if "flip" in draws:
+            cols = torch.where(draws["flip"][:, None], (w - 1) - cols, cols)
         rows = r0[:, None] + torch.arange(h, device=self.device)
         flat = rows[:, :, None] * width + (c0[:, None] + cols)[:, None, :]
         xb = src.reshape(b, c, -1).gather(2, flat.reshape(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)

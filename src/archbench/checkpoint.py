@@ -57,14 +57,22 @@ def state_digest(state: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+def _float_tensors(obj: Any) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj] if obj.is_floating_point() else []
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _float_tensors(v)]
+    if isinstance(obj, list | tuple):
+        return [t for v in obj for t in _float_tensors(v)]
+    return []
+
+
 def _all_finite(state: Any) -> bool:
-    if isinstance(state, torch.Tensor):
-        return not state.is_floating_point() or bool(torch.isfinite(state).all())
-    if isinstance(state, dict):
-        return all(_all_finite(v) for v in state.values())
-    if isinstance(state, list | tuple):
-        return all(_all_finite(v) for v in state)
-    return True
+    """One reduction on each device and one read of it (not one read per tensor: each is a GPU sync)."""
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for t in _float_tensors(state):
+        by_device.setdefault(t.device, []).append(torch.isfinite(t.detach()).all())
+    return all(bool(torch.stack(flags).all()) for flags in by_device.values())
 
 
 _writes = 0  # checkpoint writes by this process (for the kill@checkpoint_write:N fault)

@@ -384,7 +384,7 @@ def prepare(
             console.print(f"{spec.kind}: not held in the prepared-data cache (decoded by each run)")
             continue
         try:
-            bundle, info = prepare(spec)
+            bundle, info = prepare(spec, full_check=True)  # a full listing: the source is re-read
         except (ConfigError, DatasetError) as exc:
             _config_fail(exc)
         what = "cached" if info["cache_hit"] else f"decoded in {info['decode_seconds']:.1f}s"

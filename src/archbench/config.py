@@ -1,8 +1,9 @@
 """The sweep file's schema (pydantic, extra='forbid'): owns what a valid config is, never how it runs.
 
 A `SweepConfig` is what the YAML says; `RunSpec` is one fully resolved configuration (defaults filled in).
-Every field here is part of a run's identity except `name`, `output_dir` and where the data lives
-(`data.memory_budget`, `data.cache_dir`; see `RunSpec.identity`).
+Every field here is part of a run's identity except `name`, `output_dir`, where the data lives
+(`data.memory_budget`, `data.cache_dir`) and how often a run reports (`train.log_every`); see
+`RunSpec.identity`.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ def parse_bytes(v: int | str) -> int:
 
 # Where the data lives, not what it is: left out of a run's identity (its id and spec hash).
 NON_IDENTITY_DATA_KEYS = frozenset({"memory_budget", "cache_dir"})
+# How often a run reports and checkpoints, not what it computes: also left out.
+NON_IDENTITY_TRAIN_KEYS = frozenset({"log_every"})
 
 
 class ModelSpec(_Strict):
@@ -139,6 +142,9 @@ class TrainSpec(_Strict):
     deterministic: bool = Field(True, description="torch deterministic algorithms (bitwise resume on CPU)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null leaves torch's default")
     best_metric: Literal["val_acc", "val_loss"] = "val_acc"
+    log_every: int = Field(
+        50, ge=1, description="steps between reads of the running loss/accuracy (the only device syncs)"
+    )
 
 
 class EvalSpec(_Strict):
@@ -160,6 +166,8 @@ class RunSpec(_Strict):
         out = self.model_dump(mode="json")
         for key in NON_IDENTITY_DATA_KEYS:
             out["data"].pop(key, None)
+        for key in NON_IDENTITY_TRAIN_KEYS:
+            out["train"].pop(key, None)
         return out
 
 

@@ -16,7 +16,8 @@ How a run with `executor.resources: {gpu: N}` (or `processes: N`) trains:
   with N processes may resume with another number (same global batch, same math).
 - A rank that dies fails the run with its reason (`rank_died`, or the rank's own error such as a
   non-finite loss); no rank waits longer than `resources.timeout_s` for the others. A stop (SIGTERM) is
-  decided by rank 0 and agreed at a step boundary, so every rank stops at the same step.
+  decided by rank 0 and agreed at the epoch's start and every `train.log_every` steps (where the device is
+  read anyway, so the step stays free of syncs), so every rank stops at the same step.
 
 Why not Ray Train's `TorchTrainer` or `torchrun`: the claim (flock), skip, resume and record rules live in
 the one process that owns the run; a trainer that starts its own workers would move ownership elsewhere.
@@ -83,9 +84,9 @@ class RankContext:
         """Rank 0: the one process that validates and writes."""
         return self.rank == 0
 
-    def shard(self, batch: T) -> T:
-        """This rank's rows of a global batch (any sliceable: index tensor, images, labels)."""
-        return batch[self.rank :: self.world_size]  # type: ignore[index,no-any-return]
+    def rows(self, batch: slice) -> slice:
+        """This rank's rows of the global batch `batch` (positions in the epoch's order and draws)."""
+        return slice(batch.start + self.rank, batch.stop, self.world_size)
 
     def loss_weight(self, rows: int, global_rows: int) -> float:
         """Factor on this rank's mean loss so DDP's average over ranks is the global batch's mean loss."""
@@ -125,16 +126,36 @@ class RankContext:
         self.agree(True, device)
         return fn()
 
-    def sum_sums(self, sums: dict[str, Any], keys: tuple[str, ...], device: torch.device) -> dict[str, Any]:
-        """`sums` with `keys` summed over all ranks (ints stay ints); the other keys are this rank's."""
+    def share_first_bad(self, sums: dict[str, Any]) -> None:
+        """train.py's `first_bad` (the first step whose loss was non-finite, -1: none) made the earliest
+        over all ranks, in place, so every rank fails the run naming the same step (gradients are shared:
+        one rank's non-finite loss spoils every rank's next step). Called where the sums are read anyway."""
+        import torch
         import torch.distributed as dist
 
-        t = self._tensor([float(sums[k]) for k in keys], device)
-        dist.all_reduce(t)
-        total = dict(sums)
-        for k, v in zip(keys, t.tolist(), strict=True):
-            total[k] = int(round(v)) if isinstance(sums[k], int) else float(v)
-        return total
+        bad = sums["first_bad"]
+        none = torch.iinfo(torch.int64).max
+        earliest = torch.where(bad < 0, torch.full_like(bad, none), bad)
+        dist.all_reduce(earliest, op=dist.ReduceOp.MIN)
+        bad.copy_(torch.where(earliest == none, torch.full_like(bad, -1), earliest))
+
+    def reduce_sums(self, sums: dict[str, Any]) -> dict[str, Any]:
+        """The epoch's sums (train.py's device-side `loss`, `correct`, `first_bad` and host `seen`) over
+        every rank: added (`first_bad` the earliest). `seconds` stays this rank's. Called at the epoch's end
+        and before a stop's checkpoint, where the sums are read anyway."""
+        import torch
+        import torch.distributed as dist
+
+        out = dict(sums)
+        for key in ("loss", "correct"):
+            out[key] = sums[key].clone()
+            dist.all_reduce(out[key])
+        out["first_bad"] = sums["first_bad"].clone()
+        self.share_first_bad(out)
+        seen = torch.tensor(int(sums["seen"]), dtype=torch.int64, device=sums["loss"].device)
+        dist.all_reduce(seen)
+        out["seen"] = int(seen.item())
+        return out
 
 
 @dataclass(frozen=True)

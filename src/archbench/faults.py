@@ -4,6 +4,7 @@ Syntax: comma-separated `what@where[#run-substring]`, for example
   kill@step:17          SIGKILL this process just before global step 17
   killonce@step:17      SIGKILL before step 17 unless the run resumed (a retry gets past it)
   hang@step:17          stop forever before step 17 (a stuck run, for driver-kill tests)
+  hangonce@step:17      stop before step 17 unless the run resumed (held there until its node is removed)
   term@step:5           send SIGTERM to this process just before step 5
   nan@step:3            make the loss at step 3 non-finite
   oom@step:2            raise torch.cuda.OutOfMemoryError in the forward pass at step 2
@@ -80,11 +81,12 @@ def skip_restore(part: str) -> bool:
 
 
 def before_step(step: int, resumes: int = 0) -> None:
-    """kill@step: SIGKILL now (killonce@step: only in a run never resumed); hang@step: stop responding;
+    """kill@step: SIGKILL now (killonce@step: only in a run never resumed); hang@step: stop responding
+    (hangonce@step: only in a run never resumed);
     term@step: SIGTERM to ourselves (the loop stops at the next boundary)."""
     if active("kill@step", step) or (resumes == 0 and active("killonce@step", step)):
         die()
-    if active("hang@step", step):
+    if active("hang@step", step) or (resumes == 0 and active("hangonce@step", step)):
         hang()
     if active("term@step", step):
         os.kill(os.getpid(), signal.SIGTERM)

@@ -52,6 +52,23 @@ def autocast(device: torch.device, enabled: bool) -> Any:
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor onto `device` without making the host wait: pinned and `non_blocking` on CUDA (the
+    caching host allocator keeps the pinned buffer alive until the copy is done); as is on CPU."""
+    if device.type != "cuda":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def read_scalars(*values: torch.Tensor) -> list[float]:
+    """Device scalars as Python floats, through one device-to-host copy: on CUDA the host waits once for
+    all of them. The training loop reads the device only through here (at its log interval)."""
+    import torch
+
+    host = torch.stack([v.detach().reshape(()).double() for v in values]).cpu()
+    return [float(v) for v in host]
+
+
 def device_info(device: torch.device, train: TrainSpec) -> dict[str, Any]:
     """What a run computed on (the record's `device` block)."""
     import torch

@@ -3,7 +3,12 @@
 It reads a `RunSpec` and a `DatasetBundle` and writes checkpoints into `<run_dir>/checkpoints/`; it never
 writes the record (the runner does) and never evaluates on the test split (evaluate.py does).
 Resume is exact: model, optimizer, scheduler, every RNG, the data-order generator, the epoch's permutation
-and the position within it are saved, so a killed and resumed run ends bitwise equal on CPU.
+and augmentation draws, the device-side sums and the position within the epoch are saved, so a killed and
+resumed run ends bitwise equal on CPU.
+
+The step never waits for the device: the epoch's order and augmentation are drawn once at its start and
+copied to the device once; loss, accuracy and the first non-finite step are summed there and read every
+`train.log_every` steps, at the epoch's end and before a checkpoint (`_read_sums`), nowhere else.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from . import faults
-from .augment import BatchMaker, BatchSource
+from .augment import BatchMaker, BatchSource, DeviceSplit
 from .checkpoint import check_owner, load_checkpoint, load_latest, save_checkpoint
 from .config import RunSpec, spec_hash
 from .data.registry import DatasetBundle
@@ -34,7 +39,9 @@ from .runtime import (
     configure_determinism,
     count_params,
     device_info,
+    read_scalars,
     resolve_device,
+    to_device,
 )
 
 if TYPE_CHECKING:
@@ -110,14 +117,34 @@ def evaluate_loss_acc(
         loss_sum += crit(out.float(), yb).double()
         correct += (out.argmax(1) == yb).sum()
     n = max(1, len(split))
-    return float(loss_sum) / n, int(correct) / n
+    loss, right = read_scalars(loss_sum, correct)
+    return loss / n, right / n
 
 
 BatchCallback = Callable[[int, int, int, float, float, float], None]
 
 
-def _fresh_sums() -> dict[str, Any]:
-    return {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+def _fresh_sums(device: torch.device) -> dict[str, Any]:
+    """The epoch's running sums. `loss` (float64), `correct` (int64) and `first_bad` (the first global step
+    whose loss was non-finite, -1 while none was) stay on the device, so no step waits for them; they are
+    read at the log interval only (`_read_sums`)."""
+    return {
+        "loss": torch.zeros((), dtype=torch.float64, device=device),
+        "correct": torch.zeros((), dtype=torch.int64, device=device),
+        "first_bad": torch.full((), -1, dtype=torch.int64, device=device),
+        "seen": 0,
+        "seconds": 0.0,
+    }
+
+
+def _sums_on(sums: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Saved sums back on the device (checkpoints from before the device-side sums held Python numbers)."""
+    out = _fresh_sums(device)
+    for key in ("loss", "correct", "first_bad"):
+        if key in sums:
+            out[key] = torch.as_tensor(sums[key], dtype=out[key].dtype).to(device)
+    out["seen"], out["seconds"] = int(sums["seen"]), float(sums["seconds"])
+    return out
 
 
 @dataclass
@@ -136,13 +163,16 @@ class TrainState:
     epoch: int = 0
     batch_in_epoch: int = 0
     step: int = 0
-    perm: torch.Tensor | None = None  # this epoch's data order; None between epochs
-    sums: dict[str, Any] = field(default_factory=_fresh_sums)
+    perm: torch.Tensor | None = None  # this epoch's data order (host); None between epochs
+    draws: dict[str, torch.Tensor] | None = None  # this epoch's augmentation draws (host), row k: perm[k]
+    sums: dict[str, Any] = field(default_factory=lambda: _fresh_sums(torch.device("cpu")))
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     resumes: int = 0
     owner: dict[str, str] = field(default_factory=dict)  # run_id and spec_hash, written into every checkpoint
+    # The epoch's order and draws on the device (copied once per epoch or resume; never saved).
+    on_device: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
 
     def to_checkpoint(self) -> dict[str, Any]:
         return {
@@ -155,6 +185,7 @@ class TrainState:
             "batch_in_epoch": self.batch_in_epoch,
             "step": self.step,
             "perm": self.perm,
+            "draws": self.draws,
             "sums": self.sums,
             "history": self.history,
             "best": self.best,
@@ -172,7 +203,9 @@ class TrainState:
             _set_rng_state(state["rng"], self.device, self.data_gen)
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
         self.perm = state["perm"]
-        self.sums = dict(state["sums"])
+        self.draws = state.get("draws")  # absent in older checkpoints: drawn when the epoch goes on
+        self.on_device = None
+        self.sums = _sums_on(state["sums"], self.device)
         self.history = list(state["history"])
         self.best = dict(state["best"])
         self.events = list(state.get("events", [])) + self.events
@@ -209,6 +242,43 @@ class Loop:
         return self.ranks is None or self.ranks.is_main
 
 
+def _start_epoch(state: TrainState, loop: Loop) -> None:
+    """Draw the epoch's data order, then its augmentation, from the run's data generator: once, on the host
+    (the same stream on every device), so no step draws anything."""
+    n = len(loop.train_split)
+    state.perm = torch.randperm(n, generator=state.data_gen)
+    state.draws = loop.maker.draw(n, state.data_gen)
+    state.on_device = None
+    state.batch_in_epoch = 0
+    state.sums = _fresh_sums(state.device)
+
+
+def _epoch_on_device(state: TrainState, loop: Loop) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The epoch's order and draws on the device, copied once (pinned, non_blocking); steps slice them."""
+    assert state.perm is not None
+    if state.draws is None:  # a checkpoint from before the draws were made per epoch
+        state.draws = loop.maker.draw(len(state.perm), state.data_gen)
+    if state.on_device is None:
+        draws = {k: to_device(v, state.device) for k, v in state.draws.items()}
+        state.on_device = (to_device(state.perm, state.device), draws)
+    return state.on_device
+
+
+def _read_sums(state: TrainState) -> tuple[float, float]:
+    """The loop's one wait for the device: the epoch's mean loss and accuracy so far. Fails the run when a
+    loss went non-finite, naming the first such step, so nothing computed after it is ever saved."""
+    s = state.sums
+    loss, correct, first_bad = read_scalars(s["loss"], s["correct"], s["first_bad"])
+    if first_bad >= 0:
+        raise RunFailure(
+            f"non_finite_loss@{int(first_bad)}",
+            f"the loss was non-finite at step {int(first_bad)} (epoch {state.epoch}); found at step "
+            f"{state.step}, before any checkpoint was written",
+        )
+    seen = max(1, s["seen"])
+    return loss / seen, correct / seen
+
+
 def train_epoch(
     state: TrainState,
     loop: Loop,
@@ -216,56 +286,70 @@ def train_epoch(
     on_batch: BatchCallback | None,
 ) -> dict[str, Any]:
     """Train the rest of the current epoch (all of it, or what a resume left), then validate; returns the
-    epoch's stats. Raises RunKilled at a step boundary once asked to stop (after saving `last`)."""
+    epoch's stats. Raises RunKilled at a step boundary once asked to stop (after saving `last`).
+
+    The device is read every `train.log_every` global steps and at the epoch's end, nowhere else: that is
+    when `on_batch` hears of progress and when a non-finite loss is found."""
     t = loop.spec.train
-    model, device = state.model, state.device
+    model = state.model
     model.train()
     if state.perm is None:
-        state.perm = torch.randperm(len(loop.train_split), generator=state.data_gen)
-        state.batch_in_epoch = 0
-        state.sums = _fresh_sums()
-    sums = state.sums
+        _start_epoch(state, loop)
+    assert state.perm is not None
+    perm, draws = _epoch_on_device(state, loop)
+    # Device-resident data is indexed on the device; host-backed sources gather on the host.
+    order = perm if isinstance(loop.train_split, DeviceSplit) else state.perm
     loop.train_split.plan(state.perm, t.batch_size, state.batch_in_epoch)  # streamed sources read ahead
+    sums = state.sums
     t0 = time.perf_counter()
+
+    def report() -> tuple[float, float]:
+        if loop.ranks is not None:  # a non-finite loss on any rank fails every rank, naming the same step
+            loop.ranks.share_first_bad(sums)
+        loss, acc = _read_sums(state)
+        if on_batch is not None:
+            elapsed = sums["seconds"] + time.perf_counter() - t0
+            ips = sums["seen"] / max(elapsed, 1e-9)
+            on_batch(state.epoch, state.batch_in_epoch, loop.n_batches, loss, acc, ips)
+        return loss, acc
+
     while state.batch_in_epoch < loop.n_batches:
-        if state.batch_in_epoch % t.grad_accum == 0 and _stop_agreed(should_stop, loop, device):
+        if state.batch_in_epoch % t.grad_accum == 0 and _stop_agreed(should_stop, state, loop):
+            if loop.ranks is not None:  # the checkpoint holds every rank's sums (resumed by rank 0 only)
+                sums = state.sums = loop.ranks.reduce_sums(sums)
+            _read_sums(state)  # never checkpoint what a non-finite loss produced
             sums["seconds"] += time.perf_counter() - t0
             state.events.append({"event": "stopped_by_signal", "epoch": state.epoch, "step": state.step})
-            if loop.ranks is not None:  # the checkpoint holds every rank's sums (resumed by rank 0 only)
-                state.sums = loop.ranks.sum_sums(sums, _SUMMED, device)
             if loop.writes:
                 save_checkpoint(loop.last_path, state.to_checkpoint())
             raise RunKilled(f"stopped at epoch {state.epoch}, step {state.step}")
         faults.before_step(state.step, state.resumes)
-        bs, correct, loss_v = _train_step(state, loop)
-        sums["loss"] += loss_v * bs
-        sums["correct"] += correct
-        sums["seen"] += bs
+        rows = slice(state.batch_in_epoch * t.batch_size, (state.batch_in_epoch + 1) * t.batch_size)
+        if loop.ranks is not None:  # this rank's rows of the global batch, with their augmentation draws
+            rows = loop.ranks.rows(rows)
+        batch_draws = {k: v[..., rows] for k, v in draws.items()}
+        xb, yb = loop.maker.train_batch(loop.train_split, order[rows], batch_draws)
+        _train_step(state, loop, xb, yb)
         state.batch_in_epoch += 1
         state.step += 1
-        if on_batch is not None:
-            elapsed = sums["seconds"] + time.perf_counter() - t0
-            on_batch(
-                state.epoch,
-                state.batch_in_epoch,
-                loop.n_batches,
-                sums["loss"] / sums["seen"],
-                sums["correct"] / sums["seen"],
-                sums["seen"] / max(elapsed, 1e-9),
-            )
+        if state.step % t.log_every == 0 and state.batch_in_epoch < loop.n_batches:
+            report()
+    if loop.ranks is not None:  # the epoch's numbers are every rank's
+        sums = state.sums = loop.ranks.reduce_sums(sums)
+    loss, acc = report()  # the epoch's end: always read (and so waited for: its seconds are the device's)
     seconds = sums["seconds"] + time.perf_counter() - t0
-    if loop.ranks is not None:
-        sums = state.sums = loop.ranks.sum_sums(sums, _SUMMED, device)
     val_loss, val_acc = (
-        evaluate_loss_acc(model, loop.val_split, loop.maker, loop.spec.eval.batch_size, loop.use_amp, device)
+        evaluate_loss_acc(
+            model, loop.val_split, loop.maker, loop.spec.eval.batch_size, loop.use_amp, state.device
+        )
         if loop.writes
-        else (math.nan, math.nan)
+        else (math.nan, math.nan)  # rank 0 alone validates
     )
     return {
         "epoch": state.epoch + 1,
         "step": state.step,
-        "train_loss": sums["loss"] / max(1, sums["seen"]),
-        "train_acc": sums["correct"] / max(1, sums["seen"]),
+        "train_loss": loss,
+        "train_acc": acc,
         "val_loss": val_loss,
         "val_acc": val_acc,
         "lr": float(state.opt.param_groups[0]["lr"]),
@@ -274,48 +358,45 @@ def train_epoch(
     }
 
 
-_SUMMED = ("loss", "correct", "seen")  # the epoch sums added up over the ranks of a data-parallel run
-
-
-def _stop_agreed(should_stop: Callable[[], bool], loop: Loop, device: torch.device) -> bool:
-    """`should_stop()`; in a data-parallel run rank 0's answer, so every rank stops at the same step."""
+def _stop_agreed(should_stop: Callable[[], bool], state: TrainState, loop: Loop) -> bool:
+    """`should_stop()`; in a data-parallel run rank 0's answer, agreed at the epoch's start and every
+    `train.log_every` steps (where the device is read anyway), so every rank stops at the same step."""
     if loop.ranks is None:
         return should_stop()
-    return loop.ranks.agree(loop.ranks.is_main and should_stop(), device)
+    if state.batch_in_epoch != 0 and state.step % loop.spec.train.log_every != 0:
+        return False
+    return loop.ranks.agree(loop.ranks.is_main and should_stop(), state.device)
 
 
-def _train_step(state: TrainState, loop: Loop) -> tuple[int, int, float]:
+def _train_step(state: TrainState, loop: Loop, xb: torch.Tensor, yb: torch.Tensor) -> None:
     """One batch: forward, loss, backward, and the optimizer step at each accumulation boundary.
 
-    Returns (batch size, correct predictions, loss). A non-finite loss stops the run before the optimizer
-    step, so no saved weights ever hold it.
+    Nothing here reads the device: the loss and correct count are added to the device-side sums, and a
+    non-finite loss is noted there (`first_bad`) for the next read to fail the run.
     """
     t = loop.spec.train
-    assert state.perm is not None
-    b = state.batch_in_epoch
-    idx = state.perm[b * t.batch_size : (b + 1) * t.batch_size]
-    xb, yb = loop.maker.train_batch(loop.train_split, idx, state.data_gen)
-    weight = 1.0
-    if loop.ranks is not None:  # this rank's rows of the global batch (augmentation drawn for all of it)
-        rows = int(yb.shape[0])
-        xb, yb = loop.ranks.shard(xb), loop.ranks.shard(yb)
-        weight = loop.ranks.loss_weight(int(yb.shape[0]), rows)
+    sums, bs = state.sums, int(yb.shape[0])
     with autocast(state.device, loop.use_amp):
         faults.in_forward(state.step)
         out = (loop.ddp or state.model)(xb)
-        loss = loop.crit(out.float(), yb) if yb.numel() else out.float().sum() * 0.0
+        loss = loop.crit(out.float(), yb) if bs else out.float().sum() * 0.0  # a rank may get no rows
     loss = faults.on_loss(loss, state.step)
-    loss_v = float(loss.detach())
-    if not math.isfinite(loss_v):
-        raise RunFailure(f"non_finite_loss@{state.step}", f"loss={loss_v} at epoch {state.epoch}, batch {b}")
-    (loss * weight / t.grad_accum).backward()
+    detached = loss.detach()
+    sums["loss"].add_(detached.double() * bs)
+    sums["correct"].add_((out.detach().argmax(1) == yb).sum())
+    bad = (sums["first_bad"] < 0) & ~torch.isfinite(detached)
+    sums["first_bad"].masked_fill_(bad, state.step)
+    sums["seen"] += bs
+    b = state.batch_in_epoch
+    if loop.ranks is not None:  # DDP averages the ranks: weighted, that is the global batch's mean loss
+        loss = loss * loop.ranks.loss_weight(bs, min(t.batch_size, len(loop.train_split) - b * t.batch_size))
+    (loss / t.grad_accum).backward()
     if (b + 1) % t.grad_accum == 0 or b + 1 == loop.n_batches:
         if t.grad_clip is not None:
             nn.utils.clip_grad_norm_(state.model.parameters(), t.grad_clip)
         state.opt.step()
         state.opt.zero_grad(set_to_none=True)
         state.sched.step()
-    return int(yb.shape[0]), int((out.argmax(1) == yb).sum()), loss_v
 
 
 def _end_epoch(state: TrainState, loop: Loop, stats: dict[str, Any]) -> None:
@@ -324,7 +405,7 @@ def _end_epoch(state: TrainState, loop: Loop, stats: dict[str, Any]) -> None:
     state.history.append(stats)
     metric = stats[t.best_metric]
     state.epoch += 1
-    state.perm = None
+    state.perm, state.draws, state.on_device = None, None, None
     state.batch_in_epoch = 0
     improved = not state.best or (
         metric > state.best["value"] if t.best_metric == "val_acc" else metric < state.best["value"]
@@ -405,7 +486,9 @@ def train_run(
     if ranks is not None:
         loop.ddp = ranks.wrap(model, device)
         if not ranks.is_main:
-            state.sums = _fresh_sums()  # a mid-epoch checkpoint holds all ranks' sums: rank 0 resumes them
+            state.sums = _fresh_sums(
+                device
+            )  # a mid-epoch checkpoint holds all ranks' sums: rank 0 resumes them
 
     while state.epoch < t.epochs:
         stats = train_epoch(state, loop, should_stop, on_batch)

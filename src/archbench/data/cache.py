@@ -2,7 +2,9 @@
 
 A store is keyed by the fingerprint of the source (every file under `data.root` and under path-valued
 options: relative path, size and mtime — never the content, so keying a 1M-image folder costs one `stat`
-per file) and of the decoding options (kind, splits, limits, `on_bad_file`, `options`, the archbench,
+per file; a cache hit re-uses a remembered listing instead when the cheap check of `remembered_source`
+passes — every directory's stat unchanged plus a random sample of files, see there for what it does and
+does not detect) and of the decoding options (kind, splits, limits, `on_bad_file`, `options`, the archbench,
 numpy and Pillow versions). It lives in `<cache>/<key>/`:
 
     train_x.npy  val_x.npy  test_x.npy       pixels (N×C×H×W, as decoded: uint8, float32 for rasters)
@@ -99,18 +101,21 @@ def _source_paths(spec: DataSpec) -> list[Path]:
     return paths
 
 
-def _walk(path: Path, h: Any) -> tuple[int, int]:
+def _walk(path: Path, h: Any, lines_out: list[str], dirs: dict[str, list[int]], tag: str) -> tuple[int, int]:
     """Feed (relative path, size, mtime_ns) of every file under `path` into `h`, sorted by path:
-    returns (files, bytes). One `stat` per file; nothing is read."""
+    returns (files, bytes). One `stat` per file; nothing is read. Also collects each file's line (prefixed
+    `tag/`) into `lines_out` and each directory's stat into `dirs`, for the remembered listing."""
     lines: list[str] = []
     total = 0
     stack = [(str(path), "")]
     while stack:
         folder, prefix = stack.pop()
         try:
+            st = os.stat(folder)
             it = os.scandir(folder)
         except OSError:
             continue
+        dirs[f"{tag}/{prefix}"] = _dir_stamp(st)
         with it:
             for e in it:
                 if e.is_dir(follow_symlinks=False):
@@ -121,28 +126,168 @@ def _walk(path: Path, h: Any) -> tuple[int, int]:
                     total += st.st_size
     lines.sort()
     h.update("".join(lines).encode())
+    lines_out.extend(f"{tag}/{line}" for line in lines)
     return len(lines), total
 
 
-def source_fingerprint(spec: DataSpec) -> dict[str, Any]:
-    """Cheap fingerprint of the source: a listing (paths, sizes, mtimes), not the file contents."""
+def _dir_stamp(st: os.stat_result) -> list[int]:
+    """What changes when an entry of a directory is added, removed or renamed (mtime, ctime), or when the
+    directory itself is replaced (inode, device)."""
+    return [st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+@dataclass
+class _Listing:
+    """One full walk of the source: its fingerprint, and what the remembered listing stores of it."""
+
+    source: dict[str, Any]
+    paths: list[str]
+    lines: list[str]  # "<path index>/<relative path>\0size\0mtime_ns\n", as hashed
+    dirs: dict[str, list[int]]  # "<path index>/<relative dir>/" -> _dir_stamp
+    files: dict[str, list[int]]  # "<path index>" -> [size, mtime_ns, ctime_ns, ino] for file sources
+    missing: list[str]
+    listed_at: float  # time.time() before the walk
+
+
+def _list_source(spec: DataSpec) -> _Listing:
     h = hashlib.sha256()
     files, total = 0, 0
-    for p in _source_paths(spec):
+    listed_at = time.time()
+    paths = _source_paths(spec)
+    out = _Listing({}, [str(p) for p in paths], [], {}, {}, [], listed_at)
+    for i, p in enumerate(paths):
         if p.is_dir():
-            f, t = _walk(p, h)
+            f, t = _walk(p, h, out.lines, out.dirs, str(i))
             files, total = files + f, total + t
         elif p.is_file():
             st = p.stat()
             h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            out.files[str(i)] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
             files, total = files + 1, total + st.st_size
         else:
             h.update(f"missing:{p}\n".encode())
+            out.missing.append(str(p))
     if spec.kind == "digits":
         from importlib.metadata import version
 
         h.update(f"sklearn {version('scikit-learn')}".encode())
-    return {"sha256": h.hexdigest(), "files": files, "bytes": total}
+    out.source = {"sha256": h.hexdigest(), "files": files, "bytes": total}
+    return out
+
+
+def source_fingerprint(spec: DataSpec) -> dict[str, Any]:
+    """Cheap fingerprint of the source: a listing (paths, sizes, mtimes), not the file contents."""
+    return _list_source(spec).source
+
+
+# ---------------------------------------------------------------- the remembered listing (cache hit path)
+#
+# Listing a 100k-file folder costs one stat per file (0.3 s of CPU; seconds on a loaded host). After a
+# full walk, `<cache>/.sources/<source id>.json` remembers its fingerprint with the stat of every
+# directory of the tree, and `<source id>-<sha>.listing` its lines. A later open trusts the remembered
+# fingerprint when every directory's (mtime, ctime, inode, device) is unchanged and a random sample of
+# SAMPLE_FILES files (all of them in a smaller folder) still has its size and mtime; otherwise it walks
+# again. A directory changed less than SETTLE_SECONDS before a walk is not remembered (a coarse
+# timestamp could hide a later change within the same tick).
+
+SOURCES = ".sources"
+SAMPLE_FILES = 256
+SETTLE_SECONDS = 2.0
+
+
+def _source_id(spec: DataSpec, paths: list[str]) -> str:
+    payload = {
+        "format": FORMAT,
+        "kind": spec.kind,
+        "paths": [os.path.realpath(p) for p in paths],
+        "decode": spec.model_dump(mode="json", include=_DECODE_FIELDS),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _settled(listing: _Listing) -> bool:
+    limit = int((listing.listed_at - SETTLE_SECONDS) * 1e9)
+    stamps = [s[:2] for s in listing.dirs.values()] + [s[1:3] for s in listing.files.values()]
+    return all(max(s) < limit for s in stamps)
+
+
+def _remember(spec: DataSpec, root: Path, listing: _Listing) -> bool:
+    """Store the listing for later cheap checks (atomically; the last writer wins). False when its
+    directories had not settled."""
+    if not (listing.dirs or listing.files) or not _settled(listing):
+        return False
+    folder = root / SOURCES
+    folder.mkdir(parents=True, exist_ok=True)
+    ident = _source_id(spec, listing.paths)
+    body = "".join(listing.lines).encode()
+    name = f"{ident}-{hashlib.sha256(body).hexdigest()[:16]}.listing"
+    doc = {
+        "paths": listing.paths,
+        "source": listing.source,
+        "dirs": listing.dirs,
+        "files": listing.files,
+        "missing": listing.missing,
+        "listed_at": listing.listed_at,
+        "listing": name,
+        "lines": len(listing.lines),
+    }
+    for target, data in ((folder / name, body), (folder / f"{ident}.json", json.dumps(doc).encode())):
+        tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    for old in folder.glob(f"{ident}-*.listing"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+    return True
+
+
+def _sample_lines(body: bytes, count: int, k: int) -> list[bytes]:
+    if count <= k:
+        return [line for line in body.split(b"\n") if line]
+    import random
+
+    rng = random.Random()
+    out = []
+    for _ in range(k):
+        start = body.rfind(b"\n", 0, rng.randrange(len(body))) + 1
+        out.append(body[start : body.index(b"\n", start)])
+    return out
+
+
+def remembered_source(spec: DataSpec, root: Path) -> dict[str, Any] | None:
+    """The remembered fingerprint of `spec`'s source when the cheap check passes, else None.
+
+    Detects: a file or folder added, removed or renamed anywhere in the tree (its directory's mtime and
+    ctime change), a folder replaced, a file source changed, a missing path that appeared, and a changed
+    size or mtime of any of SAMPLE_FILES files picked at random on each call (every file when there are
+    no more). Does not detect: a file rewritten in place (same name, not replaced by a rename) outside
+    the sample — the full listing (`archbench prepare`) does — nor, like the listing itself, a change
+    that keeps a file's size and mtime."""
+    paths = [str(p) for p in _source_paths(spec)]
+    try:
+        doc = json.loads((root / SOURCES / f"{_source_id(spec, paths)}.json").read_text())
+        if doc["paths"] != paths:
+            return None
+        for name, want in doc["dirs"].items():
+            i, rel = name.split("/", 1)
+            if _dir_stamp(os.stat(os.path.join(paths[int(i)], rel))) != want:
+                return None
+        for i, want in doc["files"].items():
+            st = os.stat(paths[int(i)])
+            if [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] != want:
+                return None
+        if any(os.path.exists(p) for p in doc["missing"]):
+            return None
+        body = (root / SOURCES / doc["listing"]).read_bytes()
+        for line in _sample_lines(body, int(doc["lines"]), SAMPLE_FILES):
+            name, size, mtime = line.decode().split("\0")
+            i, rel = name.split("/", 1)
+            st = os.stat(os.path.join(paths[int(i)], rel))
+            if st.st_size != int(size) or st.st_mtime_ns != int(mtime):
+                return None
+        return dict(doc["source"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 def _versions() -> dict[str, str]:
@@ -401,14 +546,26 @@ def _prepare(spec: DataSpec, root: Path, key: str, source: dict[str, Any]) -> di
     return meta
 
 
-def prepare(spec: DataSpec) -> tuple[DatasetBundle, dict[str, Any]]:
-    """Open the store for `spec`, building it first when absent or damaged. Returns (bundle, loading)."""
+def prepare(spec: DataSpec, full_check: bool = False) -> tuple[DatasetBundle, dict[str, Any]]:
+    """Open the store for `spec`, building it first when absent or damaged. Returns (bundle, loading).
+
+    The source is identified by its remembered listing when the cheap check passes (`remembered_source`),
+    else (or with `full_check`) by a full listing, which is then remembered."""
     root = cache_root(spec)
     t0 = time.perf_counter()
-    source = source_fingerprint(spec)
+    listing: _Listing | None = None
+    source = None if full_check else remembered_source(spec, root)
+    if source is None:
+        listing = _list_source(spec)
+        source = listing.source
     key = cache_key(spec, source)
     store = root / key
-    loading: dict[str, Any] = {"cache_key": key, "cache_dir": str(root), "source_files": source["files"]}
+    loading: dict[str, Any] = {
+        "cache_key": key,
+        "cache_dir": str(root),
+        "source_files": source["files"],
+        "source_check": "listing" if listing is not None else "directories+sample",
+    }
     set_aside: str | None = None
     try:
         bundle = open_store(store)
@@ -438,6 +595,12 @@ def prepare(spec: DataSpec) -> tuple[DatasetBundle, dict[str, Any]]:
         loading.update(cache_hit=True, decode_seconds=0.0)
     if set_aside and set_aside != "pending":
         loading["damaged_store_set_aside"] = set_aside
+    if listing is not None and not _remember(spec, root, listing) and not loading["cache_hit"]:
+        # Listed while the folder was still changing: list again now that decoding took its time, and
+        # remember that listing only if the source is still the one this store was keyed by.
+        again = _list_source(spec)
+        if again.source["sha256"] == source["sha256"]:
+            _remember(spec, root, again)
     loading["ready_seconds"] = round(time.perf_counter() - t0, 3)
     loading["prepared_bytes"] = bundle.nbytes
     return bundle, loading
@@ -481,7 +644,7 @@ def list_stores(root: Path) -> list[StoreEntry]:
     if not root.is_dir():
         return out
     for p in sorted(root.iterdir()):
-        if not p.is_dir() or p.name == ".locks":
+        if not p.is_dir() or p.name in (".locks", SOURCES):
             continue
         if p.name.startswith(".tmp-"):
             out.append(StoreEntry(p.name[5:], p, "writing", _du(p), None, None, None, None))
@@ -534,4 +697,6 @@ def clear_stores(root: Path, keys: list[str] | None = None) -> list[Path]:
         with _key_lock(root, entry.key):
             shutil.rmtree(entry.path, ignore_errors=True)
         removed.append(entry.path)
+    if not keys:
+        shutil.rmtree(root / SOURCES, ignore_errors=True)  # remembered listings: the next run lists again
     return removed
