@@ -28,10 +28,10 @@ than `multiprocessing` spawn, so they never re-import the parent's main module (
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-import pickle
 import signal
 import socket
 import subprocess
@@ -304,14 +304,15 @@ class _RankProcesses:
         if self.spec.train.threads is None and self.plan.backend == "gloo":
             env["OMP_NUM_THREADS"] = str(_threads_per_rank(self.plan.world_size))
         for rank in range(1, self.plan.world_size):
-            payload = pickle.dumps(
+            payload = json.dumps(  # plain JSON: a rank unpickles nothing
                 {
                     "rank": rank,
-                    "plan": self.plan,
+                    "plan": dataclasses.asdict(self.plan),
                     "port": self.port,
-                    "target": self.target,
-                    "spec": self.spec,
+                    "target": f"{self.target.__module__}:{self.target.__qualname__}",
+                    "spec": self.spec.model_dump(mode="json"),
                     "run_dir": str(self.run_dir),
+                    "sys_path": sys.path,
                 }
             )
             log = _open_log(self.run_dir / f"rank{rank}.log")
@@ -327,7 +328,7 @@ class _RankProcesses:
             finally:
                 os.close(log)
             assert proc.stdin is not None
-            proc.stdin.write(json.dumps(sys.path).encode() + b"\n" + payload)
+            proc.stdin.write(payload.encode())
             proc.stdin.close()
             self.procs[rank] = proc
 
@@ -410,9 +411,10 @@ def _open_log(path: Path) -> int:
 
 # --- ranks 1..N-1 (their own processes) -------------------------------------------------------------------
 
+# The parent's sys.path first, so a rank imports the same archbench (and target) as its parent.
 _ENTRY = (
-    "import sys, json; sys.path[:0] = json.loads(sys.stdin.buffer.readline()); "
-    "from archbench.distributed import rank_main; rank_main()"
+    "import sys, json; args = json.loads(sys.stdin.buffer.read()); sys.path[:0] = args['sys_path']; "
+    "from archbench.distributed import rank_main; rank_main(args)"
 )
 
 
@@ -435,17 +437,24 @@ def _is_collective_error(exc: BaseException) -> bool:
     )
 
 
-def rank_main() -> None:
+def rank_main(args: dict[str, Any]) -> None:
     """A rank other than 0: join the store and the process group, load the data, train, report failures."""
     _die_with_parent()
     # A terminal's Ctrl-C reaches the whole process group: rank 0 decides and every rank stops with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    args = pickle.loads(sys.stdin.buffer.read())
-    rank, plan, spec = args["rank"], args["plan"], args["spec"]
-    run_dir = Path(args["run_dir"])
+    import importlib
+
     import torch
     import torch.distributed as dist
+
+    from .config import RunSpec
+
+    rank, plan, spec = args["rank"], RankPlan(**args["plan"]), RunSpec.model_validate(args["spec"])
+    plan = dataclasses.replace(plan, devices=tuple(plan.devices))
+    run_dir = Path(args["run_dir"])
+    module, _, name = args["target"].partition(":")
+    target = getattr(importlib.import_module(module), name)
 
     timeout = timedelta(seconds=plan.timeout_s)
     store = dist.TCPStore(HOST, args["port"], plan.world_size, is_master=False, timeout=timeout)
@@ -463,7 +472,7 @@ def rank_main() -> None:
 
         bundle = create_dataset(spec.data).without_test()  # ranks other than 0 never evaluate
         ctx = RankContext(rank, plan.world_size, plan.backend)
-        args["target"](spec, bundle, run_dir, device=device, ranks=ctx)
+        target(spec, bundle, run_dir, device=device, ranks=ctx)
     except BaseException as exc:  # noqa: BLE001 - every failure is reported to rank 0, then the rank exits
         if type(exc).__name__ == "RunKilled":
             code = 0  # rank 0 asked every rank to stop at this step
