@@ -1,8 +1,11 @@
 """Checkpoints: owns writing them atomically, verifying them on load, and falling back to the last good one.
 
-Format: a plain `torch.save` dict (loadable with `torch.load(..., weights_only=True)`) holding the state
-and `_digest`, a sha256 over every tensor and value in it. Truncated files fail to unzip, flipped bits
-fail the digest; both raise `CheckpointError` naming the file, which is then set aside (`*.bad-N`).
+Format: a plain `torch.save` file (loadable with `torch.load(..., weights_only=True)`) whose zip comment is
+`archbench-sha256:<hex>`, the sha256 of the file's bytes as `torch.save` wrote them (comment empty). The
+state is serialised once (the one host copy of every tensor) and those bytes are hashed: nothing is walked
+or copied a second time. Truncated files fail to unzip, flipped bits fail the digest; both raise
+`CheckpointError` naming the file, which is then set aside (`*.bad-N`). Files from before the zip comment
+(a `_digest` entry: sha256 over every tensor and value, `state_digest`) still load and verify.
 Writes go to a temp file, are fsynced and renamed; the previous good file is kept as `<name>.prev.pt`.
 """
 
@@ -12,6 +15,7 @@ import errno
 import hashlib
 import io
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -78,27 +82,57 @@ def _all_finite(state: Any) -> bool:
 _writes = 0  # checkpoint writes by this process (for the kill@checkpoint_write:N fault)
 
 
+_MAGIC = b"archbench-sha256:"
+_COMMENT_LEN = len(_MAGIC) + 64
+_EOCD = b"PK\x05\x06"  # a zip's end-of-central-directory record: 22 bytes, the last 2 the comment length
+
+
+def _signature(data: memoryview) -> bytes:
+    """What replaces the last two bytes (the empty comment's length) of `torch.save`'s zip: the comment's
+    length and the comment, the sha256 of `data` (a zip reader ignores the comment)."""
+    if len(data) < 22 or data[-22:-18] != _EOCD or data[-2:] != b"\x00\x00":
+        raise ValueError("torch.save did not end its zip with an empty comment")
+    comment = _MAGIC + hashlib.sha256(data).hexdigest().encode()
+    return struct.pack("<H", len(comment)) + comment
+
+
+def _signed_digest(raw: bytes) -> tuple[str, str] | None:
+    """(stored, actual) sha256 of a signed file's bytes; None for a file without the comment."""
+    tail = len(raw) - _COMMENT_LEN
+    if tail < 22 or raw[tail - 22 : tail - 18] != _EOCD or not raw[tail:].startswith(_MAGIC):
+        return None
+    if struct.unpack("<H", raw[tail - 2 : tail])[0] != _COMMENT_LEN:
+        return None
+    h = hashlib.sha256(memoryview(raw)[: tail - 2])
+    h.update(b"\x00\x00")
+    return raw[tail + len(_MAGIC) :].decode("ascii", "replace"), h.hexdigest()
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Atomically write `state` to `path`, keeping the previous complete file as `<stem>.prev.pt`."""
+    """Atomically write `state` to `path`, keeping the previous complete file as `<stem>.prev.pt`.
+
+    The model's finiteness is one on-device reduction and one read; `torch.save` is the one host copy;
+    its bytes are hashed as they are (see the module docstring)."""
     global _writes
     _writes += 1
     if not _all_finite(state.get("model")):
         raise RunFailure("non_finite_weights", f"refusing to save {path}: the model holds NaN/inf")
-    state = dict(state)
-    state["_digest"] = state_digest(state)
     buf = io.BytesIO()
-    torch.save(state, buf)
-    data = buf.getvalue()
+    torch.save({k: v for k, v in state.items() if k != "_digest"}, buf)
+    body = buf.getbuffer()
+    signature = _signature(body)
+    body = body[:-2]
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         if faults.active("enospc@checkpoint"):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
         with open(tmp, "wb") as f:
             if faults.active("kill@checkpoint_write") or faults.active("kill@checkpoint_write", _writes):
-                f.write(data[: len(data) // 2])
+                f.write(body[: len(body) // 2])
                 f.flush()
                 faults.die()
-            f.write(data)
+            f.write(body)
+            f.write(signature)
             f.flush()
             os.fsync(f.fileno())
         if path.exists():
@@ -134,15 +168,26 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if size == 0:
         raise CheckpointError(path, "empty file (zero bytes)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(path, f"unreadable ({exc.strerror or exc})") from None
+    signed = _signed_digest(raw)
+    if signed is not None and signed[0] != signed[1]:
+        raise CheckpointError(path, "content does not match its digest (corrupted bits)")
+    data = io.BytesIO(raw)  # read once: these bytes were hashed, these bytes are loaded
+    try:
+        state = torch.load(data, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, bad pickle, refused global
         raise CheckpointError(
             path, f"unreadable or unsafe ({type(exc).__name__}: {str(exc)[:200]})"
         ) from None
-    if not isinstance(state, dict) or "_digest" not in state:
-        raise CheckpointError(path, "not an archbench checkpoint (no digest)")
-    if state_digest(state) != state["_digest"]:
-        raise CheckpointError(path, "content does not match its digest (corrupted bits)")
+    if not isinstance(state, dict):
+        raise CheckpointError(path, "not an archbench checkpoint (not a dict)")
+    if signed is None:  # the older format: a digest over the loaded values
+        if "_digest" not in state:
+            raise CheckpointError(path, "not an archbench checkpoint (no digest)")
+        if state_digest(state) != state.pop("_digest"):
+            raise CheckpointError(path, "content does not match its digest (corrupted bits)")
     return state
 
 

@@ -2,8 +2,8 @@
 
 A `SweepConfig` is what the YAML says; `RunSpec` is one fully resolved configuration (defaults filled in).
 Every field here is part of a run's identity except `name`, `output_dir`, where the data lives
-(`data.memory_budget`, `data.cache_dir`) and how often a run reports (`train.log_every`); see
-`RunSpec.identity`.
+(`data.memory_budget`, `data.cache_dir`) and how often a run reports and checkpoints (`train.log_every`,
+`train.checkpoint`); see `RunSpec.identity`.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def parse_bytes(v: int | str) -> int:
 # Where the data lives, not what it is: left out of a run's identity (its id and spec hash).
 NON_IDENTITY_DATA_KEYS = frozenset({"memory_budget", "cache_dir"})
 # How often a run reports and checkpoints, not what it computes: also left out.
-NON_IDENTITY_TRAIN_KEYS = frozenset({"log_every"})
+NON_IDENTITY_TRAIN_KEYS = frozenset({"log_every", "checkpoint"})
 
 
 class ModelSpec(_Strict):
@@ -117,6 +117,16 @@ class ModelSpec(_Strict):
     freeze: int = Field(0, ge=0, description="number of early stages whose weights are frozen")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     pretrained: str | None = Field(None, description="null, a local weights file, or 'imagenet'")
+
+
+class CheckpointSpec(_Strict):
+    """When a run writes `last.pt` (and `best.pt` when it improved); always also at its end and on
+    SIGTERM/SIGINT. Resume is exact from any of them."""
+
+    every_epochs: int = Field(1, ge=1, description="at the end of every N-th epoch")
+    every_minutes: float | None = Field(
+        None, gt=0, description="also at the first step boundary this many minutes after the last one"
+    )
 
 
 class TrainSpec(_Strict):
@@ -145,6 +155,7 @@ class TrainSpec(_Strict):
     log_every: int = Field(
         50, ge=1, description="steps between reads of the running loss/accuracy (the only device syncs)"
     )
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
 
 
 class EvalSpec(_Strict):

@@ -109,21 +109,21 @@ class RankContext:
         where = device if self.backend == "nccl" else torch.device("cpu")
         return torch.tensor(values, dtype=torch.float64, device=where)
 
-    def agree(self, flag: bool, device: torch.device) -> bool:
-        """Rank 0's `flag` on every rank (a stop request is decided by rank 0 alone)."""
+    def agree(self, flags: tuple[bool, ...], device: torch.device) -> tuple[bool, ...]:
+        """Rank 0's `flags` on every rank (stop and checkpoint decisions are rank 0's alone)."""
         import torch.distributed as dist
 
-        t = self._tensor([1.0 if flag else 0.0], device)
+        t = self._tensor([1.0 if f else 0.0 for f in flags], device)
         dist.broadcast(t, src=0)
-        return bool(t.item() > 0)
+        return tuple(bool(v > 0) for v in t.tolist())
 
     def main_first(self, fn: Callable[[], T], device: torch.device) -> T:
         """`fn()` on rank 0, then on the other ranks (e.g. reading `last`, which rank 0 may set aside)."""
         if self.is_main:
             out = fn()
-            self.agree(True, device)
+            self.agree((True,), device)
             return out
-        self.agree(True, device)
+        self.agree((True,), device)
         return fn()
 
     def share_first_bad(self, sums: dict[str, Any]) -> None:

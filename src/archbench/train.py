@@ -173,6 +173,8 @@ class TrainState:
     owner: dict[str, str] = field(default_factory=dict)  # run_id and spec_hash, written into every checkpoint
     # The epoch's order and draws on the device (copied once per epoch or resume; never saved).
     on_device: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
+    # Weights of an improved epoch not yet written to `best` (a device copy; written with the next `last`).
+    best_model: dict[str, torch.Tensor] | None = None
 
     def to_checkpoint(self) -> dict[str, Any]:
         return {
@@ -233,6 +235,7 @@ class Loop:
     use_amp: bool
     last_path: Path
     best_path: Path
+    last_write: float = field(default_factory=time.monotonic)  # when a checkpoint was last written
     ranks: RankContext | None = None  # data-parallel runs: this process's rank (distributed.py)
     ddp: nn.Module | None = None  # the model wrapped in DistributedDataParallel (forward passes only)
 
@@ -240,6 +243,28 @@ class Loop:
     def writes(self) -> bool:
         """Only rank 0 validates and writes checkpoints."""
         return self.ranks is None or self.ranks.is_main
+
+    def minutes_due(self) -> bool:
+        """`train.checkpoint.every_minutes` elapsed since the last checkpoint (a clock read, no sync)."""
+        minutes = self.spec.train.checkpoint.every_minutes
+        return minutes is not None and time.monotonic() - self.last_write >= 60.0 * minutes
+
+    def epoch_due(self, epochs_done: int) -> bool:
+        """A checkpoint at this epoch's end: every N-th epoch, the last one, or when the minutes are up."""
+        t = self.spec.train
+        return epochs_done % t.checkpoint.every_epochs == 0 or epochs_done >= t.epochs or self.minutes_due()
+
+
+def _checkpoint(state: TrainState, loop: Loop) -> None:
+    """Write `best` (when an improved epoch is pending) and then `last`; the caller has read the sums, so
+    nothing after a non-finite loss is ever written."""
+    if not loop.writes:
+        return
+    if state.best_model is not None:
+        save_checkpoint(loop.best_path, {**state.owner, "model": state.best_model, "best": state.best})
+        state.best_model = None
+    save_checkpoint(loop.last_path, state.to_checkpoint())
+    loop.last_write = time.monotonic()
 
 
 def _start_epoch(state: TrainState, loop: Loop) -> None:
@@ -314,15 +339,21 @@ def train_epoch(
         return loss, acc
 
     while state.batch_in_epoch < loop.n_batches:
-        if state.batch_in_epoch % t.grad_accum == 0 and _stop_agreed(should_stop, state, loop):
-            if loop.ranks is not None:  # the checkpoint holds every rank's sums (resumed by rank 0 only)
-                sums = state.sums = loop.ranks.reduce_sums(sums)
+        # Stop and time-based checkpoints only where no gradient is half accumulated (resume stays exact).
+        if state.batch_in_epoch % t.grad_accum == 0 and any(due := _stop_or_due(should_stop, state, loop)):
+            stop = due[0]
+            if loop.ranks is not None:  # the checkpoint holds every rank's sums; each trains on with its own
+                state.sums = loop.ranks.reduce_sums(sums)
             _read_sums(state)  # never checkpoint what a non-finite loss produced
             sums["seconds"] += time.perf_counter() - t0
-            state.events.append({"event": "stopped_by_signal", "epoch": state.epoch, "step": state.step})
-            if loop.writes:
-                save_checkpoint(loop.last_path, state.to_checkpoint())
-            raise RunKilled(f"stopped at epoch {state.epoch}, step {state.step}")
+            state.sums["seconds"] = sums["seconds"]
+            if stop:
+                state.events.append({"event": "stopped_by_signal", "epoch": state.epoch, "step": state.step})
+            _checkpoint(state, loop)
+            state.sums = sums
+            if stop:
+                raise RunKilled(f"stopped at epoch {state.epoch}, step {state.step}")
+            t0 = time.perf_counter()  # the checkpoint's time is not training time
         faults.before_step(state.step, state.resumes)
         rows = slice(state.batch_in_epoch * t.batch_size, (state.batch_in_epoch + 1) * t.batch_size)
         if loop.ranks is not None:  # this rank's rows of the global batch, with their augmentation draws
@@ -358,14 +389,18 @@ def train_epoch(
     }
 
 
-def _stop_agreed(should_stop: Callable[[], bool], state: TrainState, loop: Loop) -> bool:
-    """`should_stop()`; in a data-parallel run rank 0's answer, agreed at the epoch's start and every
-    `train.log_every` steps (where the device is read anyway), so every rank stops at the same step."""
+def _stop_or_due(should_stop: Callable[[], bool], state: TrainState, loop: Loop) -> tuple[bool, bool]:
+    """(stop asked, time-based checkpoint due). In a data-parallel run rank 0's answers, agreed at the
+    epoch's start and every `train.log_every` steps (where the device is read anyway), so every rank stops
+    or checkpoints at the same step."""
     if loop.ranks is None:
-        return should_stop()
+        stop = should_stop()
+        return stop, not stop and loop.minutes_due()
     if state.batch_in_epoch != 0 and state.step % loop.spec.train.log_every != 0:
-        return False
-    return loop.ranks.agree(loop.ranks.is_main and should_stop(), state.device)
+        return False, False
+    mine = (should_stop(), loop.minutes_due()) if loop.ranks.is_main else (False, False)
+    stop, due = loop.ranks.agree(mine, state.device)
+    return stop, due
 
 
 def _train_step(state: TrainState, loop: Loop, xb: torch.Tensor, yb: torch.Tensor) -> None:
@@ -399,24 +434,26 @@ def _train_step(state: TrainState, loop: Loop, xb: torch.Tensor, yb: torch.Tenso
         state.sched.step()
 
 
-def _end_epoch(state: TrainState, loop: Loop, stats: dict[str, Any]) -> None:
-    """Book the finished epoch: history, the `best` checkpoint when it improved, then `last`."""
+def _end_epoch(state: TrainState, loop: Loop, stats: dict[str, Any]) -> bool:
+    """Book the finished epoch: history, the best weights when it improved, and the checkpoints when the
+    cadence says so (`train.checkpoint`). Returns whether they were written."""
     t = loop.spec.train
     state.history.append(stats)
     metric = stats[t.best_metric]
     state.epoch += 1
     state.perm, state.draws, state.on_device = None, None, None
     state.batch_in_epoch = 0
+    due = loop.epoch_due(state.epoch)
     improved = not state.best or (
         metric > state.best["value"] if t.best_metric == "val_acc" else metric < state.best["value"]
     )
     if improved:
         state.best = {"metric": t.best_metric, "value": metric, "epoch": state.epoch, "step": state.step}
-        if loop.writes:
-            best = {**state.owner, "model": state.model.state_dict(), "best": state.best}
-            save_checkpoint(loop.best_path, best)
-    if loop.writes:
-        save_checkpoint(loop.last_path, state.to_checkpoint())
+        weights = state.model.state_dict()
+        state.best_model = weights if due else {k: v.detach().clone() for k, v in weights.items()}
+    if due:
+        _checkpoint(state, loop)
+    return due
 
 
 def train_run(
@@ -468,7 +505,7 @@ def train_run(
     layout.checkpoints.mkdir(parents=True, exist_ok=True)
     loop = Loop(
         spec, train_split, val_split, maker, crit, n_batches, amp_enabled(t, device),
-        layout.checkpoint("last"), layout.checkpoint("best"), ranks,
+        layout.checkpoint("last"), layout.checkpoint("best"), ranks=ranks,
     )  # fmt: skip
     state = TrainState(model, opt, sched, data_gen, device)
 
@@ -492,9 +529,14 @@ def train_run(
 
     while state.epoch < t.epochs:
         stats = train_epoch(state, loop, should_stop, on_batch)
-        _end_epoch(state, loop, stats)
+        written = _end_epoch(state, loop, stats)
         if on_epoch is not None:
-            on_epoch(stats)
+            try:
+                on_epoch(stats)
+            except BaseException:  # e.g. a pruned trial: the run ends here, so it ends checkpointed
+                if not written:
+                    _checkpoint(state, loop)
+                raise
     train_split.close()
     val_split.close()
 
