@@ -7,7 +7,11 @@ with their own statistics, so only a model without it can train to one process's
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -19,7 +23,7 @@ from archbench.config import ResourcesSpec
 from archbench.errors import ConfigError
 from archbench.record import RunRecord, read_record
 from archbench.sweep import load_sweep_text
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 EPOCHS = 2
 BATCH = 64
@@ -179,3 +183,39 @@ def test_a_rank_that_fails_fails_the_run_with_its_reason(
     _, rec = the_run(tmp_path)
     assert rec.status == "failed" and rec.failure_reason == reason
     assert rec.failure_detail is not None and detail in rec.failure_detail
+
+
+def _netns_ok() -> bool:
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, timeout=30
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _netns_ok(), reason="unshare -n (private network namespace) not permitted")
+def test_a_ray_task_is_rank_0_and_trains_what_the_local_executor_trains(
+    tmp_path: Path, two_processes: Path
+) -> None:
+    """The Ray task claims the run, asks Ray for 2 CPUs and starts rank 1 on its node (Ray inside a private
+    network namespace with only the loopback up, as in test_ray_executor.py)."""
+    sweep = ddp_sweep(tmp_path, 2)
+    argv = [sys.executable, "-m", "archbench", "run", str(sweep), "--executor", "ray"]
+    res = subprocess.run(
+        ["unshare", "-n", "sh", "-c", "ip link set lo up && exec " + " ".join(argv)],
+        env={
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONPATH": str(REPO / "src"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    run_dir, rec = the_run(tmp_path)
+    assert rec.host.get("ray_node") and rec.distributed is not None and rec.distributed.world_size == 2
+    assert state_digest(last_weights(run_dir)) == state_digest(last_weights(two_processes))
