@@ -224,6 +224,17 @@ def test_what_the_cheap_check_misses_the_full_listing_finds(
     assert loading["source_check"] == "listing" and loading["cache_key"] != key
     assert create_dataset(spec).loading["cache_key"] == loading["cache_key"]  # the new listing is remembered
 
+    # A miss is never built on the cheap check's word: with the store gone, the folder is listed first.
+    with open(root / "cat" / "02.png", "ab") as f:
+        f.write(b"\0")
+    assert create_dataset(spec).loading["cache_key"] == loading["cache_key"]  # blind again (a hit) ...
+    cache.clear_stores(store, [loading["cache_key"]])
+    rebuilt = create_dataset(spec).loading
+    assert rebuilt["source_check"] == "listing" and rebuilt["cache_hit"] is False
+    assert rebuilt["cache_key"] not in (key, loading["cache_key"])  # ... but not when decoding
+    cache.clear_stores(store)
+    assert not (store / cache.SOURCES).exists()  # clearing everything forgets the remembered listings
+
 
 def test_a_folder_still_changing_is_not_remembered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Directories changed within SETTLE_SECONDS of a listing may change again within the same timestamp

@@ -390,19 +390,25 @@ def test_cli_refuses_a_folder_without_a_sweep(tmp_path: Path) -> None:
     assert not os.path.exists(tmp_path / "report")
 
 
-def test_many_configurations_summarise_figures_but_keep_every_pair(tmp_path: Path) -> None:
+def test_many_configurations_summarise_figures_but_keep_every_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Past SIGNIFICANCE_TOP configurations the matrix shows the best ones and a sentence sums up every
-    pair; the pairwise table still lists all k(k-1)/2 pairs (records written by the benchmark's generator)."""
+    pair; past MAX_FIGURE_ROWS the per-configuration figures show the best and worst halves; past
+    MAX_DOCUMENT_ROWS (lowered here) the per-seed tests are named by their CSV instead of shown; the
+    pairwise table still lists all k(k-1)/2 pairs (records written by the benchmark's generator)."""
     import importlib.util
 
-    from archbench.report.figures import SIGNIFICANCE_TOP
+    from archbench.report import document
+    from archbench.report.figures import MAX_FIGURE_ROWS, SIGNIFICANCE_TOP
 
     spec = importlib.util.spec_from_file_location("report_scale", REPO / "benchmarks" / "report_scale.py")
     assert spec is not None and spec.loader is not None
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
-    k = SIGNIFICANCE_TOP + 3
+    k = max(SIGNIFICANCE_TOP, MAX_FIGURE_ROWS) + 3
     sweep = gen.write_sweep(tmp_path, configs=k, seeds=2, n_test=200)
+    monkeypatch.setattr(document, "MAX_DOCUMENT_ROWS", k)
     result = build_report(sweep, out=tmp_path / "report", formats="html,csv")
     assert result.configurations == k and result.completed == 2 * k
     pairs = _csv(tmp_path / "report" / "tables" / "comparisons.csv")
@@ -412,6 +418,13 @@ def test_many_configurations_summarise_figures_but_keep_every_pair(tmp_path: Pat
     assert f"Shown: the {SIGNIFICANCE_TOP} best of {k} configurations" in html
     assert f"Over all {len(pairs)} compared pairs" in html
     assert f"for the 6 best of {k} configurations" in html  # training curves: one summary row
+    half = MAX_FIGURE_ROWS // 2
+    assert html.count(f"the figure shows the {half} best and the {half} worst") == 2  # bars, per class
+    assert 'id="t-comparisons"' in html and html.count("<tr>") >= len(pairs)  # every pair, in the page too
+    assert 'id="t-mcnemar_per_seed"' not in html
+    assert (
+        f"{2 * len(pairs):,} rows, too many to read here; every row is in tables/mcnemar_per_seed.csv" in html
+    )
 
 
 @pytest.mark.slow

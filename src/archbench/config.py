@@ -240,12 +240,53 @@ class ExplainSpec(_Strict):
 
 
 class ResourcesSpec(_Strict):
-    """What one run asks the executor for (Ray: `num_cpus`/`num_gpus` of its task; fractions share a GPU)."""
+    """What one run asks the executor for (Ray: `num_cpus`/`num_gpus` of its task; fractions share a GPU),
+    and how many data-parallel processes it trains with (see distributed.py)."""
 
-    cpu: float | None = Field(None, gt=0, description="CPUs per run; null: train.threads, else 1")
+    cpu: float | None = Field(
+        None, gt=0, description="CPUs per run; null: train.threads (else 1) times the run's processes"
+    )
     gpu: float | None = Field(
         None, ge=0, description="GPUs per run (0.25 lets four small runs share one); null: 1 on a GPU cluster"
     )
+    processes: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="data-parallel processes (DDP ranks) of one run: one per GPU on CUDA (NCCL), or CPU "
+        "processes (gloo); null: gpu when gpu is a whole number above 1, else 1",
+    )
+    timeout_s: float = Field(
+        1800.0,
+        gt=0,
+        le=86_400,
+        description="the longest a rank waits for the others (rank 0 validates alone) before the run fails",
+    )
+
+    @model_validator(mode="after")
+    def _processes_fit_gpus(self) -> ResourcesSpec:
+        gpu, n = self.gpu, self.processes
+        if n is None or n == 1 or gpu is None or gpu == 0:
+            return self
+        if not float(gpu).is_integer():
+            raise ValueError(
+                f"processes: {n} needs whole GPUs (one per process); found gpu: {gpu}. Use gpu: {n}, "
+                "or processes: 1 to share a GPU"
+            )
+        if n > gpu:
+            raise ValueError(
+                f"processes: {n} is more than gpu: {int(gpu)}; each process trains on a GPU of its own "
+                f"(use gpu: {n}, or leave gpu unset for CPU processes)"
+            )
+        return self
+
+    @property
+    def world_size(self) -> int:
+        """Data-parallel processes per run (the default rule of `processes`)."""
+        if self.processes is not None:
+            return self.processes
+        gpu = self.gpu or 0
+        return int(gpu) if float(gpu).is_integer() and gpu > 1 else 1
 
 
 class ExecutorSpec(_Strict):

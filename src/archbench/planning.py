@@ -109,9 +109,27 @@ def output_problems(folder: Path) -> list[str]:
     return []
 
 
+def executor_problems(cfg: SweepConfig, runs: list[PlannedRun]) -> list[str]:
+    """Data-parallel runs on this machine's GPUs: are there as many GPUs as processes? (A Ray cluster's
+    nodes are not this machine: there the run itself fails with `distributed_config`.)"""
+    world = cfg.executor.resources.world_size
+    if world == 1 or cfg.executor.kind != "local" or all(r.spec.train.device == "cpu" for r in runs):
+        return []
+    import torch
+
+    seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if seen == 0 or world <= seen:
+        return []  # no CUDA: the processes train on CPU (gloo); device: cuda fails as no_cuda per run
+    return [
+        f"executor.resources: {world} processes need {world} GPUs (one each) but this machine has {seen}; "
+        f"set executor.resources.processes to at most {seen}, or train.device: cpu for CPU processes"
+    ]
+
+
 def plan_problems(cfg: SweepConfig, runs: list[PlannedRun]) -> list[str]:
     """Every problem that can be found before anything is created, one line each (empty: good to go)."""
     problems = model_problems(runs) + data_problems(runs) + output_problems(sweep_dir(cfg))
+    problems += executor_problems(cfg, runs)
     return list(dict.fromkeys(problems))  # de-duplicated, in order
 
 

@@ -64,6 +64,24 @@ class Metrics(BaseModel):
     checkpoint: str = Field(description="which checkpoint was evaluated: best or last")
 
 
+class DistributedBlock(BaseModel):
+    """How a data-parallel run trained (distributed.py); absent for a run on one process."""
+
+    model_config = ConfigDict(extra="allow")
+
+    backend: str = Field(description="nccl (one GPU per process) or gloo (CPU processes)")
+    world_size: int = Field(description="processes (DDP ranks) of the attempt that finished the run")
+    devices: list[str] = Field(default_factory=list, description="each rank's device, rank 0 first")
+    global_batch: int = Field(description="rows per optimizer batch over all ranks (train.batch_size)")
+    per_rank_batch: int = Field(description="the most rows one rank takes of a global batch")
+    lr: float = Field(description="the learning rate used (train.lr)")
+    lr_scaling: str = Field(description="how the lr was scaled for the number of processes")
+    data_split: str = Field(description="how each global batch is divided between the ranks")
+    gradients: str | None = Field(None, description="how the ranks' gradients are combined")
+    validation: str | None = Field(None, description="which rank validates and tests")
+    timeout_s: float | None = Field(None, description="the longest a rank waits for the others")
+
+
 # --- stage blocks: what each post-training stage adds under `record.stages[<name>]` ----------------------
 
 
@@ -218,6 +236,9 @@ class RunRecord(BaseModel):
         default_factory=dict,
         description="how the network was built for this run's input: a ViT's input_size, native_input_size, "
         "patch_grid, pos_embed_interpolated (empty for models that take any size)",
+    )
+    distributed: DistributedBlock | None = Field(
+        None, description="data-parallel training: backend, world size, global and per-rank batch, lr rule"
     )
     checkpoint_sha256: str | None = None
     artifacts: dict[str, str] = Field(

@@ -562,13 +562,17 @@ def _run_one(
         record.class_names = bundle.class_names
         if planned.is_trial:
             bundle = bundle.without_test()  # a tuning trial never reads the test split
+        from .distributed import RankPlan, train_on_ranks
         from .evaluate import evaluate_run
         from .runtime import resolve_device
         from .train import train_run
 
         device = resolve_device(planned.spec.train.device)  # once per run: train, evaluate, stages
+        ranks = RankPlan.for_run(cfg.executor.resources, device)  # processes > 1: data-parallel
         live = _LiveHistory(run_dir, record, on_epoch)
-        result = train_run(
+        result = train_on_ranks(
+            ranks,
+            train_run,
             planned.spec,
             bundle,
             run_dir,
@@ -577,6 +581,7 @@ def _run_one(
             on_epoch=live.epoch,
             device=device,
         )
+        record.distributed = ranks.block(planned.spec) if ranks.world_size > 1 else None
         record.history = [EpochStats(**h) for h in result.history]
         record.best = result.best
         record.train_seconds = result.train_seconds

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,6 +44,9 @@ from .runtime import (
     resolve_device,
     to_device,
 )
+
+if TYPE_CHECKING:
+    from .distributed import RankContext
 
 
 class RunKilled(Exception):
@@ -235,10 +238,18 @@ class Loop:
     use_amp: bool
     last_path: Path
     best_path: Path
-    # What the step calls: the model itself, or its torch.compile wrapper (the same parameters; the model
-    # stays what is checkpointed and validated).
+    # What the step calls: the model itself, its DistributedDataParallel wrapper (`ddp`), or the
+    # torch.compile wrapper of either (the same parameters; the model stays what is checkpointed and
+    # validated).
     forward: Callable[[torch.Tensor], torch.Tensor]
     last_write: float = field(default_factory=time.monotonic)  # when a checkpoint was last written
+    ranks: RankContext | None = None  # data-parallel runs: this process's rank (distributed.py)
+    ddp: nn.Module | None = None  # the model wrapped in DistributedDataParallel (forward passes only)
+
+    @property
+    def writes(self) -> bool:
+        """Only rank 0 validates and writes checkpoints."""
+        return self.ranks is None or self.ranks.is_main
 
     def minutes_due(self) -> bool:
         """`train.checkpoint.every_minutes` elapsed since the last checkpoint (a clock read, no sync)."""
@@ -254,6 +265,8 @@ class Loop:
 def _checkpoint(state: TrainState, loop: Loop) -> None:
     """Write `best` (when an improved epoch is pending) and then `last`; the caller has read the sums, so
     nothing after a non-finite loss is ever written."""
+    if not loop.writes:
+        return
     if state.best_model is not None:
         save_checkpoint(loop.best_path, {**state.owner, "model": state.best_model, "best": state.best})
         state.best_model = None
@@ -323,6 +336,8 @@ def train_epoch(
     t0 = time.perf_counter()
 
     def report() -> tuple[float, float]:
+        if loop.ranks is not None:  # a non-finite loss on any rank fails every rank, naming the same step
+            loop.ranks.share_first_bad(sums)
         loss, acc = _read_sums(state)
         if on_batch is not None:
             elapsed = sums["seconds"] + time.perf_counter() - t0
@@ -332,17 +347,24 @@ def train_epoch(
 
     while state.batch_in_epoch < loop.n_batches:
         # Stop and time-based checkpoints only where no gradient is half accumulated (resume stays exact).
-        if state.batch_in_epoch % t.grad_accum == 0 and ((stop := should_stop()) or loop.minutes_due()):
+        if state.batch_in_epoch % t.grad_accum == 0 and any(due := _stop_or_due(should_stop, state, loop)):
+            stop = due[0]
+            if loop.ranks is not None:  # the checkpoint holds every rank's sums; each trains on with its own
+                state.sums = loop.ranks.reduce_sums(sums)
             _read_sums(state)  # never checkpoint what a non-finite loss produced
             sums["seconds"] += time.perf_counter() - t0
+            state.sums["seconds"] = sums["seconds"]
             if stop:
                 state.events.append({"event": "stopped_by_signal", "epoch": state.epoch, "step": state.step})
             _checkpoint(state, loop)
+            state.sums = sums
             if stop:
                 raise RunKilled(f"stopped at epoch {state.epoch}, step {state.step}")
             t0 = time.perf_counter()  # the checkpoint's time is not training time
         faults.before_step(state.step, state.resumes)
         rows = slice(state.batch_in_epoch * t.batch_size, (state.batch_in_epoch + 1) * t.batch_size)
+        if loop.ranks is not None:  # this rank's rows of the global batch, with their augmentation draws
+            rows = loop.ranks.rows(rows)
         batch_draws = {k: v[..., rows] for k, v in draws.items()}
         xb, yb = loop.maker.train_batch(loop.train_split, order[rows], batch_draws)
         compiling = _step(state, loop, xb, yb)
@@ -353,10 +375,16 @@ def train_epoch(
         state.step += 1
         if state.step % t.log_every == 0 and state.batch_in_epoch < loop.n_batches:
             report()
+    if loop.ranks is not None:  # the epoch's numbers are every rank's
+        sums = state.sums = loop.ranks.reduce_sums(sums)
     loss, acc = report()  # the epoch's end: always read (and so waited for: its seconds are the device's)
     seconds = sums["seconds"] + time.perf_counter() - t0
-    val_loss, val_acc = evaluate_loss_acc(
-        model, loop.val_split, loop.maker, loop.spec.eval.batch_size, loop.use_amp, state.device
+    val_loss, val_acc = (
+        evaluate_loss_acc(
+            model, loop.val_split, loop.maker, loop.spec.eval.batch_size, loop.use_amp, state.device
+        )
+        if loop.writes
+        else (math.nan, math.nan)  # rank 0 alone validates
     )
     return {
         "epoch": state.epoch + 1,
@@ -382,6 +410,20 @@ def _step(state: TrainState, loop: Loop, xb: torch.Tensor, yb: torch.Tensor) -> 
     return time.perf_counter() - started if compiled_graphs() != graphs else 0.0
 
 
+def _stop_or_due(should_stop: Callable[[], bool], state: TrainState, loop: Loop) -> tuple[bool, bool]:
+    """(stop asked, time-based checkpoint due). In a data-parallel run rank 0's answers, agreed at the
+    epoch's start and every `train.log_every` steps (where the device is read anyway), so every rank stops
+    or checkpoints at the same step."""
+    if loop.ranks is None:
+        stop = should_stop()
+        return stop, not stop and loop.minutes_due()
+    if state.batch_in_epoch != 0 and state.step % loop.spec.train.log_every != 0:
+        return False, False
+    mine = (should_stop(), loop.minutes_due()) if loop.ranks.is_main else (False, False)
+    stop, due = loop.ranks.agree(mine, state.device)
+    return stop, due
+
+
 def _train_step(state: TrainState, loop: Loop, xb: torch.Tensor, yb: torch.Tensor) -> None:
     """One batch: forward, loss, backward, and the optimizer step at each accumulation boundary.
 
@@ -389,20 +431,22 @@ def _train_step(state: TrainState, loop: Loop, xb: torch.Tensor, yb: torch.Tenso
     non-finite loss is noted there (`first_bad`) for the next read to fail the run.
     """
     t = loop.spec.train
+    sums, bs = state.sums, int(yb.shape[0])
     with autocast(state.device, loop.use_amp):
         faults.in_forward(state.step)
         out = loop.forward(xb)
-        loss = loop.crit(out.float(), yb)
+        loss = loop.crit(out.float(), yb) if bs else out.float().sum() * 0.0  # a rank may get no rows
     loss = faults.on_loss(loss, state.step)
-    sums, bs = state.sums, int(yb.shape[0])
     detached = loss.detach()
     sums["loss"].add_(detached.double() * bs)
     sums["correct"].add_((out.detach().argmax(1) == yb).sum())
     bad = (sums["first_bad"] < 0) & ~torch.isfinite(detached)
     sums["first_bad"].masked_fill_(bad, state.step)
     sums["seen"] += bs
-    (loss / t.grad_accum).backward()
     b = state.batch_in_epoch
+    if loop.ranks is not None:  # DDP averages the ranks: weighted, that is the global batch's mean loss
+        loss = loss * loop.ranks.loss_weight(bs, min(t.batch_size, len(loop.train_split) - b * t.batch_size))
+    (loss / t.grad_accum).backward()
     if (b + 1) % t.grad_accum == 0 or b + 1 == loop.n_batches:
         if t.grad_clip is not None:
             nn.utils.clip_grad_norm_(state.model.parameters(), t.grad_clip)
@@ -453,10 +497,12 @@ def train_run(
     on_batch: BatchCallback | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     device: torch.device | None = None,
+    ranks: RankContext | None = None,
 ) -> TrainResult:
     """Train (or resume) one run and return the model with its best weights loaded.
 
     `device` is the one the runner resolved for the whole run; None resolves `spec.train.device` here.
+    `ranks`: this process's place in a data-parallel run (distributed.py starts the ranks and passes it).
     Reads top to bottom: set up (seeds, model, optimizer, batch sources) → resume from `last` →
     one `train_epoch` per remaining epoch, each booked by `_end_epoch` → load the evaluated weights.
     """
@@ -492,16 +538,28 @@ def train_run(
     loop = Loop(
         spec, train_split, val_split, maker, crit, n_batches, amp_enabled(t, device),
         layout.checkpoint("last"), layout.checkpoint("best"),
-        torch.compile(model) if t.compile else model,
+        torch.compile(model) if t.compile else model, ranks=ranks,
     )  # fmt: skip
     state = TrainState(model, opt, sched, data_gen, device)
 
     # Every checkpoint names the run it belongs to; resume refuses (sets aside) any other run's file.
     state.owner = {"run_id": run_dir.name, "spec_hash": spec_hash(spec)}
-    saved, notes = load_latest(loop.last_path, state.owner)
+    # Data-parallel: rank 0 reads (and sets aside damaged files) first, the other ranks then read the same.
+    saved, notes = (
+        ranks.main_first(lambda: load_latest(loop.last_path, state.owner), device)
+        if ranks is not None
+        else load_latest(loop.last_path, state.owner)
+    )
     state.events += [{"event": "checkpoint_set_aside", "detail": note} for note in notes]
     if saved is not None:
         state.restore(saved)
+    if ranks is not None:
+        loop.ddp = ranks.wrap(model, device)
+        loop.forward = torch.compile(loop.ddp) if t.compile else loop.ddp
+        if not ranks.is_main:
+            state.sums = _fresh_sums(
+                device
+            )  # a mid-epoch checkpoint holds all ranks' sums: rank 0 resumes them
 
     while state.epoch < t.epochs:
         stats = train_epoch(state, loop, should_stop, on_batch)
@@ -518,7 +576,7 @@ def train_run(
 
     if faults.active("kill@after_checkpoint"):
         faults.die()
-    if spec.eval.checkpoint == "best" and loop.best_path.exists():
+    if spec.eval.checkpoint == "best" and loop.best_path.exists() and loop.writes:
         best_state = load_checkpoint(loop.best_path)
         check_owner(loop.best_path, best_state, state.owner)
         model.load_state_dict(best_state["model"])

@@ -262,7 +262,8 @@ def remembered_source(spec: DataSpec, root: Path) -> dict[str, Any] | None:
     size or mtime of any of SAMPLE_FILES files picked at random on each call (every file when there are
     no more). Does not detect: a file rewritten in place (same name, not replaced by a rename) outside
     the sample — the full listing (`archbench prepare`) does — nor, like the listing itself, a change
-    that keeps a file's size and mtime."""
+    that keeps a file's size and mtime. `prepare` trusts it for a cache hit only: a store is built after
+    a full listing."""
     paths = [str(p) for p in _source_paths(spec)]
     try:
         doc = json.loads((root / SOURCES / f"{_source_id(spec, paths)}.json").read_text())
@@ -555,6 +556,8 @@ def prepare(spec: DataSpec, full_check: bool = False) -> tuple[DatasetBundle, di
     t0 = time.perf_counter()
     listing: _Listing | None = None
     source = None if full_check else remembered_source(spec, root)
+    if source is not None and not (root / cache_key(spec, source) / META).is_file():
+        source = None  # the cheap check only ever vouches for a hit: a store is built from a full listing
     if source is None:
         listing = _list_source(spec)
         source = listing.source

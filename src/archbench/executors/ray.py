@@ -9,6 +9,9 @@ the run again (the kernel dropped the dead owner's lock) and resumes from the la
 attempt died, the driver marks the run `failed` (`worker_died`) and the other runs go on. Errors inside a
 run (NaN loss, OOM, a bad file) are not retried: the run's own record says `failed`, as with the local
 executor. Ray is imported only here, only when `executor.kind: ray` is asked for.
+
+Data-parallel runs (`resources: {gpu: N}` or `processes: N`): the task is rank 0 and starts the other
+ranks on its node (distributed.py); a rank that dies fails the run's attempt like any error in the run.
 """
 
 from __future__ import annotations
@@ -65,14 +68,16 @@ def _forwarded_env() -> dict[str, str]:
 
 
 def task_resources(spec: ExecutorSpec, planned: PlannedRun, cluster_gpus: float) -> dict[str, float]:
-    """Per-run Ray resources: the config's, else CPUs = train.threads (or 1) and one GPU when the cluster
-    has GPUs and the run may use CUDA."""
+    """Per-run Ray resources: the config's, else CPUs = train.threads (or 1) per process and one GPU per
+    process when the cluster has GPUs and the run may use CUDA. A data-parallel run's task starts its
+    ranks on its own node (distributed.py), so Ray places all its GPUs/CPUs on one node."""
     train = planned.spec.train
-    cpu = spec.resources.cpu if spec.resources.cpu is not None else float(train.threads or 1)
+    world = spec.resources.world_size
+    cpu = spec.resources.cpu if spec.resources.cpu is not None else float((train.threads or 1) * world)
     if spec.resources.gpu is not None:
         gpu = spec.resources.gpu
     else:
-        gpu = 1.0 if cluster_gpus > 0 and train.device != "cpu" else 0.0
+        gpu = float(world) if cluster_gpus > 0 and train.device != "cpu" else 0.0
     return {"num_cpus": cpu, "num_gpus": gpu}
 
 

@@ -17,6 +17,11 @@ from .figures import FigureFile
 from .stats import ALPHA
 from .tables import Table, estimate_text, stage_table
 
+MAX_DOCUMENT_ROWS = 5000
+"""The per-seed test table (configuration pairs × seeds: 24,750 rows at 100 configurations and 5 seeds)
+is shown in report.html/.md/.tex up to this many rows, else named by its CSV; the pairwise table is always
+shown whole."""
+
 
 @dataclass
 class Block:
@@ -152,11 +157,18 @@ def build_outline(
         if text:
             blocks.append(Block("text", text))
 
-    def table(name: str) -> None:
+    def table(name: str, max_rows: int | None = None) -> None:
         t = _find(tables, name)
-        if t is not None:
-            blocks.append(Block("table", t.title, table=t, anchor=f"table-{t.name}"))
-            used_tables.append(t)
+        if t is None:
+            return
+        used_tables.append(t)  # written whole as tables/<name>.csv (and .tex) whatever its size
+        if max_rows is not None and len(t.rows) > max_rows:
+            para(
+                f"{t.title}: {len(t.rows):,} rows, too many to read here; every row is in "
+                f"tables/{t.name}.csv. {t.note}".strip()
+            )
+            return
+        blocks.append(Block("table", t.title, table=t, anchor=f"table-{t.name}"))
 
     def figure(name: str) -> None:
         f = figs.get(name)
@@ -200,7 +212,7 @@ def build_outline(
         para("No two completed configurations share a test set: nothing to compare.")
     table("comparisons")
     figure("significance_matrix")
-    table("mcnemar_per_seed")
+    table("mcnemar_per_seed", max_rows=MAX_DOCUMENT_ROWS)  # grows with pairs × seeds; the pairs above stay
     for k, section in enumerate(a.data.stages):
         stem = f"stage_{k}_{slugify(section.name, 24)}"
         label = section.title + (f" ({section.sweep_dir.name})" if len(a.data.sweep_dirs) > 1 else "")

@@ -50,6 +50,21 @@ MAX_CURVES_PER_PANEL = 6
 MAX_CURVE_ROWS = 3  # more groups than this: one summary row instead of a row per group
 MAX_POINT_LABELS = 20  # scatter plots label every point up to this many configurations
 SIGNIFICANCE_TOP = 15  # the significance matrix shows the best this many; the rest are summarised
+MAX_FIGURE_ROWS = 30  # one-row-per-configuration figures beyond this show the best and the worst half each
+
+
+def _shown_rows(n: int) -> tuple[list[int], str]:
+    """The configurations (rank indices) a one-row-per-configuration figure draws, and the caption's note:
+    all of them up to MAX_FIGURE_ROWS, else the best and the worst MAX_FIGURE_ROWS // 2 (a figure 100
+    rows tall neither reads nor renders in bounded time; the tables list every configuration)."""
+    if n <= MAX_FIGURE_ROWS:
+        return list(range(n)), ""
+    h = MAX_FIGURE_ROWS // 2
+    note = (
+        f" With {n} configurations the figure shows the {h} best and the {h} worst (above and below the "
+        f"dashed line); ranks {h + 1}–{n - h} are in the configurations table."
+    )
+    return list(range(h)) + list(range(n - h, n)), note
 
 
 @dataclass
@@ -109,7 +124,8 @@ def _ci_err(s: ConfigSummary) -> tuple[float, float]:
 
 
 def accuracy_bars(a: Analysis) -> FigureFile:
-    ss = a.summaries
+    shown, note = _shown_rows(len(a.summaries))
+    ss = [a.summaries[i] for i in shown]
     n = len(ss)
     fig = _new(6.8, 1.0 + 0.34 * n)
     ax = fig.add_subplot()
@@ -145,6 +161,8 @@ def accuracy_bars(a: Analysis) -> FigureFile:
     ax.plot(dots_x, dots_y, "o", mfc="white", mec="black", ms=3.2, zorder=4, ls="none")  # one artist
     ax.plot([], [], "o", mfc="white", mec="black", ms=3.2, ls="none", label="individual seeds")
     ax.set_yticks(ypos, [s.label for s in ss])
+    if note:
+        ax.axhline(n / 2 - 0.5, color="black", ls="--", lw=0.8)
     ax.set_xlim(0, 118)
     ax.spines["bottom"].set_bounds(0, 100)
     ax.set_xticks(range(0, 101, 20))
@@ -158,7 +176,7 @@ def accuracy_bars(a: Analysis) -> FigureFile:
         "Accuracy per configuration",
         "Top-1 test accuracy, best first. Bars: mean over seeds (value ± std at right); whiskers: 95% "
         "confidence interval (t over seeds, or a bootstrap over test examples with one seed); circles: "
-        "individual seeds.",
+        "individual seeds." + note,
     )
 
 
@@ -318,12 +336,16 @@ def accuracy_scatter(
     ax.set_xlabel(xlabel)
     ax.set_ylabel("top-1 test accuracy (%)")
     ax.legend(loc="lower right")
-    # Many points: label the Pareto front and the best few only (the run table names the rest).
-    labelled = (
-        set(range(len(pts)))
-        if len(pts) <= MAX_POINT_LABELS
-        else front | {k for k, (s, _) in enumerate(pts) if s.rank <= 5}
-    )
+    # Many points: label the best five and the best-ranked points of the Pareto front, at most
+    # MAX_POINT_LABELS in all (the run table names the rest; a front can hold every point).
+    if len(pts) <= MAX_POINT_LABELS:
+        labelled = set(range(len(pts)))
+    else:
+        labelled = {k for k, (s, _) in enumerate(pts) if s.rank <= 5}
+        for k in sorted(front, key=lambda k: pts[k][0].rank):
+            if len(labelled) >= MAX_POINT_LABELS:
+                break
+            labelled.add(k)
     keep = sorted(labelled)
     _label_points(fig, ax, [xs[k] for k in keep], [ys[k] for k in keep], [pts[k][0].label for k in keep])
     return _render(
@@ -335,7 +357,8 @@ def accuracy_scatter(
         + "). Filled points joined by the dashed line form the Pareto front: no other configuration is "
         f"both cheaper in {what} and more accurate."
         + (
-            f" With {len(pts)} configurations only the front and the five best are labelled."
+            f" With {len(pts)} configurations only the five best and the best-ranked points of the front "
+            f"({MAX_POINT_LABELS} labels at most) are labelled."
             if len(pts) > MAX_POINT_LABELS
             else ""
         ),
@@ -383,8 +406,10 @@ def per_class_heatmap(a: Analysis) -> FigureFile | None:
         classes += [c for c in s.class_names if c not in classes]
     if not classes:
         return None
-    m = np.full((len(a.summaries), len(classes)), np.nan)
-    for i, s in enumerate(a.summaries):
+    shown, note = _shown_rows(len(a.summaries))
+    rows = [a.summaries[i] for i in shown]
+    m = np.full((len(rows), len(classes)), np.nan)
+    for i, s in enumerate(rows):
         for name, v in zip(s.class_names, s.per_class, strict=False):
             if v is not None:
                 m[i, classes.index(name)] = 100 * v
@@ -395,18 +420,20 @@ def per_class_heatmap(a: Analysis) -> FigureFile | None:
     import matplotlib
 
     cmap = matplotlib.colormaps["gray"].with_extremes(bad=(1, 1, 1, 0))
-    width = min(16.0, 2.5 + 0.42 * len(classes) + 0.05 * max(len(s.label) for s in a.summaries))
-    fig = _new(width, 1.3 + 0.34 * len(a.summaries))
+    width = min(16.0, 2.5 + 0.42 * len(classes) + 0.05 * max(len(s.label) for s in rows))
+    fig = _new(width, 1.3 + 0.34 * len(rows))
     ax = fig.add_subplot()
     ax.patch.set_hatch("///")
     ax.patch.set_edgecolor("0.6")
     im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=100, aspect="auto", interpolation="nearest")
     ax.grid(False)
-    ax.set_yticks(range(len(a.summaries)), [s.label for s in a.summaries])
+    ax.set_yticks(range(len(rows)), [s.label for s in rows])
+    if note:
+        ax.axhline(len(rows) / 2 - 0.5, color="black", ls="--", lw=1.2)
     if len(classes) <= 60:
         ax.set_xticks(range(len(classes)), classes, rotation=90 if max(map(len, classes)) > 3 else 0)
     ax.set_xlabel("class")
-    if len(classes) <= 25 and len(a.summaries) <= 30:
+    if len(classes) <= 25 and len(rows) <= MAX_FIGURE_ROWS:
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
                 if not np.isnan(m[i, j]):
@@ -418,7 +445,7 @@ def per_class_heatmap(a: Analysis) -> FigureFile | None:
         "per_class_accuracy",
         "Per-class accuracy",
         "Test accuracy per class and configuration (%, mean over seeds); darker is worse. Hatched cells: "
-        "class absent from that configuration's test set.",
+        "class absent from that configuration's test set." + note,
     )
 
 

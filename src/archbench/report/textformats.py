@@ -15,10 +15,11 @@ from .tables import Table
 
 def md_escape(text: str) -> str:
     """Markdown table cell: HTML-escaped (renderers pass raw HTML through), pipes and markup escaped."""
-    s = html.escape(str(text), quote=False)
-    for ch in ("\\", "`", "*", "[", "]", "|"):
-        s = s.replace(ch, "\\" + ch)
+    s = html.escape(str(text), quote=False).translate(_MD_TABLE)
     return " ".join(s.split())
+
+
+_MD_TABLE = str.maketrans({ch: "\\" + ch for ch in ("\\", "`", "*", "[", "]", "|")})
 
 
 def to_markdown(t: Table) -> str:
@@ -54,8 +55,11 @@ _TEX = {
 LONG_TABLE_ROWS = 35
 
 
+_TEX_TABLE = str.maketrans(_TEX)
+
+
 def tex_escape(text: str) -> str:
-    return "".join(_TEX.get(ch, ch) for ch in str(text))
+    return str(text).translate(_TEX_TABLE)
 
 
 def to_latex(t: Table, placement: str = "htbp") -> str:
