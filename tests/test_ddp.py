@@ -168,17 +168,19 @@ def test_sigterm_stops_every_rank_at_the_same_step_and_resumes_with_another_worl
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("fault", "reason", "detail"),
+    ("fault", "timeout_s", "reason", "detail"),
     [
-        ("kill@step:5#/rank1", "rank_died", "rank 1 was killed by SIGKILL"),
-        ("nan@step:5#/rank1", "non_finite_loss@5", "non-finite at step 5"),
+        ("kill@step:5#/rank1", 1800, "rank_died", "rank 1 was killed by SIGKILL"),
+        ("nan@step:5#/rank1", 1800, "non_finite_loss@5", "non-finite at step 5"),
+        ("hang@step:5#/rank1", 5, "rank_timeout", "waited over 5s"),
     ],
 )
 def test_a_rank_that_fails_fails_the_run_with_its_reason(
-    tmp_path: Path, fault: str, reason: str, detail: str
+    tmp_path: Path, fault: str, timeout_s: int, reason: str, detail: str
 ) -> None:
     sweep = ddp_sweep(tmp_path, 2)
-    res = run_cli("run", str(sweep), cwd=tmp_path, env={"ARCHBENCH_FAULT": fault})
+    over = f"executor.resources.timeout_s={timeout_s}"
+    res = run_cli("run", str(sweep), "--set", over, cwd=tmp_path, env={"ARCHBENCH_FAULT": fault})
     assert res.returncode == 1, res.stdout + res.stderr
     _, rec = the_run(tmp_path)
     assert rec.status == "failed" and rec.failure_reason == reason

@@ -250,9 +250,16 @@ def train_on_ranks(
         try:
             result = target(spec, bundle, run_dir, device=device, ranks=ctx, **kwargs)
         except RuntimeError as exc:
-            # A collective that failed because another rank died: that rank's story is the run's.
+            # A collective that failed because another rank died: that rank's story is the run's. One that
+            # timed out while every rank still runs: a rank is stuck (a hang, a far slower device).
             if not isinstance(exc, torch.cuda.OutOfMemoryError):
                 failure = ranks.failure(store, wait_s=10.0)
+                if failure is None and _is_collective_error(exc):
+                    failure = RunFailure(
+                        "rank_timeout",
+                        f"rank 0 waited over {plan.timeout_s:g}s (executor.resources.timeout_s) for ranks "
+                        f"{sorted(ranks.procs)}: {' '.join(str(exc).split())[:300]}",
+                    )
                 if failure is not None:
                     raise failure from exc
             raise
