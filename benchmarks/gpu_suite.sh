@@ -17,14 +17,14 @@ if [[ "${1:-}" == "--cpu-smoke" ]]; then
            --set train.lr=0.05 --set train.threads=1 --set train.device=cpu --set eval.batch_size=256)
   BENCH_STEP=(--models tiny_cnn --pairs 1)
   BENCH_DATA=(--images 512 --pairs 1)
-  BENCH_SYNC=(--images 256 --device cpu)
+  BENCH_SYNC=(--images 256 --device cpu --log-every 2)
 else
   DEVICE=cuda
   "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu_suite: no CUDA device (use --cpu-smoke)")'
   RUN_SET=(--set train.device=cuda)
   BENCH_STEP=(--models tiny_cnn,simple_cnn,resnet18 --device cuda --pairs 3)
   BENCH_DATA=(--images 8192 --pairs 3)
-  BENCH_SYNC=(--images 4096 --batch 512 --device cuda)
+  BENCH_SYNC=(--images 16384 --batch 512 --device cuda --log-every 8)
 fi
 
 "$PY" benchmarks/step_throughput.py "${BENCH_STEP[@]}" > "$OUT/bench.jsonl"

@@ -3,9 +3,12 @@
 For each model, interleaved A/B pairs in this one process: A is one epoch of `archbench.train.train_run`
 (its own timing of the batch loop, as recorded in the run's history), B a hand-written loop over the same
 images, pre-normalised in memory, with the same SGD settings. The ratio is B's seconds over A's: ≥ 0.95
-means archbench's step runs at ≥ 95 % of the hand loop's throughput. Prints one JSON object.
+means archbench's step runs at ≥ 95 % of the hand loop's throughput. The hand loop never asks for
+deterministic algorithms; archbench runs its `train.deterministic` policy (auto: on, on CPU), so
+`--deterministic false` separates the loop's own cost from the policy's. Prints one JSON object.
 
     .venv/bin/python benchmarks/step_throughput.py [--models tiny_cnn,simple_cnn,resnet18] [--pairs 3]
+        [--deterministic auto|true|false]   # archbench's policy; auto = deterministic kernels on CPU
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ IMAGES = {"tiny_cnn": 4096, "simple_cnn": 2048, "resnet18": 768}
 
 
 DEVICE = "cpu"
+DETERMINISTIC = "auto"  # archbench's default policy: deterministic algorithms on CPU (the hand loop: off)
 
 
 def _spec(model: str, batch: int) -> Any:
@@ -32,7 +36,7 @@ def _spec(model: str, batch: int) -> Any:
 
     train = {"epochs": 1, "batch_size": batch, "threads": 1, "optimizer": "sgd", "lr": 0.01}
     # fp32 on both sides, so the comparison is of the loop, not of the precision
-    train.update({"device": DEVICE, "amp": "off", "channels_last": "off"})
+    train.update({"device": DEVICE, "amp": "off", "channels_last": "off", "deterministic": DETERMINISTIC})
     return RunSpec.model_validate(
         {
             "model": {"name": model, "stem": "cifar" if model.startswith("resnet") else "imagenet"},
@@ -90,11 +94,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--deterministic", default="auto", choices=["auto", "true", "false"], help="archbench's policy"
+    )
     a = ap.parse_args()
-    global DEVICE
+    global DEVICE, DETERMINISTIC
     DEVICE = a.device
+    DETERMINISTIC = {"true": True, "false": False}.get(a.deterministic, "auto")
     torch.set_num_threads(1)
     out: dict[str, Any] = {"benchmark": "step_throughput", "device": a.device, "batch": a.batch, "threads": 1}
+    out["archbench_deterministic"] = a.deterministic
     out["models"] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for m in a.models.split(","):

@@ -28,7 +28,7 @@ import torch.nn as nn
 from . import faults
 from .augment import BatchMaker, BatchSource, DeviceSplit
 from .checkpoint import check_owner, load_checkpoint, load_latest, save_checkpoint
-from .config import RunSpec, spec_hash
+from .config import RunSpec, TrainSpec, spec_hash
 from .data.registry import DatasetBundle
 from .errors import RunFailure
 from .optim import build_optimizer, build_scheduler, lr_factor, optimizer_impl
@@ -478,7 +478,7 @@ def _end_epoch(state: TrainState, loop: Loop, stats: dict[str, Any]) -> bool:
 
 
 def _device_block(
-    device: torch.device, t: Any, opt: torch.optim.Optimizer, history: list[dict[str, Any]]
+    device: torch.device, t: TrainSpec, opt: torch.optim.Optimizer, history: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """The record's `device` block: runtime's resolved policy, the optimizer's implementation and, when
     compiling, the seconds spent compiling (kept out of every epoch's training `seconds`)."""
