@@ -122,3 +122,56 @@ def test_first_non_finite_step_is_named_at_the_next_read(
         state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
         assert state["step"] == 12
         assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+# --- the policy around the step: determinism, the optimizer's implementation, torch.compile ---
+
+
+def test_deterministic_auto_is_bitwise_on_cpu_and_autotuned_on_cuda() -> None:
+    from archbench.runtime import deterministic_enabled, device_info
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # resolving a policy needs no CUDA device
+    for setting, on_cpu, on_cuda in [("auto", True, False), (True, True, True), (False, False, False)]:
+        train = _spec(deterministic=setting).train
+        assert (deterministic_enabled(train, cpu), deterministic_enabled(train, cuda)) == (on_cpu, on_cuda)
+    info = device_info(cpu, _spec().train)
+    assert info["deterministic"] is True and info["deterministic_setting"] == "auto"
+    assert info["cudnn_benchmark"] is False and info["compile"] is False
+    assert RunSpec.model_validate({"train": {"deterministic": "true"}}).train.deterministic is True
+
+
+def test_determinism_set_up_imports_no_inductor_and_the_record_says_what_ran(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch; from archbench.config import RunSpec; "
+        "from archbench.runtime import configure_determinism; "
+        "configure_determinism(RunSpec().train, torch.device('cpu'), 0); "
+        "assert torch.are_deterministic_algorithms_enabled(); "
+        "print(sorted(m for m in sys.modules if m.startswith('torch._inductor')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+    res = train_run(_spec(epochs=1, deterministic=False), _bundle(), tmp_path)
+    assert res.device["deterministic"] is False and res.device["optimizer"] == "foreach"
+
+
+@pytest.mark.slow
+def test_compile_trains_and_keeps_its_seconds_apart(tmp_path: Path) -> None:
+    # 192 images in batches of 16: one shape, so one compilation (in the first step of the first epoch).
+    try:
+        res = train_run(_spec(compile=True), _bundle(), tmp_path)
+    except Exception as exc:  # no C++ compiler, or inductor unsupported on this platform
+        if type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):
+            pytest.skip(f"torch.compile cannot compile on this machine: {str(exc).splitlines()[0]}")
+        raise
+    assert res.device["compile"] is True and res.device["compile_seconds"] > 0
+    assert res.history[0]["compile_seconds"] == res.device["compile_seconds"]
+    assert res.history[1]["compile_seconds"] == 0.0  # nothing recompiled in the second epoch
+    assert all(np.isfinite(h["train_loss"]) and h["seconds"] > 0 for h in res.history)
+    # The checkpoint holds the model's own keys, not the compiled wrapper's.
+    from archbench.checkpoint import load_checkpoint
+
+    keys = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["model"].keys()
+    assert not any(k.startswith("_orig_mod") for k in keys)

@@ -106,6 +106,13 @@ def parse_bytes(v: int | str) -> int:
 NON_IDENTITY_DATA_KEYS = frozenset({"memory_budget", "cache_dir"})
 # How often a run reports and checkpoints, not what it computes: also left out.
 NON_IDENTITY_TRAIN_KEYS = frozenset({"log_every", "checkpoint"})
+# Keys added after records existed, left out of the identity while at these values, so a record written
+# before them (which lacks them) keeps its spec hash.
+LATER_TRAIN_KEYS = {"compile": False}
+# `deterministic: auto` replaced the default `true` and computes the same wherever records were made (CPU);
+# on CUDA it trades bitwise repeatability for autotuned kernels, which no run id ever pinned (`device: auto`
+# spans devices too). So `auto` is hashed as `true`: a sweep re-run after the change skips its old runs.
+IDENTITY_ALIASES = {("train", "deterministic", "auto"): True}
 
 
 class ModelSpec(_Strict):
@@ -149,7 +156,12 @@ class TrainSpec(_Strict):
     amp: Literal["auto", "on", "off"] = Field("auto", description="auto: bf16 on CUDA, off on CPU")
     channels_last: Literal["auto", "on", "off"] = Field("auto", description="auto: on for CUDA conv nets")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    deterministic: bool = Field(True, description="torch deterministic algorithms (bitwise resume on CPU)")
+    deterministic: Literal["auto"] | bool = Field(
+        "auto",
+        description="auto: deterministic (bitwise) on CPU, cuDNN autotuning on CUDA; true: deterministic "
+        "algorithms everywhere; false: never",
+    )
+    compile: bool = Field(False, description="torch.compile the model for training (compile time kept apart)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null leaves torch's default")
     best_metric: Literal["val_acc", "val_loss"] = "val_acc"
     log_every: int = Field(
@@ -179,6 +191,12 @@ class RunSpec(_Strict):
             out["data"].pop(key, None)
         for key in NON_IDENTITY_TRAIN_KEYS:
             out["train"].pop(key, None)
+        for key, value in LATER_TRAIN_KEYS.items():
+            if key in out["train"] and out["train"][key] == value:
+                del out["train"][key]
+        for (section, key, alias), value in IDENTITY_ALIASES.items():
+            if out[section].get(key) == alias:
+                out[section][key] = value
         return out
 
 

@@ -6,7 +6,7 @@ Shared by the trainer and by profiling's training-step timing, so both step the 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import RunFailure
 
@@ -23,6 +23,10 @@ def build_optimizer(model: nn.Module, train: TrainSpec) -> torch.optim.Optimizer
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise RunFailure("nothing_to_train", "every parameter is frozen (model.freeze too large)")
+    # Fused kernels (one launch for every parameter) when everything is on CUDA; else the foreach
+    # (multi-tensor) path, which on CPU computes the same values as the per-tensor loop.
+    fused = all(p.is_cuda for p in params)
+    impl: dict[str, Any] = {"fused": True} if fused else {"foreach": True}
     if train.optimizer == "sgd":
         return torch.optim.SGD(
             params,
@@ -30,10 +34,18 @@ def build_optimizer(model: nn.Module, train: TrainSpec) -> torch.optim.Optimizer
             momentum=train.momentum,
             nesterov=train.nesterov and train.momentum > 0,
             weight_decay=train.weight_decay,
+            **impl,
         )
     if train.optimizer == "adam":
-        return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
-    return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
+        return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay, **impl)
+    return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay, **impl)
+
+
+def optimizer_impl(opt: torch.optim.Optimizer) -> str:
+    """`fused`, `foreach` or `for-loop`: which implementation steps the parameters (for the record)."""
+    if opt.defaults.get("fused"):
+        return "fused"
+    return "foreach" if opt.defaults.get("foreach") else "for-loop"
 
 
 def lr_factor(step: int, total: int, warmup: int, train: TrainSpec, steps_per_epoch: int) -> float:

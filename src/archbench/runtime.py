@@ -83,26 +83,39 @@ def device_info(device: torch.device, train: TrainSpec) -> dict[str, Any]:
         info["name"] = platform.processor() or platform.machine()
     info["amp"] = "bf16" if amp_enabled(train, device) else "off"
     info["channels_last"] = channels_last_enabled(train, device)
-    info["deterministic"] = train.deterministic
+    info["deterministic"] = deterministic_enabled(train, device)  # resolved: what the run computed with
+    info["deterministic_setting"] = train.deterministic
+    info["cudnn_benchmark"] = device.type == "cuda" and not info["deterministic"]
+    info["compile"] = train.compile
     return info
 
 
-def set_deterministic_algorithms(mode: bool, warn_only: bool) -> None:
+def deterministic_enabled(train: TrainSpec, device: torch.device) -> bool:
+    """`deterministic: auto` resolves to true on CPU (bitwise runs and resumes, at no cost worth having)
+    and to false on CUDA (cuDNN picks the fastest kernels: autotuning is worth tens of percent)."""
+    if train.deterministic == "auto":
+        return device.type != "cuda"
+    return bool(train.deterministic)
+
+
+def set_deterministic_algorithms(mode: bool, warn_only: bool, compiling: bool = False) -> None:
     """`torch.use_deterministic_algorithms` without its side effect: it imports torch._inductor (~2 s of
-    start-up) only to copy the flag into inductor's config. Nothing here compiles, so the C++ flag is set
-    directly; once inductor is loaded (someone compiles), the public call keeps the two in step."""
+    start-up) only to copy the flag into inductor's config. Unless this run compiles, the C++ flag is set
+    directly; once inductor is loaded (or is about to be), the public call keeps the two in step."""
     import sys
 
     import torch
 
-    if "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+    public = compiling or "torch._inductor.config" in sys.modules
+    if public or not hasattr(torch._C, "_set_deterministic_algorithms"):
         torch.use_deterministic_algorithms(mode, warn_only=warn_only)
     else:
         torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
 
 
 def configure_determinism(train: TrainSpec, device: torch.device, seed: int) -> None:
-    """Threads, every global RNG seeded, deterministic kernels (what bitwise resume on CPU relies on)."""
+    """Threads, every global RNG seeded, and the `deterministic` policy: deterministic kernels (what bitwise
+    resume on CPU relies on) or cuDNN autotuning (`deterministic_enabled`)."""
     import random
 
     import numpy as np
@@ -113,9 +126,20 @@ def configure_determinism(train: TrainSpec, device: torch.device, seed: int) -> 
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
     random.seed(seed)
+    mode = deterministic_enabled(train, device)
     # CUDA has no deterministic kernel for some backward ops (adaptive max pool): warn instead of failing.
-    set_deterministic_algorithms(train.deterministic, warn_only=device.type == "cuda")
-    torch.backends.cudnn.benchmark = not train.deterministic
+    set_deterministic_algorithms(mode, warn_only=device.type == "cuda", compiling=train.compile)
+    torch.backends.cudnn.benchmark = not mode
+
+
+def compiled_graphs() -> int:
+    """Graphs torch.compile has captured in this process so far (its counter moves when a step compiles)."""
+    import sys
+
+    dynamo_utils = sys.modules.get("torch._dynamo.utils")
+    if dynamo_utils is None:
+        return 0
+    return int(dynamo_utils.counters["stats"]["unique_graphs"])
 
 
 def count_params(model: nn.Module) -> dict[str, int]:

@@ -31,11 +31,12 @@ from .checkpoint import check_owner, load_checkpoint, load_latest, save_checkpoi
 from .config import RunSpec, spec_hash
 from .data.registry import DatasetBundle
 from .errors import RunFailure
-from .optim import build_optimizer, build_scheduler, lr_factor
+from .optim import build_optimizer, build_scheduler, lr_factor, optimizer_impl
 from .runtime import (
     amp_enabled,
     autocast,
     channels_last_enabled,
+    compiled_graphs,
     configure_determinism,
     count_params,
     device_info,
@@ -134,6 +135,7 @@ def _fresh_sums(device: torch.device) -> dict[str, Any]:
         "first_bad": torch.full((), -1, dtype=torch.int64, device=device),
         "seen": 0,
         "seconds": 0.0,
+        "compile_seconds": 0.0,
     }
 
 
@@ -144,6 +146,7 @@ def _sums_on(sums: dict[str, Any], device: torch.device) -> dict[str, Any]:
         if key in sums:
             out[key] = torch.as_tensor(sums[key], dtype=out[key].dtype).to(device)
     out["seen"], out["seconds"] = int(sums["seen"]), float(sums["seconds"])
+    out["compile_seconds"] = float(sums.get("compile_seconds", 0.0))
     return out
 
 
@@ -235,6 +238,10 @@ class Loop:
     use_amp: bool
     last_path: Path
     best_path: Path
+    # What the step calls: the model itself, its DistributedDataParallel wrapper (`ddp`), or the
+    # torch.compile wrapper of either (the same parameters; the model stays what is checkpointed and
+    # validated).
+    forward: Callable[[torch.Tensor], torch.Tensor]
     last_write: float = field(default_factory=time.monotonic)  # when a checkpoint was last written
     ranks: RankContext | None = None  # data-parallel runs: this process's rank (distributed.py)
     ddp: nn.Module | None = None  # the model wrapped in DistributedDataParallel (forward passes only)
@@ -360,7 +367,10 @@ def train_epoch(
             rows = loop.ranks.rows(rows)
         batch_draws = {k: v[..., rows] for k, v in draws.items()}
         xb, yb = loop.maker.train_batch(loop.train_split, order[rows], batch_draws)
-        _train_step(state, loop, xb, yb)
+        compiling = _step(state, loop, xb, yb)
+        if compiling:  # that step compiled: its time is compile time, not training time
+            sums["compile_seconds"] += compiling
+            t0 += compiling
         state.batch_in_epoch += 1
         state.step += 1
         if state.step % t.log_every == 0 and state.batch_in_epoch < loop.n_batches:
@@ -386,7 +396,18 @@ def train_epoch(
         "lr": float(state.opt.param_groups[0]["lr"]),
         "seconds": seconds,
         "images_per_s": sums["seen"] / max(seconds, 1e-9),
+        **({"compile_seconds": sums["compile_seconds"]} if loop.spec.train.compile else {}),
     }
+
+
+def _step(state: TrainState, loop: Loop, xb: torch.Tensor, yb: torch.Tensor) -> float:
+    """`_train_step`, and the host seconds it took if torch.compile compiled during it (else 0)."""
+    if not loop.spec.train.compile:
+        _train_step(state, loop, xb, yb)
+        return 0.0
+    graphs, started = compiled_graphs(), time.perf_counter()
+    _train_step(state, loop, xb, yb)
+    return time.perf_counter() - started if compiled_graphs() != graphs else 0.0
 
 
 def _stop_or_due(should_stop: Callable[[], bool], state: TrainState, loop: Loop) -> tuple[bool, bool]:
@@ -413,7 +434,7 @@ def _train_step(state: TrainState, loop: Loop, xb: torch.Tensor, yb: torch.Tenso
     sums, bs = state.sums, int(yb.shape[0])
     with autocast(state.device, loop.use_amp):
         faults.in_forward(state.step)
-        out = (loop.ddp or state.model)(xb)
+        out = loop.forward(xb)
         loss = loop.crit(out.float(), yb) if bs else out.float().sum() * 0.0  # a rank may get no rows
     loss = faults.on_loss(loss, state.step)
     detached = loss.detach()
@@ -454,6 +475,17 @@ def _end_epoch(state: TrainState, loop: Loop, stats: dict[str, Any]) -> bool:
     if due:
         _checkpoint(state, loop)
     return due
+
+
+def _device_block(
+    device: torch.device, t: Any, opt: torch.optim.Optimizer, history: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The record's `device` block: runtime's resolved policy, the optimizer's implementation and, when
+    compiling, the seconds spent compiling (kept out of every epoch's training `seconds`)."""
+    block = {**device_info(device, t), "optimizer": optimizer_impl(opt)}
+    if t.compile:
+        block["compile_seconds"] = float(sum(h.get("compile_seconds", 0.0) for h in history))
+    return block
 
 
 def train_run(
@@ -505,7 +537,8 @@ def train_run(
     layout.checkpoints.mkdir(parents=True, exist_ok=True)
     loop = Loop(
         spec, train_split, val_split, maker, crit, n_batches, amp_enabled(t, device),
-        layout.checkpoint("last"), layout.checkpoint("best"), ranks=ranks,
+        layout.checkpoint("last"), layout.checkpoint("best"),
+        torch.compile(model) if t.compile else model, ranks=ranks,
     )  # fmt: skip
     state = TrainState(model, opt, sched, data_gen, device)
 
@@ -522,6 +555,7 @@ def train_run(
         state.restore(saved)
     if ranks is not None:
         loop.ddp = ranks.wrap(model, device)
+        loop.forward = torch.compile(loop.ddp) if t.compile else loop.ddp
         if not ranks.is_main:
             state.sums = _fresh_sums(
                 device
@@ -553,7 +587,7 @@ def train_run(
         train_seconds=float(sum(h["seconds"] for h in state.history)),
         resumes=state.resumes,
         events=state.events,
-        device=device_info(device, t),
+        device=_device_block(device, t, opt, state.history),
         params=params,
         data_path=data_path,
     )
