@@ -31,7 +31,7 @@ LOG_EVERY = 5  # a data-parallel run agrees on a stop every log_every steps
 SWEEP = """
 name: ddp
 output_dir: {out}
-data: {{kind: digits}}
+data: {{kind: digits, augment: {{crop_padding: 2, hflip: true}}}}  # draws are sliced per rank too
 model: {{name: "timm:test_efficientnet_gn"}}
 train: {{epochs: {epochs}, batch_size: {batch}, lr: 0.05, threads: 1, device: cpu, log_every: {log_every}}}
 executor: {{resources: {{processes: {processes}}}}}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,12 +49,21 @@ def _config_fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
-def _plan(sweep_file: Path, overrides: list[str], dry_run: bool = False) -> tuple[Any, list[Any], str]:
+def _plan(
+    sweep_file: Path,
+    overrides: list[str],
+    dry_run: bool = False,
+    adjust: Callable[[Any], Any] | None = None,
+) -> tuple[Any, list[Any], str]:
+    """Load, expand and check a sweep; `adjust` applies command-line options (e.g. --executor) to the
+    loaded config before the planning checks, so the checks see what will actually run."""
     from .planning import PlanningError, check_plan
     from .sweep import expand_sweep, load_sweep
 
     try:
         cfg = load_sweep(sweep_file, overrides)
+        if adjust is not None:
+            cfg = adjust(cfg)
         runs = expand_sweep(cfg)
         if not runs:
             raise ConfigError(f"{sweep_file}: the grid and exclude list leave no run")
@@ -166,8 +176,9 @@ def run(
     ] = None,
 ) -> None:
     """Train, evaluate and record every configuration of a sweep (skips completed runs, resumes the rest)."""
-    cfg, runs, text = _plan(sweep_file, set_ or [], dry_run)
-    cfg = _with_executor(cfg, executor, address)
+    cfg, runs, text = _plan(
+        sweep_file, set_ or [], dry_run, adjust=lambda c: _with_executor(c, executor, address)
+    )
     if mlflow_uri is not None:
         cfg = _with_mlflow(cfg, mlflow_uri)
     _check_extras(cfg)
