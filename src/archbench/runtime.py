@@ -87,6 +87,7 @@ def device_info(device: torch.device, train: TrainSpec) -> dict[str, Any]:
     info["deterministic_setting"] = train.deterministic
     info["cudnn_benchmark"] = device.type == "cuda" and not info["deterministic"]
     info["compile"] = train.compile
+    info["host_allocator"] = _host_allocator or "default"
     return info
 
 
@@ -135,6 +136,47 @@ def configure_determinism(train: TrainSpec, device: torch.device, seed: int) -> 
     # it (the resume tests compare weights bitwise).
     torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
     torch.backends.cudnn.benchmark = not mode
+    keep_host_memory()
+
+
+HOST_MMAP_THRESHOLD = 256 * 2**20  # glibc: blocks below this come from the heap, not a fresh mmap
+HOST_TRIM_THRESHOLD = 1024 * 2**20  # glibc: free heap above this is returned to the system
+_host_allocator: str | None = None
+
+
+def keep_host_memory() -> str:
+    """Keep freed host memory for reuse instead of returning it to the system (glibc `mallopt`), once per
+    process; returns what was set (the record's `device.host_allocator`).
+
+    Why: with glibc's defaults a batch-sized tensor freed at the end of one step (e.g. max-pool's gradient
+    buffer, 8 MB for tiny_cnn at batch 128) can go back to the kernel and come back as new pages on the
+    next step, so every step pays page faults to zero-fill it. On this 2-core CPU that made tiny_cnn's
+    archbench epoch 0.90-0.91x a hand loop's (benchmarks/step_throughput.py, 5-7 pairs, load ~1.8);
+    the same run with these two settings gave 0.95 (the hand loop's speed was unchanged). CPU only in
+    effect; harmless elsewhere; set ARCHBENCH_HOST_ALLOCATOR=default to leave glibc's defaults.
+    """
+    global _host_allocator
+    if _host_allocator is not None:
+        return _host_allocator
+    import ctypes
+    import ctypes.util
+    import os
+
+    _host_allocator = "default"
+    if os.environ.get("ARCHBENCH_HOST_ALLOCATOR", "") == "default":
+        return _host_allocator
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+        ok = libc.mallopt(m_mmap_threshold, HOST_MMAP_THRESHOLD) == 1
+        ok = ok and libc.mallopt(m_trim_threshold, HOST_TRIM_THRESHOLD) == 1
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        ok = False
+    if ok:
+        _host_allocator = (
+            f"glibc mmap_threshold={HOST_MMAP_THRESHOLD >> 20}MiB trim={HOST_TRIM_THRESHOLD >> 20}MiB"
+        )
+    return _host_allocator
 
 
 def compiled_graphs() -> int:
