@@ -152,7 +152,8 @@ class HostSplit:
         assert isinstance(split.x, np.memmap)
         self.device = device
         self.reader = _Reader(split.x, mapped=not streamed)
-        self.y = torch.from_numpy(np.asarray(split.y, dtype=np.int64)).to(device)
+        self.y_host = np.asarray(split.y, dtype=np.int64)  # labels by host index: no pageable index copy
+        self.y = torch.from_numpy(self.y_host).to(device)
         self.pin = device.type == "cuda"
         self._order: np.ndarray | None = None
         self._batch_size = 0
@@ -204,7 +205,10 @@ class HostSplit:
             host = torch.from_numpy(self.reader.read(idx_np))
             if self.pin:
                 host = host.pin_memory()
-        return self._to_device(host), self.y[idx.to(self.y.device)]
+        labels = torch.from_numpy(self.y_host[idx_np])
+        if self.pin:
+            labels = labels.pin_memory()
+        return self._to_device(host), self._to_device(labels)
 
     def rows(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         host = torch.from_numpy(self.reader.read_range(start, stop))
