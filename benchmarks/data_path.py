@@ -1,9 +1,11 @@
 """Benchmark: archbench's device-resident batched augmentation vs torchvision's per-image PIL DataLoader.
 
 Prints one JSON object. Both paths produce normalised, randomly cropped (pad 4) and flipped float batches of
-the same size from the same uint8 images, with the same torch thread count. The DataLoader is first tried
-with each num_workers in 0..cpu_count (one warm epoch each, persistent workers) and the fastest is kept;
-then the two paths run as interleaved A/B pairs in this one process and the ratio is taken pair by pair.
+the same size from the same uint8 images, on the same number of cores. The DataLoader is first tried
+with each num_workers in 0..cpu_count (one warm epoch each, persistent workers, `--threads` torch threads
+in the main process) and the fastest is kept; archbench's path then gets as many torch threads as that
+loader uses cores (its worker processes, or `--threads` with num_workers 0), so neither side has more of
+the machine. The two paths run as interleaved A/B pairs in this one process; the ratio is taken pair by pair.
 
     .venv/bin/python benchmarks/data_path.py [--images 4096] [--batch 128] [--threads 1] [--pairs 5]
 """
@@ -100,6 +102,9 @@ def main() -> None:
         fn()  # warm-up (starts persistent workers)
         tried[str(w)] = round(a.images / fn())
     best = max(tried, key=lambda k: tried[k])
+    ours_threads = max(a.threads, int(best))  # the cores the chosen loader uses
+    torch.set_num_threads(ours_threads)
+    ours()  # warm-up at this thread count
     res = interleaved(ours, loader_epoch_fn(loaders[int(best)]), a.pairs)
     emit(
         {
@@ -108,6 +113,7 @@ def main() -> None:
             "batch": a.batch,
             "resolution": a.resolution,
             "threads": a.threads,
+            "archbench_threads": ours_threads,
             "pil_images_per_s_by_num_workers": tried,
             "pil_best_num_workers": int(best),
             "archbench_images_per_s": round(a.images / res["a_seconds_median"]),
