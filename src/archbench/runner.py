@@ -33,6 +33,7 @@ from .record import (
     EpochStats,
     Metrics,
     RunRecord,
+    Status,
     code_version,
     host_info,
     library_versions,
@@ -317,6 +318,20 @@ def execute_run(
     return RunOutcome(planned.run_id, outcome, why), rec
 
 
+def _new_record(cfg: SweepConfig, planned: PlannedRun, status: Status, **fields: Any) -> RunRecord:
+    """A fresh record for a planned run: its identity (id, sweep, spec, hash, axes, seed) plus `fields`."""
+    return RunRecord(
+        run_id=planned.run_id,
+        sweep=cfg.name,
+        status=status,
+        spec=planned.spec,
+        spec_hash=planned.spec_hash,
+        axes=planned.axes,
+        seed=planned.spec.seed,
+        **fields,
+    )
+
+
 def mark_run_failed(
     cfg: SweepConfig, planned: PlannedRun, root: Path, reason: str, detail: str
 ) -> RunOutcome:
@@ -336,17 +351,7 @@ def mark_run_failed(
         if rec is not None and rec.spec_hash == planned.spec_hash and rec.status == "completed":
             return RunOutcome(planned.run_id, "trained")
         if rec is None or rec.spec_hash != planned.spec_hash:
-            rec = RunRecord(
-                run_id=planned.run_id,
-                sweep=cfg.name,
-                status="failed",
-                spec=planned.spec,
-                spec_hash=planned.spec_hash,
-                axes=planned.axes,
-                seed=planned.spec.seed,
-                code_version=code_version(),
-                started_at=now_iso(),
-            )
+            rec = _new_record(cfg, planned, "failed", code_version=code_version(), started_at=now_iso())
         event = {"event": "worker_died", "at": now_iso(), "detail": detail}
         rec = rec.model_copy(
             update={
@@ -473,14 +478,10 @@ def _run_one(
     if links:
         # Nothing is written into a folder holding a planted link (not even the record: a completed one
         # stays as it is); the run fails and the link stays for inspection.
-        rec = RunRecord(
-            run_id=planned.run_id,
-            sweep=cfg.name,
-            status="failed",
-            spec=planned.spec,
-            spec_hash=planned.spec_hash,
-            axes=planned.axes,
-            seed=planned.spec.seed,
+        rec = _new_record(
+            cfg,
+            planned,
+            "failed",
             failure_reason="unsafe_path",
             failure_detail=f"symlink inside the run folder: {', '.join(links[:5])}; remove it",
             ended_at=now_iso(),
@@ -516,14 +517,10 @@ def _run_one(
         )
         prev = prev.model_copy(update={"status": "killed", "events": events, "ended_at": now_iso()})
         write_record(run_dir, prev)
-    record = RunRecord(
-        run_id=planned.run_id,
-        sweep=cfg.name,
-        status="running",
-        spec=planned.spec,
-        spec_hash=planned.spec_hash,
-        axes=planned.axes,
-        seed=planned.spec.seed,
+    record = _new_record(
+        cfg,
+        planned,
+        "running",
         code_version=code_version(),
         libraries=library_versions(),
         host={**host_info(), "pid": os.getpid(), **host_extra},

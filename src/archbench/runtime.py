@@ -136,7 +136,6 @@ def configure_determinism(train: TrainSpec, device: torch.device, seed: int) -> 
     # it (the resume tests compare weights bitwise).
     torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
     torch.backends.cudnn.benchmark = not mode
-    keep_host_memory()
 
 
 HOST_MMAP_THRESHOLD = 256 * 2**20  # glibc: blocks below this come from the heap, not a fresh mmap

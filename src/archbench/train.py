@@ -40,6 +40,7 @@ from .runtime import (
     configure_determinism,
     count_params,
     device_info,
+    keep_host_memory,
     read_scalars,
     resolve_device,
     to_device,
@@ -512,6 +513,7 @@ def train_run(
     t = spec.train
     device = device if device is not None else resolve_device(t.device)
     configure_determinism(t, device, spec.seed)
+    keep_host_memory()  # process-wide, once: freed batch buffers are reused, not page-faulted back
     cl = channels_last_enabled(t, device)
 
     # Set-up, in a fixed order: every RNG draw (weight init, then the data order) is part of the result.
