@@ -28,8 +28,8 @@ SIZE = 32
 
 
 def epoch_fns(model: str, bundle: Any, batch: int, device: torch.device) -> tuple[Callable[[], float], ...]:
-    from archbench.augment import BatchMaker, DeviceSplit
     from archbench.config import AugmentSpec, ModelSpec
+    from archbench.engine.augment import BatchMaker, DeviceSplit
     from archbench.models import create_model
 
     spec = ModelSpec(name=model, stem="cifar" if model.startswith("resnet") else "imagenet")

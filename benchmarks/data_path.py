@@ -26,8 +26,8 @@ from _common import emit, interleaved, now, synthetic_bundle  # noqa: E402
 
 
 def archbench_epoch_fn(bundle: Any, batch: int, resolution: int) -> Any:
-    from archbench.augment import BatchMaker, DeviceSplit
     from archbench.config import AugmentSpec
+    from archbench.engine.augment import BatchMaker, DeviceSplit
 
     maker = BatchMaker(bundle, torch.device("cpu"), resolution, AugmentSpec(crop_padding=4, hflip=True))
     dev = DeviceSplit(bundle.train, torch.device("cpu"))

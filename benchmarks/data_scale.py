@@ -114,8 +114,8 @@ def child_rss(root: Path, cache: Path, budget: int, threads: int) -> dict[str, A
 
     from archbench.config import RunSpec, TrainSpec
     from archbench.data import create_dataset
+    from archbench.engine.train import train_run
     from archbench.models import create_model
-    from archbench.train import train_run
 
     torch.set_num_threads(threads)
     spec = RunSpec(
@@ -138,7 +138,7 @@ def child_rss(root: Path, cache: Path, budget: int, threads: int) -> dict[str, A
     out = Path(os.environ.get("TMPDIR", "/tmp")) / f"data-scale-run-{os.getpid()}"
     t0 = time.perf_counter()
     result = train_run(spec, bundle, out)
-    from archbench.evaluate import predict
+    from archbench.engine.evaluate import predict
 
     predict(result.model, spec, bundle, torch.device("cpu"))
     shutil.rmtree(out, ignore_errors=True)
@@ -157,11 +157,11 @@ def child_throughput(
 ) -> dict[str, Any]:
     import torch
 
-    from archbench.augment import BatchMaker, DeviceSplit
     from archbench.config import AugmentSpec, ModelSpec
     from archbench.data import create_dataset
+    from archbench.engine.augment import BatchMaker, DeviceSplit
+    from archbench.engine.sources import HostSplit
     from archbench.models import create_model
-    from archbench.sources import HostSplit
 
     torch.set_num_threads(threads)
     bundle = create_dataset(_spec(root, cache, options={"threads": 2}))

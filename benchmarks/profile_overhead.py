@@ -54,7 +54,7 @@ def stage(threads: int, device_name: str) -> list[dict[str, Any]]:
     import torch
 
     from archbench.config import ModelSpec, TrainSpec
-    from archbench.runtime import resolve_device
+    from archbench.engine.runtime import resolve_device
     from archbench.stages.profile import memory as memory_module
     from archbench.stages.profile.measure import ProfileSettings, Target, measure
 

@@ -25,10 +25,10 @@ import numpy as np
 def write_sweep(root: Path, configs: int, seeds: int, n_test: int = 1000, classes: int = 10) -> Path:
     """A sweep folder of `configs` × `seeds` completed runs whose accuracies differ by configuration."""
     from archbench.config import SweepConfig
-    from archbench.evaluate import metrics_from_predictions
-    from archbench.record import EpochStats, Metrics, RunRecord, now_iso, write_record
-    from archbench.runner import write_plan
-    from archbench.sweep import expand_sweep
+    from archbench.engine.evaluate import metrics_from_predictions
+    from archbench.execution.runner import write_plan
+    from archbench.store.record import EpochStats, Metrics, RunRecord, now_iso, write_record
+    from archbench.sweep.expand import expand_sweep
 
     lrs = [round(0.001 * (i + 1), 6) for i in range(configs)]
     cfg = SweepConfig(

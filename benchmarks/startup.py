@@ -81,7 +81,7 @@ def _train_seconds(work: Path, k: int) -> float:
     return float(json.loads(record.read_text())["train_seconds"])
 
 
-NAMED = ("torch", "torch._dynamo", "numpy", "pydantic", "typer", "rich", "yaml", "archbench.cli")
+NAMED = ("torch", "torch._dynamo", "numpy", "pydantic", "typer", "rich", "yaml", "archbench.cli.app")
 
 
 def import_breakdown(stderr: str) -> dict[str, float]:

@@ -46,7 +46,7 @@ def _spec(model: str, batch: int) -> Any:
 
 
 def archbench_epoch_fn(model: str, bundle: Any, batch: int, tmp: Path) -> Any:
-    from archbench.train import train_run
+    from archbench.engine.train import train_run
 
     count = [0]
 

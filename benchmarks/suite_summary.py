@@ -46,7 +46,7 @@ def forward_flops(record: Any, bundle_shape: tuple[int, int, int]) -> int:
 
 
 def main() -> None:
-    from archbench.record import read_record
+    from archbench.store.record import read_record
 
     sweep = Path(sys.argv[1])
     runs = sorted((sweep / "runs").iterdir())

@@ -56,7 +56,7 @@ class CountSyncs(TorchDispatchMode):
 
 def main() -> None:
     from archbench.config import RunSpec
-    from archbench.train import train_run
+    from archbench.engine.train import train_run
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from archbench.augment import BatchMaker, DeviceSplit
 from archbench.config import AugmentSpec
 from archbench.data.registry import DatasetBundle, Split
+from archbench.engine.augment import BatchMaker, DeviceSplit
 
 
 @pytest.mark.parametrize("pad,hflip", [(4, True), (4, False), (0, True), (2, True), (0, False)])

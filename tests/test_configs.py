@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from archbench.record import read_record
+from archbench.store.record import read_record
 from conftest import REPO, SHARED_DATA, run_cli
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))

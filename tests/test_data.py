@@ -22,7 +22,7 @@ from archbench.config import DataSpec
 from archbench.data import create_dataset
 from archbench.data.imagefolder import BadImageFilesError
 from archbench.data.safe_unpickle import safe_load_pickle
-from archbench.errors import ConfigError, DatasetError
+from archbench.util.errors import ConfigError, DatasetError
 
 SHARED_CIFAR_JPG = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_jpg"
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from archbench.checkpoint import load_checkpoint, state_digest
 from archbench.config import ResourcesSpec
-from archbench.errors import ConfigError
-from archbench.record import RunRecord, read_record
-from archbench.sweep import load_sweep_text
+from archbench.store.checkpoint import load_checkpoint, state_digest
+from archbench.store.record import RunRecord, read_record
+from archbench.sweep.expand import load_sweep_text
+from archbench.util.errors import ConfigError
 from conftest import REPO, run_cli
 
 EPOCHS = 2

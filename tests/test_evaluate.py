@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from archbench.evaluate import metrics_from_predictions
+from archbench.engine.evaluate import metrics_from_predictions
 
 
 def _sklearn_metrics(y: np.ndarray, probs: np.ndarray, k: int) -> dict[str, object]:

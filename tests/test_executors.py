@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from archbench.config import ExecutorSpec, ResourcesSpec
-from archbench.errors import ConfigError
-from archbench.sweep import expand_sweep, load_sweep_text
+from archbench.sweep.expand import expand_sweep, load_sweep_text
 from archbench.tracking import outbox
+from archbench.util.errors import ConfigError
 from conftest import run_cli, tiny_sweep
 
 BASE = """
@@ -43,7 +43,7 @@ def test_bad_executor_section_is_a_config_error_with_the_line() -> None:
 
 def test_task_resources_default_to_threads_and_a_gpu_only_when_the_cluster_has_one() -> None:
     pytest.importorskip("ray")
-    from archbench.executors.ray import task_resources
+    from archbench.execution.ray import task_resources
 
     run = expand_sweep(load_sweep_text(BASE))[0]
     assert task_resources(ExecutorSpec(), run, cluster_gpus=0) == {"num_cpus": 2.0, "num_gpus": 0.0}

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from archbench.record import read_record
+from archbench.store.record import read_record
 from conftest import run_cli
 
 SWEEP = """
@@ -157,9 +157,9 @@ def test_error_analysis_equals_recomputation_from_predictions(sweep_dir: Path) -
 def test_integrated_gradients_completeness(sweep_dir: Path) -> None:
     import torch
 
-    from archbench.artifacts import load_bundle, load_model
-    from archbench.augment import BatchMaker, DeviceSplit
     from archbench.data.registry import Split
+    from archbench.engine.artifacts import load_bundle, load_model
+    from archbench.engine.augment import BatchMaker, DeviceSplit
 
     for run_dir, rec in _runs(sweep_dir).values():
         ig = rec.stages["explain"]["methods"]["ig"]

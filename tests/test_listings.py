@@ -7,7 +7,7 @@ import json
 
 from typer.testing import CliRunner
 
-from archbench.cli import app
+from archbench.cli.app import app
 from archbench.data import dataset_kinds
 from archbench.models import model_names
 
@@ -22,7 +22,7 @@ def test_models_pattern_lists_matching_names_with_params_from_a_meta_build() -> 
     assert {r["family"] for r in rows} == {"resnet"}
     from archbench.config import ModelSpec
     from archbench.models import create_model
-    from archbench.runtime import count_params
+    from archbench.models.base import count_params
 
     real = count_params(create_model(ModelSpec(name="resnet18"), in_chans=3, num_classes=1000))["total"]
     (r18,) = [r for r in rows if r["name"] == "resnet18"]

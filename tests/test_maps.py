@@ -25,10 +25,10 @@ from archbench.config import DataSpec
 from archbench.data import create_dataset
 from archbench.data.raster import load_raster_patches, unpack_mask
 from archbench.data.scene import UNLABELLED, SceneReader, open_scene
-from archbench.errors import ConfigError, DatasetError
-from archbench.record import read_record
 from archbench.stages.map.predict import assemble, predict_windows, write_map
 from archbench.stages.map.score import scores_from_confusion
+from archbench.store.record import read_record
+from archbench.util.errors import ConfigError, DatasetError
 
 REPO = Path(__file__).resolve().parents[1]
 NC = Path(__file__).resolve().parents[2] / "shared" / "data" / "landsat7_north_carolina_landcover"
@@ -292,8 +292,8 @@ def test_scores_match_scikit_learn() -> None:
 def test_nodata_block_is_masked_and_every_batch_is_finite(tmp_path: Path) -> None:
     import torch
 
-    from archbench.augment import BatchMaker, DeviceSplit
     from archbench.config import AugmentSpec
+    from archbench.engine.augment import BatchMaker, DeviceSplit
 
     h, w = 32, 32
     bands = coded(h, w, 3).astype(np.int16)
@@ -423,8 +423,8 @@ def test_wrong_band_count_fails_the_run_before_training(sparse_scene: Any, tmp_p
         train: {{epochs: 1, threads: 1}}
         """)
     )
-    from archbench.runner import run_sweep
-    from archbench.sweep import expand_sweep, load_sweep
+    from archbench.execution.driver import run_sweep
+    from archbench.sweep.expand import expand_sweep, load_sweep
 
     cfg = load_sweep(sweep)
     summary = run_sweep(cfg, expand_sweep(cfg))  # the runner's own path, in-process (no CLI start-up)

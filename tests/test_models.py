@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from archbench.config import ModelSpec
-from archbench.errors import CheckpointError, ConfigError, MissingWeightsError, UnknownModelError
 from archbench.models import check_model_name, create_model, model_family, model_names
+from archbench.util.errors import CheckpointError, ConfigError, MissingWeightsError, UnknownModelError
 
 TIMM_SMALL = "timm:resnet10t"
 FIRST_CONV = {

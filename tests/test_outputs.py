@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archbench.record import read_record
+from archbench.store.record import read_record
 from conftest import run_cli, tiny_sweep
 
 

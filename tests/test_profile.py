@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from archbench.config import ModelSpec
-from archbench.record import read_record
+from archbench.store.record import read_record
 from conftest import run_cli
 
 # torchvision's weight metadata (`_ops`, `num_params`) for these, at the resolution the table uses.
@@ -270,7 +270,7 @@ def test_profile_command_on_a_sweep_folder_runs_the_stage_driver(profiled_sweep:
     """`archbench profile SWEEP --record` is the stage the runner ran: every completed run gets its block."""
     from typer.testing import CliRunner
 
-    from archbench.cli import app
+    from archbench.cli.app import app
 
     tmp = profiled_sweep["tmp"]
     assert isinstance(tmp, Path)

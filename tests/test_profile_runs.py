@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from archbench.record import read_record
+from archbench.store.record import read_record
 from conftest import REPO, run_cli
 
 QUICK = ["--batch-sizes", "1,2", "--iters", "1", "--warmup", "0", "--no-memory", "--no-train-step"]

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from archbench.progress import PlainReporter, progress_every
+from archbench.cli.progress import PlainReporter, progress_every
 from conftest import REPO, run_cli, tiny_sweep
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from archbench.record import read_record
+from archbench.store.record import read_record
 from conftest import REPO, run_cli
 
 pytest.importorskip("ray")

@@ -241,7 +241,7 @@ def run_bash_block(block: Block, ws: Path) -> list[str]:
 
 def check_yaml_block(block: Block, ws: Path) -> None:
     from archbench.data.scene import SceneSpec
-    from archbench.sweep import expand_sweep, load_sweep_text
+    from archbench.sweep.expand import expand_sweep, load_sweep_text
 
     data = yaml.safe_load(block.text)
     assert isinstance(data, dict), f"README line {block.line}: a yaml block must be a mapping"

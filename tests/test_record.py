@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from archbench.layout import RunLayout, stage_dir, sweep_of
-from archbench.lock import RunBusy, RunClaim
-from archbench.record import StageIndex, read_record, update_stage
+from archbench.store.layout import RunLayout, stage_dir, sweep_of
+from archbench.store.lock import RunBusy, RunClaim
+from archbench.store.record import StageIndex, read_record, update_stage
 
 FIXTURE = Path(__file__).parent / "fixtures" / "record_v1" / "record.json"
 

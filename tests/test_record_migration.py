@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from archbench.config import spec_hash
-from archbench.record import SCHEMA_VERSION, RunRecord, migrate, read_record
+from archbench.store.record import SCHEMA_VERSION, RunRecord, migrate, read_record
 from conftest import run_cli
 
 FIXTURE = Path(__file__).parent / "fixtures" / "record_v1" / "record.json"

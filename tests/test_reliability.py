@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from archbench.checkpoint import load_checkpoint, load_latest, save_checkpoint, state_digest
 from archbench.config import DataSpec, RunSpec
 from archbench.data import create_dataset
-from archbench.errors import CheckpointError, DatasetError
-from archbench.record import read_record
+from archbench.store.checkpoint import load_checkpoint, load_latest, save_checkpoint, state_digest
+from archbench.store.record import read_record
+from archbench.util.errors import CheckpointError, DatasetError
 from conftest import REPO, run_cli, tiny_sweep
 
 pytestmark = pytest.mark.reliability
@@ -39,7 +39,7 @@ def _only_run(out: Path) -> Path:
 
 
 def test_full_training_state_round_trips(tmp_path: Path) -> None:
-    from archbench.train import train_run
+    from archbench.engine.train import train_run
 
     spec = RunSpec.model_validate({"data": {"kind": "digits"}, "train": {"epochs": 1, "threads": 1}})
     bundle = create_dataset(spec.data)
@@ -382,7 +382,7 @@ def test_csv_cells_are_neutralised() -> None:
     import csv
     import io
 
-    from archbench.results import rows_to_csv
+    from archbench.store.results import rows_to_csv
 
     text = rows_to_csv([{"a": '=HYPERLINK("http://x")', "b": "+1", "c": "-2", "d": "@x", "e": "ok"}])
     row = list(csv.reader(io.StringIO(text)))[1]

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from archbench.artifacts import load_predictions
-from archbench.record import RunRecord, read_record, write_record
+from archbench.engine.artifacts import load_predictions
 from archbench.report import build_report
 from archbench.report.stats import holm, mcnemar_exact
+from archbench.store.record import RunRecord, read_record, write_record
 from conftest import REPO, run_cli
 
 SWEEP_YAML = """
@@ -380,7 +380,7 @@ def test_holm_adjustment_matches_the_textbook() -> None:
 def test_cli_refuses_a_folder_without_a_sweep(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from archbench.cli import app
+    from archbench.cli.app import app
 
     res = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2 and "no sweep found" in res.output
@@ -431,7 +431,7 @@ def test_many_configurations_summarise_figures_but_keep_every_pair(
 def test_rebuild_starts_from_scratch_and_never_replaces_a_foreign_folder(
     sweep_dir: Path, tmp_path: Path
 ) -> None:
-    from archbench.errors import ArchbenchError
+    from archbench.util.errors import ArchbenchError
 
     sweep = _copy(sweep_dir, tmp_path)
     out = tmp_path / "out"

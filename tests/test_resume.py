@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from archbench.checkpoint import load_checkpoint, state_digest
-from archbench.record import read_record
+from archbench.store.checkpoint import load_checkpoint, state_digest
+from archbench.store.record import read_record
 from conftest import run_cli, tiny_sweep
 
 pytestmark = pytest.mark.reliability
@@ -195,7 +195,7 @@ def _weights(model: Any) -> str:
 
 
 def test_checkpoint_every_n_epochs_and_always_at_the_end(tmp_path: Path) -> None:
-    from archbench.train import train_run
+    from archbench.engine.train import train_run
 
     seen: list[tuple[int | None, int | None]] = []
     last, best = tmp_path / "checkpoints" / "last.pt", tmp_path / "checkpoints" / "best.pt"
@@ -216,7 +216,7 @@ def test_checkpoint_every_n_epochs_and_always_at_the_end(tmp_path: Path) -> None
 def test_time_cadence_and_stop_mid_epoch_resume_bitwise(tmp_path: Path) -> None:
     """A checkpoint at every step boundary (every_minutes tiny), a stop mid-epoch, a resume in this
     process: the weights equal an uninterrupted run's."""
-    from archbench.train import RunKilled, train_run
+    from archbench.engine.train import RunKilled, train_run
 
     ref = train_run(_spec(), _bundle(), tmp_path / "ref")
     spec = _spec(checkpoint={"every_minutes": 1e-9})
@@ -241,8 +241,8 @@ def test_time_cadence_and_stop_mid_epoch_resume_bitwise(tmp_path: Path) -> None:
 
 
 def test_a_run_ended_by_its_epoch_callback_is_checkpointed(tmp_path: Path) -> None:
-    from archbench.errors import RunPruned
-    from archbench.train import train_run
+    from archbench.engine.train import train_run
+    from archbench.util.errors import RunPruned
 
     def prune(stats: dict[str, Any]) -> None:
         if stats["epoch"] == 1:
@@ -263,8 +263,8 @@ def _old_format(path: Path, state: dict[str, Any]) -> None:
 
 
 def test_old_format_checkpoints_load_verify_and_resume(tmp_path: Path) -> None:
-    from archbench.errors import CheckpointError
-    from archbench.train import RunKilled, train_run
+    from archbench.engine.train import RunKilled, train_run
+    from archbench.util.errors import CheckpointError
 
     run_dir = tmp_path / "run"
     with pytest.raises(RunKilled):
@@ -295,8 +295,8 @@ def test_digest_is_of_the_written_bytes_and_a_damaged_digest_is_caught(tmp_path:
     import hashlib
     import zipfile
 
-    from archbench.checkpoint import save_checkpoint
-    from archbench.errors import CheckpointError
+    from archbench.store.checkpoint import save_checkpoint
+    from archbench.util.errors import CheckpointError
 
     path = tmp_path / "c.pt"
     save_checkpoint(path, {"model": {"w": torch.arange(4.0)}, "epoch": 1})

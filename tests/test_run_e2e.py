@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archbench.evaluate import metrics_from_predictions
-from archbench.record import SCHEMA_VERSION, read_record
-from archbench.results import load_results
+from archbench.engine.evaluate import metrics_from_predictions
+from archbench.store.record import SCHEMA_VERSION, read_record
+from archbench.store.results import load_results
 from conftest import run_cli, tiny_sweep
 
 

@@ -13,8 +13,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from archbench.config import RunSpec
 from archbench.data.registry import DatasetBundle, Split
-from archbench.errors import RunFailure
-from archbench.train import train_run
+from archbench.engine.train import train_run
+from archbench.util.errors import RunFailure
 
 READS_PER_LOG = 3  # loss sum, correct count, first non-finite step: one stacked copy, three values
 
@@ -117,7 +117,7 @@ def test_first_non_finite_step_is_named_at_the_next_read(
         train_run(_spec(log_every=5), _bundle(), tmp_path)
     assert info.value.reason == f"non_finite_loss@{bad_step}"
     if bad_step > 12:  # after the first epoch: its checkpoint exists and holds only finite values
-        from archbench.checkpoint import load_checkpoint
+        from archbench.store.checkpoint import load_checkpoint
 
         state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
         assert state["step"] == 12
@@ -128,7 +128,7 @@ def test_first_non_finite_step_is_named_at_the_next_read(
 
 
 def test_deterministic_auto_is_bitwise_on_cpu_and_autotuned_on_cuda() -> None:
-    from archbench.runtime import deterministic_enabled, device_info
+    from archbench.engine.runtime import deterministic_enabled, device_info
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")  # resolving a policy needs no CUDA device
     for setting, on_cpu, on_cuda in [("auto", True, False), (True, True, True), (False, False, False)]:
@@ -146,7 +146,7 @@ def test_determinism_set_up_imports_no_inductor_and_the_record_says_what_ran(tmp
 
     code = (
         "import sys, torch; from archbench.config import RunSpec; "
-        "from archbench.runtime import configure_determinism; "
+        "from archbench.engine.runtime import configure_determinism; "
         "configure_determinism(RunSpec().train, torch.device('cpu'), 0); "
         "assert torch.are_deterministic_algorithms_enabled(); "
         "print(sorted(m for m in sys.modules if m.startswith('torch._inductor')))"
@@ -171,7 +171,7 @@ def test_compile_trains_and_keeps_its_seconds_apart(tmp_path: Path) -> None:
     assert res.history[1]["compile_seconds"] == 0.0  # nothing recompiled in the second epoch
     assert all(np.isfinite(h["train_loss"]) and h["seconds"] > 0 for h in res.history)
     # The checkpoint holds the model's own keys, not the compiled wrapper's.
-    from archbench.checkpoint import load_checkpoint
+    from archbench.store.checkpoint import load_checkpoint
 
     keys = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["model"].keys()
     assert not any(k.startswith("_orig_mod") for k in keys)
@@ -187,7 +187,7 @@ def test_host_allocator_keeps_freed_memory_and_can_be_left_alone(tmp_path: Path)
 
     if ctypes.util.find_library("c") is None:
         pytest.skip("no C library to tune here")
-    code = "from archbench.runtime import keep_host_memory as k; print(k()); print(k())"
+    code = "from archbench.engine.runtime import keep_host_memory as k; print(k()); print(k())"
     env = {k: v for k, v in os.environ.items() if k != "ARCHBENCH_HOST_ALLOCATOR"}
     tuned = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     lines = tuned.stdout.split()

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from archbench.augment import DeviceSplit
-from archbench.checkpoint import load_checkpoint, state_digest
 from archbench.config import AugmentSpec, DataSpec, RunSpec, TrainSpec
 from archbench.data import create_dataset
-from archbench.record import read_record
-from archbench.sources import HostSplit, choose_path, open_sources
+from archbench.engine.augment import DeviceSplit
+from archbench.engine.sources import HostSplit, choose_path, open_sources
+from archbench.store.checkpoint import load_checkpoint, state_digest
+from archbench.store.record import read_record
 from conftest import run_cli, tiny_sweep
 
 
@@ -48,7 +48,7 @@ def test_host_sources_give_the_device_batches(digits, streamed: bool) -> None:  
 
 
 def test_streamed_and_in_memory_runs_train_identical_weights(digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from archbench.train import train_run
+    from archbench.engine.train import train_run
 
     digests, paths = [], []
     for budget in (None, "20KB"):

@@ -17,7 +17,7 @@ import torch
 
 from archbench.config import ModelSpec
 from archbench.models import build_info, create_model
-from archbench.record import read_record
+from archbench.store.record import read_record
 from conftest import REPO, SHARED_DATA, run_cli
 from test_data import cifar_batch, dump_pickle, make_class_tree
 
@@ -101,7 +101,7 @@ def test_study_dry_run_lists_the_full_size_plan(name: str) -> None:
 
 
 def test_recipe_axes_give_one_seed_to_the_original_and_three_to_the_sound_recipe() -> None:
-    from archbench.sweep import expand_sweep, load_sweep
+    from archbench.sweep.expand import expand_sweep, load_sweep
 
     runs = expand_sweep(load_sweep(STUDIES["cifar10_resnet_recipes"]))
     original = [r for r in runs if r.spec.train.batch_size == 4]
@@ -117,8 +117,8 @@ def test_recipe_axes_give_one_seed_to_the_original_and_three_to_the_sound_recipe
 
 
 def test_set_reaches_the_sweep_sections_that_smoke_overrides_shrink() -> None:
-    from archbench.errors import ConfigError
-    from archbench.sweep import load_sweep
+    from archbench.sweep.expand import load_sweep
+    from archbench.util.errors import ConfigError
 
     path = STUDIES["three_families"]
     cfg = load_sweep(path, ["profile.batch_sizes=[1,4]", "explain.methods=[gradcam]", "explain.images=2"])

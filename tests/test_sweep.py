@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from archbench.errors import ConfigError, UnknownModelError
-from archbench.sweep import expand_sweep, load_sweep, load_sweep_text, spec_hash, validate_names
+from archbench.sweep.expand import expand_sweep, load_sweep, load_sweep_text, spec_hash, validate_names
+from archbench.util.errors import ConfigError, UnknownModelError
 from conftest import REPO, run_cli
 
 BASE = """

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from archbench.record import read_record
+from archbench.store.record import read_record
 from archbench.tracking import outbox
 from conftest import run_cli
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archbench.errors import ConfigError
-from archbench.sweep import expand_sweep, load_sweep_text
+from archbench.sweep.expand import expand_sweep, load_sweep_text
+from archbench.util.errors import ConfigError
 from conftest import run_cli, tiny_sweep
 
 pytestmark = pytest.mark.reliability
@@ -509,7 +509,8 @@ def test_host_oom_under_rlimit_as_fails_that_run_oom_and_the_sweep_goes_on(tmp_p
     )
     wrapper = textwrap.dedent(f"""
         import resource, runpy, sys
-        import torch, sklearn.metrics, archbench.runner, archbench.train, archbench.evaluate
+        import torch, sklearn.metrics, archbench.execution.runner
+        import archbench.engine.train, archbench.engine.evaluate
         vm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmSize:")) * 1024
         limit = vm + 1_500_000_000
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

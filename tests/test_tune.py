@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from archbench.config import RunSpec
-from archbench.errors import ConfigError, DatasetError, RunPruned
-from archbench.record import read_record
-from archbench.runner import SilentReporter, run_sweep
-from archbench.sweep import expand_sweep, load_sweep_text
+from archbench.execution.driver import run_sweep
+from archbench.execution.runner import SilentReporter
+from archbench.store.record import read_record
+from archbench.sweep.expand import expand_sweep, load_sweep_text
+from archbench.util.errors import ConfigError, DatasetError, RunPruned
 from conftest import REPO, run_cli
 
 TUNE_SWEEP = """
@@ -108,7 +109,7 @@ def test_withheld_test_split_cannot_be_read() -> None:
 
 def test_tuned_sweep_trials_never_evaluate_on_test(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Instrument the one door to test-split evaluation: during tuning it is never called."""
-    import archbench.evaluate as evaluate
+    import archbench.engine.evaluate as evaluate
     from archbench.report import build_report
     from archbench.tune import run_tuned
 

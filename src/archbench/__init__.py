@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 def load_results(path: Any) -> Any:
     """A pandas DataFrame of a sweep's run records, one row per planned or present run (for notebooks)."""
-    from .results import load_results as _load
+    from archbench.store.results import load_results as _load
 
     return _load(path)
 

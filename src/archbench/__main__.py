@@ -1,5 +1,5 @@
 """`python -m archbench` runs the CLI."""
 
-from .cli import main
+from archbench.cli.app import main
 
 main()

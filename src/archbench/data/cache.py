@@ -39,10 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DataSpec
-from ..errors import DatasetError
-from ..paths import fsync_dir
-from .registry import (
+from archbench.config import DataSpec
+from archbench.data.registry import (
     DatasetBundle,
     SampleIds,
     Split,
@@ -51,6 +49,8 @@ from .registry import (
     family_module,
     plan_dataset,
 )
+from archbench.util.errors import DatasetError
+from archbench.util.paths import fsync_dir
 
 FORMAT = 1
 SPLITS = ("train", "val", "test")
@@ -294,7 +294,7 @@ def remembered_source(spec: DataSpec, root: Path) -> dict[str, Any] | None:
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    from .. import __version__
+    from archbench import __version__
 
     out = {"archbench": __version__, "numpy": np.__version__.split(".")[0]}
     try:

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DataSpec
-from ..errors import ConfigError, DatasetError
-from .registry import RawDataset, register_dataset
-from .safe_unpickle import safe_load_pickle
+from archbench.config import DataSpec
+from archbench.data.registry import RawDataset, register_dataset
+from archbench.data.safe_unpickle import safe_load_pickle
+from archbench.util.errors import ConfigError, DatasetError
 
 
 @dataclass(frozen=True)

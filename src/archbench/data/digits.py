@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import DataSpec
-from .registry import RawDataset, register_dataset
+from archbench.config import DataSpec
+from archbench.data.registry import RawDataset, register_dataset
 
 LAYOUTS = {"digits": "no files: scikit-learn's bundled copy (data.root is not used)"}
 

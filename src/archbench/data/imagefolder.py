@@ -42,9 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DataSpec
-from ..errors import ConfigError, DatasetError
-from .registry import RawDataset, register_dataset
+from archbench.config import DataSpec
+from archbench.data.registry import RawDataset, register_dataset
+from archbench.util.errors import ConfigError, DatasetError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 # Formats PIL may identify a file as. Restricting them keeps content sniffing from handing a renamed file to

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DataSpec
-from ..errors import ConfigError, DatasetError
-from .registry import RawDataset, register_dataset
+from archbench.config import DataSpec
+from archbench.data.registry import RawDataset, register_dataset
+from archbench.util.errors import ConfigError, DatasetError
 
 _IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 _LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension

@@ -37,9 +37,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..config import DataSpec
-from ..errors import ConfigError, DatasetError
-from .registry import RawDataset, register_dataset, stratified_split
+from archbench.config import DataSpec
+from archbench.data.registry import RawDataset, register_dataset, stratified_split
+from archbench.util.errors import ConfigError, DatasetError
 
 # Not held in the prepared-data cache: the scene file names rasters elsewhere, so a listing of one folder
 # cannot fingerprint the source; patches are bounded by _MAX_PATCH_BYTES and decoded in memory.
@@ -97,7 +97,7 @@ LAYOUTS = {
 
 def preflight(spec: DataSpec) -> tuple[RasterOptions, Any]:
     """Check options, scene file and raster headers (cheap: no pixels). Returns (options, Scene)."""
-    from .scene import open_scene
+    from archbench.data.scene import open_scene
 
     opts = parse_options(spec)
     scene = open_scene(opts.scene, root=spec.root)
@@ -220,7 +220,7 @@ def _sample(
 @register_dataset("raster_patches")
 def load_raster_patches(spec: DataSpec) -> RawDataset:
     """Square patches of a multiband satellite scene centred on labelled pixels (block or random split)."""
-    from .scene import UNLABELLED, SceneReader, gather_patches
+    from archbench.data.scene import UNLABELLED, SceneReader, gather_patches
 
     opts, scene = preflight(spec)
     n_cls, halo = len(scene.class_names), opts.patch_size // 2

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DataSpec
-from ..errors import ConfigError, DatasetError
+from archbench.config import DataSpec
+from archbench.util.errors import ConfigError, DatasetError
 
 
 @dataclass
@@ -442,14 +442,3 @@ def build_in_memory(spec: DataSpec) -> DatasetBundle:
     test = plan.splits["test"]
     bundle.test_ids = SampleIds(np.asarray(test.index, dtype=np.int64), test.prefix, test.ids)
     return bundle
-
-
-def create_dataset(spec: DataSpec) -> DatasetBundle:
-    """Load a dataset by `spec.kind` and return train/val/test splits ready for the trainer.
-
-    Decoded once into the prepared-data cache (`data/cache.py`) and memory-mapped from there afterwards.
-    """
-    _loader(spec.kind)  # unknown kinds fail here, before any cache folder is touched
-    from .cache import open_or_prepare
-
-    return open_or_prepare(spec)

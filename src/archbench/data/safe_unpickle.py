@@ -12,7 +12,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from ..errors import DatasetError
+from archbench.util.errors import DatasetError
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:

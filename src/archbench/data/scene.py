@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import ConfigError, DatasetError
-from ..paths import file_sha256
+from archbench.util.errors import ConfigError, DatasetError
+from archbench.util.paths import file_sha256
 
 UNLABELLED = 255
 """Class index of a pixel without a label (nodata, an ignore value) in label windows."""
@@ -198,7 +198,7 @@ class Scene:
 def _validation_error(path: Path, exc: ValidationError, data: Any, lines: dict[Any, int]) -> ConfigError:
     """`file:line: key.path: message`, like sweep files. `bands` is a list of files or one multiband
     mapping: only the errors of the form the file uses are shown, without pydantic's union tags."""
-    from ..yamlio import located_messages
+    from archbench.util.yamlio import located_messages
 
     bands = data.get("bands") if isinstance(data, dict) else None
     keep = "MultiBandSpec" if isinstance(bands, dict) else "list[BandFileSpec]"
@@ -215,7 +215,7 @@ def _validation_error(path: Path, exc: ValidationError, data: Any, lines: dict[A
 
 
 def _load_located(path: Path) -> tuple[SceneSpec, dict[Any, int]]:
-    from ..yamlio import load_yaml_file
+    from archbench.util.yamlio import load_yaml_file
 
     data, lines = load_yaml_file(path)
     if not isinstance(data, dict):
@@ -259,7 +259,7 @@ def open_scene(path: str | Path, root: str | Path | None = None) -> Scene:
     spec, lines = _load_located(scene_path)
 
     def at(*key: str | int) -> str:
-        from ..yamlio import line_for
+        from archbench.util.yamlio import line_for
 
         line = line_for(lines, key)
         return f"{scene_path}:{line}" if line else str(scene_path)

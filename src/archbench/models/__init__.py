@@ -4,9 +4,9 @@ Importing this package registers every name (see `zoo.py`); torch, torchvision a
 when a model is built or a `timm:` name is checked.
 """
 
-from . import zoo as _zoo  # noqa: F401  (registers the names)
-from .base import TIMM_PREFIX, BuildArgs, Built
-from .registry import (
+from archbench.models import zoo as _zoo  # noqa: F401  (registers the names)
+from archbench.models.base import TIMM_PREFIX, BuildArgs, Built
+from archbench.models.registry import (
     build_info,
     check_model_name,
     check_model_spec,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..config import ModelSpec
+from archbench.config import ModelSpec
 
 if TYPE_CHECKING:
     from torch import nn
@@ -52,3 +52,10 @@ Builder = Callable[[BuildArgs], Built]
 def nearest_names(name: str, candidates: list[str], n: int = NEAREST) -> list[str]:
     """The `n` candidates most similar to `name` (difflib ratio), best first; never empty if candidates."""
     return difflib.get_close_matches(name, candidates, n=n, cutoff=0.0)
+
+
+def count_params(model: nn.Module) -> dict[str, int]:
+    """Total and trainable (requires_grad) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": int(total), "trainable": int(trainable)}

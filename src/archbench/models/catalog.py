@@ -8,13 +8,13 @@ from __future__ import annotations
 import fnmatch
 from typing import TYPE_CHECKING, Any
 
-from ..config import ModelSpec
-from ..errors import ConfigError
-from .base import TIMM_PREFIX
-from .registry import model_family, model_names
+from archbench.config import ModelSpec
+from archbench.models.base import TIMM_PREFIX
+from archbench.models.registry import model_family, model_names
+from archbench.util.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .weights import WeightsLocation
+    from archbench.models.weights import WeightsLocation
 
 CATALOG_SIZE = 224  # parameter counts are for a 3-channel, 1000-class model at this input size
 
@@ -33,8 +33,8 @@ def params_at(name: str, size: int = CATALOG_SIZE) -> int | None:
     """Total parameters of `name` built for 3 channels, 1000 classes at `size` px (None if it cannot be)."""
     import torch
 
-    from ..runtime import count_params
-    from .registry import create_model
+    from archbench.models.base import count_params
+    from archbench.models.registry import create_model
 
     try:
         with torch.device("meta"):
@@ -46,9 +46,9 @@ def params_at(name: str, size: int = CATALOG_SIZE) -> int | None:
 
 def local_weights(name: str) -> bool | None:
     """Whether ImageNet weights for `name` are already on this machine (None: the family has none)."""
-    from ..errors import ArchbenchError
-    from .registry import _NO_IMAGENET
-    from .weights import timm_weights_location, torchvision_weights_location
+    from archbench.models.registry import _NO_IMAGENET
+    from archbench.models.weights import timm_weights_location, torchvision_weights_location
+    from archbench.util.errors import ArchbenchError
 
     family = model_family(name)
     if family in _NO_IMAGENET:
@@ -84,8 +84,8 @@ def list_weights(pattern: str | None = None) -> list[WeightsLocation]:
     `timm:PATTERN` lists timm architectures with pretrained weights instead (at most 200); without a
     pattern only archbench's registered names are listed.
     """
-    from .registry import _NO_IMAGENET
-    from .weights import timm_weights_location, torchvision_weights_location
+    from archbench.models.registry import _NO_IMAGENET
+    from archbench.models.weights import timm_weights_location, torchvision_weights_location
 
     if pattern and pattern.startswith(TIMM_PREFIX):
         import timm

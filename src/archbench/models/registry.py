@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..config import ModelSpec
-from ..errors import ConfigError, UnknownModelError
-from .base import TIMM_PREFIX as TIMM_PREFIX  # re-exported: older callers import it from here
-from .base import BuildArgs, Builder, nearest_names
-from .base import Built as Built
+from archbench.config import ModelSpec
+from archbench.models.base import TIMM_PREFIX as TIMM_PREFIX  # re-exported: older callers import it from here
+from archbench.models.base import BuildArgs, Builder, nearest_names
+from archbench.models.base import Built as Built
+from archbench.util.errors import ConfigError, UnknownModelError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -159,7 +159,7 @@ def create_model(
             f"use 0..{len(built.stages)}"
         )
     if spec.pretrained is not None and spec.pretrained != "imagenet":
-        from .weights import load_local_weights
+        from archbench.models.weights import load_local_weights
 
         load_local_weights(built.model, spec.pretrained)
     for _, params in built.stages[: spec.freeze]:

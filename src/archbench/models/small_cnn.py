@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import BuildArgs, Built
-from .surgery import stages_of
+from archbench.models.base import BuildArgs, Built
+from archbench.models.surgery import stages_of
 
 
 class SmallCNN(nn.Module):

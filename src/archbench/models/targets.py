@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ArchbenchError
-from .registry import model_family
+from archbench.models.registry import model_family
+from archbench.util.errors import ArchbenchError
 
 ReshapeTransform = Callable[[torch.Tensor], torch.Tensor]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import ConfigError, UnknownModelError
-from .base import TIMM_PREFIX, BuildArgs, Built, nearest_names
+from archbench.models.base import TIMM_PREFIX, BuildArgs, Built, nearest_names
+from archbench.util.errors import ConfigError, UnknownModelError
 
 
 @lru_cache(maxsize=1)
@@ -57,7 +57,7 @@ def build_timm(args: BuildArgs) -> Built:
         # position embeddings to the new patch grid when it loads them (`checkpoint_filter_fn`).
         kwargs["img_size"] = info["input_size"]
     if pretrained:
-        from .weights import timm_pretrained_file
+        from archbench.models.weights import timm_pretrained_file
 
         # A local file overrides timm's download sources; timm still adapts the first conv and the head.
         kwargs["pretrained_cfg_overlay"] = {"file": str(timm_pretrained_file(name))}

@@ -22,10 +22,10 @@ import torchvision
 from torch import nn
 from torchvision.models.mobilenetv2 import MobileNetV2
 
-from ..errors import CheckpointError, ConfigError
-from .base import BuildArgs, Built
-from .surgery import first_conv_for, kaiming_fan_out, params_of, set_head_dropout, stages_of
-from .weights import torchvision_imagenet_state_dict
+from archbench.models.base import BuildArgs, Built
+from archbench.models.surgery import first_conv_for, kaiming_fan_out, params_of, set_head_dropout, stages_of
+from archbench.models.weights import torchvision_imagenet_state_dict
+from archbench.util.errors import CheckpointError, ConfigError
 
 _VIT_DEFAULT_SIZE = 224
 

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError, MissingWeightsError
-from .surgery import adapt_input_conv
+from archbench.models.surgery import adapt_input_conv
+from archbench.util.errors import CheckpointError, ConfigError, MissingWeightsError
 
 _log = logging.getLogger(__name__)
 _WRAPPER_KEYS = ("state_dict", "model")

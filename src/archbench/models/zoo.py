@@ -6,18 +6,18 @@ registers the names and imports no torch; the builders import their heavy module
 
 from __future__ import annotations
 
-from .base import TIMM_PREFIX, BuildArgs, Built
-from .registry import register_model, register_prefix
+from archbench.models.base import TIMM_PREFIX, BuildArgs, Built
+from archbench.models.registry import register_model, register_prefix
 
 
 def _torchvision(args: BuildArgs) -> Built:
-    from .torchvision_family import build_torchvision
+    from archbench.models.torchvision_family import build_torchvision
 
     return build_torchvision(args)
 
 
 def _small_cnn(args: BuildArgs, widths: tuple[int, ...], convs_per_block: int) -> Built:
-    from .small_cnn import build_small_cnn
+    from archbench.models.small_cnn import build_small_cnn
 
     return build_small_cnn(args, widths=widths, convs_per_block=convs_per_block)
 
@@ -142,13 +142,13 @@ def vit_b_16(args: BuildArgs) -> Built:
 
 
 def _check_timm(name: str) -> None:
-    from .timm_family import check_timm_name
+    from archbench.models.timm_family import check_timm_name
 
     check_timm_name(name)
 
 
 def _build_timm(args: BuildArgs) -> Built:
-    from .timm_family import build_timm
+    from archbench.models.timm_family import build_timm
 
     return build_timm(args)
 

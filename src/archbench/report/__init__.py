@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArchbenchError
-from ..paths import atomic_write_bytes, atomic_write_text, replace_dir
+from archbench.util.errors import ArchbenchError
+from archbench.util.paths import atomic_write_bytes, atomic_write_text, replace_dir
 
 FORMATS = ("html", "md", "csv", "tex")
 MANIFEST_NAME = "report_manifest.json"
@@ -63,12 +63,12 @@ def build_report(
     built_at: str | None = None,
 ) -> ReportResult:
     """Write the report for the sweep(s) under `path` into `out` (default: `path/report`)."""
-    from ..results import find_sweep_dirs
-    from .analysis import analyse
-    from .collect import collect
-    from .document import build_outline
-    from .figures import all_figures
-    from .tables import all_tables
+    from archbench.report.analysis import analyse
+    from archbench.report.collect import collect
+    from archbench.report.document import build_outline
+    from archbench.report.figures import all_figures
+    from archbench.report.tables import all_tables
+    from archbench.store.results import find_sweep_dirs
 
     fmts = parse_formats(formats)
     source = Path(path)
@@ -125,8 +125,8 @@ def _check_replaceable(out_dir: Path) -> None:
 
 
 def _write_all(out_dir: Path, outline: Any, fmts: tuple[str, ...], want_figures: bool) -> dict[Path, bytes]:
-    from .tables import to_csv
-    from .textformats import to_latex
+    from archbench.report.tables import to_csv
+    from archbench.report.textformats import to_latex
 
     written: dict[Path, bytes] = {}
 
@@ -147,15 +147,15 @@ def _write_all(out_dir: Path, outline: Any, fmts: tuple[str, ...], want_figures:
         if "tex" in fmts and t.rows:
             write(f"tables/{t.name}.tex", to_latex(t).encode("utf-8"))
     if "html" in fmts:
-        from .html import render_html
+        from archbench.report.html import render_html
 
         write("report.html", render_html(outline).encode("utf-8"))
     if "md" in fmts:
-        from .textformats import render_markdown
+        from archbench.report.textformats import render_markdown
 
         write("report.md", render_markdown(outline).encode("utf-8"))
     if "tex" in fmts:
-        from .textformats import render_latex
+        from archbench.report.textformats import render_latex
 
         write("report.tex", render_latex(outline).encode("utf-8"))
     return written
@@ -169,7 +169,7 @@ def _manifest(
     written: dict[Path, bytes],
     out_dir: Path,
 ) -> dict[str, Any]:
-    from .collect import sha256_bytes
+    from archbench.report.collect import sha256_bytes
 
     root = source.resolve()
 

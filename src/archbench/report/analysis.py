@@ -10,9 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..record import PROFILE_SUMMARY_KEYS
-from .collect import Configuration, ReportData, RunEntry
-from .stats import (
+from archbench.report.collect import Configuration, ReportData, RunEntry
+from archbench.report.stats import (
     Estimate,
     PairComparison,
     apply_holm,
@@ -20,6 +19,7 @@ from .stats import (
     compare_pairs,
     t_estimate,
 )
+from archbench.store.record import PROFILE_SUMMARY_KEYS
 
 METRICS = ("top1", "f1_macro", "f1_weighted", "kappa", "top5")
 # The profile block's keys (record.ProfileBlock) a report averages over a configuration's seeds.

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import canonical_json
-from ..layout import sweep_of
-from ..record import RECORD_NAME, RunRecord, read_record
-from ..results import find_sweep_dirs, iter_records
+from archbench.config import canonical_json
+from archbench.store.layout import sweep_of
+from archbench.store.record import RECORD_NAME, RunRecord, read_record
+from archbench.store.results import find_sweep_dirs, iter_records
 
 # Stage sections appear in this order; any other stage follows alphabetically.
 STAGE_ORDER = ("tune", "profile", "explain", "map")
@@ -368,7 +368,7 @@ def is_trial(record: RunRecord | None, plan: dict[str, Any] | None) -> bool:
 def collect(path: Path) -> ReportData:
     """Everything under `path` (a sweep folder or an output_dir of sweeps) that a report may use."""
     sweep_dirs = find_sweep_dirs(path)
-    from ..verify import verify_run
+    from archbench.store.verify import verify_run
 
     runs: list[RunEntry] = []
     verified = 0

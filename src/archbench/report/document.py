@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..paths import slugify
-from .analysis import Analysis
-from .figures import FigureFile
-from .stats import ALPHA
-from .tables import Table, estimate_text, stage_table
+from archbench.report.analysis import Analysis
+from archbench.report.figures import FigureFile
+from archbench.report.stats import ALPHA
+from archbench.report.tables import Table, estimate_text, stage_table
+from archbench.util.paths import slugify
 
 MAX_DOCUMENT_ROWS = 5000
 """The per-seed test table (configuration pairs × seeds: 24,750 rows at 100 configurations and 5 seeds)

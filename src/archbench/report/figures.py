@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-from .analysis import Analysis, ConfigSummary
-from .stats import ALPHA, pareto_front
+from archbench.report.analysis import Analysis, ConfigSummary
+from archbench.report.stats import ALPHA, pareto_front
 
 STYLE: dict[str, Any] = {
     "font.family": "DejaVu Sans",

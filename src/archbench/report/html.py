@@ -13,8 +13,8 @@ import math
 from html import escape
 from typing import Any
 
-from .document import Block, Outline
-from .tables import Table
+from archbench.report.document import Block, Outline
+from archbench.report.tables import Table
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0;color:#111;

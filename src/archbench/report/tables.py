@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..results import neutralise_csv_cell
-from .analysis import Analysis
-from .stats import ALPHA, Estimate
+from archbench.report.analysis import Analysis
+from archbench.report.stats import ALPHA, Estimate
+from archbench.store.results import neutralise_csv_cell
 
 
 @dataclass

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import html
 
-from .document import Block, Outline
-from .tables import Table
+from archbench.report.document import Block, Outline
+from archbench.report.tables import Table
 
 
 def md_escape(text: str) -> str:

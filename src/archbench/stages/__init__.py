@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..config import SweepConfig
-from ..layout import RunLayout, sweep_of
-from ..record import RunRecord, StageIndex
+from archbench.config import SweepConfig
+from archbench.store.layout import RunLayout, sweep_of
+from archbench.store.record import RunRecord, StageIndex
 
 STAGE_NAMES = ("profile", "explain", "map")
 
@@ -61,7 +61,7 @@ class StageContext:
 
     def bundle(self) -> Any:
         """The run's dataset, rebuilt and fingerprint-checked; one dataset is kept across runs."""
-        from ..artifacts import load_bundle
+        from archbench.engine.artifacts import load_bundle
 
         key = self.record.data_fingerprint or self.record.run_id
         cache = self.shared.setdefault("bundles", {})
@@ -71,7 +71,7 @@ class StageContext:
         return cache[key]
 
     def model(self, device: Any = "cpu") -> Any:
-        from ..artifacts import load_model
+        from archbench.engine.artifacts import load_model
 
         return load_model(self.run_dir, self.record, device)
 
@@ -141,8 +141,8 @@ def run_stage(
     `claim=True` (commands) takes each run's claim, so a run a live sweep is working on is reported busy;
     the runner, which already holds the claim, passes False.
     """
-    from ..lock import RunBusy, RunClaim
-    from ..record import read_record, update_stage
+    from archbench.store.lock import RunBusy, RunClaim
+    from archbench.store.record import read_record, update_stage
 
     stage = get_stage(name)
     shared = {} if shared is None else shared
@@ -186,7 +186,7 @@ def run_stage(
 def _run_one(
     stage: Stage, run_dir: Path, settings: Any, device: Any, shared: dict[str, Any], store: Any
 ) -> Outcome:
-    from ..record import read_record
+    from archbench.store.record import read_record
 
     rec = read_record(run_dir)  # re-read under the claim: the block is merged into the newest record
     if rec is None or rec.status != "completed":
@@ -213,7 +213,7 @@ def run_stages(
 
     Returns the record as it is on disk afterwards (with the stages' blocks).
     """
-    from ..record import read_record
+    from archbench.store.record import read_record
 
     for name, settings in enabled_stages(cfg):
         block = record.stages.get(name)

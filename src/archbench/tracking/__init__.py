@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ..config import SweepConfig
-    from ..record import RunRecord
+    from archbench.config import SweepConfig
+    from archbench.store.record import RunRecord
 
 
 class RunTracker(Protocol):
@@ -36,7 +36,7 @@ def open_tracker(cfg: SweepConfig, sweep_root: Path) -> RunTracker:
     """The tracker for one run of this sweep (MLflow is imported only when tracking is configured)."""
     if cfg.tracking is None or cfg.tracking.mlflow is None:
         return NullTracker()
-    from .mlflow import LiveMlflowTracker
+    from archbench.tracking.mlflow import LiveMlflowTracker
 
     return LiveMlflowTracker(
         cfg.tracking.mlflow, experiment=cfg.tracking.mlflow.experiment or cfg.name, sweep_root=sweep_root

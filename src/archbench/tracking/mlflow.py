@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import MlflowSpec
-from ..paths import slugify
-from ..record import RECORD_NAME, RunRecord
-from . import outbox
+from archbench.config import MlflowSpec
+from archbench.store.record import RECORD_NAME, RunRecord
+from archbench.tracking import outbox
+from archbench.util.paths import slugify
 
 TAG_RUN_ID = "archbench.run_id"
 STATUS = {"completed": "FINISHED", "failed": "FAILED", "killed": "KILLED", "running": "RUNNING"}

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..record import now_iso
+from archbench.store.record import now_iso
 
 OUTBOX_NAME = "tracking-outbox.jsonl"
 

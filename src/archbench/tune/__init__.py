@@ -9,6 +9,6 @@ protocol.py (the loop, side effects), summary.py (summary.json, the report's tun
 
 from __future__ import annotations
 
-from .protocol import TuneOutcome, run_tuned
+from archbench.tune.protocol import TuneOutcome, run_tuned
 
 __all__ = ["TuneOutcome", "run_tuned"]

@@ -12,8 +12,8 @@ import copy
 import hashlib
 from typing import Any
 
-from ..config import RunSpec, SweepConfig
-from ..sweep import PlannedRun, _set_dotted, run_id_for
+from archbench.config import RunSpec, SweepConfig
+from archbench.sweep.expand import PlannedRun, _set_dotted, run_id_for
 
 
 def study_name(cell: PlannedRun) -> str:

@@ -12,15 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import faults
-from ..config import SweepConfig
-from ..errors import RunPruned
-from ..executors.local import LocalExecutor
-from ..record import RunRecord, read_record
-from ..runner import Reporter, SilentReporter, SweepSummary, run_sweep
-from ..sweep import PlannedRun, sweep_dir
-from . import plan
-from . import study as studies
+from archbench.config import SweepConfig
+from archbench.execution.driver import run_sweep
+from archbench.execution.local import LocalExecutor
+from archbench.execution.runner import Reporter, SilentReporter, SweepSummary
+from archbench.store.record import RunRecord, read_record
+from archbench.sweep.expand import PlannedRun, sweep_dir
+from archbench.tune import plan
+from archbench.tune import study as studies
+from archbench.util import faults
+from archbench.util.errors import RunPruned
 
 
 @dataclass
@@ -87,7 +88,7 @@ def run_tuned(
     """Phase 1 then phase 2 for every cell; resumable: finished trials and runs are never repeated."""
     from optuna.trial import TrialState
 
-    from .summary import write_summary
+    from archbench.tune.summary import write_summary
 
     assert cfg.tune is not None
     tune = cfg.tune

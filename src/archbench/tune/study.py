@@ -11,8 +11,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from ..config import SweepConfig, TuneSpec
-from ..lock import RunClaim
+from archbench.config import SweepConfig, TuneSpec
+from archbench.store.lock import RunClaim
 
 ABANDONED = "abandoned_trials"  # study user attr: trial numbers whose process died (requeued, not counted)
 

@@ -15,12 +15,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..config import SweepConfig
-from ..paths import atomic_write_text
-from ..record import read_record
-from ..sweep import PlannedRun, compared_axes
-from . import plan
-from . import study as studies
+from archbench.config import SweepConfig
+from archbench.store.record import read_record
+from archbench.sweep.expand import PlannedRun, compared_axes
+from archbench.tune import plan
+from archbench.tune import study as studies
+from archbench.util.paths import atomic_write_text
 
 SUMMARY_NAME = "summary.json"
 METRIC_WORDS = {"val_acc": "validation accuracy", "val_loss": "validation loss"}
@@ -34,7 +34,7 @@ def _epochs_of(run_dir: Path) -> int:
     last = run_dir / "checkpoints" / "last.pt"
     if not last.exists():
         return 0
-    from ..checkpoint import load_latest
+    from archbench.store.checkpoint import load_latest
 
     state, _ = load_latest(last)
     return len(state["history"]) if state is not None else 0

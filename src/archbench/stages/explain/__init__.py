@@ -5,7 +5,7 @@ Layout, following the data: `selection` picks the same test images for every mod
 attention rollout); `analysis` reads a run's saved predictions (per-class accuracy, confusions, confident
 mistakes, calibration); `pipeline` runs one run end to end and writes its files; `figures` draws the
 sweep-level grids and tables the report embeds. `stage` holds the stage's entry points
-(`STAGE`, for archbench.stages' driver); the CLI lives in `archbench.commands.explain`. Importing this
+(`STAGE`, for archbench.stages' driver); the CLI lives in `archbench.cli.commands.explain`. Importing this
 package imports no torch.
 """
 
@@ -13,6 +13,6 @@ from __future__ import annotations
 
 METHODS = ("gradcam", "ig", "saliency", "attention")
 
-from .stage import STAGE, ExplainSettings  # noqa: E402  (after METHODS, which stage's modules import)
+from archbench.stages.explain.stage import STAGE, ExplainSettings  # noqa: E402  (after METHODS, which stage's modules import)
 
 __all__ = ["METHODS", "STAGE", "ExplainSettings"]

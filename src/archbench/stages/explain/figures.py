@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from ...paths import atomic_write_text
-from ...record import RunRecord, StageIndex, read_record
-from . import METHODS
-from .analysis import error_analysis
-from .pipeline import HEATMAPS
-from .selection import Selection, load_selected_images, read_selections, stage_dir
+from archbench.stages.explain import METHODS
+from archbench.stages.explain.analysis import error_analysis
+from archbench.stages.explain.pipeline import HEATMAPS
+from archbench.stages.explain.selection import Selection, load_selected_images, read_selections, stage_dir
+from archbench.store.record import RunRecord, StageIndex, read_record
+from archbench.util.paths import atomic_write_text
 
 MAX_ROWS = 16  # images per grid (the selection may hold up to 256)
 MAX_COLS = 16  # models per grid / error figure
@@ -247,7 +247,7 @@ def _overview(views: list[RunView], sel: Selection) -> list[Column]:
 
 
 def _tables(out: Path, views: list[RunView]) -> list[dict[str, str]]:
-    from ...results import rows_to_csv
+    from archbench.store.results import rows_to_csv
 
     summary, mistakes = [], []
     for v in views:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...models import model_family
+from archbench.models import model_family
 
 BATCH = 16  # images per Grad-CAM / saliency / IG call
 IG_STEPS = 50  # captum's default; completeness deltas are recorded so the choice can be checked
@@ -65,7 +65,7 @@ def gradcam(model: nn.Module, name: str, x: torch.Tensor, targets: torch.Tensor)
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from ...models.targets import NoTargetLayer, gradcam_target
+    from archbench.models.targets import NoTargetLayer, gradcam_target
 
     try:
         layers, reshape = gradcam_target(model, name, example_input=x[:1])
@@ -257,7 +257,7 @@ def _run_method(
     targets: torch.Tensor,
     baseline: torch.Tensor | None,
 ) -> MethodOutcome:
-    from . import METHODS
+    from archbench.stages.explain import METHODS
 
     with warnings.catch_warnings():
         # captum notes that it switched on requires_grad for the inputs: expected, not actionable.

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from ...config import ExplainSpec
-from ...paths import atomic_write_bytes
-from ...record import RunRecord
-from .analysis import error_analysis
-from .selection import SELECTION_NAME, Selection, get_selection
+from archbench.config import ExplainSpec
+from archbench.stages.explain.analysis import error_analysis
+from archbench.stages.explain.selection import SELECTION_NAME, Selection, get_selection
+from archbench.store.record import RunRecord
+from archbench.util.paths import atomic_write_bytes
 
 HEATMAPS = "explain/heatmaps.npz"  # relative to the run folder
 MISTAKE_IMAGES = 8  # confident-mistake thumbnails kept with the heatmaps for the figures
@@ -28,15 +28,15 @@ TARGET = "the run's predicted class (predictions.npz)"
 
 
 def sweep_of(run_dir: Path) -> Path:
-    from ...layout import sweep_of as layout_sweep_of
+    from archbench.store.layout import sweep_of as layout_sweep_of
 
     return layout_sweep_of(run_dir) or run_dir
 
 
 def _model_inputs(bundle: Any, rec: RunRecord, rows: np.ndarray, device: Any) -> Any:
     """The exact normalised model input of the chosen test rows, built as evaluation builds it."""
-    from ...augment import BatchMaker, DeviceSplit
-    from ...data.registry import Split
+    from archbench.data.registry import Split
+    from archbench.engine.augment import BatchMaker, DeviceSplit
 
     maker = BatchMaker(bundle, device, rec.spec.data.resolution, rec.spec.data.augment)
     split = DeviceSplit(Split(np.ascontiguousarray(rows), np.zeros(rows.shape[0], np.int64)), device)
@@ -50,7 +50,7 @@ def _previous_maps(run_dir: Path, sel_hash: str) -> dict[str, np.ndarray]:
         with np.load(run_dir / HEATMAPS, allow_pickle=False) as z:
             if str(z["selection_hash"]) != sel_hash:
                 return {}
-            from . import METHODS
+            from archbench.stages.explain import METHODS
 
             return {m: np.asarray(z[m]) for m in METHODS if m in z.files}
     except (OSError, ValueError, KeyError):
@@ -81,9 +81,9 @@ def explain_run(
     """
     import torch
 
-    from ...artifacts import load_model, load_predictions
-    from ...runtime import resolve_device
-    from .methods import explain_model
+    from archbench.engine.artifacts import load_model, load_predictions
+    from archbench.engine.runtime import resolve_device
+    from archbench.stages.explain.methods import explain_model
 
     t0 = time.perf_counter()
     sweep_dir = sweep_of(run_dir)
@@ -135,7 +135,7 @@ def explain_run(
         methods_info[m] = {"status": res.status, **res.info}
         if res.status == "ok" and res.heatmaps is not None:
             maps[m] = res.heatmaps
-    from . import METHODS
+    from archbench.stages.explain import METHODS
 
     rank = {m: i for i, m in enumerate(METHODS)}
     methods_info = dict(sorted(methods_info.items(), key=lambda kv: rank.get(kv[0], len(rank))))

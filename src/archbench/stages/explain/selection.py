@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ... import layout
-from ...paths import atomic_write_bytes, atomic_write_text
-from ...record import RunRecord, now_iso, read_record
+from archbench.store import layout
+from archbench.store.record import RunRecord, now_iso, read_record
+from archbench.util.paths import atomic_write_bytes, atomic_write_text
 
 SELECTION_NAME = "selection.json"
 SELECTION_VERSION = 1

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...config import ExplainSpec, SweepConfig
-from ...record import StageIndex
-from .. import StageContext
+from archbench.config import ExplainSpec, SweepConfig
+from archbench.stages import StageContext
+from archbench.store.record import StageIndex
 
 
 @dataclass
@@ -53,8 +53,8 @@ class ExplainStage:
     def run_one(self, ctx: StageContext) -> dict[str, Any]:
         import torch
 
-        from ...runtime import resolve_device
-        from .pipeline import explain_run
+        from archbench.engine.runtime import resolve_device
+        from archbench.stages.explain.pipeline import explain_run
 
         settings: ExplainSettings = ctx.settings
         device = ctx.device
@@ -74,7 +74,7 @@ class ExplainStage:
         return block
 
     def summarise(self, sweep_dir: Path, settings: Any, shared: dict[str, Any]) -> StageIndex:
-        from .figures import refresh_figures
+        from archbench.stages.explain.figures import refresh_figures
 
         return StageIndex.model_validate(refresh_figures(sweep_dir))
 

@@ -10,6 +10,6 @@ and `map_target` behind `archbench map`). Importing this package imports no heav
 
 from __future__ import annotations
 
-from .stage import STAGE, MapSettings, map_target
+from archbench.stages.map.stage import STAGE, MapSettings, map_target
 
 __all__ = ["STAGE", "MapSettings", "map_target"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ...data.scene import UNLABELLED
+from archbench.data.scene import UNLABELLED
 
 _NODATA_COLOR = "#ffffff"
 _ERROR_COLORS = ["#1a9850", "#d73027", "#d9d9d9"]  # correct, wrong, unlabelled or unmapped

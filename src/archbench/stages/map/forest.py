@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ...data.scene import SceneReader, gather_patches
-from .predict import Classifier
+from archbench.data.scene import SceneReader, gather_patches
+from archbench.stages.map.predict import Classifier
 
 N_ESTIMATORS = 100  # scikit-learn's default; enough for 6 bands, and fast on two cores
 N_JOBS = 2

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ...data.scene import UNLABELLED, Grid, SceneReader, extract_patches, iter_windows
+from archbench.data.scene import UNLABELLED, Grid, SceneReader, extract_patches, iter_windows
 
 Classifier = Callable[[np.ndarray], np.ndarray]
 """Patches n×C×P×P (float32, finite) → class indices (n,)."""
@@ -121,7 +121,7 @@ def assemble(windows: Iterator[MapWindow], grid: Grid) -> np.ndarray:
 
 
 def run_tags(rec: Any, scene_name: str, **extra: str) -> dict[str, str]:
-    from ... import __version__
+    from archbench import __version__
 
     return {
         "archbench_version": __version__,
@@ -149,10 +149,10 @@ def model_classifier(
     """A network as a Classifier, fed through the trainer's BatchMaker (scale, resize, standardise)."""
     import torch
 
-    from ...augment import BatchMaker, DeviceSplit
-    from ...config import AugmentSpec
-    from ...data.registry import DatasetBundle, Split
-    from ...runtime import autocast
+    from archbench.config import AugmentSpec
+    from archbench.data.registry import DatasetBundle, Split
+    from archbench.engine.augment import BatchMaker, DeviceSplit
+    from archbench.engine.runtime import autocast
 
     dev = torch.device(device)
     # Raster patches are float32, so BatchMaker scales by 1 (uint8 families would scale by 1/255).
@@ -178,8 +178,8 @@ def net_classifier(run_dir: Path, rec: Any, device: Any = "cpu") -> Classifier:
     """The run's evaluated network as a Classifier, with the run's statistics, resolution, precision."""
     import torch
 
-    from ...artifacts import load_model
-    from ...runtime import amp_enabled, channels_last_enabled
+    from archbench.engine.artifacts import load_model
+    from archbench.engine.runtime import amp_enabled, channels_last_enabled
 
     dev = torch.device(device)
     return model_classifier(

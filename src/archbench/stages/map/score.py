@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ...data.scene import UNLABELLED, SceneReader, iter_windows
+from archbench.data.scene import UNLABELLED, SceneReader, iter_windows
 
 SUBSET_DEFINITIONS = {
     "all_labelled": "every labelled pixel of the reference raster that the map classified",

@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from ...config import MapSpec, SweepConfig
-from ...data.scene import UNLABELLED, Scene
-from ...errors import ArchbenchError, ConfigError
-from ...record import StageIndex
-from .. import Outcome, StageContext, StageSkip
+from archbench.config import MapSpec, SweepConfig
+from archbench.data.scene import UNLABELLED, Scene
+from archbench.stages import Outcome, StageContext, StageSkip
+from archbench.store.record import StageIndex
+from archbench.util.errors import ArchbenchError, ConfigError
 
 FIGURE_MAX_SIDE = 900  # figure panels are decimated to at most this many pixels a side
 
@@ -48,7 +48,7 @@ class MapSummary:
 
 def find_run_dirs(target: Path) -> list[Path]:
     """A run folder, a sweep folder (all its runs), an output_dir of sweeps, or a run id under ./*/*/runs."""
-    from ...results import find_sweep_dirs
+    from archbench.store.results import find_sweep_dirs
 
     if (target / "record.json").is_file():
         return [target]
@@ -69,7 +69,7 @@ def find_run_dirs(target: Path) -> list[Path]:
 
 
 def _sweep_of(run_dir: Path) -> Path | None:
-    from ...layout import sweep_of
+    from archbench.store.layout import sweep_of
 
     return sweep_of(run_dir)
 
@@ -79,7 +79,7 @@ class _SceneCache:
         self._scenes: dict[tuple[str, str | None], tuple[Scene, dict[str, Any]]] = {}
 
     def get(self, path: Path, root: str | None) -> tuple[Scene, dict[str, Any]]:
-        from ...data.scene import open_scene
+        from archbench.data.scene import open_scene
 
         key = (str(Path(path).resolve()), root)
         if key not in self._scenes:
@@ -98,7 +98,7 @@ def _training_scene(rec: Any, cache: _SceneCache) -> tuple[Scene, dict[str, Any]
 
 
 def _subsets(info: dict[str, Any], same: bool) -> dict[str, np.ndarray | None]:
-    from ...data.raster import block_mask, dilate, unpack_mask
+    from archbench.data.raster import block_mask, dilate, unpack_mask
 
     subsets: dict[str, np.ndarray | None] = {"all_labelled": None, "never_in_training": None}
     if same:
@@ -111,7 +111,7 @@ def _subsets(info: dict[str, Any], same: bool) -> dict[str, np.ndarray | None]:
 
 
 def _check_run(run_dir: Path, rec: Any, scene: Scene) -> None:
-    from ...paths import file_sha256
+    from archbench.util.paths import file_sha256
 
     info = rec.data["info"]
     if scene.num_bands != int(rec.data["in_chans"]):
@@ -157,7 +157,7 @@ class MapSettings:
         )  # fmt: skip
 
     def out_dir(self, sweep_dir: Path) -> Path:
-        from ...layout import stage_dir
+        from archbench.store.layout import stage_dir
 
         return self.out if self.out is not None else stage_dir(sweep_dir, "map")
 
@@ -167,12 +167,12 @@ def _forest_for(
     forests: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:  # fmt: skip
     """Fit (once per training-pixel set and scene), map and score the Random-Forest baseline."""
-    from ...data.raster import unpack_mask
-    from ...data.scene import SceneReader
-    from ...record import now_iso
-    from .forest import fit_forest
-    from .predict import predict_windows, write_map
-    from .score import score_map
+    from archbench.data.raster import unpack_mask
+    from archbench.data.scene import SceneReader
+    from archbench.stages.map.forest import fit_forest
+    from archbench.stages.map.predict import predict_windows, write_map
+    from archbench.stages.map.score import score_map
+    from archbench.store.record import now_iso
 
     info = rec.data["info"]
     digest = hashlib.sha256((info["train_pixels"]["data"] + str(scene.path)).encode()).hexdigest()[:10]
@@ -205,7 +205,7 @@ def _forest_for(
         "scores": scores,
         "created_at": now_iso(),
     }
-    from ...paths import atomic_write_text
+    from archbench.util.paths import atomic_write_text
 
     atomic_write_text(out / f"{name}.json", json.dumps(entry, indent=2))
     forests[digest] = entry
@@ -226,11 +226,11 @@ def _up_to_date(block: dict[str, Any], rec: Any, prov: dict[str, Any], out: Path
 def map_run(ctx: StageContext) -> dict[str, Any]:
     """One completed run's `map` block (raises StageSkip for a run that is not raster_patches or is
     already mapped)."""
-    from ...data.scene import SceneReader
-    from ...record import now_iso
-    from ...runtime import resolve_device
-    from .predict import net_classifier, predict_windows, run_tags, write_map
-    from .score import SUBSET_DEFINITIONS, score_map
+    from archbench.data.scene import SceneReader
+    from archbench.engine.runtime import resolve_device
+    from archbench.stages.map.predict import net_classifier, predict_windows, run_tags, write_map
+    from archbench.stages.map.score import SUBSET_DEFINITIONS, score_map
+    from archbench.store.record import now_iso
 
     rec, run_dir, settings = ctx.record, ctx.run_dir, ctx.settings
     if rec.spec.data.kind != "raster_patches" or rec.data is None:
@@ -324,9 +324,9 @@ def _headline(scores: dict[str, Any]) -> dict[str, Any]:
 
 def write_sweep_outputs(scene: Scene, entries: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     """Figures, map_scores.csv and index.json for every map of `scene` in `out` (nets, then baselines)."""
-    from ...data.scene import SceneReader
-    from ...paths import atomic_write_text
-    from . import figures
+    from archbench.data.scene import SceneReader
+    from archbench.stages.map import figures
+    from archbench.util.paths import atomic_write_text
 
     g = scene.grid
     step = max(1, -(-max(g.height, g.width) // FIGURE_MAX_SIDE))
@@ -379,7 +379,7 @@ def write_sweep_outputs(scene: Scene, entries: list[dict[str, Any]], out: Path) 
             )
     atomic_write_text(out / "map_scores.csv", buf.getvalue())
     splits = sorted({e["split_description"] for e in entries if e.get("split_description")})
-    from .score import SUBSET_DEFINITIONS
+    from archbench.stages.map.score import SUBSET_DEFINITIONS
 
     index = {
         "title": "Land-cover maps",
@@ -416,7 +416,7 @@ def write_sweep_outputs(scene: Scene, entries: list[dict[str, Any]], out: Path) 
 
 
 def _collect_entries(run_dirs: list[Path], scene: Scene, out: Path) -> list[dict[str, Any]]:
-    from ...record import read_record
+    from archbench.store.record import read_record
 
     nets: list[dict[str, Any]] = []
     for run_dir in run_dirs:
@@ -481,7 +481,7 @@ STAGE = MapStage()
 
 def map_target(target: Path, settings: MapSettings, report: Any = print, device: Any = None) -> MapSummary:
     """`archbench map`: every completed run under `target` through the stage driver (claimed)."""
-    from .. import run_stage
+    from archbench.stages import run_stage
 
     run_dirs = find_run_dirs(target)
     shared: dict[str, Any] = {}

@@ -9,6 +9,6 @@ quick look behind `archbench profile MODEL...|RUN_DIR|SWEEP_DIR`). Importing thi
 
 from __future__ import annotations
 
-from .stage import STAGE, profile_models, profile_record, run_targets, trained_runs
+from archbench.stages.profile.stage import STAGE, profile_models, profile_record, run_targets, trained_runs
 
 __all__ = ["STAGE", "profile_models", "profile_record", "run_targets", "trained_runs"]

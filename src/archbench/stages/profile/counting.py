@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...runtime import count_params
-from .target import Target
+from archbench.models.base import count_params
+from archbench.stages.profile.target import Target
 
 if TYPE_CHECKING:
     from torch import nn
@@ -102,7 +102,7 @@ def count_target(target: Target) -> dict[str, Any]:
     counted_on ("meta" or "cpu")}."""
     import torch
 
-    from .target import build_model, example_batch
+    from archbench.stages.profile.target import build_model, example_batch
 
     try:
         meta = torch.device("meta")

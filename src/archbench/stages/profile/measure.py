@@ -13,12 +13,12 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .target import Target
+from archbench.stages.profile.target import Target
 
 if TYPE_CHECKING:
     import torch
 
-    from ...config import ProfileSpec
+    from archbench.config import ProfileSpec
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class ProfileSettings:
 
 def precision(target: Target, device: torch.device) -> tuple[bool, bool]:
     """(amp, channels_last) as the run's training settings decide them on `device`."""
-    from ...runtime import amp_enabled, channels_last_enabled
+    from archbench.engine.runtime import amp_enabled, channels_last_enabled
 
     return amp_enabled(target.train, device), channels_last_enabled(target.train, device)
 
@@ -61,8 +61,8 @@ def environment(device: torch.device) -> dict[str, Any]:
 
     import torch
 
-    from ...record import library_versions
-    from .counting import FLOP_NOTE, counted_ops
+    from archbench.stages.profile.counting import FLOP_NOTE, counted_ops
+    from archbench.store.record import library_versions
 
     info: dict[str, Any] = {"type": device.type}
     if device.type == "cuda":
@@ -88,10 +88,10 @@ def measure(target: Target, settings: ProfileSettings, device: torch.device) -> 
     """Params, MACs/FLOPs per image, latency, throughput, training step and peak memory of one target."""
     import torch
 
-    from .counting import count_target
-    from .memory import cpu_peak_rss, cuda_peak, cuda_usage
-    from .target import build_model, example_batch
-    from .timing import inference_step, summarise, time_calls, train_step
+    from archbench.stages.profile.counting import count_target
+    from archbench.stages.profile.memory import cpu_peak_rss, cuda_peak, cuda_usage
+    from archbench.stages.profile.target import build_model, example_batch
+    from archbench.stages.profile.timing import inference_step, summarise, time_calls, train_step
 
     amp, cl = precision(target, device)
     entry: dict[str, Any] = {"resolution": target.resolution}

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .target import Target
+from archbench.stages.profile.target import Target
 
 if TYPE_CHECKING:
     import torch
@@ -155,8 +155,8 @@ def _peak_mb() -> float:
 def _child(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from .target import build_model, example_batch
-    from .timing import inference_step, train_step
+    from archbench.stages.profile.target import build_model, example_batch
+    from archbench.stages.profile.timing import inference_step, train_step
 
     torch.set_num_threads(int(job["threads"]))
     target = Target.from_json(job["target"])

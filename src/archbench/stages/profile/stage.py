@@ -15,12 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...config import ProfileSpec, SweepConfig, TrainSpec
-from ...record import PROFILE_HEADLINE_KEYS, RunRecord, StageIndex
-from .. import StageContext
+from archbench.config import ProfileSpec, SweepConfig, TrainSpec
+from archbench.stages import StageContext
+from archbench.store.record import PROFILE_HEADLINE_KEYS, RunRecord, StageIndex
 
 if TYPE_CHECKING:
-    from .measure import ProfileSettings
+    from archbench.stages.profile.measure import ProfileSettings
 
 HEADLINE_KEYS = PROFILE_HEADLINE_KEYS
 CSV_NAME = "profile.csv"
@@ -57,8 +57,8 @@ def profile_record(rec: RunRecord, prof: ProfileSpec) -> dict[str, Any]:
     """The `stages.profile` block of one run (measures on `prof.device`, threads as the run used)."""
     import torch
 
-    from ...runtime import resolve_device
-    from .measure import ProfileSettings, Target, environment, measure, precision
+    from archbench.engine.runtime import resolve_device
+    from archbench.stages.profile.measure import ProfileSettings, Target, environment, measure, precision
 
     in_chans, size = run_input(rec)
     num_classes = len(rec.class_names) if rec.class_names else int((rec.data or {})["num_classes"])
@@ -132,7 +132,7 @@ def profile_models(
     """The quick look (`archbench profile MODEL...|RUN_DIR|SWEEP_DIR`): every (label, Target, facts)
     measured, plus what it ran on. A row with `record_params` in its facts (a trained run) says whether the
     params measured equal the record's (`params_match_record`)."""
-    from .measure import environment, measure, precision
+    from archbench.stages.profile.measure import environment, measure, precision
 
     results: list[dict[str, Any]] = []
     for label, target, facts in targets:
@@ -156,8 +156,8 @@ def profile_models(
 def trained_runs(path: Path) -> list[RunRecord] | None:
     """The completed runs' records under a run, sweep or output folder; None when `path` is no folder
     (or an empty one that holds no sweep)."""
-    from ...record import read_record
-    from ...results import find_sweep_dirs, iter_records
+    from archbench.store.record import read_record
+    from archbench.store.results import find_sweep_dirs, iter_records
 
     if not path.is_dir():
         return None
@@ -174,7 +174,7 @@ def run_targets(
 ) -> list[tuple[str, Any, dict[str, Any]]]:
     """What each run trained: its model spec, in_chans, classes and resolution, from its record (the
     device and precision options of `train` replace the run's own)."""
-    from .measure import Target
+    from archbench.stages.profile.measure import Target
 
     out = []
     for rec in runs:
@@ -227,8 +227,8 @@ def write_sweep_summary(
     sweep_dir: Path, fresh: dict[str, tuple[RunRecord, dict[str, Any]]] | None = None
 ) -> StageIndex:
     """Rewrite `<sweep_dir>/stages/profile/` from every run's block (`fresh` ones not yet on disk)."""
-    from ...paths import atomic_write_text, safe_join
-    from ...results import iter_records, rows_to_csv
+    from archbench.store.results import iter_records, rows_to_csv
+    from archbench.util.paths import atomic_write_text, safe_join
 
     fresh = dict(fresh or {})
     records: list[tuple[RunRecord, dict[str, Any]]] = []
@@ -284,7 +284,7 @@ def _figures(rows: list[dict[str, Any]], out: Path) -> list[dict[str, str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ...paths import atomic_write_bytes
+    from archbench.util.paths import atomic_write_bytes
 
     figures = []
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ...config import ModelSpec, TrainSpec
+from archbench.config import ModelSpec, TrainSpec
 
 if TYPE_CHECKING:
     import torch
@@ -57,7 +57,7 @@ def build_model(target: Target, device: torch.device, channels_last: bool = Fals
     """The target's network on `device` (random weights, `freeze` applied), in eval mode."""
     import torch
 
-    from ...models import create_model
+    from archbench.models import create_model
 
     h, w = target.size
     spec = target.model.model_copy(update={"pretrained": None})

@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ...runtime import autocast
+from archbench.engine.runtime import autocast
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ...config import TrainSpec
+    from archbench.config import TrainSpec
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -50,7 +50,7 @@ def train_step(model: nn.Module, train: TrainSpec, amp: bool) -> Callable[[torch
     """
     from torch import nn
 
-    from ...optim import build_optimizer
+    from archbench.engine.optim import build_optimizer
 
     model.train()
     opt = build_optimizer(model, train)

@@ -1,0 +1,302 @@
+"""`archbench profile MODEL...|RUN_DIR|SWEEP_DIR`: owns the quick-look command line (parsing, table, JSON);
+measures nothing itself (archbench.stages.profile does).
+
+A run or sweep folder profiles exactly what was trained: each run's model spec (name, stem, pool, freeze,
+dropout), input channels, classes and resolution come from its record, and the params measured are
+checked against the record's. A name is built as the published tables build it unless told otherwise
+(3 channels, 1000 classes, ImageNet stem, avg pool, 224 px; random weights); `--stem`, `--pool`,
+`--in-chans`, `--num-classes` take the same values as a sweep, and the output says which were assumed.
+`--record` with one sweep folder instead runs the sweep's profile stage (the driver `archbench run` calls
+after training; settings from its `profile:` section) and stores each run's block in its record.
+Exit 2 on invalid input before anything is measured; a model failing at one size shows `error` in its row
+and the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from archbench.util.terminal import literal, make_console, one_line
+
+console = make_console()
+err_console = make_console(stderr=True)
+CPU_BATCH_SIZES = (1, 8)  # a batch of 64 through ViT-B/16's training step takes minutes on a laptop CPU
+CUDA_BATCH_SIZES = (1, 64)
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        err_console.print(f"error: {option} {text!r}: expected comma-separated positive integers, e.g. 1,64")
+        raise typer.Exit(code=2)
+    return values
+
+
+def command(
+    models: Annotated[
+        list[str], typer.Argument(help="model names: archbench's (resnet50, vit_b_16...) or timm:NAME")
+    ],
+    resolutions: Annotated[
+        str | None,
+        typer.Option(
+            "--resolutions",
+            help="square input sizes, e.g. 32,64,224 (default: 224 for names, each run's own for runs)",
+        ),
+    ] = None,
+    batch_sizes: Annotated[
+        str | None,
+        typer.Option(
+            "--batch-sizes",
+            help="latency at the first, throughput at the last (default 1,64 on CUDA, 1,8 on CPU)",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto")] = "auto",
+    in_chans: Annotated[
+        int | None, typer.Option("--in-chans", min=1, help="input channels (default 3)")
+    ] = None,
+    num_classes: Annotated[
+        int | None, typer.Option("--num-classes", min=1, help="classes of the head (default 1000)")
+    ] = None,
+    stem: Annotated[
+        str | None, typer.Option("--stem", help="imagenet (default) or cifar: as model.stem in a sweep")
+    ] = None,
+    pool: Annotated[str | None, typer.Option("--pool", help="avg (default) or max: as model.pool")] = None,
+    iters: Annotated[int, typer.Option("--iters", min=1, help="timed iterations per measurement")] = 10,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="untimed iterations before timing")] = 3,
+    budget: Annotated[
+        float,
+        typer.Option(
+            "--budget", min=0.0, help="seconds after which warm-up and timing stop early (0: never)"
+        ),
+    ] = 5.0,
+    amp: Annotated[str, typer.Option("--amp", help="bf16 autocast: auto (CUDA only), on, off")] = "auto",
+    channels_last: Annotated[str, typer.Option("--channels-last", help="auto (CUDA only), on, off")] = "auto",
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads")] = None,
+    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="measure peak memory")] = True,
+    train_step: Annotated[
+        bool, typer.Option("--train-step/--no-train-step", help="also time a training step")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record",
+            help="with one sweep folder: run its profile stage (its profile: settings) and store each "
+            "run's block in its record, as archbench run does",
+        ),
+    ] = False,
+) -> None:
+    """Params, MACs/FLOPs, latency, throughput, training step and peak memory of models, one row per size.
+
+    Given run or sweep folders, profiles exactly what each run trained (read-only); with `--record` and one
+    sweep folder, runs the sweep's profile stage through the stage driver instead.
+    """
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    if record:
+        if len(models) != 1 or not (Path(models[0]) / "runs").is_dir():
+            err_console.print(
+                f"error: --record takes one sweep folder (a folder with runs/); got {' '.join(models)}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(code=2)
+        raise typer.Exit(code=_profile_sweep(Path(models[0]), device))
+
+    from archbench.config import ModelSpec, TrainSpec
+    from archbench.models import check_model_name, check_model_spec
+    from archbench.stages.profile import run_targets, trained_runs
+    from archbench.stages.profile.target import Target
+    from archbench.util.errors import ArchbenchError
+
+    sizes = _ints(resolutions, "--resolutions") if resolutions else None
+    given = {"stem": stem, "pool": pool, "in_chans": in_chans, "num_classes": num_classes}
+    defaults = {"stem": "imagenet", "pool": "avg", "in_chans": 3, "num_classes": 1000}
+    targets: list[tuple[str, Any, dict[str, Any]]] = []  # (label, Target, facts about a trained run)
+    assumed: list[str] = []
+    try:
+        train = TrainSpec(device=device, amp=amp, channels_last=channels_last)  # type: ignore[arg-type]
+        for item in models:
+            runs = trained_runs(Path(item))
+            if runs is not None:
+                if not runs:
+                    raise ArchbenchError(f"{item}: no completed run with a record found in this folder")
+                targets += run_targets(runs, sizes, train)
+                continue
+            check_model_name(item)
+            spec = ModelSpec(
+                name=item,
+                stem=stem or "imagenet",  # type: ignore[arg-type]
+                pool=pool or "avg",  # type: ignore[arg-type]
+            )
+            check_model_spec(spec)
+            ic, nc = in_chans or 3, num_classes or 1000
+            not_given = [f"{k}={defaults[k]}" for k, v in given.items() if v is None]
+            if not_given:
+                assumed.append(f"{item}: {', '.join(not_given)}")
+            for size in sizes or [224]:
+                targets.append((item, Target(spec, ic, nc, (size, size), train), {}))
+    except (ArchbenchError, ValidationError) as exc:
+        err_console.print(f"error: {one_line(exc)}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+
+    import torch
+
+    from archbench.engine.runtime import resolve_device
+    from archbench.stages.profile import profile_models
+    from archbench.stages.profile.measure import ProfileSettings
+
+    try:
+        dev = resolve_device(device)
+    except ArchbenchError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(code=2) from None
+    if threads is not None:
+        torch.set_num_threads(threads)
+    default_batches = CUDA_BATCH_SIZES if dev.type == "cuda" else CPU_BATCH_SIZES
+    settings = ProfileSettings(
+        batch_sizes=tuple(_ints(batch_sizes, "--batch-sizes")) if batch_sizes else default_batches,
+        warmup=warmup,
+        iters=iters,
+        memory=memory,
+        train_step=train_step,
+        budget_s=budget or None,
+    )
+
+    with err_console.status("profiling") as status:
+        report = profile_models(targets, settings, dev, assumed, progress=status.update)
+    results = report["results"]
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_table(report)
+    if any("error" in r for r in results) or any(r.get("params_match_record") is False for r in results):
+        raise typer.Exit(code=1)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    results = report["results"]
+    first: dict[str, Any] = next((r for r in results if "latency_batch" in r), {})
+    lat_b, tp_b = first.get("latency_batch", 1), first.get("throughput_batch", "")
+    from archbench.cli.listing import print_full_width
+
+    columns = [
+        "model",
+        "res",
+        "params",
+        "GMACs",
+        "GFLOPs",
+        f"latency ms p50 (b{lat_b})",
+        "p90",
+        f"img/s (b{tp_b})",
+        f"train step ms (b{tp_b})",
+        "train img/s",
+        "peak MB",
+    ]
+    has_error = any("error" in r for r in results)
+    rows = []
+    for r in results:
+        cells = [
+            r["model"],
+            str(r["resolution"]),
+            _fmt(r.get("params_total"), ","),
+            _fmt(r.get("gmacs"), ".3f"),
+            _fmt(r.get("gflops"), ".3f"),
+            _fmt(r.get("latency_ms_p50"), ".2f"),
+            _fmt(r.get("latency_ms_p90"), ".2f"),
+            _fmt(r.get("throughput_img_s"), ".1f"),
+            _fmt(r.get("train_step_ms"), ".1f"),
+            _fmt(r.get("train_throughput_img_s"), ".1f"),
+            _fmt(r.get("peak_memory_mb"), ".0f"),
+        ]
+        if has_error:
+            cells.append(one_line(r.get("error", "")))
+        rows.append(cells)
+    print_full_width(
+        console, "archbench profile", columns + (["error"] if has_error else []), rows, tuple(columns[1:])
+    )
+    dev = report["device"]
+    libs = report["libraries"]
+    console.print(
+        f"device {dev['type']} ({dev.get('name', '?')}), {report['threads']} threads, amp {report['amp']}, "
+        f"channels_last {report['channels_last']}; torch {libs.get('torch')}, "
+        f"torchvision {libs.get('torchvision')}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    for line in report.get("assumed", []):
+        console.print(
+            literal(
+                f"assumed (not given) for {line}; pass --stem/--pool/--in-chans/--num-classes, or a run "
+                "folder to profile what was trained"
+            ),
+            soft_wrap=True,
+        )
+    for r in results:
+        if r.get("params_match_record") is False:
+            console.print(
+                literal(
+                    f"MISMATCH {r['model']}: {r['params_total']:,} params measured, "
+                    f"{r['record_params']:,} in its record"
+                ),
+                soft_wrap=True,
+            )
+        elif r.get("params_match_record"):
+            console.print(
+                literal(
+                    f"{r['model']}: params {r['params_total']:,} = the record's (stem {r['stem']}, "
+                    f"pool {r['pool']}, in_chans {r['in_chans']}, {r['num_classes']} classes, "
+                    f"{r['resolution']} px)"
+                ),
+                soft_wrap=True,
+            )
+    memory = "CUDA max_memory_allocated" if dev["type"] == "cuda" else "peak RSS of a fresh subprocess"
+    console.print(
+        f"{report['flop_note']} Peak memory: {memory}, training step (or inference) at the largest batch.",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def _profile_sweep(sweep_dir: Any, device: str) -> int:
+    """The profile stage on every completed run of a sweep folder; returns the exit code."""
+    from archbench.config import ProfileSpec
+    from archbench.stages import Outcome, run_stage
+    from archbench.store.results import iter_records
+    from archbench.sweep.expand import load_sweep
+    from archbench.util.errors import ArchbenchError
+
+    try:
+        spec = load_sweep(sweep_dir / "sweep.yaml").profile or ProfileSpec()
+    except (ArchbenchError, OSError):
+        spec = ProfileSpec()
+    spec = spec.model_copy(update={"device": device})
+
+    def report(o: Outcome) -> None:
+        line = f"{'profiled' if o.status == 'done' else o.status:8s} {o.run_id}"
+        if o.block is not None and o.block.get("latency_ms_p50") is not None:
+            line += f"  {o.block.get('gmacs', 0):.3f} GMACs  {o.block['latency_ms_p50']:.2f} ms (b1)"
+        elif o.reason:
+            line += f"  {o.reason}"
+        console.print(literal(line), soft_wrap=True)
+
+    result = run_stage("profile", [d for d, _, _ in iter_records(sweep_dir)], spec, report=report)
+    for problem in result.problems:
+        console.print(literal(problem), soft_wrap=True)
+    return 1 if result.count("failed") else 0

@@ -1,0 +1,82 @@
+"""`archbench sync DIR --mlflow-uri URI`: owns its arguments, messages and exit codes (tracking/ works).
+
+Makes MLflow equal to the local records of every sweep under DIR (records are the truth), then empties
+each sweep's tracking outbox. Idempotent: a second sync reports every run unchanged and writes nothing.
+Exit codes: 0 in sync, 1 the tracking server could not be reached or refused a run, 2 invalid input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _experiment_of(sweep_dir: Path, fallback: str) -> str:
+    """The experiment the sweep file asked for (its saved copy), else the sweep's name."""
+    from archbench.sweep.expand import load_sweep
+    from archbench.util.errors import ArchbenchError
+
+    saved = sweep_dir / "sweep.yaml"
+    if saved.is_file():
+        try:
+            cfg = load_sweep(saved)
+        except (ArchbenchError, OSError):
+            return fallback
+        if cfg.tracking is not None and cfg.tracking.mlflow is not None and cfg.tracking.mlflow.experiment:
+            return cfg.tracking.mlflow.experiment
+    return fallback
+
+
+def command(
+    path: Annotated[Path, typer.Argument(help="a sweep folder, or the output_dir holding sweeps")],
+    mlflow_uri: Annotated[
+        str, typer.Option("--mlflow-uri", help="http://host:port of an mlflow server, or sqlite:///file.db")
+    ],
+    experiment: Annotated[
+        str | None, typer.Option("--experiment", help="MLflow experiment (default: the sweep's own)")
+    ] = None,
+    timeout_s: Annotated[float, typer.Option("--timeout-s", help="per-request timeout")] = 30.0,
+) -> None:
+    """Make MLflow equal to the local run records (create, complete or fix runs; idempotent)."""
+    from archbench.store.results import find_sweep_dirs, iter_records
+    from archbench.tracking import outbox
+    from archbench.tracking.mlflow import client, experiment_id, sync_record
+
+    sweeps = find_sweep_dirs(path)
+    if not sweeps:
+        typer.echo(f"error: {path}: no sweep found (expected a folder with runs/ inside)", err=True)
+        raise typer.Exit(code=2)
+    counts = {"created": 0, "updated": 0, "unchanged": 0}
+    failed: list[str] = []
+    skipped = 0
+    cl = client(mlflow_uri, timeout_s)
+    for sd in sweeps:
+        records = [(d, r) for d, r, _ in iter_records(sd) if r is not None]
+        skipped += sum(1 for _, r, _ in iter_records(sd) if r is None)
+        if not records:
+            continue
+        name = experiment or _experiment_of(sd, records[0][1].sweep)
+        sweep_failed = False
+        try:
+            exp_id = experiment_id(cl, name)
+        except Exception as exc:
+            typer.echo(f"error: {mlflow_uri}: experiment {name!r}: {type(exc).__name__}: {exc}", err=True)
+            raise typer.Exit(code=1) from None
+        for run_dir, rec in records:
+            try:
+                counts[sync_record(cl, exp_id, run_dir, rec)] += 1
+            except Exception as exc:
+                failed.append(f"{rec.run_id}: {type(exc).__name__}: {str(exc).strip()[:200]}")
+                sweep_failed = True
+        if not sweep_failed:
+            outbox.clear(sd)
+    line = ", ".join(f"{n} {k}" for k, n in counts.items())
+    typer.echo(
+        f"sync {path} → {mlflow_uri}: {line}" + (f"; {skipped} without a valid record" if skipped else "")
+    )
+    for f in failed:
+        typer.echo(f"  not synced {f}", err=True)
+    if failed:
+        raise typer.Exit(code=1)

@@ -1,0 +1,504 @@
+"""Data-parallel training of ONE run on several processes: owns the process group, the rank context, the
+launcher and each rank's share of a batch; never decides what a run trains, and never writes a record.
+
+How a run with `executor.resources: {gpu: N}` (or `processes: N`) trains:
+- The process that claimed the run (the local executor's, or the Ray task) is rank 0. It starts ranks
+  1..N-1 as fresh Python processes on the same machine, each calling the same `train_run` with its
+  `RankContext`; they meet through a TCP store on 127.0.0.1 that rank 0 hosts (a free port, so runs on one
+  machine never collide). Backend: NCCL when the run's device is CUDA (rank r on cuda:r), gloo on CPU.
+- Global batch = `train.batch_size`, as the config says. Every rank draws the SAME epoch permutation (and
+  augmentation) from the run's seeded generator and trains on rows r, r+N, r+2N, ... of each global batch.
+  DDP averages the gradients; each rank's loss is weighted by (its rows x N / global rows), so a step is
+  the step one process takes on the whole batch (exact up to float rounding for models without BatchNorm:
+  BatchNorm normalises each rank's rows by their own statistics). The lr is therefore used unchanged.
+- Only rank 0 validates, writes checkpoints, predictions, stages and the record; the others only train.
+  Every rank resumes from the same `last` checkpoint, which holds nothing rank-specific, so a run killed
+  with N processes may resume with another number (same global batch, same math).
+- A rank that dies fails the run with its reason (`rank_died`, or the rank's own error such as a
+  non-finite loss); no rank waits longer than `resources.timeout_s` for the others. A stop (SIGTERM) is
+  decided by rank 0 and agreed at the epoch's start and every `train.log_every` steps (where the device is
+  read anyway, so the step stays free of syncs), so every rank stops at the same step.
+
+Why not Ray Train's `TorchTrainer` or `torchrun`: the claim (flock), skip, resume and record rules live in
+the one process that owns the run; a trainer that starts its own workers would move ownership elsewhere.
+This launcher works the same under the local executor and inside a Ray task (which asks Ray for N GPUs or
+N CPUs, so its ranks fit on its node). Ranks are started with `subprocess` (a `python -c` entry) rather
+than `multiprocessing` spawn, so they never re-import the parent's main module (the CLI, a Ray worker).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from archbench.util import faults
+from archbench.util.errors import RunFailure
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from archbench.config import ResourcesSpec, RunSpec
+    from archbench.data.registry import DatasetBundle
+    from archbench.store.record import DistributedBlock
+
+T = TypeVar("T")
+
+HOST = "127.0.0.1"  # every rank of a run is on the machine that claimed it
+LOOPBACK_IFNAME = "lo"  # gloo binds to the interface its hostname resolves to unless told; tests run offline
+READY_KEY = "archbench/ready/{rank}"
+ERROR_KEY = "archbench/error/{rank}"
+# What each record's `distributed.data_split` says (one wording, in one place).
+DATA_SPLIT = (
+    "each epoch every rank draws the same permutation (and augmentation) from the run's seeded generator, "
+    "then rank r trains on rows r, r+W, r+2W, ... of each global batch of train.batch_size rows"
+)
+GRADIENTS = (
+    "DDP averages the ranks' gradients; each rank's mean loss is weighted by its rows x W / global rows, "
+    "so a step equals one process's step on the whole batch (exact without BatchNorm)"
+)
+
+
+@dataclass(frozen=True)
+class RankContext:
+    """Who this process is in its run's process group, and the few collective operations training uses."""
+
+    rank: int
+    world_size: int
+    backend: str  # "nccl" | "gloo"
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that validates and writes."""
+        return self.rank == 0
+
+    def rows(self, batch: slice) -> slice:
+        """This rank's rows of the global batch `batch` (positions in the epoch's order and draws)."""
+        return slice(batch.start + self.rank, batch.stop, self.world_size)
+
+    def loss_weight(self, rows: int, global_rows: int) -> float:
+        """Factor on this rank's mean loss so DDP's average over ranks is the global batch's mean loss."""
+        return rows * self.world_size / max(1, global_rows)
+
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """`model` in DistributedDataParallel (it syncs rank 0's weights to every rank at construction)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        if device.type == "cuda":
+            import torch
+
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            return DistributedDataParallel(model, device_ids=[index], output_device=index)
+        return DistributedDataParallel(model)
+
+    def _tensor(self, values: list[float], device: torch.device) -> torch.Tensor:
+        import torch
+
+        where = device if self.backend == "nccl" else torch.device("cpu")
+        return torch.tensor(values, dtype=torch.float64, device=where)
+
+    def agree(self, flags: tuple[bool, ...], device: torch.device) -> tuple[bool, ...]:
+        """Rank 0's `flags` on every rank (stop and checkpoint decisions are rank 0's alone)."""
+        import torch.distributed as dist
+
+        t = self._tensor([1.0 if f else 0.0 for f in flags], device)
+        dist.broadcast(t, src=0)
+        return tuple(bool(v > 0) for v in t.tolist())
+
+    def main_first(self, fn: Callable[[], T], device: torch.device) -> T:
+        """`fn()` on rank 0, then on the other ranks (e.g. reading `last`, which rank 0 may set aside)."""
+        if self.is_main:
+            out = fn()
+            self.agree((True,), device)
+            return out
+        self.agree((True,), device)
+        return fn()
+
+    def share_first_bad(self, sums: dict[str, Any]) -> None:
+        """train.py's `first_bad` (the first step whose loss was non-finite, -1: none) made the earliest
+        over all ranks, in place, so every rank fails the run naming the same step (gradients are shared:
+        one rank's non-finite loss spoils every rank's next step). Called where the sums are read anyway."""
+        import torch
+        import torch.distributed as dist
+
+        bad = sums["first_bad"]
+        none = torch.iinfo(torch.int64).max
+        earliest = torch.where(bad < 0, torch.full_like(bad, none), bad)
+        dist.all_reduce(earliest, op=dist.ReduceOp.MIN)
+        bad.copy_(torch.where(earliest == none, torch.full_like(bad, -1), earliest))
+
+    def reduce_sums(self, sums: dict[str, Any]) -> dict[str, Any]:
+        """The epoch's sums (train.py's device-side `loss`, `correct`, `first_bad` and host `seen`) over
+        every rank: added (`first_bad` the earliest). `seconds` stays this rank's. Called at the epoch's end
+        and before a stop's checkpoint, where the sums are read anyway."""
+        import torch
+        import torch.distributed as dist
+
+        out = dict(sums)
+        for key in ("loss", "correct"):
+            out[key] = sums[key].clone()
+            dist.all_reduce(out[key])
+        out["first_bad"] = sums["first_bad"].clone()
+        self.share_first_bad(out)
+        seen = torch.tensor(int(sums["seen"]), dtype=torch.int64, device=sums["loss"].device)
+        dist.all_reduce(seen)
+        out["seen"] = int(seen.item())
+        return out
+
+
+@dataclass(frozen=True)
+class RankPlan:
+    """How many processes a run trains on, with which backend, on which devices."""
+
+    world_size: int
+    backend: str
+    devices: tuple[str, ...]
+    timeout_s: float
+
+    @classmethod
+    def for_run(cls, resources: ResourcesSpec, device: torch.device) -> RankPlan:
+        """The plan for a run on `device` (the one the runner resolved); one process unless asked for more.
+
+        Raises RunFailure (`distributed_config`) when CUDA runs ask for more processes than visible GPUs."""
+        world = resources.world_size
+        if device.type == "cuda":
+            import torch
+
+            seen = torch.cuda.device_count()
+            if world > seen:
+                raise RunFailure(
+                    "distributed_config",
+                    f"{world} processes need {world} GPUs but this process sees {seen}; set "
+                    f"executor.resources.processes (or gpu) to at most {seen}",
+                )
+            return cls(world, "nccl", tuple(f"cuda:{i}" for i in range(world)), resources.timeout_s)
+        return cls(world, "gloo", ("cpu",) * world, resources.timeout_s)
+
+    def block(self, spec: RunSpec) -> DistributedBlock:
+        """The record's `distributed` block for a run trained under this plan."""
+        from archbench.store.record import DistributedBlock
+
+        batch = spec.train.batch_size
+        return DistributedBlock(
+            backend=self.backend,
+            world_size=self.world_size,
+            devices=list(self.devices),
+            global_batch=batch,
+            per_rank_batch=math.ceil(batch / self.world_size),
+            lr=spec.train.lr,
+            lr_scaling="none: the global batch is train.batch_size, whatever the number of processes",
+            data_split=DATA_SPLIT,
+            gradients=GRADIENTS,
+            validation="rank 0, the whole validation split; the test split after training likewise",
+            timeout_s=self.timeout_s,
+        )
+
+
+# --- the launcher (rank 0's side) -------------------------------------------------------------------------
+
+Target = Callable[..., Any]
+
+
+def train_on_ranks(
+    plan: RankPlan,
+    target: Target,
+    spec: RunSpec,
+    bundle: DatasetBundle,
+    run_dir: Path,
+    *,
+    device: torch.device,
+    **kwargs: Any,
+) -> Any:
+    """`target(spec, bundle, run_dir, device=device, **kwargs)` (i.e. `train.train_run`) as rank 0 of
+    `plan`, with ranks 1.. started beside it; one process: just the call.
+
+    Raises the rank's own failure when another rank failed, `rank_died` when one was killed."""
+    if plan.world_size == 1:
+        return target(spec, bundle, run_dir, device=device, **kwargs)
+    import torch
+    import torch.distributed as dist
+
+    timeout = timedelta(seconds=plan.timeout_s)
+    saved_env = {k: os.environ.get(k) for k in ("GLOO_SOCKET_IFNAME",)}
+    _loopback_for_gloo(plan.backend)
+    store = dist.TCPStore(HOST, 0, plan.world_size, is_master=True, timeout=timeout, wait_for_workers=False)
+    ranks = _RankProcesses(plan, store.port, target, spec, run_dir)
+    run_id = run_dir.name
+    threads = torch.get_num_threads()
+    try:
+        ranks.start()
+        ranks.wait_ready(store)
+        if spec.train.threads is None and plan.backend == "gloo":
+            torch.set_num_threads(_threads_per_rank(plan.world_size))
+        dist.init_process_group(
+            plan.backend, store=store, rank=0, world_size=plan.world_size, timeout=timeout
+        )
+        faults.set_run(f"{run_id}/rank0")  # `#/rank1` scopes a fault to one rank in the tests
+        ctx = RankContext(0, plan.world_size, plan.backend)
+        try:
+            result = target(spec, bundle, run_dir, device=device, ranks=ctx, **kwargs)
+        except RuntimeError as exc:
+            # A collective that failed because another rank died: that rank's story is the run's. One that
+            # timed out while every rank still runs: a rank is stuck (a hang, a far slower device).
+            if not isinstance(exc, torch.cuda.OutOfMemoryError):
+                failure = ranks.failure(store, wait_s=10.0)
+                if failure is None and _is_collective_error(exc):
+                    failure = RunFailure(
+                        "rank_timeout",
+                        f"rank 0 waited over {plan.timeout_s:g}s (executor.resources.timeout_s) for ranks "
+                        f"{sorted(ranks.procs)}: {' '.join(str(exc).split())[:300]}",
+                    )
+                if failure is not None:
+                    raise failure from exc
+            raise
+        failure = ranks.join(store, plan.timeout_s)
+        if failure is not None:
+            raise failure
+        return result
+    finally:
+        faults.set_run(run_id)
+        ranks.stop()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        torch.set_num_threads(threads)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _threads_per_rank(world: int) -> int:
+    return max(1, (os.cpu_count() or 1) // world)
+
+
+def _loopback_for_gloo(backend: str) -> None:
+    """gloo picks the interface its hostname resolves to; all ranks are on 127.0.0.1, so use loopback."""
+    if backend != "gloo" or "GLOO_SOCKET_IFNAME" in os.environ:
+        return
+    try:
+        names = {name for _, name in socket.if_nameindex()}
+    except OSError:
+        return
+    if LOOPBACK_IFNAME in names:
+        os.environ["GLOO_SOCKET_IFNAME"] = LOOPBACK_IFNAME
+
+
+_SIGNAL_NAMES = {int(s): s.name for s in signal.Signals}
+
+
+class _RankProcesses:
+    """Ranks 1..N-1 of one run: start, readiness, failure reports (through the store), stop."""
+
+    def __init__(self, plan: RankPlan, port: int, target: Target, spec: RunSpec, run_dir: Path) -> None:
+        self.plan, self.port, self.target, self.spec, self.run_dir = plan, port, target, spec, run_dir
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        if self.spec.train.threads is None and self.plan.backend == "gloo":
+            env["OMP_NUM_THREADS"] = str(_threads_per_rank(self.plan.world_size))
+        for rank in range(1, self.plan.world_size):
+            payload = json.dumps(  # plain JSON: a rank unpickles nothing
+                {
+                    "rank": rank,
+                    "plan": dataclasses.asdict(self.plan),
+                    "port": self.port,
+                    "target": f"{self.target.__module__}:{self.target.__qualname__}",
+                    "spec": self.spec.model_dump(mode="json"),
+                    "run_dir": str(self.run_dir),
+                    "sys_path": sys.path,
+                }
+            )
+            log = _open_log(self.run_dir / f"rank{rank}.log")
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-c", _ENTRY],
+                    stdin=subprocess.PIPE,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=False,
+                )
+            finally:
+                os.close(log)
+            assert proc.stdin is not None
+            proc.stdin.write(payload.encode())
+            proc.stdin.close()
+            self.procs[rank] = proc
+
+    def wait_ready(self, store: Any) -> None:
+        """Until every rank has joined the store; a rank that exits first fails the run at once."""
+        deadline = time.monotonic() + self.plan.timeout_s
+        keys = {r: READY_KEY.format(rank=r) for r in self.procs}
+        while keys:
+            for r in list(keys):
+                if store.check([keys[r]]):
+                    del keys[r]
+            for r, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise self._failure_of(store, r) or RunFailure(
+                        "rank_died", f"rank {r} exited before training started (see {self._log(r)})"
+                    )
+            if keys and time.monotonic() > deadline:
+                raise RunFailure(
+                    "rank_timeout", f"ranks {sorted(keys)} did not start in {self.plan.timeout_s}s"
+                )
+            time.sleep(0.05)
+
+    def _log(self, rank: int) -> Path:
+        return self.run_dir / f"rank{rank}.log"
+
+    def _failure_of(self, store: Any, rank: int) -> RunFailure | None:
+        """What rank `rank` reported, or how it died; None while it runs or after a clean exit."""
+        key = ERROR_KEY.format(rank=rank)
+        code = self.procs[rank].poll()
+        if store.check([key]):
+            report = json.loads(store.get(key).decode())
+            return RunFailure(report["reason"], f"rank {rank}: {report['detail']}")
+        if code is not None and code < 0:
+            name = _SIGNAL_NAMES.get(-code, str(-code))
+            return RunFailure("rank_died", f"rank {rank} was killed by {name}; see {self._log(rank)}")
+        if code:
+            return RunFailure("rank_died", f"rank {rank} exited with code {code}; see {self._log(rank)}")
+        return None
+
+    def failure(self, store: Any, wait_s: float) -> RunFailure | None:
+        """The failure of another rank that explains rank 0's failed collective (its own error first,
+        then a death by signal; errors that are themselves failed collectives come last)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            found = [f for r in self.procs if (f := self._failure_of(store, r)) is not None]
+            primary = [f for f in found if f.reason != "collective"]
+            if primary or time.monotonic() > deadline:
+                return (primary or found)[0] if found else None
+            time.sleep(0.1)
+
+    def join(self, store: Any, timeout_s: float) -> RunFailure | None:
+        """After rank 0 trained: every rank has finished (or how one did not)."""
+        deadline = time.monotonic() + timeout_s
+        for r, proc in self.procs.items():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                return RunFailure("rank_timeout", f"rank {r} did not finish within {timeout_s}s of rank 0")
+            failure = self._failure_of(store, r)
+            if failure is not None:
+                return failure
+        return None
+
+    def stop(self) -> None:
+        """Kill whatever rank still runs (rank 0 failed or stopped; they hold no files and no claim)."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def _open_log(path: Path) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+    return os.open(path, flags, 0o644)
+
+
+# --- ranks 1..N-1 (their own processes) -------------------------------------------------------------------
+
+# The parent's sys.path first, so a rank imports the same archbench (and target) as its parent.
+_ENTRY = (
+    "import sys, json; args = json.loads(sys.stdin.buffer.read()); sys.path[:0] = args['sys_path']; "
+    "from archbench.engine.ddp import rank_main; rank_main(args)"
+)
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel SIGKILLs this rank when rank 0 dies (a SIGKILLed driver leaves no ranks behind)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _is_collective_error(exc: BaseException) -> bool:
+    import torch.distributed as dist
+
+    return isinstance(exc, dist.DistError) or (
+        isinstance(exc, RuntimeError) and any(w in str(exc).lower() for w in ("gloo", "nccl", "connection"))
+    )
+
+
+def rank_main(args: dict[str, Any]) -> None:
+    """A rank other than 0: join the store and the process group, load the data, train, report failures."""
+    _die_with_parent()
+    # A terminal's Ctrl-C reaches the whole process group: rank 0 decides and every rank stops with it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    import importlib
+
+    import torch
+    import torch.distributed as dist
+
+    from archbench.config import RunSpec
+
+    rank, plan, spec = args["rank"], RankPlan(**args["plan"]), RunSpec.model_validate(args["spec"])
+    plan = dataclasses.replace(plan, devices=tuple(plan.devices))
+    run_dir = Path(args["run_dir"])
+    module, _, name = args["target"].partition(":")
+    target = getattr(importlib.import_module(module), name)
+
+    timeout = timedelta(seconds=plan.timeout_s)
+    store = dist.TCPStore(HOST, args["port"], plan.world_size, is_master=False, timeout=timeout)
+    code = 0
+    try:
+        device = torch.device(plan.devices[rank])
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        store.set(READY_KEY.format(rank=rank), "1")
+        dist.init_process_group(
+            plan.backend, store=store, rank=rank, world_size=plan.world_size, timeout=timeout
+        )
+        faults.set_run(f"{run_dir.name}/rank{rank}")
+        from archbench.data import create_dataset
+
+        bundle = create_dataset(spec.data).without_test()  # ranks other than 0 never evaluate
+        ctx = RankContext(rank, plan.world_size, plan.backend)
+        target(spec, bundle, run_dir, device=device, ranks=ctx)
+    except BaseException as exc:  # noqa: BLE001 - every failure is reported to rank 0, then the rank exits
+        if type(exc).__name__ == "RunKilled":
+            code = 0  # rank 0 asked every rank to stop at this step
+        else:
+            code = 1
+            if isinstance(exc, RunFailure):
+                reason, detail = exc.reason, exc.detail
+            else:
+                reason = "collective" if _is_collective_error(exc) else "rank_error"
+                detail = f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
+            try:
+                store.set(ERROR_KEY.format(rank=rank), json.dumps({"reason": reason, "detail": detail}))
+            except Exception:  # noqa: BLE001 - rank 0 (the store) is gone: nobody to tell
+                pass
+            import traceback
+
+            traceback.print_exc()
+    if code == 0 and dist.is_initialized():
+        dist.destroy_process_group()  # after a failure the group may be broken: exit without it
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,98 @@
+"""Run claims: owns the per-run lock so two sweep processes never train the same run at once.
+
+The claim is an exclusive, non-blocking `flock` on `<run_dir>/.lock`, which holds the owner's pid and host
+for people to read. The kernel drops the lock when its owner dies, so a dead owner's run is simply claimed
+again by the next sweep (no stale-lock heuristics).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+from archbench.util.errors import ArchbenchError
+
+
+class RunBusy(ArchbenchError):
+    """Another live process holds the run's claim."""
+
+
+class RunClaim:
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".lock"
+        self.fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        os.write(fd, json.dumps(info).encode())
+        os.fsync(fd)
+        self.fd = fd
+        return True
+
+    def owner(self) -> dict[str, object]:
+        try:
+            data = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def held_by_someone(self) -> bool:
+        """Is the run claimed right now (by any process)? A read-only probe: it writes nothing."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops the shared lock if we got it
+        return False
+
+    def __enter__(self) -> RunClaim:
+        """Acquire the claim (non-blocking); raises RunBusy naming the owner when another process holds it."""
+        if self.fd is None and not self.try_acquire():
+            raise RunBusy(
+                f"{self.path.parent}: claimed by {self.owner()} (a sweep is working on it); try later"
+            )
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+@contextmanager
+def record_lock(path: Path) -> Iterator[None]:
+    """A short, blocking, exclusive `flock` on `path` around a record's read-merge-write (`update_stage`).
+
+    Separate from the run claim: the runner holds the claim for a whole run and still updates its record.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock

@@ -1,0 +1,171 @@
+"""Verifying stored results: owns the checks that every number a record vouches for is still true.
+
+Reads records and files only. For each run: the record validates and sits in the folder its plan entry
+names (run id, spec hash); every artifact it lists (checkpoints, predictions.npz, history.csv) has the
+sha256 it recorded; and every test metric (top-1, top-5, loss, precision/recall/F1, kappa, per-class
+accuracy, confusion matrix, n_test) recomputes from predictions.npz to the stored value. `ls`, `report`
+and `archbench verify` use `verify_run`; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archbench.store.record import RECORD_NAME, RunRecord, read_record
+from archbench.util.paths import file_sha256
+
+# The artifacts a completed record vouches for (relative to its run folder). The evaluated checkpoint is
+# required; the other checkpoint is checked when the record lists it.
+DERIVED = ("predictions.npz", "history.csv")
+
+
+@dataclass
+class Verdict:
+    """One run's verification result: `ok` only when every check passed."""
+
+    run_id: str
+    status: str  # the record's status, or missing / unsafe_path / invalid
+    problems: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        # "pruned" is a finished tuning trial (its pruner stopped it); it vouches for what it kept.
+        return self.status in ("completed", "pruned") and not self.problems
+
+    @property
+    def text(self) -> str:
+        if self.ok:
+            return "verified"
+        if self.status != "completed" and not self.problems:
+            return f"not verified: run {self.status}"
+        return "NOT VERIFIED: " + "; ".join(self.problems)
+
+
+def artifact_hashes(run_dir: Path, names: list[str]) -> dict[str, str]:
+    """sha256 of each existing artifact, keyed by its path relative to the run folder."""
+    out = {}
+    for name in names:
+        p = run_dir / name
+        if p.is_file() and not p.is_symlink():
+            out[name] = file_sha256(p)
+    return out
+
+
+def _close(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, list) or isinstance(b, list):
+        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(map(_close, a, b))
+    try:
+        fa, fb = float(a), float(b)
+    except (TypeError, ValueError):
+        return bool(a == b)
+    if math.isnan(fa) or math.isnan(fb):
+        return math.isnan(fa) and math.isnan(fb)
+    return math.isclose(fa, fb, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def recompute_metrics(run_dir: Path, rec: RunRecord) -> tuple[dict[str, Any] | None, str | None]:
+    """The metrics recomputed from predictions.npz, or (None, why not)."""
+    import numpy as np
+
+    from archbench.metrics import metrics_from_predictions
+
+    try:
+        raw = (run_dir / "predictions.npz").read_bytes()
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            preds = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        return None, "predictions.npz is missing"
+    except Exception as exc:  # truncated zip, bad header, anything numpy refuses
+        return None, f"predictions.npz unreadable ({type(exc).__name__})"
+    if not {"y_true", "probs"} <= set(preds):
+        return None, "predictions.npz lacks y_true/probs"
+    n_classes = len(rec.class_names or []) or int(preds["probs"].shape[1])
+    y_true, probs = preds["y_true"], preds["probs"]
+    if probs.ndim != 2 or probs.shape[0] != y_true.shape[0] or probs.shape[1] != n_classes:
+        return None, f"predictions.npz shapes {y_true.shape} / {probs.shape} do not fit {n_classes} classes"
+    if "y_pred" in preds and not np.array_equal(preds["y_pred"], probs.argmax(1)):
+        return None, "predictions.npz: y_pred is not the argmax of probs"
+    logits = preds.get("logits")
+    return metrics_from_predictions(y_true, probs, n_classes, logits=logits), None
+
+
+def verify_run(run_dir: Path, plan_entry: dict[str, Any] | None, rec: RunRecord | None = None) -> Verdict:
+    """Check one run folder against its plan entry; never raises for bad content."""
+    run_id = run_dir.name
+    if plan_entry is not None and plan_entry.get("unsafe_path"):
+        return Verdict(str(plan_entry.get("run_id")), "unsafe_path", [str(plan_entry["unsafe_path"])])
+    if rec is None:
+        rec = read_record(run_dir)
+    if rec is None:
+        if (run_dir / RECORD_NAME).exists():
+            return Verdict(
+                run_id, "invalid", ["record.json does not validate or its spec hash is not its own"]
+            )
+        return Verdict(run_id, "missing")
+    v = Verdict(run_id, rec.status)
+    if rec.run_id != run_id:
+        v.problems.append(f"record is for run {rec.run_id}, not this folder's run {run_id}")
+    if plan_entry is None:
+        v.problems.append("run is not in plan.json")
+    elif plan_entry.get("spec_hash") != rec.spec_hash:
+        v.problems.append("record's spec hash differs from the plan entry for this folder")
+    if not rec.run_id.endswith(rec.spec_hash[:10]):
+        v.problems.append("run id does not end with its spec hash")
+    v.checked.append("placement")
+    trial = (getattr(rec, "tune", None) or {}).get("role") == "trial"
+    if rec.status == "pruned" and trial:
+        return v
+    if rec.status != "completed" or v.problems:
+        return v  # a misplaced record vouches for nothing here; its other checks would only add noise
+    artifacts: dict[str, str] = dict(getattr(rec, "artifacts", None) or {})
+    evaluated = f"checkpoints/{rec.spec.eval.checkpoint}.pt"
+    # A tuning trial never sees the test split: it has no predictions and no test metrics to check.
+    required = (evaluated, "history.csv") if trial else (evaluated, *DERIVED)
+    for name in required:
+        if name not in artifacts:
+            v.problems.append(f"record has no sha256 for {name} (written before verification existed?)")
+    for name, digest in sorted(artifacts.items()):
+        p = run_dir / name
+        if p.is_symlink() or not p.is_file():
+            v.problems.append(f"{name} is missing")
+        elif file_sha256(p) != digest:
+            v.problems.append(f"{name} does not match its sha256 in the record")
+    v.checked.append("artifacts")
+    if trial:
+        return v
+    if rec.metrics is None:
+        v.problems.append("completed record has no metrics")
+        return v
+    fresh, why = recompute_metrics(run_dir, rec)
+    if fresh is None:
+        v.problems.append(str(why))
+        return v
+    stored = rec.metrics.model_dump()
+    for key, value in fresh.items():
+        if key in stored and not _close(stored[key], value):
+            v.problems.append(f"metrics.{key} {_short(stored[key])} != {_short(value)} from predictions.npz")
+    v.checked.append("metrics")
+    return v
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def verify_path(path: Path) -> list[tuple[str, Verdict]]:
+    """(sweep folder name, verdict) for every planned or present run under `path`."""
+    from archbench.store.results import iter_records
+
+    return [(d.parent.parent.name, verify_run(d, plan, rec)) for d, rec, plan in iter_records(path)]
+
+
+__all__ = ["DERIVED", "Verdict", "artifact_hashes", "recompute_metrics", "verify_path", "verify_run"]
