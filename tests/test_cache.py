@@ -80,7 +80,7 @@ def test_damaged_store_detected_set_aside_and_rebuilt(tmp_path: Path) -> None:
     res = run_cli("cache", "verify", "--dir", str(store))
     assert res.returncode == 1 and "train_x.npy: sha256 differs" in res.stdout, res.stdout + res.stderr
 
-    cache._verified.clear()  # as in a fresh process
+    cache.store._verified.clear()  # as in a fresh process
     again = create_dataset(_spec(root, store))
     assert again.loading["cache_hit"] is False
     assert "sampled sha256 differs" in again.loading["damaged_store_set_aside"]
@@ -102,7 +102,7 @@ def test_truncated_store_is_damaged(tmp_path: Path) -> None:
     key = create_dataset(_spec(root, store)).loading["cache_key"]
     with open(store / key / "test_x.npy", "r+b") as f:
         f.truncate(100)
-    cache._verified.clear()
+    cache.store._verified.clear()
     with pytest.raises(cache.DamagedCacheError, match="test_x.npy: 100 bytes"):
         cache.open_store(store / key)
 
@@ -174,7 +174,7 @@ def test_remembered_listing_sees_added_removed_renamed_and_sampled_files(
     """A cache hit identifies the source by its directories' stat plus a sample of files, not a full
     listing; every change below still changes the key. (The settle window is set to 0 so the folder
     written just now counts as settled; the next test shows the window.)"""
-    monkeypatch.setattr(cache, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(cache.source, "SETTLE_SECONDS", 0.0)
     root, store = _write_folder(tmp_path / "imgs"), tmp_path / "cache"
 
     def load() -> dict[str, object]:
@@ -212,8 +212,8 @@ def test_what_the_cheap_check_misses_the_full_listing_finds(
 ) -> None:
     """The documented blind spot: a file rewritten in place outside the sample (here the sample is
     empty) keeps the old key on a hit; `prepare(full_check=True)` (`archbench prepare`) lists and sees it."""
-    monkeypatch.setattr(cache, "SETTLE_SECONDS", 0.0)
-    monkeypatch.setattr(cache, "SAMPLE_FILES", 0)
+    monkeypatch.setattr(cache.source, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(cache.source, "SAMPLE_FILES", 0)
     root, store = _write_folder(tmp_path / "imgs"), tmp_path / "cache"
     spec = _spec(root, store)
     key = create_dataset(spec).loading["cache_key"]
@@ -239,8 +239,32 @@ def test_what_the_cheap_check_misses_the_full_listing_finds(
 def test_a_folder_still_changing_is_not_remembered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Directories changed within SETTLE_SECONDS of a listing may change again within the same timestamp
     tick: such a listing is not remembered, so the next open lists again."""
-    monkeypatch.setattr(cache, "SETTLE_SECONDS", 3600.0)
+    monkeypatch.setattr(cache.source, "SETTLE_SECONDS", 3600.0)
     root, store = _write_folder(tmp_path / "imgs"), tmp_path / "cache"
     create_dataset(_spec(root, store))
     assert not list(store.glob(f"{cache.SOURCES}/*.json"))
     assert create_dataset(_spec(root, store)).loading["source_check"] == "listing"
+
+
+def test_decode_identity_is_what_changes_the_decoded_arrays(tmp_path: Path) -> None:
+    """One definition serves the cache key, the runner's in-memory reuse and `archbench prepare`: options
+    applied per batch (resolution, augment) or about memory (memory_budget) do not change it; the source
+    folder, the cache folder and every decoding option do."""
+    from archbench.config import AugmentSpec
+    from archbench.data.identity import decode_identity
+
+    base = _spec(tmp_path / "imgs", tmp_path / "cache")
+    same = [
+        base.model_copy(update={"resolution": 16}),
+        base.model_copy(update={"augment": AugmentSpec(hflip=True)}),
+        base.model_copy(update={"memory_budget": "1MB"}),
+    ]
+    assert {decode_identity(s) for s in same} == {decode_identity(base)}
+    different = [
+        base.model_copy(update={"root": str(tmp_path / "other")}),
+        base.model_copy(update={"cache_dir": str(tmp_path / "other-cache")}),
+        base.model_copy(update={"split_seed": 1}),
+        base.model_copy(update={"limit_per_class": 3}),
+        base.model_copy(update={"options": {"image_size": 8}}),
+    ]
+    assert len({decode_identity(s) for s in [base, *different]}) == 1 + len(different)

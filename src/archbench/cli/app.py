@@ -380,14 +380,12 @@ def prepare(
     """Decode every dataset of a sweep once into the prepared-data cache (later runs map it)."""
     _, runs, _ = _plan(sweep_file, set_ or [])
     from archbench.data.cache import cacheable, prepare
-    from archbench.sweep.expand import canonical_json
+    from archbench.data.identity import decode_identity
 
     seen: set[str] = set()
     for planned in runs:
         spec = planned.spec.data
-        ident = canonical_json(
-            spec.model_dump(mode="json", exclude={"augment", "resolution", "memory_budget"})
-        )
+        ident = decode_identity(spec)
         if ident in seen:
             continue
         seen.add(ident)

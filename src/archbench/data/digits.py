@@ -10,6 +10,14 @@ from archbench.data.registry import RawDataset, register_dataset
 LAYOUTS = {"digits": "no files: scikit-learn's bundled copy (data.root is not used)"}
 
 
+def source_identity(spec: DataSpec) -> str:
+    """What identifies the source beyond its files (there are none): the scikit-learn release whose
+    bundled copy is read. The prepared-data cache adds it to the source fingerprint."""
+    from importlib.metadata import version
+
+    return f"sklearn {version('scikit-learn')}"
+
+
 @register_dataset("digits")
 def load_digits(spec: DataSpec) -> RawDataset:
     """scikit-learn's 8×8 handwritten digits: 1,797 grayscale images, 10 classes (offline, no files)."""

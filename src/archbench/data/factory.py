@@ -11,7 +11,7 @@ from archbench.data.registry import DatasetBundle, _loader
 def create_dataset(spec: DataSpec) -> DatasetBundle:
     """Load a dataset by `spec.kind` and return train/val/test splits ready for the trainer.
 
-    Decoded once into the prepared-data cache (`data/cache.py`) and memory-mapped from there afterwards.
+    Decoded once into the prepared-data cache (`data/cache/`) and memory-mapped from there afterwards.
     """
     _loader(spec.kind)  # unknown kinds fail here, before any cache folder is touched
     return open_or_prepare(spec)

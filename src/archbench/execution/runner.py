@@ -39,7 +39,7 @@ from archbench.store.record import (
     read_record,
     write_record,
 )
-from archbench.sweep.expand import PlannedRun, canonical_json, sweep_dir
+from archbench.sweep.expand import PlannedRun, sweep_dir
 from archbench.util import faults
 from archbench.util.errors import ArchbenchError, RunFailure, RunPruned
 from archbench.util.paths import atomic_write_text, safe_join
@@ -214,8 +214,9 @@ class DataCache:
 
     def get(self, spec: DataSpec) -> Any:
         from archbench.data import create_dataset
+        from archbench.data.identity import decode_identity
 
-        key = canonical_json(spec.model_dump(mode="json", exclude={"augment", "resolution"}))
+        key = decode_identity(spec)
         if key not in self._cache:
             self._cache = {key: create_dataset(spec)}  # keep one: datasets can be large
         return self._cache[key]

@@ -64,12 +64,13 @@ def model_problems(runs: list[PlannedRun]) -> list[str]:
 
 
 def data_problems(runs: list[PlannedRun]) -> list[str]:
+    from archbench.data.identity import decode_identity
     from archbench.data.registry import data_problems as check
 
     problems: list[str] = []
     seen: set[str] = set()
     for r in runs:
-        key = canonical_json(r.spec.data.model_dump(mode="json", exclude={"augment", "resolution"}))
+        key = decode_identity(r.spec.data)
         if key not in seen:
             seen.add(key)
             problems.extend(check(r.spec.data))
