@@ -240,7 +240,7 @@ def run_bash_block(block: Block, ws: Path) -> list[str]:
 
 
 def check_yaml_block(block: Block, ws: Path) -> None:
-    from archbench.data.scene import SceneSpec
+    from archbench.data.scene_file import SceneSpec
     from archbench.sweep.expand import expand_sweep, load_sweep_text
 
     data = yaml.safe_load(block.text)

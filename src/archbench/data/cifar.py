@@ -24,6 +24,7 @@ import numpy as np
 
 from archbench.config import DataSpec
 from archbench.data.registry import RawDataset, register_dataset
+from archbench.data.root import data_root, planned_root
 from archbench.data.safe_unpickle import safe_load_pickle
 from archbench.util.errors import ConfigError, DatasetError
 
@@ -89,11 +90,9 @@ def check_files(spec: DataSpec) -> list[str]:
     """Planning check: one line per missing folder or batch file, each naming the expected layout."""
     layout = _CIFAR10 if spec.kind == "cifar10" else _CIFAR100
     expected = f"expected layout: {_layout_text(layout)}"
-    if not spec.root:
-        return [f"data.kind={layout.kind} needs data.root; {expected}"]
-    root = Path(spec.root).expanduser()
-    if not root.is_dir():
-        return [f"data.root={root}: folder does not exist; {expected}"]
+    root, problems = planned_root(spec, expected)
+    if root is None:
+        return problems
     folder = next(
         (
             f
@@ -114,14 +113,11 @@ def check_files(spec: DataSpec) -> list[str]:
 
 
 def _resolve_folder(layout: _Layout, spec: DataSpec) -> Path:
-    if not spec.root:
-        raise DatasetError(
-            f"data.kind={layout.kind} needs data.root: the folder that holds {layout.folder}/ "
-            f"(or that folder itself). {_how_to_provide(layout, Path('<root>'))}"
-        )
-    root = Path(spec.root).expanduser()
-    if not root.is_dir():
-        raise DatasetError(f"data.root: folder {root} does not exist. {_how_to_provide(layout, root)}")
+    root = data_root(
+        spec,
+        lambda where: _how_to_provide(layout, Path(where)),
+        needs=f": the folder that holds {layout.folder}/ (or that folder itself)",
+    )
     for folder in (root / layout.folder, root):
         if (folder / layout.meta_file).is_file() or (folder / layout.train_files[0]).is_file():
             return folder

@@ -44,6 +44,7 @@ import numpy as np
 
 from archbench.config import DataSpec
 from archbench.data.registry import RawDataset, register_dataset
+from archbench.data.root import data_root
 from archbench.util.errors import ConfigError, DatasetError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -222,11 +223,7 @@ def _resolve_layout(spec: DataSpec) -> tuple[Path, Path, Path | None]:
         "Point data.root at a folder with train/<class>/ and test/<class>/ sub-folders, or at one folder of "
         "class sub-folders (a stratified test split is then carved out). archbench never downloads."
     )
-    if not spec.root:
-        raise DatasetError(f"data.kind=imagefolder needs data.root. {how}")
-    root = Path(spec.root).expanduser()
-    if not root.is_dir():
-        raise DatasetError(f"data.root: folder {root} does not exist. {how}")
+    root = data_root(spec, lambda _where: how)
     train_dir = root / "train"
     test_dir = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
     if train_dir.is_dir() and test_dir is not None:
@@ -256,6 +253,20 @@ def _has_image(class_dir: Path) -> bool:
     return False
 
 
+def _class_mismatch(root: Path, train_dir: Path, test_dir: Path, classes: list[str]) -> str | None:
+    """The line saying how the test split's class folders differ from the train split's (None: same)."""
+    test_classes = _class_folders(test_dir)
+    if test_classes == classes:
+        return None
+    only_train = sorted(set(classes) - set(test_classes))
+    only_test = sorted(set(test_classes) - set(classes))
+    return (
+        f"data.root={root}: class folders of {train_dir.name}/ and {test_dir.name}/ differ "
+        f"(only in {train_dir.name}/: {only_train or 'none'}; "
+        f"only in {test_dir.name}/: {only_test or 'none'})"
+    )
+
+
 def check_files(spec: DataSpec) -> list[str]:
     """Planning check: the layout (splits, class folders, at least one image per class) without opening
     any image; one line per problem, each naming the expected layout."""
@@ -268,16 +279,9 @@ def check_files(spec: DataSpec) -> list[str]:
     if not classes:
         return [f"data.root={root}: {train_dir} has no class sub-folders; {expected}"]
     problems = []
-    if test_dir is not None:
-        test_classes = _class_folders(test_dir)
-        if test_classes != classes:
-            only_train = sorted(set(classes) - set(test_classes))
-            only_test = sorted(set(test_classes) - set(classes))
-            problems.append(
-                f"data.root={root}: class folders of {train_dir.name}/ and {test_dir.name}/ differ "
-                f"(only in {train_dir.name}/: {only_train or 'none'}; "
-                f"only in {test_dir.name}/: {only_test or 'none'}); {expected}"
-            )
+    mismatch = _class_mismatch(root, train_dir, test_dir, classes) if test_dir is not None else None
+    if mismatch is not None:
+        problems.append(f"{mismatch}; {expected}")
     for split_dir in [train_dir] + ([test_dir] if test_dir is not None else []):
         empty = [c for c in _class_folders(split_dir) if not _has_image(split_dir / c)]
         if empty:
@@ -288,9 +292,8 @@ def check_files(spec: DataSpec) -> list[str]:
     return problems
 
 
-@register_dataset("imagefolder")
-def load_imagefolder(spec: DataSpec) -> RawDataset:
-    """Folder of class sub-folders (see the module docstring for layouts, preflight and resizing)."""
+def _options(spec: DataSpec) -> tuple[tuple[int, int] | None, int]:
+    """(`image_size`, `threads`) from data.options, checked."""
     unknown = sorted(set(spec.options) - _OPTIONS)
     if unknown:
         raise ConfigError(
@@ -301,31 +304,27 @@ def load_imagefolder(spec: DataSpec) -> RawDataset:
     threads = spec.options.get("threads", 2)
     if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 64:
         raise ConfigError(f"data.options.threads: expected an int in 1..64, got {threads!r}")
+    return image_size, threads
 
-    root, train_dir, test_dir = _resolve_layout(spec)
+
+def _classes(root: Path, train_dir: Path, test_dir: Path | None) -> list[str]:
+    """The class names: the train split's sub-folders, which an official test split must match."""
     classes = _class_folders(train_dir)
     if not classes:
         raise DatasetError(
             f"{train_dir}: no class sub-folders (hidden folders are ignored); expected one folder per class"
         )
-    if test_dir is not None:
-        test_classes = _class_folders(test_dir)
-        if test_classes != classes:
-            only_train = sorted(set(classes) - set(test_classes))
-            only_test = sorted(set(test_classes) - set(classes))
-            raise DatasetError(
-                f"data.root={root}: class folders of {train_dir.name}/ and {test_dir.name}/ differ "
-                f"(only in {train_dir.name}/: {only_train or 'none'}; "
-                f"only in {test_dir.name}/: {only_test or 'none'})"
-            )
+    mismatch = _class_mismatch(root, train_dir, test_dir, classes) if test_dir is not None else None
+    if mismatch is not None:
+        raise DatasetError(mismatch)
+    return classes
 
-    # The limit is applied at listing only for an official train split; see the module docstring.
-    limit = spec.limit_per_class if test_dir is not None else None
-    train, train_available = _list_split(root, train_dir, classes, limit, "train")
-    splits = {"train": train}
-    if test_dir is not None:
-        splits["test"], _ = _list_split(root, test_dir, classes, None, "test")
 
+def _decode_listed(
+    root: Path, splits: dict[str, _Listing], spec: DataSpec, threads: int
+) -> tuple[list[tuple[np.ndarray | None, str]], list[dict[str, str]]]:
+    """Preflight and decode every listed file. Returns (per file: array or None and why, the bad files);
+    raises BadImageFilesError when there are bad files and `data.on_bad_file` is `fail`."""
     all_paths = [p for s in splits.values() for p in s.paths]
     decoded = _decode_all(all_paths, spec.max_image_pixels, threads)
     all_rel = [r for s in splits.values() for r in s.rel]
@@ -342,16 +341,33 @@ def load_imagefolder(spec: DataSpec) -> RawDataset:
             "listed in the run record).",
             bad,
         )
-
-    good = [a for a, _ in decoded if a is not None]
-    if not good:
+    if not any(a is not None for a, _ in decoded):
         raise DatasetError(f"data.root={root}: none of the {len(all_paths)} image files could be read")
-    size = image_size or _common_size(good)
-    channels = 1 if all(a.ndim == 2 for a in good) else 3
+    return decoded, bad
 
-    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    ids: dict[str, list[str]] = {}
-    offset, n_resized = 0, 0
+
+@dataclass
+class _Decoded:
+    """The decoded splits as arrays at one size and channel count, with each kept file's name."""
+
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]]
+    ids: dict[str, list[str]]
+    resized: int
+
+
+def _stack(
+    root: Path,
+    splits: dict[str, _Listing],
+    decoded: list[tuple[np.ndarray | None, str]],
+    classes: list[str],
+    shape: tuple[int, tuple[int, int]],
+    bad: list[dict[str, str]],
+) -> _Decoded:
+    """Each split's good images as one C×H×W uint8 array (`shape`: channels, size) and int64 labels; a
+    class whose every image in a split is bad is an error."""
+    channels, size = shape
+    out = _Decoded({}, {}, 0)
+    offset = 0
     for split, listing in splits.items():
         results = decoded[offset : offset + len(listing.paths)]
         offset += len(listing.paths)
@@ -361,7 +377,7 @@ def load_imagefolder(spec: DataSpec) -> RawDataset:
             arr = results[i][0]
             assert arr is not None
             x[j], resized = _to_chw(arr, size, channels)
-            n_resized += resized
+            out.resized += resized
         y = np.asarray([listing.labels[i] for i in keep], dtype=np.int64)
         emptied = [classes[c] for c in np.flatnonzero(np.bincount(y, minlength=len(classes)) == 0)]
         if emptied:
@@ -370,11 +386,30 @@ def load_imagefolder(spec: DataSpec) -> RawDataset:
                 f"({len(bad)} bad file(s) in all, first: {bad[0]['path']}: {bad[0]['reason']}); "
                 "fix those files or remove the class"
             )
-        arrays[split] = (x, y)
-        ids[split] = [listing.rel[i] for i in keep]
+        out.arrays[split] = (x, y)
+        out.ids[split] = [listing.rel[i] for i in keep]
+    return out
 
-    train_x, train_y = arrays["train"]
-    test_x, test_y = arrays["test"] if "test" in arrays else (None, None)
+
+@register_dataset("imagefolder")
+def load_imagefolder(spec: DataSpec) -> RawDataset:
+    """Folder of class sub-folders (see the module docstring for layouts, preflight and resizing)."""
+    image_size, threads = _options(spec)
+    root, train_dir, test_dir = _resolve_layout(spec)
+    classes = _classes(root, train_dir, test_dir)
+    # The limit is applied at listing only for an official train split; see the module docstring.
+    limit = spec.limit_per_class if test_dir is not None else None
+    train, train_available = _list_split(root, train_dir, classes, limit, "train")
+    splits = {"train": train}
+    if test_dir is not None:
+        splits["test"], _ = _list_split(root, test_dir, classes, None, "test")
+
+    decoded, bad = _decode_listed(root, splits, spec, threads)
+    good = [a for a, _ in decoded if a is not None]
+    size = image_size or _common_size(good)
+    channels = 1 if all(a.ndim == 2 for a in good) else 3
+    out = _stack(root, splits, decoded, classes, (channels, size), bad)
+
     info: dict[str, Any] = {
         "source": "image folder",
         "root": str(root.resolve()),
@@ -386,16 +421,18 @@ def load_imagefolder(spec: DataSpec) -> RawDataset:
         "train_files_available": sum(train_available.values()),
         "image_size": list(size),
         "channels": channels,
-        "resized": int(n_resized),
+        "resized": int(out.resized),
         "skipped_files": bad,
     }
+    test_x, test_y = out.arrays.get("test", (None, None))
+    train_x, train_y = out.arrays["train"]
     return RawDataset(
-        train_x=train_x,
-        train_y=train_y,
-        class_names=classes,
-        test_x=test_x,
-        test_y=test_y,
+        train_x,
+        train_y,
+        classes,
+        test_x,
+        test_y,
         info=info,
-        train_ids=ids["train"],
-        test_ids=ids.get("test"),
+        train_ids=out.ids["train"],
+        test_ids=out.ids.get("test"),
     )

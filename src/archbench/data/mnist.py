@@ -16,6 +16,7 @@ import numpy as np
 
 from archbench.config import DataSpec
 from archbench.data.registry import RawDataset, register_dataset
+from archbench.data.root import data_root, planned_root
 from archbench.util.errors import ConfigError, DatasetError
 
 _IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
@@ -76,11 +77,9 @@ def check_files(spec: DataSpec) -> list[str]:
     file's content."""
     kind = spec.kind
     expected = f"expected layout: {layout(kind)}"
-    if not spec.root:
-        return [f"data.kind={kind} needs data.root; {expected}"]
-    root = Path(spec.root).expanduser()
-    if not root.is_dir():
-        return [f"data.root={root}: folder does not exist; {expected}"]
+    root, problems = planned_root(spec, expected)
+    if root is None:
+        return problems
     folder_name = _FAMILIES[kind][0]
     candidates = [root / folder_name / "raw", root / "raw", root]
     folder = next((c for c in candidates if _find(c, _FILES["train_images"]) is not None), None)
@@ -162,11 +161,7 @@ def _load(kind: str, spec: DataSpec) -> RawDataset:
         raise ConfigError(
             f"data.options: data.kind={kind} takes no options (got {', '.join(sorted(spec.options))})"
         )
-    if not spec.root:
-        raise DatasetError(f"data.kind={kind} needs data.root. {_how_to_provide(kind, '<root>')}")
-    root = Path(spec.root).expanduser()
-    if not root.is_dir():
-        raise DatasetError(f"data.root: folder {root} does not exist. {_how_to_provide(kind, str(root))}")
+    root = data_root(spec, lambda where: _how_to_provide(kind, where))
     candidates = [root / folder_name / "raw", root / "raw", root]
     folder = next((c for c in candidates if _find(c, _FILES["train_images"]) is not None), None)
     if folder is None:

@@ -217,6 +217,36 @@ def _sample(
     return np.sort(np.concatenate(keep))
 
 
+def _fill_nodata(train_x: np.ndarray, test_x: np.ndarray, num_bands: int) -> np.ndarray:
+    """Fill nodata (NaN) in both splits, in place, with the band mean of the training pool's valid
+    pixels; returns those fill values (recorded: the map fills with them too)."""
+    with np.errstate(invalid="ignore"):
+        fill = np.nanmean(train_x, axis=(0, 2, 3)) if train_x.size else np.zeros(num_bands)
+    fill = np.where(np.isfinite(fill), fill, 0.0).astype(np.float32)
+    for x in (train_x, test_x):
+        bad = np.isnan(x)
+        if bad.any():
+            x[bad] = np.broadcast_to(fill[None, :, None, None], x.shape)[bad]
+    return fill
+
+
+def _centre_mask(shape: tuple[int, ...], flat_idx: np.ndarray) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    mask.ravel()[flat_idx] = True
+    return mask
+
+
+def _split_description(opts: RasterOptions, fraction: float, split_info: dict[str, Any], halo: int) -> str:
+    if opts.split == "block":
+        blocks = len(split_info.get("test_blocks", []))
+        return (
+            f"block: {opts.block_size}px blocks, {blocks} test blocks holding "
+            f"~{fraction:.0%} of labelled pixels, training centres > {2 * halo}px from any test block "
+            "(no training patch overlaps a test patch)"
+        )
+    return f"random: stratified {fraction:.0%} of labelled pixels (patches overlap the split)"
+
+
 @register_dataset("raster_patches")
 def load_raster_patches(spec: DataSpec) -> RawDataset:
     """Square patches of a multiband satellite scene centred on labelled pixels (block or random split)."""
@@ -248,25 +278,7 @@ def load_raster_patches(spec: DataSpec) -> RawDataset:
         w = scene.grid.width
         train_x = gather_patches(reader, train_idx // w, train_idx % w, opts.patch_size, opts.window)
         test_x = gather_patches(reader, test_idx // w, test_idx % w, opts.patch_size, opts.window)
-    # Fill nodata with the band mean of the training pool's valid pixels (recorded; the map uses it too).
-    with np.errstate(invalid="ignore"):
-        fill = np.nanmean(train_x, axis=(0, 2, 3)) if train_x.size else np.zeros(scene.num_bands)
-    fill = np.where(np.isfinite(fill), fill, 0.0).astype(np.float32)
-    for x in (train_x, test_x):
-        bad = np.isnan(x)
-        if bad.any():
-            x[bad] = np.broadcast_to(fill[None, :, None, None], x.shape)[bad]
-    train_mask = np.zeros(labels.shape, dtype=bool)
-    train_mask.ravel()[train_idx] = True
-    test_mask = np.zeros(labels.shape, dtype=bool)
-    test_mask.ravel()[test_idx] = True
-    split_desc = (
-        f"block: {opts.block_size}px blocks, {len(split_info.get('test_blocks', []))} test blocks holding "
-        f"~{spec.test_fraction:.0%} of labelled pixels, training centres > {2 * halo}px from any test block "
-        "(no training patch overlaps a test patch)"
-        if opts.split == "block"
-        else f"random: stratified {spec.test_fraction:.0%} of labelled pixels (patches overlap the split)"
-    )
+    fill = _fill_nodata(train_x, test_x, scene.num_bands)
     info: dict[str, Any] = {
         "source": "raster_patches",
         "scene": {**scene.provenance(), "root": str(Path(spec.root).resolve()) if spec.root else None},
@@ -274,7 +286,7 @@ def load_raster_patches(spec: DataSpec) -> RawDataset:
         "patch_size": opts.patch_size,
         "halo": halo,
         "split": opts.split,
-        "split_description": split_desc,
+        "split_description": _split_description(opts, spec.test_fraction, split_info, halo),
         "split_seed": spec.split_seed,
         "block_size": opts.block_size if opts.split == "block" else None,
         **split_info,
@@ -287,9 +299,9 @@ def load_raster_patches(spec: DataSpec) -> RawDataset:
         "test_counts": np.bincount(labels.ravel()[test_idx], minlength=n_cls).tolist(),
         # Centres of every training-pool patch (train + the val split carved from it): the map scores
         # on pixels never used in training exclude every pixel these patches cover.
-        "train_pixels": pack_mask(train_mask),
+        "train_pixels": pack_mask(_centre_mask(labels.shape, train_idx)),
         # Centres of the test split, in the order of the test arrays (row-major).
-        "test_pixels": pack_mask(test_mask),
+        "test_pixels": pack_mask(_centre_mask(labels.shape, test_idx)),
     }
     return RawDataset(
         train_x=train_x,

@@ -1,18 +1,5 @@
-"""Scene files and windowed raster reading: owns what a valid scene is and how its pixels are read.
-
-A scene file (YAML) names the image bands (one file per band, or one multiband file), a label raster on the
-same grid (full coverage or sparse), the classes with their colours, and optional ignore values:
-
-    name: nc_landsat7
-    root: ../../../shared/data/landsat7_north_carolina_landcover   # relative to this file
-    bands:                                  # one file per band ...
-      - {file: lsat7_2000_10.tif, name: blue}
-      - {file: lsat7_2000_70.tif, name: swir2, nodata: -32768}     # nodata overrides the file's own
-    # bands: {file: stack.tif, indexes: [1, 2, 3, 4], nodata: 0}  # ... or one multiband file
-    labels: {file: strata.tif, ignore: [0]}  # nodata pixels and `ignore` values are unlabelled
-    reference: {file: strata.tif}            # optional: the raster maps are scored against (default labels)
-    classes:
-      - {value: 1, name: developed, color: "#e31a1c"}
+"""Scenes and windowed raster reading: owns what a valid scene is (its file, `data/scene_file.py`, and
+its rasters) and how its pixels are read.
 
 Relative `root` is resolved against the scene file's folder (no `root`: that folder itself). Band nodata
 comes from the file unless the scene file gives one; a label pixel is unlabelled if it is the label
@@ -28,85 +15,26 @@ This module never trains, never predicts and writes nothing.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from archbench.data.scene_file import BandFileSpec, LabelSpec, MultiBandSpec, SceneSpec, load_located
 from archbench.util.errors import ConfigError, DatasetError
 from archbench.util.paths import file_sha256
 
 UNLABELLED = 255
 """Class index of a pixel without a label (nodata, an ignore value) in label windows."""
 
-_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 # Fallback colours (colour-blind-friendly tab10) for classes whose colour the scene file leaves out.
 _PALETTE = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 ]  # fmt: skip
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class BandFileSpec(_Strict):
-    file: str = Field(..., min_length=1, description="a GeoTIFF holding this band")
-    band: int = Field(1, ge=1, description="band index inside the file (1-based)")
-    name: str | None = None
-    nodata: float | None = Field(None, description="overrides the file's own nodata value")
-
-
-class MultiBandSpec(_Strict):
-    file: str = Field(..., min_length=1, description="one multiband GeoTIFF")
-    indexes: list[int] | None = Field(None, description="1-based bands to use; null: all of them")
-    names: list[str] | None = None
-    nodata: float | list[float | None] | None = Field(None, description="one value, or one per band")
-
-
-class LabelSpec(_Strict):
-    file: str = Field(..., min_length=1)
-    band: int = Field(1, ge=1)
-    nodata: float | None = Field(None, description="overrides the file's own nodata value")
-    ignore: list[float] = Field(default_factory=list, description="label values treated as unlabelled")
-
-
-class ClassSpec(_Strict):
-    value: int = Field(..., ge=0, le=254, description="the class's value in the label raster and in maps")
-    name: str = Field(..., min_length=1)
-    color: str | None = Field(None, description="#rrggbb")
-
-    @field_validator("color")
-    @classmethod
-    def _hex(cls, v: str | None) -> str | None:
-        if v is not None and not _HEX.match(v):
-            raise ValueError(f"expected a colour like '#1f77b4', found {v!r}")
-        return v
-
-
-class SceneSpec(_Strict):
-    name: str = Field(..., min_length=1, max_length=120)
-    root: str | None = Field(None, description="folder of the files; relative to the scene file's folder")
-    bands: list[BandFileSpec] | MultiBandSpec
-    labels: LabelSpec
-    reference: LabelSpec | None = None
-    classes: list[ClassSpec] = Field(..., min_length=2)
-
-    @field_validator("classes")
-    @classmethod
-    def _unique(cls, classes: list[ClassSpec]) -> list[ClassSpec]:
-        values = [c.value for c in classes]
-        if len(set(values)) != len(values):
-            raise ValueError(f"class values must be unique, found {values}")
-        names = [c.name for c in classes]
-        if len(set(names)) != len(names):
-            raise ValueError(f"class names must be unique, found {names}")
-        return classes
 
 
 @dataclass(frozen=True)
@@ -195,42 +123,6 @@ class Scene:
         }
 
 
-def _validation_error(path: Path, exc: ValidationError, data: Any, lines: dict[Any, int]) -> ConfigError:
-    """`file:line: key.path: message`, like sweep files. `bands` is a list of files or one multiband
-    mapping: only the errors of the form the file uses are shown, without pydantic's union tags."""
-    from archbench.util.yamlio import located_messages
-
-    bands = data.get("bands") if isinstance(data, dict) else None
-    keep = "MultiBandSpec" if isinstance(bands, dict) else "list[BandFileSpec]"
-    errors = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        if len(loc) > 1 and loc[0] == "bands" and isinstance(loc[1], str) and "Spec" in loc[1]:
-            if loc[1] != keep:
-                continue
-            err = {**err, "loc": (loc[0], *loc[2:])}
-        errors.append(err)
-    msgs = located_messages(str(path), errors, lines)
-    return ConfigError("invalid scene file:\n  " + "\n  ".join(msgs))
-
-
-def _load_located(path: Path) -> tuple[SceneSpec, dict[Any, int]]:
-    from archbench.util.yamlio import load_yaml_file
-
-    data, lines = load_yaml_file(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1: a scene file is a mapping with keys name, root, bands, labels, classes")
-    try:
-        return SceneSpec.model_validate(data), lines
-    except ValidationError as exc:
-        raise _validation_error(path, exc, data, lines) from None
-
-
-def load_scene_spec(path: str | Path) -> SceneSpec:
-    """Read and validate a scene file; every error names the file, line and key path."""
-    return _load_located(Path(path))[0]
-
-
 def _raster_error(path: Path, exc: Exception) -> DatasetError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return DatasetError(f"{path}: cannot read this GeoTIFF ({first}); is it truncated or corrupt?")
@@ -253,17 +145,20 @@ def _grid_of(ds: Any) -> Grid:
     return Grid(int(ds.height), int(ds.width), ds.transform, ds.crs)
 
 
-def open_scene(path: str | Path, root: str | Path | None = None) -> Scene:
-    """Validate a scene file and its rasters (headers only: cheap). `root` overrides the file's `root`."""
-    scene_path = Path(path).resolve()
-    spec, lines = _load_located(scene_path)
+def _locator(path: Path, lines: dict[Any, int]) -> Callable[..., str]:
+    """`at(*key)`: `file:line` of a key path in the scene file (the file alone when it has no line)."""
+    from archbench.util.yamlio import line_for
 
     def at(*key: str | int) -> str:
-        from archbench.util.yamlio import line_for
-
         line = line_for(lines, key)
-        return f"{scene_path}:{line}" if line else str(scene_path)
+        return f"{path}:{line}" if line else str(path)
 
+    return at
+
+
+def _base_folder(spec: SceneSpec, scene_path: Path, root: str | Path | None, at: Callable[..., str]) -> Path:
+    """The folder the scene's files are relative to: `root` (data.root), else the file's `root`
+    (relative to the scene file), else the scene file's folder."""
     if root is not None:
         base = Path(root).resolve()
     elif spec.root is not None:
@@ -272,63 +167,68 @@ def open_scene(path: str | Path, root: str | Path | None = None) -> Scene:
         base = scene_path.parent
     if not base.is_dir():
         raise DatasetError(f"{at('root')}: root folder {base} does not exist (set `root:` or data.root)")
+    return base
 
-    bands: list[BandSource] = []
-    if isinstance(spec.bands, MultiBandSpec):
-        mb = spec.bands
-        fpath = base / mb.file
-        with _open(fpath, at("bands", "file")) as ds:
-            indexes = mb.indexes or list(range(1, ds.count + 1))
-            nodatas = list(ds.nodatavals)
-        bad = [i for i in indexes if not 1 <= i <= len(nodatas)]
-        if bad:
-            raise ConfigError(
-                f"{at('bands', 'indexes')}: bands.indexes {bad} not in 1..{len(nodatas)} of {fpath}"
-            )
-        if mb.names is not None and len(mb.names) != len(indexes):
-            raise ConfigError(
-                f"{at('bands', 'names')}: bands.names has {len(mb.names)} names for {len(indexes)} bands"
-            )
-        if isinstance(mb.nodata, list) and len(mb.nodata) != len(indexes):
-            raise ConfigError(
-                f"{at('bands', 'nodata')}: bands.nodata has {len(mb.nodata)} values for {len(indexes)} bands"
-            )
-        for k, i in enumerate(indexes):
-            nd = mb.nodata[k] if isinstance(mb.nodata, list) else mb.nodata
-            nd = nd if nd is not None else nodatas[i - 1]
-            name = mb.names[k] if mb.names else f"band{i}"
-            bands.append(BandSource(fpath, i, None if nd is None else float(nd), name))
-    else:
-        if not spec.bands:
-            raise ConfigError(f"{at('bands')}: bands: give at least one band file")
-        for k, b in enumerate(spec.bands):
-            fpath = base / b.file
-            with _open(fpath, at("bands", k, "file")) as ds:
-                if b.band > ds.count:
-                    raise ConfigError(
-                        f"{at('bands', k, 'band')}: bands[{k}].band={b.band} "
-                        f"but {fpath} has {ds.count} band(s)"
-                    )
-                nd = b.nodata if b.nodata is not None else ds.nodatavals[b.band - 1]
-            bands.append(
-                BandSource(fpath, b.band, None if nd is None else float(nd), b.name or Path(b.file).stem)
-            )
 
-    def label_source(ls: LabelSpec, key: str) -> LabelSource:
-        fpath = base / ls.file
-        with _open(fpath, at(key, "file")) as ds:
-            if ls.band > ds.count:
+def _multiband_sources(mb: MultiBandSpec, base: Path, at: Callable[..., str]) -> list[BandSource]:
+    fpath = base / mb.file
+    with _open(fpath, at("bands", "file")) as ds:
+        indexes = mb.indexes or list(range(1, ds.count + 1))
+        nodatas = list(ds.nodatavals)
+    bad = [i for i in indexes if not 1 <= i <= len(nodatas)]
+    if bad:
+        raise ConfigError(
+            f"{at('bands', 'indexes')}: bands.indexes {bad} not in 1..{len(nodatas)} of {fpath}"
+        )
+    if mb.names is not None and len(mb.names) != len(indexes):
+        raise ConfigError(
+            f"{at('bands', 'names')}: bands.names has {len(mb.names)} names for {len(indexes)} bands"
+        )
+    if isinstance(mb.nodata, list) and len(mb.nodata) != len(indexes):
+        raise ConfigError(
+            f"{at('bands', 'nodata')}: bands.nodata has {len(mb.nodata)} values for {len(indexes)} bands"
+        )
+    bands = []
+    for k, i in enumerate(indexes):
+        nd = mb.nodata[k] if isinstance(mb.nodata, list) else mb.nodata
+        nd = nd if nd is not None else nodatas[i - 1]
+        name = mb.names[k] if mb.names else f"band{i}"
+        bands.append(BandSource(fpath, i, None if nd is None else float(nd), name))
+    return bands
+
+
+def _band_file_sources(files: list[BandFileSpec], base: Path, at: Callable[..., str]) -> list[BandSource]:
+    if not files:
+        raise ConfigError(f"{at('bands')}: bands: give at least one band file")
+    bands = []
+    for k, b in enumerate(files):
+        fpath = base / b.file
+        with _open(fpath, at("bands", k, "file")) as ds:
+            if b.band > ds.count:
                 raise ConfigError(
-                    f"{at(key, 'band')}: {key}.band={ls.band} but {fpath} has {ds.count} band(s)"
+                    f"{at('bands', k, 'band')}: bands[{k}].band={b.band} but {fpath} has {ds.count} band(s)"
                 )
-            nd = ls.nodata if ls.nodata is not None else ds.nodatavals[ls.band - 1]
-        return LabelSource(fpath, ls.band, None if nd is None else float(nd), tuple(ls.ignore))
+            nd = b.nodata if b.nodata is not None else ds.nodatavals[b.band - 1]
+        bands.append(
+            BandSource(fpath, b.band, None if nd is None else float(nd), b.name or Path(b.file).stem)
+        )
+    return bands
 
-    labels = label_source(spec.labels, "labels")
-    reference = label_source(spec.reference, "reference") if spec.reference else labels
+
+def _label_source(ls: LabelSpec, key: str, base: Path, at: Callable[..., str]) -> LabelSource:
+    fpath = base / ls.file
+    with _open(fpath, at(key, "file")) as ds:
+        if ls.band > ds.count:
+            raise ConfigError(f"{at(key, 'band')}: {key}.band={ls.band} but {fpath} has {ds.count} band(s)")
+        nd = ls.nodata if ls.nodata is not None else ds.nodatavals[ls.band - 1]
+    return LabelSource(fpath, ls.band, None if nd is None else float(nd), tuple(ls.ignore))
+
+
+def _shared_grid(labels: LabelSource, others: set[Path]) -> Grid:
+    """The label raster's grid, which every other raster must share."""
     with _open(labels.path) as ds:
         grid = _grid_of(ds)
-    for p in {b.path for b in bands} | {reference.path}:
+    for p in others:
         with _open(p) as ds:
             g = _grid_of(ds)
         if not g.same_as(grid):
@@ -337,6 +237,22 @@ def open_scene(path: str | Path, root: str | Path | None = None) -> Scene:
                 f"vs {labels.path} ({grid.height}x{grid.width}, {grid.transform[:6]}, {grid.crs}); "
                 "resample it onto the label grid first"
             )
+    return grid
+
+
+def open_scene(path: str | Path, root: str | Path | None = None) -> Scene:
+    """Validate a scene file and its rasters (headers only: cheap). `root` overrides the file's `root`."""
+    scene_path = Path(path).resolve()
+    spec, lines = load_located(scene_path)
+    at = _locator(scene_path, lines)
+    base = _base_folder(spec, scene_path, root, at)
+    if isinstance(spec.bands, MultiBandSpec):
+        bands = _multiband_sources(spec.bands, base, at)
+    else:
+        bands = _band_file_sources(spec.bands, base, at)
+    labels = _label_source(spec.labels, "labels", base, at)
+    reference = _label_source(spec.reference, "reference", base, at) if spec.reference else labels
+    grid = _shared_grid(labels, {b.path for b in bands} | {reference.path})
     classes = spec.classes
     return Scene(
         name=spec.name,
