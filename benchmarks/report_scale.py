@@ -26,7 +26,7 @@ def write_sweep(root: Path, configs: int, seeds: int, n_test: int = 1000, classe
     """A sweep folder of `configs` × `seeds` completed runs whose accuracies differ by configuration."""
     from archbench.config import SweepConfig
     from archbench.engine.evaluate import metrics_from_predictions
-    from archbench.execution.runner import write_plan
+    from archbench.execution.driver import write_plan
     from archbench.store.record import EpochStats, Metrics, RunRecord, now_iso, write_record
     from archbench.sweep.expand import expand_sweep
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,23 @@ def test_outbox_survives_a_torn_line_and_clears(tmp_path: Path) -> None:
     assert [e["run_id"] for e in outbox.entries(tmp_path)] == ["run-a", "run-c"]
     outbox.clear(tmp_path)
     assert outbox.entries(tmp_path) == []
+
+
+def test_scoped_env_puts_every_variable_back_even_when_the_block_raises(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Ray task sets the driver's forwarded variables for its run only: a reused worker keeps none."""
+    from archbench.util.env import scoped_env
+
+    monkeypatch.setenv("ARCHBENCH_T_KEPT", "before")
+    monkeypatch.delenv("ARCHBENCH_T_NEW", raising=False)
+    monkeypatch.delenv("ARCHBENCH_T_SET_INSIDE", raising=False)
+    with pytest.raises(RuntimeError):
+        with scoped_env(
+            {"ARCHBENCH_T_KEPT": "during", "ARCHBENCH_T_NEW": "x"}, restore=["ARCHBENCH_T_SET_INSIDE"]
+        ):
+            assert os.environ["ARCHBENCH_T_KEPT"] == "during" and os.environ["ARCHBENCH_T_NEW"] == "x"
+            os.environ["ARCHBENCH_T_SET_INSIDE"] = "y"
+            raise RuntimeError("the run failed")
+    assert os.environ["ARCHBENCH_T_KEPT"] == "before"
+    assert "ARCHBENCH_T_NEW" not in os.environ and "ARCHBENCH_T_SET_INSIDE" not in os.environ

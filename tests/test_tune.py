@@ -12,7 +12,7 @@ import pytest
 
 from archbench.config import RunSpec
 from archbench.execution.driver import run_sweep
-from archbench.execution.runner import SilentReporter
+from archbench.execution.types import SilentReporter
 from archbench.store.record import read_record
 from archbench.sweep.expand import expand_sweep, load_sweep_text
 from archbench.util.errors import ConfigError, DatasetError, RunPruned

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from archbench.cli.sweep_output import print_dry_run, print_sweep_summary, print_tune_plan
 from archbench.util.errors import ArchbenchError, ConfigError, DatasetError
 from archbench.util.terminal import literal, make_console, one_line
 
@@ -83,35 +84,6 @@ def _plan(
     return cfg, runs, sweep_file.read_text(encoding="utf-8")
 
 
-DRY_RUN_TABLE_ROWS = 50  # a terminal shows this many planned runs as a table; a pipe gets them all
-
-
-def _print_dry_run(cfg: Any, runs: list[Any], root: Path) -> None:
-    """The planned runs: a rich table of the first rows on a terminal, plain tab-separated text otherwise
-    (rendering a 10,000-row rich table took most of a dry run's time)."""
-    axes_keys = list(cfg.grid)
-    title = literal(f"{cfg.name}: {len(runs)} runs → {root}/runs/")
-    if not console.is_terminal:
-        lines = [title, "\t".join(["#", "run id", *axes_keys])]
-        lines += [
-            "\t".join([str(i), r.run_id, *(literal(r.axes[k]) for k in axes_keys)])
-            for i, r in enumerate(runs, 1)
-        ]
-        sys.stdout.write("\n".join(lines) + f"\n{len(runs)} runs\n")
-        return
-    table = Table(title=title)
-    table.add_column("#", justify="right")
-    table.add_column("run id")
-    for k in axes_keys:
-        table.add_column(k)
-    for i, r in enumerate(runs[:DRY_RUN_TABLE_ROWS], 1):
-        table.add_row(str(i), r.run_id, *(literal(r.axes[k]) for k in axes_keys))
-    console.print(table)
-    more = len(runs) - DRY_RUN_TABLE_ROWS
-    tail = f" ({more} more not shown; pipe the output to a file for all of them)" if more > 0 else ""
-    console.print(f"{len(runs)} runs{tail}", highlight=False)
-
-
 def _with_executor(cfg: Any, kind: str | None, address: str | None) -> Any:
     """Apply --executor/--address over the sweep's `executor:` section."""
     if kind is None and address is None:
@@ -149,12 +121,22 @@ def _check_extras(cfg: Any) -> None:
             _config_fail(ConfigError(f"{what} needs {module}: pip install 'archbench[cluster]'"))
 
 
+_SweepFile = Annotated[Path, typer.Argument(help="the sweep YAML file")]
+
+
+def _set_option(example: str) -> Any:
+    """The `--set KEY=VALUE` option (repeatable); `example` is shown in its help."""
+    return typer.Option("--set", help=f"override a key: --set {example}")
+
+
+_RunOverrides = Annotated[list[str] | None, _set_option("train.epochs=1")]
+_PrepareOverrides = Annotated[list[str] | None, _set_option("data.root=...")]
+
+
 @app.command()
 def run(
-    sweep_file: Annotated[Path, typer.Argument(help="the sweep YAML file")],
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override a key: --set train.epochs=1")
-    ] = None,
+    sweep_file: _SweepFile,
+    set_: _RunOverrides = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the expanded runs and exit")] = False,
     executor: Annotated[
         str | None, typer.Option("--executor", help="local (one run at a time here) or ray")
@@ -185,10 +167,10 @@ def run(
     from archbench.sweep.expand import sweep_dir
 
     if dry_run and cfg.tune is not None:
-        _print_tune_plan(cfg, runs)
+        print_tune_plan(console, cfg, runs)
         return
     if dry_run:
-        _print_dry_run(cfg, runs, sweep_dir(cfg))
+        print_dry_run(console, cfg, runs, sweep_dir(cfg))
         return
 
     from archbench.execution.driver import run_sweep
@@ -198,6 +180,25 @@ def run(
         ensure_writable_dir(sweep_dir(cfg))
     except ArchbenchError as exc:
         _config_fail(exc)
+    should_stop = _stop_on_signals()
+    from archbench.cli.progress import make_reporter
+
+    if cfg.tune is not None:
+        _run_tuned(cfg, runs, text, should_stop, progress_every)
+    with make_reporter(console, progress_every) as rep:
+        try:
+            summary = run_sweep(cfg, runs, source_text=text, reporter=rep, should_stop=should_stop)
+        except ConnectionError as exc:  # e.g. --address of a Ray cluster that is not there
+            err_console.print(f"error: executor {cfg.executor.kind}: {exc}", markup=False, highlight=False)
+            raise typer.Exit(code=2) from None
+    _print_results(summary.sweep_dir)
+    print_sweep_summary(console, cfg, len(runs), summary)
+    raise typer.Exit(code=summary.exit_code)
+
+
+def _stop_on_signals() -> Callable[[], bool]:
+    """SIGTERM and SIGINT set a flag instead of killing the process: the current run checkpoints and the
+    sweep stops. Returns the flag's reader."""
     stop = {"flag": False}
 
     def _on_signal(signum: int, frame: Any) -> None:
@@ -205,78 +206,7 @@ def run(
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    from archbench.cli.progress import make_reporter
-
-    if cfg.tune is not None:
-        _run_tuned(cfg, runs, text, lambda: stop["flag"], progress_every)
-    with make_reporter(console, progress_every) as rep:
-        try:
-            summary = run_sweep(cfg, runs, source_text=text, reporter=rep, should_stop=lambda: stop["flag"])
-        except ConnectionError as exc:  # e.g. --address of a Ray cluster that is not there
-            err_console.print(f"error: executor {cfg.executor.kind}: {exc}", markup=False, highlight=False)
-            raise typer.Exit(code=2) from None
-    _print_results(summary.sweep_dir)
-    parts = [
-        f"{summary.count(k)} {k}"
-        for k in ("trained", "skipped", "failed", "killed", "busy")
-        if summary.count(k)
-    ]
-    console.print(literal(f"sweep {cfg.name}: {len(runs)} runs: " + ", ".join(parts)), soft_wrap=True)
-    per_node: dict[str, int] = {}
-    if summary.nodes:
-        for rid, node in summary.nodes.items():
-            if summary.outcomes.get(rid) == "skipped":
-                continue
-            per_node[node] = per_node.get(node, 0) + 1
-    if per_node:
-        console.print(
-            literal("runs per node: " + ", ".join(f"{n}: {c}" for n, c in sorted(per_node.items()))),
-            soft_wrap=True,
-        )
-    if cfg.tracking is not None and cfg.tracking.mlflow is not None:
-        from archbench.tracking import outbox
-
-        behind = sorted({e["run_id"] for e in outbox.entries(summary.sweep_dir)})
-        if behind:
-            console.print(
-                literal(
-                    f"tracking: {len(behind)} run(s) not yet in MLflow (listed in "
-                    f"{summary.sweep_dir / outbox.OUTBOX_NAME}); when the server is back run: "
-                    f"archbench sync {summary.sweep_dir} --mlflow-uri {cfg.tracking.mlflow.uri}"
-                ),
-                soft_wrap=True,
-            )
-    for rid, reason in summary.reasons.items():
-        if summary.outcomes.get(rid) == "failed":
-            console.print(literal(f"  failed {rid}: {one_line(reason)}"), soft_wrap=True)
-        elif summary.outcomes.get(rid) == "busy":
-            console.print(
-                literal(f"  busy {rid}: {reason}; another process is working on it, re-run when it is done"),
-                soft_wrap=True,
-            )
-    raise typer.Exit(code=summary.exit_code)
-
-
-def _print_tune_plan(cfg: Any, cells: list[Any]) -> None:
-    from archbench.sweep.expand import compared_axes, sweep_dir
-
-    t = cfg.tune
-    axes = compared_axes(cfg)
-    lines = [f"{cfg.name}: tune {len(cells)} compared cells → {sweep_dir(cfg)}/"]
-    for i, r in enumerate(cells, 1):
-        lines.append(f"{i:>4}  " + "  ".join(f"{k}={r.axes.get(k)}" for k in axes))
-    console.print(literal("\n".join(lines)), soft_wrap=True)
-    space = ", ".join(f"{k} ({p.type})" for k, p in t.space.items())
-    epochs = f", at most {t.epochs} epochs" if t.epochs else ""
-    console.print(
-        literal(
-            f"phase 1: {t.trials} trials per cell{epochs} over {space}; {t.metric} on val, "
-            f"pruner {t.pruner}\n"
-            f"phase 2: the best of each cell with seeds {t.seeds}, evaluated on test "
-            f"({len(cells) * (t.trials + len(t.seeds))} runs at most)"
-        ),
-        soft_wrap=True,
-    )
+    return lambda: stop["flag"]
 
 
 def _run_tuned(
@@ -313,6 +243,7 @@ def _run_tuned(
 
 def _print_results(path: Path, fmt: str = "table") -> list[dict[str, Any]]:
     from archbench.cli.listing import progress_fields, render_table, sweep_axes, to_json
+    from archbench.store.layout import SweepLayout
     from archbench.store.results import find_sweep_dirs, iter_records, record_row, rows_to_csv
     from archbench.store.verify import verify_run
     from archbench.util.paths import atomic_write_text
@@ -337,7 +268,7 @@ def _print_results(path: Path, fmt: str = "table") -> list[dict[str, Any]]:
     for sd in find_sweep_dirs(path):
         sd_rows = [r for r in rows if r["sweep"] == sd.name]
         try:
-            atomic_write_text(sd / "results.csv", rows_to_csv(sd_rows))
+            atomic_write_text(SweepLayout(sd).results, rows_to_csv(sd_rows))
         except OSError as exc:  # a full or read-only disk must not stop listing
             err_console.print(literal(f"note: results.csv not written: {exc}"), soft_wrap=True)
     bad = [r["run_id"] for r in rows if r.get("verified") == "NO"]
@@ -371,12 +302,7 @@ def ls_cmd(
 
 
 @app.command()
-def prepare(
-    sweep_file: Annotated[Path, typer.Argument(help="the sweep YAML file")],
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override a key: --set data.root=...")
-    ] = None,
-) -> None:
+def prepare(sweep_file: _SweepFile, set_: _PrepareOverrides = None) -> None:
     """Decode every dataset of a sweep once into the prepared-data cache (later runs map it)."""
     _, runs, _ = _plan(sweep_file, set_ or [])
     from archbench.data.cache import cacheable, prepare

@@ -8,17 +8,16 @@ record rules are the same everywhere; a local and a Ray sweep on the same folder
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from archbench.execution.runner import (
-    Executor,
-    Reporter,
-    SilentReporter,
-    SweepSummary,
-    run_done,
-    write_plan,
-)
+from archbench.execution.types import Executor, Reporter, SilentReporter, SweepContext, SweepSummary
+from archbench.store.layout import SweepLayout
+from archbench.store.record import read_record
+from archbench.sweep.expand import sweep_dir
+from archbench.util.paths import atomic_write_text, safe_join
 
 if TYPE_CHECKING:
     from archbench.config import ExecutorSpec, SweepConfig
@@ -55,5 +54,39 @@ def run_sweep(
     rep.sweep_started(len(runs), todo)
     if executor is None:
         executor = create_executor(cfg.executor)
-    executor.run_all(cfg, root, runs, rep, should_stop, summary)
+    executor.run_all(SweepContext(cfg, root, runs, rep, should_stop, summary))
     return summary
+
+
+def write_plan(cfg: SweepConfig, runs: list[PlannedRun], source_text: str | None) -> Path:
+    """Create the sweep folder and record what it is meant to contain (the report uses it to list
+    missing runs)."""
+    root = sweep_dir(cfg)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root = safe_join(root.parent, root.name)  # refuses a sweep folder that is a symlink out of output_dir
+    layout = SweepLayout(root)
+    layout.runs.mkdir(parents=True, exist_ok=True)
+    plan = {
+        "sweep": cfg.name,
+        "runs": [
+            {"run_id": r.run_id, "spec_hash": r.spec_hash, "axes": r.axes, "spec": r.spec.identity()}
+            | ({"role": r.tune.get("role")} if r.tune else {})
+            for r in runs
+        ],
+    }
+    atomic_write_text(layout.plan, json.dumps(plan, indent=2))
+    if source_text is not None:
+        atomic_write_text(layout.sweep_file, source_text)
+    return root
+
+
+def run_done(root: Path, planned: PlannedRun) -> bool:
+    """True when the run's record says it is finished (completed; a trial also when pruned) with its own
+    spec hash."""
+    try:
+        run_dir = safe_join(SweepLayout(root).runs, planned.run_id)
+    except ValueError:
+        return False
+    rec = read_record(run_dir)
+    done = ("completed", "pruned") if planned.is_trial else ("completed",)
+    return rec is not None and rec.status in done and rec.spec_hash == planned.spec_hash

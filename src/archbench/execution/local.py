@@ -2,43 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
-from archbench.config import SweepConfig
-from archbench.execution.runner import DataCache, Reporter, SweepSummary, execute_run
-from archbench.sweep.expand import PlannedRun
+from archbench.execution.datasets import LoadedDatasets
+from archbench.execution.runner import execute_run
+from archbench.execution.types import SweepContext
 
 
 class LocalExecutor:
     """Serial loop; a SIGTERM/SIGINT checkpoints the current run and stops the sweep."""
 
-    def run_all(
-        self,
-        cfg: SweepConfig,
-        root: Path,
-        runs: list[PlannedRun],
-        reporter: Reporter,
-        should_stop: Callable[[], bool],
-        summary: SweepSummary,
-    ) -> None:
-        data_cache = DataCache()  # each distinct data spec is loaded once per sweep
-        for i, planned in enumerate(runs):
-            if should_stop():
-                summary.stopped = True
+    def run_all(self, sweep: SweepContext) -> None:
+        datasets = LoadedDatasets()  # each distinct data spec is loaded once per sweep
+        for i, planned in enumerate(sweep.runs):
+            if sweep.should_stop():
+                sweep.summary.stopped = True
                 break
             out, rec = execute_run(
-                cfg,
+                sweep.cfg,
                 planned,
-                root,
-                reporter=reporter,
+                sweep.root,
+                reporter=sweep.reporter,
                 index=i,
-                total=len(runs),
-                should_stop=should_stop,
-                data_cache=data_cache,
+                total=len(sweep.runs),
+                should_stop=sweep.should_stop,
+                datasets=datasets,
             )
-            summary.add(out)
-            reporter.run_finished(planned, out.outcome, rec)
+            sweep.summary.add(out)
+            sweep.reporter.run_finished(planned, out.outcome, rec)
             if out.outcome == "killed":
-                summary.stopped = True
+                sweep.summary.stopped = True
                 break

@@ -11,32 +11,29 @@ run (NaN loss, OOM, a bad file) are not retried: the run's own record says `fail
 executor. Ray is imported only here, only when `executor.kind: ray` is asked for.
 
 Data-parallel runs (`resources: {gpu: N}` or `processes: N`): the task is rank 0 and starts the other
-ranks on its node (distributed.py); a rank that dies fails the run's attempt like any error in the run.
+ranks on its node (engine/ddp.py); a rank that dies fails the run's attempt like any error in the run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from archbench.config import ExecutorSpec, SweepConfig
-from archbench.execution.runner import (
-    DataCache,
-    Reporter,
-    RunOutcome,
-    SweepSummary,
-    execute_run,
-    mark_run_failed,
-)
+from archbench.execution.datasets import LoadedDatasets
+from archbench.execution.runner import execute_run, mark_run_failed
+from archbench.execution.types import RunOutcome, SweepContext
+from archbench.store.layout import SweepLayout
 from archbench.store.record import read_record
 from archbench.sweep.expand import PlannedRun
+from archbench.util.env import scoped_env
 
 FORWARDED_ENV_PREFIXES = ("ARCHBENCH_", "HF_HUB_OFFLINE", "HF_HOME", "TORCH_HOME")
 """Driver environment variables every task sees (fault injection in tests, offline model hubs)."""
 
-_worker_cache: DataCache | None = None  # one per Ray worker process: reused workers skip reloading data
+_worker_datasets: LoadedDatasets | None = None  # one per Ray worker process: reused workers keep the data
 
 
 def run_task(
@@ -45,27 +42,18 @@ def run_task(
     """The body of one Ray task: set the forwarded environment, then `execute_run`."""
     import ray
 
-    global _worker_cache
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    ctx = ray.get_runtime_context()
-    node_id = ctx.get_node_id()
-    node = f"{ray.util.get_node_ip_address()}/{node_id[:8]}"
-    try:
-        _worker_cache = _worker_cache or DataCache()
+    global _worker_datasets
+    with scoped_env(env):
+        node_id = ray.get_runtime_context().get_node_id()
+        node = f"{ray.util.get_node_ip_address()}/{node_id[:8]}"
+        _worker_datasets = _worker_datasets or LoadedDatasets()
         out, rec = execute_run(
             cfg,
             planned,
             Path(root),
-            data_cache=_worker_cache,
+            datasets=_worker_datasets,
             host_extra={"ray_node_id": node_id, "ray_node": node},
         )
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     out.node = node
     return out, rec.status if rec is not None else None
 
@@ -77,7 +65,7 @@ def _forwarded_env() -> dict[str, str]:
 def task_resources(spec: ExecutorSpec, planned: PlannedRun, cluster_gpus: float) -> dict[str, float]:
     """Per-run Ray resources: the config's, else CPUs = train.threads (or 1) per process and one GPU per
     process when the cluster has GPUs and the run may use CUDA. A data-parallel run's task starts its
-    ranks on its own node (distributed.py), so Ray places all its GPUs/CPUs on one node."""
+    ranks on its own node (engine/ddp.py), so Ray places all its GPUs/CPUs on one node."""
     train = planned.spec.train
     world = spec.resources.world_size
     cpu = spec.resources.cpu if spec.resources.cpu is not None else float((train.threads or 1) * world)
@@ -109,68 +97,64 @@ class RayExecutor:
         )
         return True
 
-    def run_all(
-        self,
-        cfg: SweepConfig,
-        root: Path,
-        runs: list[PlannedRun],
-        reporter: Reporter,
-        should_stop: Callable[[], bool],
-        summary: SweepSummary,
-    ) -> None:
+    def run_all(self, sweep: SweepContext) -> None:
         import ray
 
-        root = root.resolve()  # workers do not share the driver's working directory
+        # workers do not share the driver's working directory
+        sweep = dataclasses.replace(sweep, root=sweep.root.resolve())
         started = self._connect()
         try:
-            self._run(ray, cfg, root, runs, reporter, should_stop, summary)
+            self._run(ray, sweep)
         finally:
             if started:
                 ray.shutdown()
 
-    def _run(
-        self,
-        ray: Any,
-        cfg: SweepConfig,
-        root: Path,
-        runs: list[PlannedRun],
-        reporter: Reporter,
-        should_stop: Callable[[], bool],
-        summary: SweepSummary,
-    ) -> None:
+    def _run(self, ray: Any, sweep: SweepContext) -> None:
+        pending = self._submit(ray, sweep)
+        while pending:
+            if sweep.should_stop():
+                for ref in pending:
+                    ray.cancel(ref)  # KeyboardInterrupt in the task; its run resumes next time
+                for planned in pending.values():
+                    sweep.summary.outcomes[planned.run_id] = "killed"
+                sweep.summary.stopped = True
+                return
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            for ref in done:
+                planned = pending.pop(ref)
+                out = self._outcome(ray, sweep, ref, planned)
+                sweep.summary.add(out)
+                run_dir = SweepLayout(sweep.root).runs / planned.run_id
+                sweep.reporter.run_finished(planned, out.outcome, read_record(run_dir))
+
+    def _submit(self, ray: Any, sweep: SweepContext) -> dict[Any, PlannedRun]:
+        """One task per planned run; returns the pending tasks."""
         task = ray.remote(run_task)
         gpus = float(ray.cluster_resources().get("GPU", 0.0))
         env = _forwarded_env()
         pending: dict[Any, PlannedRun] = {}
-        for planned in runs:
+        for planned in sweep.runs:
             opts = task_resources(self.spec, planned, gpus)
             ref = task.options(
                 **opts,
                 max_retries=self.spec.max_retries,
                 retry_exceptions=False,  # a run's own errors end in its record, as with the local executor
                 name=f"archbench:{planned.run_id}",
-            ).remote(cfg, planned, str(root), env)
+            ).remote(sweep.cfg, planned, str(sweep.root), env)
             pending[ref] = planned
-        while pending:
-            if should_stop():
-                for ref in pending:
-                    ray.cancel(ref)  # KeyboardInterrupt in the task; its run resumes next time
-                for planned in pending.values():
-                    summary.outcomes[planned.run_id] = "killed"
-                summary.stopped = True
-                return
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-            for ref in done:
-                planned = pending.pop(ref)
-                try:
-                    out, _status = ray.get(ref)
-                except ray.exceptions.RayError as exc:
-                    # Every attempt's worker or node died (or the task was lost): the run's record may
-                    # still say "running"; say why it stopped, under its claim.
-                    detail = f"{self.spec.max_retries + 1} attempt(s); last: {type(exc).__name__}"
-                    first = str(exc).strip().splitlines()
-                    if first:
-                        detail += f": {first[0][:300]}"
-                    out = mark_run_failed(cfg, planned, root, "worker_died", detail)
-                summary.add(out)
-                reporter.run_finished(planned, out.outcome, read_record(root / "runs" / planned.run_id))
+        return pending
+
+    def _outcome(self, ray: Any, sweep: SweepContext, ref: Any, planned: PlannedRun) -> RunOutcome:
+        """The finished task's outcome; a task whose every attempt died marks its run failed."""
+        out: RunOutcome
+        try:
+            out, _status = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            # Every attempt's worker or node died (or the task was lost): the run's record may still say
+            # "running"; say why it stopped, under its claim.
+            detail = f"{self.spec.max_retries + 1} attempt(s); last: {type(exc).__name__}"
+            first = str(exc).strip().splitlines()
+            if first:
+                detail += f": {first[0][:300]}"
+            out = mark_run_failed(sweep.cfg, planned, sweep.root, "worker_died", detail)
+        return out

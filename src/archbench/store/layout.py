@@ -1,7 +1,8 @@
 """A sweep's and a run's on-disk layout: owns every file and folder name inside a results folder.
 
     <output_dir>/<sweep>/plan.json, sweep.yaml, results.csv
-    <output_dir>/<sweep>/runs/<run_id>/record.json, history.csv, predictions.npz, error.txt, .lock
+    <output_dir>/<sweep>/runs/<run_id>/record.json, history.csv, predictions.npz, error.txt, warnings.log,
+        .lock
     <output_dir>/<sweep>/runs/<run_id>/checkpoints/{last,best}.pt
     <output_dir>/<sweep>/stages/<stage>/index.json (+ the stage's figures and tables)
 
@@ -15,6 +16,8 @@ from pathlib import Path
 
 RECORD_NAME = "record.json"
 PLAN_NAME = "plan.json"
+SWEEP_FILE_NAME = "sweep.yaml"
+RESULTS_NAME = "results.csv"
 RUNS_DIR = "runs"
 STAGES_DIR = "stages"
 INDEX_NAME = "index.json"
@@ -29,6 +32,30 @@ def sweep_of(run_dir: Path) -> Path | None:
 def stage_dir(sweep_dir: Path, name: str) -> Path:
     """`<sweep>/stages/<name>/`: where a stage writes its sweep-level figures, tables and index.json."""
     return Path(sweep_dir) / STAGES_DIR / name
+
+
+@dataclass(frozen=True)
+class SweepLayout:
+    """The files of one sweep folder (a run folder inside it: `safe_join(layout.runs, run_id)`)."""
+
+    sweep_dir: Path
+
+    @property
+    def runs(self) -> Path:
+        return self.sweep_dir / RUNS_DIR
+
+    @property
+    def plan(self) -> Path:
+        return self.sweep_dir / PLAN_NAME
+
+    @property
+    def sweep_file(self) -> Path:
+        """The sweep file as it was given, saved beside the plan."""
+        return self.sweep_dir / SWEEP_FILE_NAME
+
+    @property
+    def results(self) -> Path:
+        return self.sweep_dir / RESULTS_NAME
 
 
 @dataclass(frozen=True)
@@ -60,6 +87,10 @@ class RunLayout:
     @property
     def error(self) -> Path:
         return self.run_dir / "error.txt"
+
+    @property
+    def warnings_log(self) -> Path:
+        return self.run_dir / "warnings.log"
 
     @property
     def lock(self) -> Path:

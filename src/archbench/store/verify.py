@@ -111,8 +111,20 @@ def verify_run(run_dir: Path, plan_entry: dict[str, Any] | None, rec: RunRecord 
             )
         return Verdict(run_id, "missing")
     v = Verdict(run_id, rec.status)
-    if rec.run_id != run_id:
-        v.problems.append(f"record is for run {rec.run_id}, not this folder's run {run_id}")
+    _check_placement(v, rec, plan_entry)
+    trial = (getattr(rec, "tune", None) or {}).get("role") == "trial"
+    if rec.status != "completed" or v.problems:
+        return v  # a misplaced record vouches for nothing here; its other checks would only add noise
+    _check_artifacts(v, run_dir, rec, trial)
+    if not trial:  # a tuning trial never sees the test split: no predictions, no test metrics to check
+        _check_metrics(v, run_dir, rec)
+    return v
+
+
+def _check_placement(v: Verdict, rec: RunRecord, plan_entry: dict[str, Any] | None) -> None:
+    """The record sits in its own run's folder, under the plan entry with its spec hash."""
+    if rec.run_id != v.run_id:
+        v.problems.append(f"record is for run {rec.run_id}, not this folder's run {v.run_id}")
     if plan_entry is None:
         v.problems.append("run is not in plan.json")
     elif plan_entry.get("spec_hash") != rec.spec_hash:
@@ -120,14 +132,12 @@ def verify_run(run_dir: Path, plan_entry: dict[str, Any] | None, rec: RunRecord 
     if not rec.run_id.endswith(rec.spec_hash[:10]):
         v.problems.append("run id does not end with its spec hash")
     v.checked.append("placement")
-    trial = (getattr(rec, "tune", None) or {}).get("role") == "trial"
-    if rec.status == "pruned" and trial:
-        return v
-    if rec.status != "completed" or v.problems:
-        return v  # a misplaced record vouches for nothing here; its other checks would only add noise
+
+
+def _check_artifacts(v: Verdict, run_dir: Path, rec: RunRecord, trial: bool) -> None:
+    """Every artifact the record must list is listed, and every listed one has its recorded sha256."""
     artifacts: dict[str, str] = dict(getattr(rec, "artifacts", None) or {})
     evaluated = f"checkpoints/{rec.spec.eval.checkpoint}.pt"
-    # A tuning trial never sees the test split: it has no predictions and no test metrics to check.
     required = (evaluated, "history.csv") if trial else (evaluated, *DERIVED)
     for name in required:
         if name not in artifacts:
@@ -139,21 +149,22 @@ def verify_run(run_dir: Path, plan_entry: dict[str, Any] | None, rec: RunRecord 
         elif file_sha256(p) != digest:
             v.problems.append(f"{name} does not match its sha256 in the record")
     v.checked.append("artifacts")
-    if trial:
-        return v
+
+
+def _check_metrics(v: Verdict, run_dir: Path, rec: RunRecord) -> None:
+    """Every stored test metric recomputes from predictions.npz."""
     if rec.metrics is None:
         v.problems.append("completed record has no metrics")
-        return v
+        return
     fresh, why = recompute_metrics(run_dir, rec)
     if fresh is None:
         v.problems.append(str(why))
-        return v
+        return
     stored = rec.metrics.model_dump()
     for key, value in fresh.items():
         if key in stored and not _close(stored[key], value):
             v.problems.append(f"metrics.{key} {_short(stored[key])} != {_short(value)} from predictions.npz")
     v.checked.append("metrics")
-    return v
 
 
 def _short(value: Any) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from archbench.config import SweepConfig
 from archbench.execution.driver import run_sweep
 from archbench.execution.local import LocalExecutor
-from archbench.execution.runner import Reporter, SilentReporter, SweepSummary
+from archbench.execution.types import Reporter, SilentReporter, SweepSummary
 from archbench.store.record import RunRecord, read_record
 from archbench.sweep.expand import PlannedRun, sweep_dir
 from archbench.tune import plan
