@@ -187,14 +187,19 @@ def _fingerprint_classifier(x: np.ndarray) -> np.ndarray:
 
 @pytest.fixture
 def noisy_scene(tmp_path: Path) -> Path:
+    return write_noisy_scene(tmp_path)
+
+
+def write_noisy_scene(folder: Path) -> Path:
+    """A 23×29 three-band scene of noise with a nodata hole, every pixel labelled with one of 3 classes."""
     rng = np.random.default_rng(0)
     h, w = 23, 29
     bands = rng.normal(100, 20, (3, h, w)).astype(np.float32)
     bands[1, 5:8, 10:13] = -9999  # a small nodata hole
-    write_tif(tmp_path / "bands.tif", bands, -9999)
-    write_tif(tmp_path / "labels.tif", rng.integers(1, 4, (h, w)).astype(np.uint8), 0)
+    write_tif(folder / "bands.tif", bands, -9999)
+    write_tif(folder / "labels.tif", rng.integers(1, 4, (h, w)).astype(np.uint8), 0)
     return write_scene(
-        tmp_path / "scene.yaml",
+        folder / "scene.yaml",
         {
             "name": "noisy",
             "bands": {"file": "bands.tif", "names": ["a", "b", "c"]},
@@ -454,6 +459,120 @@ def test_wrong_band_count_is_a_config_error_before_anything_exists(sparse_scene:
     )
     assert res.returncode == 2, res.stdout + res.stderr
     assert "in_chans=4" in res.stderr and not out.exists()
+
+
+# --- the map stage in a sweep and from the command line ------------------------------------------------
+
+MAPPED_SWEEP = """
+name: mapped
+output_dir: {out}
+data:
+  kind: raster_patches
+  options: {{scene: {scene}, patch_size: 3, split: random, per_class: 15, test_per_class: 15}}
+model: {{name: tiny_cnn}}
+train: {{epochs: 1, batch_size: 64}}
+grid:
+  seed: [0, 1]
+map: {{threads: 1}}
+"""
+
+
+@pytest.fixture(scope="module")
+def mapped_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Two tiny raster runs trained and mapped by one in-process sweep, the map stage on 1 thread while
+    the runs train with the process's own thread count (train.threads unset)."""
+    import torch
+
+    from archbench.execution.driver import run_sweep
+    from archbench.sweep.expand import expand_sweep, load_sweep
+
+    tmp = tmp_path_factory.mktemp("mapped")
+    scene = write_noisy_scene(tmp)
+    sweep_file = tmp / "sweep.yaml"
+    sweep_file.write_text(MAPPED_SWEEP.format(out=tmp / "results", scene=scene))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the process's setting: distinct from the map stage's 1
+    try:
+        cfg = load_sweep(sweep_file)
+        runs = expand_sweep(cfg)
+        summary = run_sweep(cfg, runs)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    sweep = tmp / "results" / "mapped"
+    records = [read_record(sweep / "runs" / r.run_id) for r in runs]
+    return {"tmp": tmp, "scene": scene, "sweep": sweep, "exit": summary.exit_code, "records": records,
+            "threads_after": after}  # fmt: skip
+
+
+def test_a_map_stage_then_training_in_one_process_trains_with_the_configured_threads(
+    mapped_sweep: dict[str, Any],
+) -> None:
+    assert mapped_sweep["exit"] == 0
+    first, second = mapped_sweep["records"]
+    assert first.stages["map"]["prediction"]["threads"] == 1  # the stage ran on its own setting...
+    assert first.device["threads"] == 2
+    assert second.device["threads"] == 2  # ...and the next run trained with the process's, not the map's
+    assert mapped_sweep["threads_after"] == 2
+
+
+def test_device_rule_stage_setting_then_caller_then_run(mapped_sweep: dict[str, Any]) -> None:
+    import torch
+
+    from archbench.config import MapSpec
+    from archbench.stages.base import StageContext, stage_device
+    from archbench.stages.map import MapSettings
+
+    rec = mapped_sweep["records"][0]
+    run_dir = mapped_sweep["sweep"] / "runs" / rec.run_id
+    meta = torch.device("meta")  # stands for "a device the caller resolved", distinct from the CPU
+    given = StageContext(run_dir, rec, MapSettings(MapSpec(device="cpu")), device=meta)
+    assert stage_device(given) == torch.device("cpu")  # the stage's own setting wins
+    assert stage_device(StageContext(run_dir, rec, MapSettings(), device=meta)) == meta
+    assert stage_device(StageContext(run_dir, rec, MapSettings())).type == "cpu"  # train.device auto, here
+
+
+def _invoke(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from archbench.cli.app import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def _table_rows(output: str) -> list[str]:
+    return [line.split("│")[1].strip() for line in output.splitlines() if line.count("│") > 2]
+
+
+def test_rerun_of_map_rf_keeps_the_random_forest_row(mapped_sweep: dict[str, Any]) -> None:
+    sweep = mapped_sweep["sweep"]
+    first = _invoke("map", str(sweep), "--rf", "--rf-trees", "5")
+    assert first.exit_code == 0, first.output
+    again = _invoke("map", str(sweep), "--rf", "--rf-trees", "5")
+    assert again.exit_code == 0, again.output
+    assert [line.split()[0] for line in again.output.splitlines()[:2]] == ["skipped", "skipped"]  # up to date
+    run_ids = sorted(r.run_id for r in mapped_sweep["records"])
+    assert (
+        sorted(_table_rows(first.output)) == sorted(_table_rows(again.output)) == [*run_ids, "random_forest"]
+    )
+
+
+def test_map_with_nothing_to_map_is_one_error_line_and_no_output_path(
+    mapped_sweep: dict[str, Any], tmp_path: Path
+) -> None:
+    from archbench.execution.driver import run_sweep
+    from archbench.sweep.expand import expand_sweep, load_sweep
+    from conftest import tiny_sweep
+
+    cfg = load_sweep(tiny_sweep(tmp_path, epochs=1, optimizers="[sgd]"))  # one digits run: no raster
+    assert run_sweep(cfg, expand_sweep(cfg)).exit_code == 0
+    sweep = tmp_path / "results" / "tiny"
+    res = _invoke("map", str(sweep), "--scene", str(mapped_sweep["scene"]))
+    assert res.exit_code == 2
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "nothing to map" in lines[0], res.output
+    assert "data.kind digits" in lines[0] and "stages/map" not in res.output
+    assert not (sweep / "stages" / "map").exists()
 
 
 # --- end to end on real scenes -------------------------------------------------------------------------

@@ -78,3 +78,22 @@ def test_profile_of_a_folder_without_runs_is_exit_2(tmp_path: Path) -> None:
     (tmp_path / "empty_sweep" / "runs").mkdir(parents=True)
     res = run_cli("profile", str(tmp_path / "empty_sweep"), cwd=tmp_path)
     assert res.returncode == 2 and "no completed run" in res.stderr
+
+
+def test_profile_of_a_missing_folder_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mistyped folder is not looked up as a model name (issue 22): one error line, exit 2."""
+    from typer.testing import CliRunner
+
+    from archbench.cli.app import app
+
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["profile", "results/my_imgs"])
+    assert res.exit_code == 2
+    assert res.output.strip() == (
+        "error: results/my_imgs: no such folder (give a run folder, a sweep folder or a model name)"
+    )
+    (tmp_path / "notes.txt").write_text("not a run")
+    res = CliRunner().invoke(app, ["profile", "notes.txt"])
+    assert res.exit_code == 2 and "notes.txt: not a run or sweep folder" in res.output
+    res = CliRunner().invoke(app, ["profile", "resnet_9000"])  # a name stays a name
+    assert res.exit_code == 2 and "unknown model.name 'resnet_9000'" in res.output

@@ -210,6 +210,9 @@ def spec_hash(spec: RunSpec) -> str:
     return hashlib.sha256(canonical_json(spec.identity()).encode()).hexdigest()
 
 
+STAGE_DEVICE = "null: the device the run trained on (archbench.stages.base owns the rule)"
+
+
 class ProfileSpec(_Strict):
     """`profile:` in a sweep file: measure every completed run (record block `stages.profile`)."""
 
@@ -222,7 +225,7 @@ class ProfileSpec(_Strict):
     iters: int = Field(10, ge=1)
     memory: bool = Field(True, description="peak memory (CUDA allocator, or a CPU subprocess's peak RSS)")
     train_step: bool = Field(True, description="also time a training step")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] | None = Field(None, description=STAGE_DEVICE)
 
 
 ExplainMethod = Literal["gradcam", "ig", "saliency", "attention"]
@@ -382,8 +385,8 @@ class MapSpec(_Strict):
     rf_trees: int = Field(100, ge=1, description="trees in the Random Forest")
     window: int = Field(256, ge=16, description="read/write window side in pixels")
     batch_size: int = Field(2048, ge=1, description="patches per forward pass")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads while mapping")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1, description="torch threads while mapping; null: train.threads")
+    device: Literal["auto", "cpu", "cuda"] | None = Field(None, description=STAGE_DEVICE)
 
 
 class SweepConfig(_Strict):

@@ -1,11 +1,12 @@
-"""Post-training stages (profile, explain, map): owns their registry, the context a stage runs in, and the
-one driver that both the runner (right after training) and each stage's CLI command call.
+"""Post-training stages (profile, explain, map): owns their registry and the one driver that both the
+runner (right after training) and each stage's CLI command call; the sequence on one run is `base.py`'s.
 
-A stage is a subpackage `archbench.stages.<name>` exposing a module-level `STAGE` with the same shape:
+A stage is a subpackage `archbench.stages.<name>` exposing a module-level `STAGE`, an instance of
+`archbench.stages.base.Stage` (which owns the sequence on one run: device, threads, then the stage's work):
 
     name                                the folder `stages/<name>/`, the record key and the report section
     settings(cfg) -> settings | None    its settings from the sweep file's `<name>:` section (None: off)
-    run_one(ctx) -> block               one completed run → its record block (raise StageSkip to skip)
+    block_for(ctx) -> block             one completed run → its record block (raise StageSkip to skip)
     summarise(sweep_dir, settings, shared) -> StageIndex | None
                                         redraw `<sweep>/stages/<name>/` from every run's block
 
@@ -22,66 +23,14 @@ from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from archbench.config import SweepConfig
-from archbench.store.layout import RunLayout, sweep_of
+from archbench.stages.base import Stage, StageContext, StageSkip
+from archbench.store.layout import sweep_of
 from archbench.store.record import RunRecord, StageIndex
 
 STAGE_NAMES = ("profile", "explain", "map")
-
-
-class StageSkip(Exception):
-    """Raised by `run_one` when a run is not for this stage (wrong data kind) or is already up to date."""
-
-    def __init__(self, reason: str, block: dict[str, Any] | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.block = block
-
-
-@dataclass
-class StageContext:
-    """One run as a stage sees it: its folder and record, the stage's settings, and what runs share."""
-
-    run_dir: Path
-    record: RunRecord
-    settings: Any
-    device: Any = None  # the device the caller resolved (the runner's, or the command's); None: the stage's
-    shared: dict[str, Any] = field(default_factory=dict)  # lives for one driver call: datasets, scenes, ...
-
-    @property
-    def layout(self) -> RunLayout:
-        return RunLayout(self.run_dir)
-
-    @property
-    def sweep_dir(self) -> Path:
-        """The run's sweep folder (a loose run folder stands for its own sweep)."""
-        return sweep_of(self.run_dir) or self.run_dir
-
-    def bundle(self) -> Any:
-        """The run's dataset, rebuilt and fingerprint-checked; one dataset is kept across runs."""
-        from archbench.engine.artifacts import load_bundle
-
-        key = self.record.data_fingerprint or self.record.run_id
-        cache = self.shared.setdefault("bundles", {})
-        if key not in cache:
-            cache.clear()  # datasets can be large: keep one
-            cache[key] = load_bundle(self.record)
-        return cache[key]
-
-    def model(self, device: Any = "cpu") -> Any:
-        from archbench.engine.artifacts import load_model
-
-        return load_model(self.run_dir, self.record, device)
-
-
-class Stage(Protocol):
-    name: str
-
-    def settings(self, cfg: SweepConfig) -> Any | None: ...
-    def run_one(self, ctx: StageContext) -> dict[str, Any]: ...
-    def summarise(self, sweep_dir: Path, settings: Any, shared: dict[str, Any]) -> StageIndex | None: ...
 
 
 def get_stage(name: str) -> Stage:
@@ -157,7 +106,7 @@ def run_stage(
         else:
             try:
                 with RunClaim(run_dir) if claim else nullcontext():
-                    outcome = _run_one(stage, run_dir, settings, device, shared, update_stage)
+                    outcome = _compute_and_store(stage, run_dir, settings, device, shared, update_stage)
             except RunBusy as exc:
                 outcome = Outcome(rec.run_id, "failed", str(exc))
             if outcome.status == "done" and outcome.block is not None:
@@ -183,9 +132,10 @@ def run_stage(
     return result
 
 
-def _run_one(
+def _compute_and_store(
     stage: Stage, run_dir: Path, settings: Any, device: Any, shared: dict[str, Any], store: Any
 ) -> Outcome:
+    """One claimed run: the stage's block (or its error) stored in the run's newest record."""
     from archbench.store.record import read_record
 
     rec = read_record(run_dir)  # re-read under the claim: the block is merged into the newest record
@@ -193,7 +143,7 @@ def _run_one(
         return Outcome(run_dir.name, "skipped", "record vanished or is no longer completed")
     ctx = StageContext(run_dir, rec, settings, device=device, shared=shared)
     try:
-        block = stage.run_one(ctx)
+        block = stage.block_for(ctx)
     except StageSkip as skip:
         return Outcome(rec.run_id, "skipped", skip.reason, skip.block)
     except Exception as exc:  # a later stage failing must not lose the trained run

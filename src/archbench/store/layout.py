@@ -4,6 +4,7 @@
     <output_dir>/<sweep>/runs/<run_id>/record.json, history.csv, predictions.npz, error.txt, warnings.log,
         .lock
     <output_dir>/<sweep>/runs/<run_id>/checkpoints/{last,best}.pt
+    <output_dir>/<sweep>/runs/<run_id>/<stage>/ (a stage's own files of the run: explain/heatmaps.npz)
     <output_dir>/<sweep>/stages/<stage>/index.json (+ the stage's figures and tables)
 
 Pure path arithmetic: nothing here reads or writes a file.
@@ -103,6 +104,10 @@ class RunLayout:
     @property
     def sweep_dir(self) -> Path | None:
         return sweep_of(self.run_dir)
+
+    def stage_files(self, name: str) -> Path:
+        """`<run>/<name>/`: a stage's own files of this run (the explain stage's heatmaps)."""
+        return self.run_dir / name
 
     def stage_dir(self, name: str) -> Path:
         """The sweep's `stages/<name>/` (a loose run folder keeps its own `stages/<name>/`)."""

@@ -77,9 +77,10 @@ def command(
 
     from archbench.config import ExplainSpec
     from archbench.stages.explain import METHODS
+    from archbench.store.layout import RUNS_DIR
     from archbench.store.results import find_sweep_dirs
 
-    if not (sweep_dir / "runs").is_dir():
+    if not (sweep_dir / RUNS_DIR).is_dir():
         found = find_sweep_dirs(sweep_dir)
         hint = f"; sweeps inside: {', '.join(str(p) for p in found)}" if found else ""
         _fail(f"{sweep_dir}: not a sweep folder (expected runs/ inside){hint}")
@@ -110,6 +111,7 @@ def explain_sweep(sweep_dir: Path, params: Any, only: list[str], policy: str, de
     from archbench.engine.runtime import resolve_device
     from archbench.stages import Outcome, run_stage
     from archbench.stages.explain import ExplainSettings
+    from archbench.store.layout import stage_dir
     from archbench.store.results import iter_records
     from archbench.util.errors import ArchbenchError
 
@@ -119,7 +121,7 @@ def explain_sweep(sweep_dir: Path, params: Any, only: list[str], policy: str, de
     if missing:
         _fail(f"--runs: no run {', '.join(missing)} in {sweep_dir} (runs: {', '.join(sorted(known))})")
     try:
-        device = resolve_device(device_name)
+        resolve_device(device_name)  # a device that is not there fails before any run is touched
     except ArchbenchError as exc:
         _fail(str(exc))
     todo = [d for d, _, _ in entries if (not only or d.name in only)]
@@ -133,12 +135,12 @@ def explain_sweep(sweep_dir: Path, params: Any, only: list[str], policy: str, de
             line = _explained_line(o.run_id, o.block or {})
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 
-    result = run_stage("explain", todo, ExplainSettings(params, policy), device=device, report=report)
+    result = run_stage("explain", todo, ExplainSettings(params, policy, device_name), report=report)
     for problem in result.problems:
         console.print(problem, highlight=False, markup=False)
     index = result.indexes.get(sweep_dir)
     if index is not None:
-        out = sweep_dir / "stages" / "explain"
+        out = stage_dir(sweep_dir, "explain")
         console.print(f"{len(index.figures)} figures, {len(index.tables)} tables → {out}", highlight=False)
     return 1 if result.count("failed") else 0
 

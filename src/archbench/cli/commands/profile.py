@@ -15,7 +15,7 @@ and the others go on.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -38,91 +38,150 @@ def _ints(text: str, option: str) -> list[int]:
     return values
 
 
+# The longer options, named once here so the command's signature reads as a list.
+Models = Annotated[
+    list[str], typer.Argument(help="model names: archbench's (resnet50, vit_b_16...) or timm:NAME")
+]
+Resolutions = Annotated[
+    str | None,
+    typer.Option(
+        "--resolutions",
+        help="square input sizes, e.g. 32,64,224 (default: 224 for names, each run's own for runs)",
+    ),
+]
+BatchSizes = Annotated[
+    str | None,
+    typer.Option(
+        "--batch-sizes",
+        help="latency at the first, throughput at the last (default 1,64 on CUDA, 1,8 on CPU)",
+        show_default=False,
+    ),
+]
+InChans = Annotated[int | None, typer.Option("--in-chans", min=1, help="input channels (default 3)")]
+NumClasses = Annotated[
+    int | None, typer.Option("--num-classes", min=1, help="classes of the head (default 1000)")
+]
+Stem = Annotated[
+    str | None, typer.Option("--stem", help="imagenet (default) or cifar: as model.stem in a sweep")
+]
+Iters = Annotated[
+    int | None,
+    typer.Option("--iters", min=1, help="timed iterations per measurement (default: as profile.iters)"),
+]
+Warmup = Annotated[
+    int | None,
+    typer.Option("--warmup", min=0, help="untimed iterations before timing (default: as profile.warmup)"),
+]
+Budget = Annotated[
+    float,
+    typer.Option("--budget", min=0.0, help="seconds after which warm-up and timing stop early (0: never)"),
+]
+Memory = Annotated[
+    bool | None, typer.Option("--memory/--no-memory", help="measure peak memory (default: on)")
+]
+TrainStep = Annotated[
+    bool | None, typer.Option("--train-step/--no-train-step", help="also time a training step (default: on)")
+]
+Record = Annotated[
+    bool,
+    typer.Option(
+        "--record",
+        help="with one sweep folder: run its profile stage (its profile: settings) and store each "
+        "run's block in its record, as archbench run does",
+    ),
+]
+
+
 def command(
-    models: Annotated[
-        list[str], typer.Argument(help="model names: archbench's (resnet50, vit_b_16...) or timm:NAME")
-    ],
-    resolutions: Annotated[
-        str | None,
-        typer.Option(
-            "--resolutions",
-            help="square input sizes, e.g. 32,64,224 (default: 224 for names, each run's own for runs)",
-        ),
-    ] = None,
-    batch_sizes: Annotated[
-        str | None,
-        typer.Option(
-            "--batch-sizes",
-            help="latency at the first, throughput at the last (default 1,64 on CUDA, 1,8 on CPU)",
-            show_default=False,
-        ),
-    ] = None,
+    models: Models,
+    resolutions: Resolutions = None,
+    batch_sizes: BatchSizes = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto")] = "auto",
-    in_chans: Annotated[
-        int | None, typer.Option("--in-chans", min=1, help="input channels (default 3)")
-    ] = None,
-    num_classes: Annotated[
-        int | None, typer.Option("--num-classes", min=1, help="classes of the head (default 1000)")
-    ] = None,
-    stem: Annotated[
-        str | None, typer.Option("--stem", help="imagenet (default) or cifar: as model.stem in a sweep")
-    ] = None,
+    in_chans: InChans = None,
+    num_classes: NumClasses = None,
+    stem: Stem = None,
     pool: Annotated[str | None, typer.Option("--pool", help="avg (default) or max: as model.pool")] = None,
-    iters: Annotated[int, typer.Option("--iters", min=1, help="timed iterations per measurement")] = 10,
-    warmup: Annotated[int, typer.Option("--warmup", min=0, help="untimed iterations before timing")] = 3,
-    budget: Annotated[
-        float,
-        typer.Option(
-            "--budget", min=0.0, help="seconds after which warm-up and timing stop early (0: never)"
-        ),
-    ] = 5.0,
+    iters: Iters = None,
+    warmup: Warmup = None,
+    budget: Budget = 5.0,
     amp: Annotated[str, typer.Option("--amp", help="bf16 autocast: auto (CUDA only), on, off")] = "auto",
     channels_last: Annotated[str, typer.Option("--channels-last", help="auto (CUDA only), on, off")] = "auto",
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads")] = None,
-    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="measure peak memory")] = True,
-    train_step: Annotated[
-        bool, typer.Option("--train-step/--no-train-step", help="also time a training step")
-    ] = True,
+    memory: Memory = None,
+    train_step: TrainStep = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
-    record: Annotated[
-        bool,
-        typer.Option(
-            "--record",
-            help="with one sweep folder: run its profile stage (its profile: settings) and store each "
-            "run's block in its record, as archbench run does",
-        ),
-    ] = False,
+    record: Record = False,
 ) -> None:
     """Params, MACs/FLOPs, latency, throughput, training step and peak memory of models, one row per size.
 
     Given run or sweep folders, profiles exactly what each run trained (read-only); with `--record` and one
     sweep folder, runs the sweep's profile stage through the stage driver instead.
     """
+    if record:
+        raise typer.Exit(code=_record_stage(models, device))
+    sizes = _ints(resolutions, "--resolutions") if resolutions else None
+    given = {"stem": stem, "pool": pool, "in_chans": in_chans, "num_classes": num_classes}
+    targets, assumed = _targets(models, sizes, given, device, amp, channels_last)
+    knobs = {"iters": iters, "warmup": warmup, "memory": memory, "train_step": train_step}
+    dev, settings = _measure_settings(device, threads, batch_sizes, budget, knobs)
+
+    from archbench.stages.profile import profile_models
+
+    with err_console.status("profiling") as status:
+        report = profile_models(targets, settings, dev, assumed, progress=status.update)
+    results = report["results"]
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_table(report)
+        _print_notes(report)
+    if any("error" in r for r in results) or any(r.get("params_match_record") is False for r in results):
+        raise typer.Exit(code=1)
+
+
+def _fail(message: str) -> NoReturn:
+    err_console.print(f"error: {one_line(message)}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _record_stage(models: list[str], device: str) -> int:
+    """`--record`: the sweep's profile stage on its one sweep folder; returns the exit code."""
+    from pathlib import Path
+
+    from archbench.store.layout import RUNS_DIR
+
+    if len(models) != 1 or not (Path(models[0]) / RUNS_DIR).is_dir():
+        _fail(f"--record takes one sweep folder (a folder with runs/); got {' '.join(models)}")
+    return _profile_sweep(Path(models[0]), device)
+
+
+DEFAULT_TARGET: dict[str, Any] = {
+    "stem": "imagenet",
+    "pool": "avg",
+    "in_chans": 3,
+    "num_classes": 1000,
+}  # as published
+
+
+def _targets(
+    models: list[str],
+    sizes: list[int] | None,
+    given: dict[str, Any],
+    device: str,
+    amp: str,
+    channels_last: str,
+) -> tuple[list[tuple[str, Any, dict[str, Any]]], list[str]]:
+    """(label, Target, facts about a trained run) for every name or folder given, and what was assumed for
+    names (options not given); exit 2 on a bad name, a bad option or a folder that is not there."""
     from pathlib import Path
 
     from pydantic import ValidationError
 
-    if record:
-        if len(models) != 1 or not (Path(models[0]) / "runs").is_dir():
-            err_console.print(
-                f"error: --record takes one sweep folder (a folder with runs/); got {' '.join(models)}",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(code=2)
-        raise typer.Exit(code=_profile_sweep(Path(models[0]), device))
-
-    from archbench.config import ModelSpec, TrainSpec
-    from archbench.models import check_model_name, check_model_spec
+    from archbench.config import TrainSpec
     from archbench.stages.profile import run_targets, trained_runs
-    from archbench.stages.profile.target import Target
     from archbench.util.errors import ArchbenchError
 
-    sizes = _ints(resolutions, "--resolutions") if resolutions else None
-    given = {"stem": stem, "pool": pool, "in_chans": in_chans, "num_classes": num_classes}
-    defaults = {"stem": "imagenet", "pool": "avg", "in_chans": 3, "num_classes": 1000}
-    targets: list[tuple[str, Any, dict[str, Any]]] = []  # (label, Target, facts about a trained run)
+    targets: list[tuple[str, Any, dict[str, Any]]] = []
     assumed: list[str] = []
     try:
         train = TrainSpec(device=device, amp=amp, channels_last=channels_last)  # type: ignore[arg-type]
@@ -133,55 +192,72 @@ def command(
                     raise ArchbenchError(f"{item}: no completed run with a record found in this folder")
                 targets += run_targets(runs, sizes, train)
                 continue
-            check_model_name(item)
-            spec = ModelSpec(
-                name=item,
-                stem=stem or "imagenet",  # type: ignore[arg-type]
-                pool=pool or "avg",  # type: ignore[arg-type]
-            )
-            check_model_spec(spec)
-            ic, nc = in_chans or 3, num_classes or 1000
-            not_given = [f"{k}={defaults[k]}" for k, v in given.items() if v is None]
+            targets += _named_targets(item, sizes, given, train)
+            not_given = [f"{k}={DEFAULT_TARGET[k]}" for k, v in given.items() if v is None]
             if not_given:
                 assumed.append(f"{item}: {', '.join(not_given)}")
-            for size in sizes or [224]:
-                targets.append((item, Target(spec, ic, nc, (size, size), train), {}))
     except (ArchbenchError, ValidationError) as exc:
-        err_console.print(f"error: {one_line(exc)}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        _fail(str(exc))
+    return targets, assumed
 
+
+def _named_targets(
+    item: str, sizes: list[int] | None, given: dict[str, Any], train: Any
+) -> list[tuple[str, Any, dict[str, Any]]]:
+    """A model name at every size, built as the published tables build it unless options say otherwise."""
+    import os
+    from pathlib import Path
+
+    from archbench.config import ModelSpec
+    from archbench.models import TIMM_PREFIX, check_model_name, check_model_spec
+    from archbench.stages.profile.target import Target
+    from archbench.util.errors import ArchbenchError, UnknownModelError
+
+    try:
+        check_model_name(item)
+    except UnknownModelError:
+        if item.startswith(TIMM_PREFIX):
+            raise
+        if Path(item).exists():  # a file, or an empty folder: trained_runs found no run in it
+            raise ArchbenchError(
+                f"{item}: not a run or sweep folder (no record.json, no runs/ inside)"
+            ) from None
+        if "/" in item or os.sep in item:  # meant as a folder, not a model name
+            raise ArchbenchError(
+                f"{item}: no such folder (give a run folder, a sweep folder or a model name)"
+            ) from None
+        raise
+    opts: dict[str, Any] = {k: v if v is not None else DEFAULT_TARGET[k] for k, v in given.items()}
+    spec = ModelSpec(name=item, stem=opts["stem"], pool=opts["pool"])
+    check_model_spec(spec)
+    ic, nc = int(opts["in_chans"]), int(opts["num_classes"])
+    return [(item, Target(spec, ic, nc, (size, size), train), {}) for size in sizes or [224]]
+
+
+def _measure_settings(
+    device: str, threads: int | None, batch_sizes: str | None, budget: float, knobs: dict[str, Any]
+) -> tuple[Any, Any]:
+    """The device (exit 2 when it is not there) and how each target is measured: the options given, over
+    ProfileSettings' defaults (the `profile:` section's); batches 1,8 on CPU, 1,64 on CUDA unless given."""
     import torch
 
     from archbench.engine.runtime import resolve_device
-    from archbench.stages.profile import profile_models
     from archbench.stages.profile.measure import ProfileSettings
+    from archbench.util.errors import ArchbenchError
 
     try:
         dev = resolve_device(device)
     except ArchbenchError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(code=2) from None
+        _fail(str(exc))
     if threads is not None:
         torch.set_num_threads(threads)
     default_batches = CUDA_BATCH_SIZES if dev.type == "cuda" else CPU_BATCH_SIZES
     settings = ProfileSettings(
         batch_sizes=tuple(_ints(batch_sizes, "--batch-sizes")) if batch_sizes else default_batches,
-        warmup=warmup,
-        iters=iters,
-        memory=memory,
-        train_step=train_step,
         budget_s=budget or None,
+        **{k: v for k, v in knobs.items() if v is not None},
     )
-
-    with err_console.status("profiling") as status:
-        report = profile_models(targets, settings, dev, assumed, progress=status.update)
-    results = report["results"]
-    if as_json:
-        print(json.dumps(report, indent=2))
-    else:
-        _print_table(report)
-    if any("error" in r for r in results) or any(r.get("params_match_record") is False for r in results):
-        raise typer.Exit(code=1)
+    return dev, settings
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -189,11 +265,12 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def _print_table(report: dict[str, Any]) -> None:
+    """One row per target and size; an error column only when a row has one."""
+    from archbench.cli.listing import print_full_width
+
     results = report["results"]
     first: dict[str, Any] = next((r for r in results if "latency_batch" in r), {})
     lat_b, tp_b = first.get("latency_batch", 1), first.get("throughput_batch", "")
-    from archbench.cli.listing import print_full_width
-
     columns = [
         "model",
         "res",
@@ -229,6 +306,10 @@ def _print_table(report: dict[str, Any]) -> None:
     print_full_width(
         console, "archbench profile", columns + (["error"] if has_error else []), rows, tuple(columns[1:])
     )
+
+
+def _print_notes(report: dict[str, Any]) -> None:
+    """What the table was measured on, what was assumed, each run's params against its record."""
     dev = report["device"]
     libs = report["libraries"]
     console.print(
@@ -247,7 +328,7 @@ def _print_table(report: dict[str, Any]) -> None:
             ),
             soft_wrap=True,
         )
-    for r in results:
+    for r in report["results"]:
         if r.get("params_match_record") is False:
             console.print(
                 literal(

@@ -15,16 +15,19 @@ from typing import Any
 
 import numpy as np
 
+from archbench.stages.base import pyplot, run_folders, save_figure
 from archbench.stages.explain import METHODS
 from archbench.stages.explain.analysis import error_analysis
-from archbench.stages.explain.pipeline import HEATMAPS
+from archbench.stages.explain.pipeline import heatmaps_path
 from archbench.stages.explain.selection import Selection, load_selected_images, read_selections, stage_dir
+from archbench.store.layout import RunLayout
 from archbench.store.record import RunRecord, StageIndex, read_record
 from archbench.util.paths import atomic_write_text
 
 MAX_ROWS = 16  # images per grid (the selection may hold up to 256)
 MAX_COLS = 16  # models per grid / error figure
 CELL = 1.7  # inches per grid cell
+DPI = 100
 OVERLAY_ALPHA = 0.45
 METHOD_TITLES = {
     "gradcam": "Grad-CAM",
@@ -60,15 +63,16 @@ def run_label(rec: RunRecord) -> str:
 
 def _load_runs(sweep_dir: Path) -> list[RunView]:
     views = []
-    for run_dir in sorted(p for p in (sweep_dir / "runs").iterdir() if p.is_dir()):
+    for run_dir in run_folders(sweep_dir):
         rec = read_record(run_dir)
-        if rec is None or rec.class_names is None or not (run_dir / "predictions.npz").exists():
+        predictions = RunLayout(run_dir).predictions
+        if rec is None or rec.class_names is None or not predictions.exists():
             continue
-        with np.load(run_dir / "predictions.npz", allow_pickle=False) as z:
+        with np.load(predictions, allow_pickle=False) as z:
             analysis = error_analysis(z["y_true"], z["probs"], rec.class_names)
         maps: dict[str, Any] = {}
         try:
-            with np.load(run_dir / HEATMAPS, allow_pickle=False) as z:
+            with np.load(heatmaps_path(run_dir), allow_pickle=False) as z:
                 maps = {k: np.asarray(z[k]) for k in z.files}
         except (OSError, ValueError):
             pass
@@ -106,11 +110,7 @@ def draw_grid(
     class_names: list[str],
     columns: list[Column],
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = min(len(indices), MAX_ROWS)
     cols = columns[:MAX_COLS]
     fig, axes = plt.subplots(
@@ -132,23 +132,50 @@ def draw_grid(
                 ax.set_ylabel(f"#{indices[r]}\ntrue {class_names[labels[r]]}", fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=DPI, tight=False)
 
 
 def _error_figures(out: Path, views: list[RunView], suffix: str) -> list[dict[str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Most-confused pairs, reliability diagrams and (when stored) the confident mistakes, one panel a run."""
     shown = views[:MAX_COLS]
-    ncols = min(4, len(shown))
-    nrows = (len(shown) + ncols - 1) // ncols
-    figures = []
+    figures = [
+        _save(_confused_pairs(shown), out, f"confused_pairs{suffix}.png", CONFUSED_CAPTION),
+        _save(_reliability(shown), out, f"reliability{suffix}.png", RELIABILITY_CAPTION),
+    ]
+    with_images = [v for v in shown if "mistake_images" in v.maps and len(v.maps["mistake_images"])]
+    if with_images:
+        figures.append(
+            _save(_mistakes(with_images), out, f"confident_mistakes{suffix}.png", MISTAKES_CAPTION)
+        )
+    return figures
 
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.6 * nrows), squeeze=False)
-    for ax, v in zip(axes.flat, shown, strict=False):
+
+CONFUSED_CAPTION = "Most-confused class pairs per model (true→predicted, test images)."
+RELIABILITY_CAPTION = "Reliability diagrams (15 equal-width confidence bins), expected calibration error."
+MISTAKES_CAPTION = "Most confident mistakes per model (test index, true→predicted, confidence)."
+
+
+def _save(fig: Any, out: Path, name: str, caption: str) -> dict[str, str]:
+    """Lay out, save (through the stage base) and list one error-analysis figure."""
+    fig.tight_layout()
+    save_figure(fig, out / name, dpi=DPI, tight=False)
+    return {"path": name, "caption": caption}
+
+
+def _panels(n: int, width: float, height: float) -> tuple[Any, list[Any]]:
+    """A figure of up to four panels a row for `n` runs (the spare panels hidden) and its first n axes."""
+    ncols = min(4, n)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = pyplot().subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.axis("off")
+    return fig, flat[:n]
+
+
+def _confused_pairs(shown: list[RunView]) -> Any:
+    fig, axes = _panels(len(shown), 3.4, 2.6)
+    for ax, v in zip(axes, shown, strict=True):
         pairs = v.analysis["confused_pairs"][:5][::-1]
         ax.barh(
             [f"{p['true']}→{p['predicted']}" for p in pairs], [p["count"] for p in pairs], color="tab:red"
@@ -156,18 +183,12 @@ def _error_figures(out: Path, views: list[RunView], suffix: str) -> list[dict[st
         ax.set_title(f"{v.label}\n{v.analysis['n_mistakes']} mistakes", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.set_xlabel("images (true→predicted)", fontsize=7)
-    for ax in list(axes.flat)[len(shown) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    name = f"confused_pairs{suffix}.png"
-    fig.savefig(out / name, dpi=100)
-    plt.close(fig)
-    figures.append(
-        {"path": name, "caption": "Most-confused class pairs per model (true→predicted, test images)."}
-    )
+    return fig
 
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 3.0 * nrows), squeeze=False)
-    for ax, v in zip(axes.flat, shown, strict=False):
+
+def _reliability(shown: list[RunView]) -> Any:
+    fig, axes = _panels(len(shown), 3.0, 3.0)
+    for ax, v in zip(axes, shown, strict=True):
         cal = v.analysis["calibration"]
         edges = np.asarray(cal["bin_edges"])
         acc = [a if a is not None else 0.0 for a in cal["bin_accuracy"]]
@@ -179,48 +200,27 @@ def _error_figures(out: Path, views: list[RunView], suffix: str) -> list[dict[st
         ax.set_xlabel("confidence", fontsize=7)
         ax.set_ylabel("accuracy", fontsize=7)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(shown) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    name = f"reliability{suffix}.png"
-    fig.savefig(out / name, dpi=100)
-    plt.close(fig)
-    figures.append(
-        {
-            "path": name,
-            "caption": "Reliability diagrams (15 equal-width confidence bins), expected calibration error.",
-        }
-    )
+    return fig
 
-    with_images = [v for v in shown if "mistake_images" in v.maps and len(v.maps["mistake_images"])]
-    if with_images:
-        k = max(len(v.maps["mistake_images"]) for v in with_images)
-        fig, axes = plt.subplots(
-            len(with_images), k, figsize=(1.5 * k + 0.8, 1.7 * len(with_images)), squeeze=False
-        )
-        for r, v in enumerate(with_images):
-            entries = v.analysis["confident_mistakes"]
-            for c in range(k):
-                ax = axes[r][c]
-                if c >= len(v.maps["mistake_images"]) or c >= len(entries):
-                    ax.axis("off")
-                    continue
-                _overlay(ax, v.maps["mistake_images"][c], None)
-                e = entries[c]
-                ax.set_title(f"#{e['index']} {e['true']}→{e['predicted']}\n{e['confidence']:.2f}", fontsize=7)
-                if c == 0:
-                    ax.set_ylabel(v.label, fontsize=7)
-        fig.tight_layout()
-        name = f"confident_mistakes{suffix}.png"
-        fig.savefig(out / name, dpi=100)
-        plt.close(fig)
-        figures.append(
-            {
-                "path": name,
-                "caption": "Most confident mistakes per model (test index, true→predicted, confidence).",
-            }
-        )
-    return figures
+
+def _mistakes(with_images: list[RunView]) -> Any:
+    k = max(len(v.maps["mistake_images"]) for v in with_images)
+    fig, axes = pyplot().subplots(
+        len(with_images), k, figsize=(1.5 * k + 0.8, 1.7 * len(with_images)), squeeze=False
+    )
+    for r, v in enumerate(with_images):
+        entries = v.analysis["confident_mistakes"]
+        for c in range(k):
+            ax = axes[r][c]
+            if c >= len(v.maps["mistake_images"]) or c >= len(entries):
+                ax.axis("off")
+                continue
+            _overlay(ax, v.maps["mistake_images"][c], None)
+            e = entries[c]
+            ax.set_title(f"#{e['index']} {e['true']}→{e['predicted']}\n{e['confidence']:.2f}", fontsize=7)
+            if c == 0:
+                ax.set_ylabel(v.label, fontsize=7)
+    return fig
 
 
 def _columns(views: list[RunView], sel: Selection, method: str) -> list[Column]:

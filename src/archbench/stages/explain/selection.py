@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from archbench.stages.base import run_folders, stage_output
 from archbench.store import layout
 from archbench.store.record import RunRecord, now_iso, read_record
 from archbench.util.paths import atomic_write_bytes, atomic_write_text
@@ -31,9 +32,7 @@ SELECTION_VERSION = 1
 
 def stage_dir(sweep_dir: Path) -> Path:
     """`<sweep>/stages/explain`, created on first use."""
-    path = layout.stage_dir(sweep_dir, "explain")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return stage_output(sweep_dir, "explain")
 
 
 @dataclass
@@ -167,14 +166,14 @@ def _wrong_matrix(
 ) -> tuple[np.ndarray, list[str]]:
     """Which images each run (with this fingerprint and saved predictions) got wrong."""
     rows, run_ids = [], []
-    candidates = sorted(p for p in (sweep_dir / "runs").iterdir() if p.is_dir())
-    for run_dir in candidates:
+    for run_dir in run_folders(sweep_dir):
         rec = extra[1] if extra is not None and run_dir == extra[0] else read_record(run_dir)
-        if rec is None or rec.data_fingerprint != fingerprint or not (run_dir / "predictions.npz").exists():
+        predictions = layout.RunLayout(run_dir).predictions
+        if rec is None or rec.data_fingerprint != fingerprint or not predictions.exists():
             continue
         if rec.status != "completed" and (extra is None or run_dir != extra[0]):
             continue
-        with np.load(run_dir / "predictions.npz", allow_pickle=False) as z:
+        with np.load(predictions, allow_pickle=False) as z:
             if z["y_true"].shape != y_true.shape or not np.array_equal(z["y_true"], y_true):
                 continue
             rows.append(z["y_pred"] != y_true)

@@ -26,45 +26,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archbench.config import ExplainSpec, SweepConfig
-from archbench.stages import StageContext
+from archbench.stages.base import Stage, StageContext
 from archbench.store.record import StageIndex
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
 class ExplainSettings:
-    """The sweep's `explain:` section plus how to treat a stored image selection (reuse, match or new)."""
+    """The sweep's `explain:` section plus what only the command sets: how to treat a stored image
+    selection (reuse, match or new) and the device (None: the stage base's rule, the run's device)."""
 
     spec: ExplainSpec
     policy: str = "reuse"
-    device: str | None = None  # None: the device the run trained on (or the caller's)
+    device: str | None = None
 
 
-class ExplainStage:
-    """The stage's entry points for the driver (archbench.stages.run_stage)."""
+class ExplainStage(Stage):
+    """What the explain stage adds to the stage base: its settings, its check, its block, its figures."""
 
     name = "explain"
 
     def settings(self, cfg: SweepConfig) -> ExplainSettings | None:
         return ExplainSettings(cfg.explain) if cfg.explain is not None and cfg.explain.enabled else None
 
-    def run_one(self, ctx: StageContext) -> dict[str, Any]:
-        import torch
+    def prepare(self, ctx: StageContext) -> None:
+        if not ctx.layout.predictions.exists():
+            raise FileNotFoundError(f"{ctx.layout.predictions}: missing (the run was never evaluated)")
 
-        from archbench.engine.runtime import resolve_device
+    def compute(self, ctx: StageContext, device: torch.device, prepared: Any) -> dict[str, Any]:
         from archbench.stages.explain.pipeline import explain_run
 
         settings: ExplainSettings = ctx.settings
-        device = ctx.device
-        if device is None:
-            device = resolve_device(settings.device or ctx.record.spec.train.device)
-            ctx.device = device
-        if ctx.record.spec.train.threads is not None:
-            torch.set_num_threads(ctx.record.spec.train.threads)
-        if not ctx.layout.predictions.exists():
-            raise FileNotFoundError(f"{ctx.layout.predictions}: missing (the run was never evaluated)")
         # A new selection is made once, by the first run of a call; every later run reuses it.
         policy = ctx.shared.get("explain_policy", settings.policy)
         block = explain_run(

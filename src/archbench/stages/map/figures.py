@@ -1,7 +1,7 @@
 """Map figures: owns drawing ground truth and maps side by side, error maps and per-class comparisons.
 
 Inputs are class-index grids (UNLABELLED = no class) already read and decimated by the caller, so drawing
-never touches rasters. matplotlib runs headless (Agg).
+never touches rasters. Saved through the stage base's `save_figure`.
 """
 
 from __future__ import annotations
@@ -13,19 +13,11 @@ from typing import Any
 import numpy as np
 
 from archbench.data.scene import UNLABELLED
+from archbench.stages.base import pyplot, save_figure
 
 _NODATA_COLOR = "#ffffff"
 _ERROR_COLORS = ["#1a9850", "#d73027", "#d9d9d9"]  # correct, wrong, unlabelled or unmapped
 _ERROR_NAMES = ["correct", "wrong", "unlabelled / not mapped"]
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _grid_shape(n: int) -> tuple[int, int]:
@@ -34,7 +26,7 @@ def _grid_shape(n: int) -> tuple[int, int]:
 
 
 def _panels(n: int, shape: tuple[int, int]) -> tuple[Any, list[Any]]:
-    plt = _plt()
+    plt = pyplot()
     rows, cols = _grid_shape(n)
     aspect = shape[0] / max(shape[1], 1)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.6 * rows * aspect + 0.6), squeeze=False)
@@ -42,13 +34,6 @@ def _panels(n: int, shape: tuple[int, int]) -> tuple[Any, list[Any]]:
     for ax in flat[n:]:
         ax.axis("off")
     return fig, flat[:n]
-
-
-def _save(fig: Any, path: Path) -> None:
-    plt = _plt()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
 
 def side_by_side(
@@ -78,7 +63,7 @@ def side_by_side(
     handles.append(Patch(facecolor=_NODATA_COLOR, edgecolor="#555555", label="no data / unlabelled"))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
     fig.subplots_adjust(bottom=0.6 / fig.get_figheight())  # room for the legend: ~0.6 inch
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def error_maps(path: Path, reference: np.ndarray, maps: list[tuple[str, np.ndarray]]) -> None:
@@ -102,14 +87,14 @@ def error_maps(path: Path, reference: np.ndarray, maps: list[tuple[str, np.ndarr
     ]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.subplots_adjust(bottom=0.6 / fig.get_figheight())  # room for the legend: ~0.6 inch
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def per_class(
     path: Path, class_names: list[str], series: list[tuple[str, list[float | None]]], ylabel: str
 ) -> None:
     """Grouped bars: one group per class, one bar per model (missing values drawn as 0 and hatched)."""
-    plt = _plt()
+    plt = pyplot()
     k, n = len(class_names), max(len(series), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * k + 0.4 * n), 3.8))
     width = 0.8 / n
@@ -125,4 +110,4 @@ def per_class(
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, ncol=min(n, 4), loc="upper left", bbox_to_anchor=(0, -0.3), frameon=False)
-    _save(fig, path)
+    save_figure(fig, path)

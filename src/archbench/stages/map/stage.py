@@ -1,35 +1,66 @@
-"""The `map` stage: owns turning completed runs into map GeoTIFFs, record blocks and figures.
+"""The `map` stage: owns turning completed runs into map GeoTIFFs and record blocks, and its settings.
 
 For each completed `raster_patches` run: check the checkpoint against the record's sha256, predict the
 scene window by window, write `<out>/<run_id>.tif`, score it against the label raster, and store the
 block in `record.stages["map"]`. With `rf`, the Random-Forest baseline is fitted on the same training
 pixels, mapped and scored the same way (`<out>/random_forest*.tif|json`, and inside each run's block).
-Then the sweep-level figures, `map_scores.csv` and `index.json` (what the report embeds) go to `<out>`,
-by default `<sweep>/stages/map/`. Runs through the stage driver (archbench.stages.run_stage): after
-training when the sweep file has a `map:` section, or from `archbench map` (commands/map.py only parses
-arguments and prints).
+Then `summary.py` redraws the sweep-level figures, `map_scores.csv` and `index.json` in `<out>`, by
+default `<sweep>/stages/map/`. Runs through the stage driver (archbench.stages.run_stage): after training
+when the sweep file has a `map:` section, or from `archbench map` (commands/map.py only parses arguments
+and prints).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from archbench.config import MapSpec, SweepConfig
-from archbench.data.scene import UNLABELLED, Scene
-from archbench.stages import Outcome, StageContext, StageSkip
+from archbench.data.scene import Scene
+from archbench.stages import Outcome
+from archbench.stages.base import Stage, StageContext, StageSkip, run_folders, stage_output
+from archbench.store.layout import RUNS_DIR, RunLayout, stage_dir, sweep_of
 from archbench.store.record import StageIndex
 from archbench.util.errors import ArchbenchError, ConfigError
 
-FIGURE_MAX_SIDE = 900  # figure panels are decimated to at most this many pixels a side
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class MapSettings:
+    """The stage's settings: the sweep file's `map:` section (MapSpec, where every default lives) plus what
+    only the command sets (--out, --force)."""
+
+    spec: MapSpec = field(default_factory=MapSpec)
+    out: Path | None = None
+    force: bool = False
+
+    @property
+    def device(self) -> str | None:
+        return self.spec.device
+
+    @property
+    def threads(self) -> int | None:
+        return self.spec.threads
+
+    @property
+    def scene(self) -> Path | None:
+        return Path(self.spec.scene) if self.spec.scene else None
+
+    def out_dir(self, sweep_dir: Path, create: bool = False) -> Path:
+        """--out, else `<sweep>/stages/map/`; created when `create`."""
+        if self.out is None:
+            return stage_output(sweep_dir, "map") if create else stage_dir(sweep_dir, "map")
+        if create:
+            self.out.mkdir(parents=True, exist_ok=True)
+        return self.out
 
 
 @dataclass
@@ -50,13 +81,13 @@ def find_run_dirs(target: Path) -> list[Path]:
     """A run folder, a sweep folder (all its runs), an output_dir of sweeps, or a run id under ./*/*/runs."""
     from archbench.store.results import find_sweep_dirs
 
-    if (target / "record.json").is_file():
+    if RunLayout(target).record.is_file():
         return [target]
     sweeps = find_sweep_dirs(target) if target.is_dir() else []
     if sweeps:
-        return [p for sd in sweeps for p in sorted((sd / "runs").iterdir()) if p.is_dir()]
+        return [p for sd in sweeps for p in run_folders(sd)]
     if not target.exists() and len(target.parts) == 1:
-        hits = sorted(Path.cwd().glob(f"*/*/runs/{target.name}"))
+        hits = sorted(Path.cwd().glob(f"*/*/{RUNS_DIR}/{target.name}"))
         if len(hits) == 1:
             return hits
         if len(hits) > 1:
@@ -68,10 +99,25 @@ def find_run_dirs(target: Path) -> list[Path]:
     )
 
 
-def _sweep_of(run_dir: Path) -> Path | None:
-    from archbench.store.layout import sweep_of
+def check_something_to_map(target: Path, run_dirs: list[Path]) -> None:
+    """Raise (one line) unless some run is a completed raster_patches run: nothing else can be mapped."""
+    from archbench.store.record import read_record
 
-    return sweep_of(run_dir)
+    why: dict[str, int] = {}
+    for run_dir in run_dirs:
+        rec = read_record(run_dir)
+        if rec is not None and rec.status == "completed" and rec.spec.data.kind == "raster_patches":
+            return
+        reason = (
+            "no valid record"
+            if rec is None
+            else f"status {rec.status}"
+            if rec.status != "completed"
+            else f"data.kind {rec.spec.data.kind}"
+        )
+        why[reason] = why.get(reason, 0) + 1
+    found = ", ".join(f"{n} run{'s' if n > 1 else ''} with {r}" for r, n in why.items()) or "no run folders"
+    raise ArchbenchError(f"{target}: nothing to map: no completed raster_patches run ({found})")
 
 
 class _SceneCache:
@@ -124,7 +170,7 @@ def _check_run(run_dir: Path, rec: Any, scene: Scene) -> None:
             f"{scene.path}: classes {list(zip(scene.class_values, scene.class_names, strict=True))} differ "
             f"from run {rec.run_id}'s {list(zip(info['class_values'], rec.class_names, strict=True))}"
         )
-    ckpt = run_dir / "checkpoints" / f"{rec.spec.eval.checkpoint}.pt"
+    ckpt = RunLayout(run_dir).checkpoint(rec.spec.eval.checkpoint)
     if not ckpt.is_file():
         raise ArchbenchError(f"{ckpt}: checkpoint missing")
     if rec.checkpoint_sha256 and file_sha256(ckpt) != rec.checkpoint_sha256:
@@ -132,34 +178,6 @@ def _check_run(run_dir: Path, rec: Any, scene: Scene) -> None:
             f"{ckpt}: sha256 differs from the record's checkpoint_sha256 (the weights changed after "
             "evaluation); re-run the sweep to re-evaluate"
         )
-
-
-@dataclass
-class MapSettings:
-    """The sweep's `map:` section (MapSpec) plus what only the command sets (--out, --force)."""
-
-    scene: Path | None = None
-    root: str | None = None
-    out: Path | None = None
-    rf: bool = False
-    window: int = 256
-    batch_size: int = 2048
-    device: str = "auto"
-    rf_trees: int = 100
-    force: bool = False
-    threads: int | None = None
-
-    @classmethod
-    def from_spec(cls, spec: MapSpec) -> MapSettings:
-        return cls(
-            scene=Path(spec.scene) if spec.scene else None, root=spec.root, rf=spec.rf, window=spec.window,
-            batch_size=spec.batch_size, device=spec.device, rf_trees=spec.rf_trees, threads=spec.threads,
-        )  # fmt: skip
-
-    def out_dir(self, sweep_dir: Path) -> Path:
-        from archbench.store.layout import stage_dir
-
-        return self.out if self.out is not None else stage_dir(sweep_dir, "map")
 
 
 def _forest_for(
@@ -173,6 +191,7 @@ def _forest_for(
     from archbench.stages.map.predict import predict_windows, write_map
     from archbench.stages.map.score import score_map
     from archbench.store.record import now_iso
+    from archbench.util.paths import atomic_write_text
 
     info = rec.data["info"]
     digest = hashlib.sha256((info["train_pixels"]["data"] + str(scene.path)).encode()).hexdigest()[:10]
@@ -181,7 +200,7 @@ def _forest_for(
     train_scene, _ = _training_scene(rec, cache)
     with SceneReader(train_scene) as reader:
         forest = fit_forest(
-            reader, unpack_mask(info["train_pixels"]), seed=rec.spec.seed, n_estimators=settings.rf_trees
+            reader, unpack_mask(info["train_pixels"]), seed=rec.spec.seed, n_estimators=settings.spec.rf_trees
         )
     name = "random_forest" if not forests else f"random_forest-{digest}"
     map_path = out / f"{name}.tif"
@@ -189,7 +208,7 @@ def _forest_for(
     with SceneReader(scene) as reader:
         t0 = time.perf_counter()
         windows = predict_windows(
-            reader, forest.classify, 1, np.zeros(scene.num_bands), settings.window, 8192
+            reader, forest.classify, 1, np.zeros(scene.num_bands), settings.spec.window, 8192
         )
         n = write_map(map_path, scene.grid, windows, scene.class_values, scene.colors, tags)
         seconds = time.perf_counter() - t0
@@ -205,8 +224,6 @@ def _forest_for(
         "scores": scores,
         "created_at": now_iso(),
     }
-    from archbench.util.paths import atomic_write_text
-
     atomic_write_text(out / f"{name}.json", json.dumps(entry, indent=2))
     forests[digest] = entry
     return entry
@@ -223,57 +240,106 @@ def _up_to_date(block: dict[str, Any], rec: Any, prov: dict[str, Any], out: Path
     )
 
 
-def map_run(ctx: StageContext) -> dict[str, Any]:
-    """One completed run's `map` block (raises StageSkip for a run that is not raster_patches or is
-    already mapped)."""
-    from archbench.data.scene import SceneReader
-    from archbench.engine.runtime import resolve_device
-    from archbench.stages.map.predict import net_classifier, predict_windows, run_tags, write_map
-    from archbench.stages.map.score import SUBSET_DEFINITIONS, score_map
-    from archbench.store.record import now_iso
+@dataclass
+class _MapJob:
+    """What `prepare` settled for one run: the scene to map, its provenance, whether it is the scene the
+    run trained on (then the never-in-training subsets apply), and the folder the map goes to."""
 
-    rec, run_dir, settings = ctx.record, ctx.run_dir, ctx.settings
-    if rec.spec.data.kind != "raster_patches" or rec.data is None:
-        raise StageSkip(f"data.kind {rec.spec.data.kind} is not raster_patches")
-    cache: _SceneCache = ctx.shared.setdefault("scene_cache", _SceneCache())
-    out = settings.out_dir(ctx.sweep_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    forests: dict[str, dict[str, Any]] = ctx.shared.setdefault("forests", {}).setdefault(str(out), {})
-    info = rec.data["info"]
-    train_scene, train_prov = _training_scene(rec, cache)
-    if settings.scene is None:
-        scene, prov = train_scene, train_prov
-    else:
-        scene, prov = cache.get(settings.scene, settings.root)
-    _check_run(run_dir, rec, scene)
-    same = scene.grid.same_as(train_scene.grid) and _band_digests(prov) == _band_digests(train_prov)
-    ctx.shared.setdefault("scenes", {}).setdefault(str(out), {})[scene.name] = scene
-    old = rec.stages.get("map")
-    if not settings.force and isinstance(old, dict) and _up_to_date(old, rec, prov, out, settings.rf):
-        raise StageSkip("already mapped (--force maps it again)", block=old)
-    subsets = _subsets(info, same)
-    import torch
+    scene: Scene
+    prov: dict[str, Any]
+    same: bool
+    out: Path
+    cache: _SceneCache
 
-    if settings.threads is not None:
-        torch.set_num_threads(settings.threads)
-    device = ctx.device if ctx.device is not None else resolve_device(settings.device)
-    classify = net_classifier(run_dir, rec, device)
-    map_path = out / f"{rec.run_id}.tif"
-    patch, fill = int(info["patch_size"]), np.asarray(info["fill_values"], np.float32)
-    with SceneReader(scene) as reader:
-        t0 = time.perf_counter()
-        windows = predict_windows(reader, classify, patch, fill, settings.window, settings.batch_size)
-        n = write_map(
-            map_path, scene.grid, windows, scene.class_values, scene.colors, run_tags(rec, scene.name)
-        )
-        seconds = time.perf_counter() - t0
-        scores = score_map(reader, map_path, subsets)
-    block: dict[str, Any] = {
+
+class MapStage(Stage):
+    """What the map stage adds to the stage base: its settings, its checks, its block and its figures."""
+
+    name = "map"
+
+    def settings(self, cfg: SweepConfig) -> MapSettings | None:
+        return MapSettings(cfg.map) if cfg.map is not None and cfg.map.enabled else None
+
+    def prepare(self, ctx: StageContext) -> _MapJob:
+        """The scene, checked against the run; StageSkip for a run that is not raster_patches or is mapped."""
+        rec, settings = ctx.record, ctx.settings
+        if rec.spec.data.kind != "raster_patches" or rec.data is None:
+            raise StageSkip(f"data.kind {rec.spec.data.kind} is not raster_patches")
+        cache: _SceneCache = ctx.shared.setdefault("scene_cache", _SceneCache())
+        out = settings.out_dir(ctx.sweep_dir, create=True)
+        train_scene, train_prov = _training_scene(rec, cache)
+        if settings.scene is None:
+            scene, prov = train_scene, train_prov
+        else:
+            scene, prov = cache.get(settings.scene, settings.spec.root)
+        _check_run(ctx.run_dir, rec, scene)
+        same = scene.grid.same_as(train_scene.grid) and _band_digests(prov) == _band_digests(train_prov)
+        ctx.shared.setdefault("scenes", {}).setdefault(str(out), {})[scene.name] = scene
+        old = rec.stages.get("map")
+        if (
+            not settings.force
+            and isinstance(old, dict)
+            and _up_to_date(old, rec, prov, out, settings.spec.rf)
+        ):
+            raise StageSkip("already mapped (--force maps it again)", block=old)
+        return _MapJob(scene, prov, same, out, cache)
+
+    def compute(self, ctx: StageContext, device: torch.device, prepared: Any) -> dict[str, Any]:
+        """Map the scene window by window with the run's network, score it, and (rf) the baseline's too."""
+        from archbench.data.scene import SceneReader
+        from archbench.stages.map.predict import net_classifier, predict_windows, run_tags, write_map
+        from archbench.stages.map.score import score_map
+        from archbench.store.record import now_iso
+
+        job: _MapJob = prepared
+        rec, spec, scene = ctx.record, ctx.settings.spec, job.scene
+        info = (rec.data or {})["info"]  # prepare skipped a run without data
+        classify = net_classifier(ctx.run_dir, rec, device)
+        map_path = job.out / f"{rec.run_id}.tif"
+        patch, fill = int(info["patch_size"]), np.asarray(info["fill_values"], np.float32)
+        with SceneReader(scene) as reader:
+            t0 = time.perf_counter()
+            windows = predict_windows(reader, classify, patch, fill, spec.window, spec.batch_size)
+            tags = run_tags(rec, scene.name)
+            n = write_map(map_path, scene.grid, windows, scene.class_values, scene.colors, tags)
+            seconds = time.perf_counter() - t0
+            scores = score_map(reader, map_path, _subsets(info, job.same))
+        block = _map_block(rec, job, map_path, scores)
+        block["prediction"] = _prediction(n, seconds, spec, patch, device)
+        block["created_at"] = now_iso()
+        if spec.rf:
+            forests = ctx.shared.setdefault("forests", {}).setdefault(str(job.out), {})
+            forest = _forest_for(rec, scene, job.same, ctx.settings, job.out, job.cache, forests)
+            block["baselines"] = {
+                "random_forest": {k: forest[k] for k in ("name", "map_path", "scores", "n_estimators")}
+            }
+        return block
+
+    def summarise(self, sweep_dir: Path, settings: Any, shared: dict[str, Any]) -> StageIndex | None:
+        """Figures, map_scores.csv and index.json of every scene mapped into the sweep's map folder."""
+        from archbench.stages.map.summary import collect_entries, write_sweep_outputs
+
+        out = settings.out_dir(sweep_dir)
+        siblings = run_folders(sweep_dir) if (sweep_dir / RUNS_DIR).is_dir() else [sweep_dir]
+        index = None
+        for scene in shared.get("scenes", {}).get(str(out), {}).values():
+            entries = collect_entries([p for p in siblings if p.is_dir()], scene, out)
+            if entries:
+                index = StageIndex.model_validate(write_sweep_outputs(scene, entries, out))
+        return index
+
+
+def _map_block(rec: Any, job: _MapJob, map_path: Path, scores: dict[str, Any]) -> dict[str, Any]:
+    """A run's `map` block, before its prediction facts: what was mapped, from what, and its scores."""
+    from archbench.stages.map.score import SUBSET_DEFINITIONS
+
+    info, scene = rec.data["info"], job.scene
+    return {
         "scene": {
             "name": scene.name,
             "scene_file": str(scene.path),
-            "scene_sha256": prov["scene_sha256"],
-            "same_as_training": same,
+            "scene_sha256": job.prov["scene_sha256"],
+            "same_as_training": job.same,
         },
         "map_path": str(map_path.resolve()),
         "map_file": map_path.name,
@@ -285,212 +351,55 @@ def map_run(ctx: StageContext) -> dict[str, Any]:
         "split_description": info["split_description"],
         "scores": scores,
         "subset_definitions": {k: SUBSET_DEFINITIONS[k] for k in scores},
-        "prediction": {
-            "pixels_mapped": n,
-            "seconds": seconds,
-            "pixels_per_s": n / max(seconds, 1e-9),
-            "window": settings.window,
-            "patch_size": patch,
-            "halo": patch // 2,
-            "batch_size": settings.batch_size,
-            "device": str(device),
-            "threads": torch.get_num_threads(),
-        },
-        "created_at": now_iso(),
     }
-    if settings.rf:
-        forest = _forest_for(rec, scene, same, settings, out, cache, forests)
-        block["baselines"] = {
-            "random_forest": {k: forest[k] for k in ("name", "map_path", "scores", "n_estimators")}
-        }
-    return block
 
 
-# --- sweep-level outputs -------------------------------------------------------------------------------
+def _prediction(n: int, seconds: float, spec: MapSpec, patch: int, device: torch.device) -> dict[str, Any]:
+    import torch
 
-
-def _index_grid(path: Path, class_values: list[int], step: int) -> np.ndarray:
-    import rasterio
-
-    lut = np.full(256, UNLABELLED, dtype=np.uint8)
-    lut[np.asarray(class_values)] = np.arange(len(class_values), dtype=np.uint8)
-    with rasterio.open(path) as src:
-        return np.asarray(lut[src.read(1)][::step, ::step])
-
-
-def _headline(scores: dict[str, Any]) -> dict[str, Any]:
-    return scores.get("never_in_training") or scores["all_labelled"]
-
-
-def write_sweep_outputs(scene: Scene, entries: list[dict[str, Any]], out: Path) -> dict[str, Any]:
-    """Figures, map_scores.csv and index.json for every map of `scene` in `out` (nets, then baselines)."""
-    from archbench.data.scene import SceneReader
-    from archbench.stages.map import figures
-    from archbench.util.paths import atomic_write_text
-
-    g = scene.grid
-    step = max(1, -(-max(g.height, g.width) // FIGURE_MAX_SIDE))
-    with SceneReader(scene) as reader:
-        reference = reader.label_grid(reference=True)[::step, ::step]
-    names = [e["label"] for e in entries]
-    maps = [(e["label"], _index_grid(Path(e["map_path"]), list(scene.class_values), step)) for e in entries]
-    titled = []
-    for (label, idx), e in zip(maps, entries, strict=True):
-        h = _headline(e["scores"])
-        oa, kappa = h["overall_accuracy"], h["kappa"]
-        stats = (
-            f"OA {oa:.3f}  kappa {kappa:.3f}"
-            if oa is not None and kappa is not None
-            else "no labelled pixels"
-        )
-        titled.append((f"{label}\n{stats}", idx))
-    subset = (
-        "never_in_training" if all("never_in_training" in e["scores"] for e in entries) else "all_labelled"
-    )
-    figures.side_by_side(
-        out / "maps_side_by_side.png", reference, titled, list(scene.class_names), list(scene.colors)
-    )
-    figures.error_maps(out / "maps_errors.png", reference, titled)
-    figures.per_class(
-        out / "maps_per_class_f1.png",
-        list(scene.class_names),
-        [(n, e["scores"][subset]["f1"]) for n, e in zip(names, entries, strict=True)],
-        ylabel=f"F1 ({subset})",
-    )
-    buf = io.StringIO()
-    cols = [
-        "model",
-        "run_id",
-        "subset",
-        "n_pixels",
-        "n_unmapped",
-        "overall_accuracy",
-        "kappa",
-        "f1_macro",
-        "map_file",
-    ]
-    w = csv.DictWriter(buf, fieldnames=cols)
-    w.writeheader()
-    for e in entries:
-        for sub, s in e["scores"].items():
-            w.writerow(
-                {"model": e["label"], "run_id": e["run_id"], "subset": sub, "map_file": e["map_file"]}
-                | {k: s[k] for k in ("n_pixels", "n_unmapped", "overall_accuracy", "kappa", "f1_macro")}
-            )
-    atomic_write_text(out / "map_scores.csv", buf.getvalue())
-    splits = sorted({e["split_description"] for e in entries if e.get("split_description")})
-    from archbench.stages.map.score import SUBSET_DEFINITIONS
-
-    index = {
-        "title": "Land-cover maps",
-        "figures": [
-            {
-                "path": "maps_side_by_side.png",
-                "caption": f"Scene {scene.name}: the reference raster and every model's map (one legend); "
-                f"OA and kappa on {subset.replace('_', ' ')} pixels.",
-            },
-            {
-                "path": "maps_errors.png",
-                "caption": "Where each map agrees with the reference: correct, wrong, "
-                "unlabelled or not mapped (a band is nodata).",
-            },
-            {
-                "path": "maps_per_class_f1.png",
-                "caption": f"Per-class F1 of every model on {subset.replace('_', ' ')} "
-                "pixels (hatched: class absent from the subset).",
-            },
-        ],
-        "tables": [{"title": "Map accuracy against the reference raster", "csv": "map_scores.csv"}],
-        "notes": [f"Split: {s}." for s in splits]
-        + [f"{k}: {v}." for k, v in SUBSET_DEFINITIONS.items() if any(k in e["scores"] for e in entries)]
-        + [
-            "Maps are uint8 GeoTIFFs on the label raster's grid (CRS and transform), nodata where any band "
-            "is nodata, with a colour table and tags naming the run id and checkpoint sha256.",
-            "random_forest: scikit-learn RandomForestClassifier on the per-pixel band values of the same "
-            "training pixels (no spatial context).",
-        ],
-        "maps": [{"model": e["label"], "run_id": e["run_id"], "map_file": e["map_file"]} for e in entries],
+    return {
+        "pixels_mapped": n,
+        "seconds": seconds,
+        "pixels_per_s": n / max(seconds, 1e-9),
+        "window": spec.window,
+        "patch_size": patch,
+        "halo": patch // 2,
+        "batch_size": spec.batch_size,
+        "device": str(device),
+        "threads": torch.get_num_threads(),  # inside the stage base's thread scope
     }
-    StageIndex.model_validate(index).write(out)
-    return index
-
-
-def _collect_entries(run_dirs: list[Path], scene: Scene, out: Path) -> list[dict[str, Any]]:
-    from archbench.store.record import read_record
-
-    nets: list[dict[str, Any]] = []
-    for run_dir in run_dirs:
-        rec = read_record(run_dir)
-        block = rec.stages.get("map") if rec is not None else None
-        if rec is None or not isinstance(block, dict) or block.get("scene", {}).get("name") != scene.name:
-            continue
-        if not (out / str(block.get("map_file"))).is_file():
-            continue
-        nets.append(
-            {
-                **block,
-                "run_id": rec.run_id,
-                "model": rec.spec.model.name,
-                "map_path": str(out / block["map_file"]),
-            }
-        )
-    counts: dict[str, int] = {}
-    for e in nets:
-        counts[e["model"]] = counts.get(e["model"], 0) + 1
-    for e in nets:
-        e["label"] = e["model"] if counts[e["model"]] == 1 else f"{e['model']} ({e['run_id']})"
-    nets.sort(key=lambda e: e["label"])
-    baselines = []
-    for p in sorted(out.glob("random_forest*.json")):
-        try:
-            b = json.loads(p.read_text())
-        except (OSError, ValueError):
-            continue
-        if b.get("scene", {}).get("name") == scene.name and (out / b["map_file"]).is_file():
-            baselines.append(
-                {**b, "run_id": b["name"], "label": b["name"], "map_path": str(out / b["map_file"])}
-            )
-    return nets + baselines
-
-
-class MapStage:
-    """The stage's entry points for the driver (archbench.stages.run_stage)."""
-
-    name = "map"
-
-    def settings(self, cfg: SweepConfig) -> MapSettings | None:
-        return MapSettings.from_spec(cfg.map) if cfg.map is not None and cfg.map.enabled else None
-
-    def run_one(self, ctx: StageContext) -> dict[str, Any]:
-        return map_run(ctx)
-
-    def summarise(self, sweep_dir: Path, settings: Any, shared: dict[str, Any]) -> StageIndex | None:
-        """Figures, map_scores.csv and index.json of every scene mapped into the sweep's map folder."""
-        out = settings.out_dir(sweep_dir)
-        siblings = sorted((sweep_dir / "runs").iterdir()) if (sweep_dir / "runs").is_dir() else [sweep_dir]
-        index = None
-        for scene in shared.get("scenes", {}).get(str(out), {}).values():
-            entries = _collect_entries([p for p in siblings if p.is_dir()], scene, out)
-            if entries:
-                index = StageIndex.model_validate(write_sweep_outputs(scene, entries, out))
-        return index
 
 
 STAGE = MapStage()
 
 
-def map_target(target: Path, settings: MapSettings, report: Any = print, device: Any = None) -> MapSummary:
-    """`archbench map`: every completed run under `target` through the stage driver (claimed)."""
+def map_target(target: Path, settings: MapSettings, report: Any = print) -> MapSummary:
+    """`archbench map`: every completed run under `target` through the stage driver (claimed).
+
+    Raises ArchbenchError, before anything is written, when no run under `target` can be mapped."""
     from archbench.stages import run_stage
 
     run_dirs = find_run_dirs(target)
+    check_something_to_map(target, run_dirs)
     shared: dict[str, Any] = {}
     cache = shared.setdefault("scene_cache", _SceneCache())
     if settings.scene is not None:
-        cache.get(settings.scene, settings.root)  # a bad scene file fails before any run is touched
-    result = run_stage("map", run_dirs, settings, device=device, report=report, shared=shared)
+        cache.get(settings.scene, settings.spec.root)  # a bad scene file fails before any run is touched
+    result = run_stage("map", run_dirs, settings, report=report, shared=shared)
     summary = MapSummary(outcomes=result.outcomes)
-    for forests in shared.get("forests", {}).values():
-        summary.baselines.extend(forests.values())
-    summary.out_dirs = sorted({settings.out_dir(_sweep_of(rd) or rd) for rd in run_dirs})
+    if settings.spec.rf:
+        summary.baselines = _baselines(result.outcomes)
+    outs = {settings.out_dir(sweep_of(rd) or rd) for rd in run_dirs}
+    summary.out_dirs = sorted(d for d in outs if d.is_dir())
     return summary
+
+
+def _baselines(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    """The Random-Forest baselines in the runs' blocks, once each: fitted now or kept from an earlier call
+    (a run already mapped with its baseline is skipped, and its block still names the baseline)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for o in outcomes:
+        forest = ((o.block or {}).get("baselines") or {}).get("random_forest")
+        if isinstance(forest, dict) and forest.get("name") not in seen:
+            seen[forest["name"]] = forest
+    return list(seen.values())

@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archbench.config import ProfileSpec, SweepConfig, TrainSpec
-from archbench.stages import StageContext
+from archbench.stages.base import Stage, StageContext, pyplot, save_figure, stage_output
+from archbench.store.layout import RunLayout
 from archbench.store.record import PROFILE_HEADLINE_KEYS, RunRecord, StageIndex
 
 if TYPE_CHECKING:
+    import torch
+
     from archbench.stages.profile.measure import ProfileSettings
 
 HEADLINE_KEYS = PROFILE_HEADLINE_KEYS
@@ -53,30 +56,19 @@ def training_cost(rec: RunRecord) -> dict[str, Any]:
     }
 
 
-def profile_record(rec: RunRecord, prof: ProfileSpec) -> dict[str, Any]:
-    """The `stages.profile` block of one run (measures on `prof.device`, threads as the run used)."""
-    import torch
-
-    from archbench.engine.runtime import resolve_device
+def profile_record(rec: RunRecord, prof: ProfileSpec, device: torch.device) -> dict[str, Any]:
+    """The `stages.profile` block of one run, measured on `device` (threads: as the stage base set them)."""
     from archbench.stages.profile.measure import ProfileSettings, Target, environment, measure, precision
 
     in_chans, size = run_input(rec)
     num_classes = len(rec.class_names) if rec.class_names else int((rec.data or {})["num_classes"])
     train = rec.spec.train
-    device = resolve_device(prof.device)
     settings = ProfileSettings.from_spec(prof)
     sizes = [size] + [(r, r) for r in sorted(set(prof.resolutions or [])) if (r, r) != size]
-
-    threads = torch.get_num_threads()
-    if train.threads is not None and device.type == "cpu":
-        torch.set_num_threads(train.threads)
-    try:
-        entries = [
-            measure(Target(rec.spec.model, in_chans, num_classes, s, train), settings, device) for s in sizes
-        ]
-        env = environment(device)
-    finally:
-        torch.set_num_threads(threads)
+    entries = [
+        measure(Target(rec.spec.model, in_chans, num_classes, s, train), settings, device) for s in sizes
+    ]
+    env = environment(device)
     amp, cl = precision(Target(rec.spec.model, in_chans, num_classes, size, train), device)
     own = entries[0]
     block: dict[str, Any] = {"resolution": own["resolution"]}
@@ -104,16 +96,16 @@ def _size_key(resolution: Any) -> int:
     return int(resolution) if isinstance(resolution, int) else int(resolution[0]) * int(resolution[1])
 
 
-class ProfileStage:
-    """The stage's entry points for the driver (archbench.stages.run_stage)."""
+class ProfileStage(Stage):
+    """What the profile stage adds to the stage base: its settings (the `profile:` section), its block."""
 
     name = "profile"
 
     def settings(self, cfg: SweepConfig) -> ProfileSpec | None:
         return cfg.profile if cfg.profile is not None and cfg.profile.enabled else None
 
-    def run_one(self, ctx: StageContext) -> dict[str, Any]:
-        return profile_record(ctx.record, ctx.settings or ProfileSpec())
+    def compute(self, ctx: StageContext, device: torch.device, prepared: Any) -> dict[str, Any]:
+        return profile_record(ctx.record, ctx.settings or ProfileSpec(), device)
 
     def summarise(self, sweep_dir: Path, settings: Any, shared: dict[str, Any]) -> StageIndex:
         return write_sweep_summary(sweep_dir)
@@ -161,7 +153,7 @@ def trained_runs(path: Path) -> list[RunRecord] | None:
 
     if not path.is_dir():
         return None
-    if (path / "record.json").is_file():
+    if RunLayout(path).record.is_file():
         rec = read_record(path)
         return [rec] if rec is not None and rec.status == "completed" else []
     if not find_sweep_dirs(path):
@@ -228,7 +220,7 @@ def write_sweep_summary(
 ) -> StageIndex:
     """Rewrite `<sweep_dir>/stages/profile/` from every run's block (`fresh` ones not yet on disk)."""
     from archbench.store.results import iter_records, rows_to_csv
-    from archbench.util.paths import atomic_write_text, safe_join
+    from archbench.util.paths import atomic_write_text
 
     fresh = dict(fresh or {})
     records: list[tuple[RunRecord, dict[str, Any]]] = []
@@ -241,10 +233,7 @@ def write_sweep_summary(
             records.append((rec, rec.stages["profile"]))
     records.extend(fresh.values())
     rows = profile_rows(records)
-    out = safe_join(sweep_dir, "stages")
-    out.mkdir(exist_ok=True)
-    out = safe_join(out, "profile")
-    out.mkdir(exist_ok=True)
+    out = stage_output(sweep_dir, "profile")
     atomic_write_text(out / CSV_NAME, rows_to_csv(rows))
     notes = [
         "One row per run and profiled resolution; latency at batch 1, throughput at the largest batch.",
@@ -279,22 +268,11 @@ def _figures(rows: list[dict[str, Any]], out: Path) -> list[dict[str, str]]:
     ]
     if len(sizes) < 2 and not with_acc:
         return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from archbench.util.paths import atomic_write_bytes
-
+    plt = pyplot()
     figures = []
 
     def save(fig: Any, name: str, title: str) -> None:
-        import io
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        atomic_write_bytes(out / name, buf.getvalue())
+        save_figure(fig, out / name)
         figures.append({"path": name, "caption": title})
 
     if len(sizes) >= 2:
