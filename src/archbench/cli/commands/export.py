@@ -14,7 +14,9 @@ import typer
 
 
 def command(
-    run_dir: Annotated[Path, typer.Argument(help="a completed run folder (<sweep>/runs/<run_id>)")],
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="a completed run folder (<sweep>/runs/<run_id>)")
+    ],
     fmt: Annotated[str, typer.Option("--format", help="onnx or torchscript")] = "onnx",
     out: Annotated[
         Path | None,

@@ -13,7 +13,9 @@ import typer
 
 
 def command(
-    run_dir: Annotated[Path, typer.Argument(help="a completed run folder (<sweep>/runs/<run_id>)")],
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="a completed run folder (<sweep>/runs/<run_id>)")
+    ],
     target: Annotated[
         Path,
         typer.Argument(
