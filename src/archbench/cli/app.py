@@ -55,70 +55,46 @@ def _plan(
     overrides: list[str],
     dry_run: bool = False,
     adjust: Callable[[Any], Any] | None = None,
+    extras: bool = False,
 ) -> tuple[Any, list[Any], str]:
-    """Load, expand and check a sweep; `adjust` applies command-line options (e.g. --executor) to the
-    loaded config before the planning checks, so the checks see what will actually run."""
-    from archbench.sweep.checks import PlanningError, check_plan
-    from archbench.sweep.expand import expand_sweep, load_sweep
+    """Load, expand and check a sweep (archbench.sweep.checks.check_sweep, shared with the Python API);
+    `adjust` applies command-line options (e.g. --executor) to the loaded config before the planning
+    checks, so the checks see what will actually run; `extras`: then check the optional libraries it needs."""
+    from archbench.sweep.checks import PlanningError, check_extras, check_sweep
 
     try:
-        cfg = load_sweep(sweep_file, overrides)
-        if adjust is not None:
-            cfg = adjust(cfg)
-        runs = expand_sweep(cfg)
-        if not runs:
-            raise ConfigError(f"{sweep_file}: the grid and exclude list leave no run")
-        check_plan(cfg, runs)
+        checked = check_sweep(sweep_file, overrides, adjust=adjust, dry_run=dry_run)
     except PlanningError as exc:
-        # A dry run still lists the plan (e.g. a full-size study on a machine without its data), with
-        # what a real run would stop on; a real run stops here: exit 2, nothing created.
-        kind = "warning" if dry_run else "error"
+        # A real run stops here: exit 2, nothing created.
         for line in exc.problems:
-            err_console.print(f"{kind}: {one_line(line)}", soft_wrap=True)
-        if not dry_run:
-            raise typer.Exit(code=2) from None
-        err_console.print("warning: without --dry-run this sweep would stop here (exit 2)", soft_wrap=True)
-        return cfg, runs, sweep_file.read_text(encoding="utf-8")
+            err_console.print(f"error: {one_line(line)}", soft_wrap=True)
+        raise typer.Exit(code=2) from None
     except (ConfigError, DatasetError) as exc:
         _config_fail(exc)
-    return cfg, runs, sweep_file.read_text(encoding="utf-8")
+    if checked.problems:
+        # A dry run still lists the plan (e.g. a full-size study on a machine without its data), with
+        # what a real run would stop on.
+        for line in checked.problems:
+            err_console.print(f"warning: {one_line(line)}", soft_wrap=True)
+        err_console.print("warning: without --dry-run this sweep would stop here (exit 2)", soft_wrap=True)
+    if extras:
+        try:
+            check_extras(checked.cfg)
+        except ConfigError as exc:
+            _config_fail(exc)
+    return checked.cfg, checked.runs, checked.source_text
 
 
-def _with_executor(cfg: Any, kind: str | None, address: str | None) -> Any:
-    """Apply --executor/--address over the sweep's `executor:` section."""
-    if kind is None and address is None:
-        return cfg
-    ex = cfg.executor
-    if kind is not None:
-        if kind not in ("local", "ray"):
-            _config_fail(ConfigError(f"--executor {kind!r}: expected local or ray"))
-        ex = ex.model_copy(update={"kind": kind})
-    if address is not None:
-        ex = ex.model_copy(update={"address": address, "kind": "ray" if kind is None else ex.kind})
-    return cfg.model_copy(update={"executor": ex})
-
-
-def _with_mlflow(cfg: Any, uri: str) -> Any:
+def _with_mlflow(cfg: Any, uri: str | None) -> Any:
     """Apply --mlflow-uri over the sweep's `tracking.mlflow` (keeping its experiment and timeout)."""
     from archbench.config import MlflowSpec, TrackingSpec
+
+    if uri is None:
+        return cfg
 
     old = cfg.tracking.mlflow if cfg.tracking is not None else None
     spec = old.model_copy(update={"uri": uri}) if old is not None else MlflowSpec(uri=uri)
     return cfg.model_copy(update={"tracking": TrackingSpec(mlflow=spec)})
-
-
-def _check_extras(cfg: Any) -> None:
-    """Ray and MLflow are optional: say how to get them before anything is created."""
-    import importlib.util
-
-    wanted = []
-    if cfg.executor.kind == "ray":
-        wanted.append(("ray", "executor.kind: ray"))
-    if cfg.tracking is not None and cfg.tracking.mlflow is not None:
-        wanted.append(("mlflow", "tracking.mlflow"))
-    for module, what in wanted:
-        if importlib.util.find_spec(module) is None:
-            _config_fail(ConfigError(f"{what} needs {module}: pip install 'archbench[cluster]'"))
 
 
 _SweepFile = Annotated[Path, typer.Argument(help="the sweep YAML file")]
@@ -158,13 +134,15 @@ def run(
     ] = None,
 ) -> None:
     """Train, evaluate and record every configuration of a sweep (skips completed runs, resumes the rest)."""
+    from archbench.sweep.expand import sweep_dir, with_executor
+
     cfg, runs, text = _plan(
-        sweep_file, set_ or [], dry_run, adjust=lambda c: _with_executor(c, executor, address)
+        sweep_file,
+        set_ or [],
+        dry_run,
+        adjust=lambda c: _with_mlflow(with_executor(c, executor, address), mlflow_uri),
+        extras=True,
     )
-    if mlflow_uri is not None:
-        cfg = _with_mlflow(cfg, mlflow_uri)
-    _check_extras(cfg)
-    from archbench.sweep.expand import sweep_dir
 
     if dry_run and cfg.tune is not None:
         print_tune_plan(console, cfg, runs)
@@ -389,7 +367,10 @@ def _register_stage_commands() -> None:
     """Each later stage owns its subcommand in archbench/commands/<name>.py (a `command` function)."""
     import importlib
 
-    for name in ("report", "profile", "explain", "map", "weights", "sync", "models", "datasets", "verify"):
+    for name in (
+        "report", "profile", "explain", "map", "weights", "sync", "models", "datasets", "verify",
+        "predict", "export",
+    ):  # fmt: skip
         try:
             module = importlib.import_module(f"archbench.cli.commands.{name}")
         except ModuleNotFoundError as exc:

@@ -436,3 +436,36 @@ def load_imagefolder(spec: DataSpec) -> RawDataset:
         train_ids=out.ids["train"],
         test_ids=out.ids.get("test"),
     )
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files under `folder`, recursively, in the order and with the filters a class folder is read
+    (for prediction on a folder of new images)."""
+    return _image_files(Path(folder))
+
+
+def conform_image(arr: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
+    """One decoded image (H×W grayscale or H×W×3 RGB uint8, as PIL gives it) → C×H×W uint8 at `size`, as
+    a dataset's images are stored; an RGB image for a 1-channel dataset is converted to L."""
+    from PIL import Image
+
+    if channels == 1 and arr.ndim == 3:
+        arr = np.asarray(Image.fromarray(arr).convert("L"))
+    return _to_chw(arr, size, channels)[0]
+
+
+def decode_images(
+    paths: Sequence[Path], size: tuple[int, int], channels: int, max_pixels: int, threads: int = 2
+) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]]]:
+    """Files → N×C×H×W uint8 exactly as this family decodes a dataset's images (same guards, mode
+    conversion and bilinear resize to `size`), for prediction. Returns the arrays and paths of the
+    readable files, and (path, reason) for the others."""
+    arrays, kept, bad = [], [], []
+    for path, (arr, reason) in zip(paths, _decode_all(paths, max_pixels, threads), strict=True):
+        if arr is None:
+            bad.append((path, reason))
+            continue
+        arrays.append(conform_image(arr, size, channels))
+        kept.append(path)
+    x = np.stack(arrays) if arrays else np.empty((0, channels, *size), dtype=np.uint8)
+    return x, kept, bad

@@ -9,10 +9,12 @@ nothing on disk changed.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from archbench.config import SweepConfig
-from archbench.sweep.expand import PlannedRun, canonical_json, sweep_dir
+from archbench.sweep.expand import PlannedRun, canonical_json, expand_sweep, load_sweep, sweep_dir
 from archbench.util.errors import ConfigError
 
 
@@ -138,3 +140,59 @@ def check_plan(cfg: SweepConfig, runs: list[PlannedRun]) -> None:
     problems = plan_problems(cfg, runs)
     if problems:
         raise PlanningError(problems)
+
+
+def check_extras(cfg: SweepConfig) -> None:
+    """Ray and MLflow are optional: raise a ConfigError saying how to get them before anything is created."""
+    import importlib.util
+
+    wanted = []
+    if cfg.executor.kind == "ray":
+        wanted.append(("ray", "executor.kind: ray"))
+    if cfg.tracking is not None and cfg.tracking.mlflow is not None:
+        wanted.append(("mlflow", "tracking.mlflow"))
+    for module, what in wanted:
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"{what} needs {module}: pip install 'archbench[cluster]'")
+
+
+@dataclass(frozen=True)
+class CheckedSweep:
+    """A sweep file loaded, adjusted, expanded and checked: what `archbench run` and `archbench.run` start
+    from. `problems` holds the planning problems a dry run tolerates (always empty for a real run)."""
+
+    cfg: SweepConfig
+    runs: list[PlannedRun]
+    source_text: str
+    problems: list[str] = field(default_factory=list)
+
+
+def check_sweep(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    adjust: Callable[[SweepConfig], SweepConfig] | None = None,
+    dry_run: bool = False,
+) -> CheckedSweep:
+    """The planning sequence the CLI and the Python API share: load the file with its overrides, apply
+    `adjust` (e.g. --executor) so the checks see what will actually run, expand the grid, check the plan.
+
+    Raises ConfigError (bad file or override, a grid that leaves no run), DatasetError, or PlanningError
+    (one line per problem); a dry run returns the planning problems in `problems` instead of raising.
+    Reads only: nothing is created.
+    """
+    cfg = load_sweep(path, overrides or [])
+    if adjust is not None:
+        cfg = adjust(cfg)
+    runs = expand_sweep(cfg)
+    if not runs:
+        raise ConfigError(f"{path}: the grid and exclude list leave no run")
+    try:
+        check_plan(cfg, runs)
+    except PlanningError as exc:
+        if not dry_run:
+            raise
+        problems = exc.problems
+    else:
+        problems = []
+    return CheckedSweep(cfg, runs, Path(path).read_text(encoding="utf-8"), problems)
