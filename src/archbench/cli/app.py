@@ -87,19 +87,22 @@ DRY_RUN_TABLE_ROWS = 50  # a terminal shows this many planned runs as a table; a
 
 
 def _print_dry_run(cfg: Any, runs: list[Any], root: Path) -> None:
-    """The planned runs: a rich table of the first rows on a terminal, plain tab-separated text otherwise
-    (rendering a 10,000-row rich table took most of a dry run's time)."""
+    """The resolved paths, then the planned runs: a rich table of the first rows on a terminal, plain
+    tab-separated text otherwise (rendering a 10,000-row rich table took most of a dry run's time)."""
+    from archbench.sweep.expand import describe_paths
+
     axes_keys = list(cfg.grid)
-    title = literal(f"{cfg.name}: {len(runs)} runs → {root}/runs/")
+    head = [literal(f"{cfg.name}: {len(runs)} runs → {root}/runs/"), *map(literal, describe_paths(cfg))]
     if not console.is_terminal:
-        lines = [title, "\t".join(["#", "run id", *axes_keys])]
+        lines = [*head, "\t".join(["#", "run id", *axes_keys])]
         lines += [
             "\t".join([str(i), r.run_id, *(literal(r.axes[k]) for k in axes_keys)])
             for i, r in enumerate(runs, 1)
         ]
         sys.stdout.write("\n".join(lines) + f"\n{len(runs)} runs\n")
         return
-    table = Table(title=title)
+    console.print("\n".join(head[1:]), soft_wrap=True)
+    table = Table(title=head[0])
     table.add_column("#", justify="right")
     table.add_column("run id")
     for k in axes_keys:
@@ -258,11 +261,11 @@ def run(
 
 
 def _print_tune_plan(cfg: Any, cells: list[Any]) -> None:
-    from archbench.sweep.expand import compared_axes, sweep_dir
+    from archbench.sweep.expand import compared_axes, describe_paths, sweep_dir
 
     t = cfg.tune
     axes = compared_axes(cfg)
-    lines = [f"{cfg.name}: tune {len(cells)} compared cells → {sweep_dir(cfg)}/"]
+    lines = [f"{cfg.name}: tune {len(cells)} compared cells → {sweep_dir(cfg)}/", *describe_paths(cfg)]
     for i, r in enumerate(cells, 1):
         lines.append(f"{i:>4}  " + "  ".join(f"{k}={r.axes.get(k)}" for k in axes))
     console.print(literal("\n".join(lines)), soft_wrap=True)
