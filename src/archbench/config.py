@@ -1,9 +1,10 @@
 """The sweep file's schema (pydantic, extra='forbid'): owns what a valid config is, never how it runs.
 
-A `SweepConfig` is what the YAML says; `RunSpec` is one fully resolved configuration (defaults filled in).
-Every field here is part of a run's identity except `name`, `output_dir`, where the data lives
-(`data.memory_budget`, `data.cache_dir`) and how often a run reports and checkpoints (`train.log_every`,
-`train.checkpoint`); see `RunSpec.identity`.
+A `SweepConfig` is what the YAML says, with its relative input paths resolved (sweep/paths.py);
+`RunSpec` is one fully resolved configuration (defaults filled in). Every field here is part of a run's
+identity except `name`, `output_dir`, where the data lives (`data.memory_budget`, `data.cache_dir`) and how
+often a run reports and checkpoints (`train.log_every`, `train.checkpoint`); a path is hashed as it was
+written, not as it resolved (`RunSpec.written_paths`); see `RunSpec.identity`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 SEED_MAX = 2**63 - 1  # seeds go into torch/numpy generators as signed 64-bit integers
 DEFAULT_MAX_RUNS = 100_000
@@ -32,7 +33,10 @@ class AugmentSpec(_Strict):
 
 class DataSpec(_Strict):
     kind: str = Field("digits", description="dataset family, looked up in the dataset registry")
-    root: str | None = Field(None, description="folder holding the dataset files (not needed for digits)")
+    root: str | None = Field(
+        None,
+        description="folder holding the dataset files (not needed for digits); relative to the sweep file",
+    )
     resolution: int | None = Field(None, ge=4, le=4096, description="square input size; null keeps native")
     val_fraction: float = Field(0.1, gt=0.0, lt=0.9, description="stratified share of train kept for val")
     test_fraction: float = Field(
@@ -123,7 +127,9 @@ class ModelSpec(_Strict):
     )
     freeze: int = Field(0, ge=0, description="number of early stages whose weights are frozen")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    pretrained: str | None = Field(None, description="null, a local weights file, or 'imagenet'")
+    pretrained: str | None = Field(
+        None, description="null, a local weights file (relative to the sweep file), or 'imagenet'"
+    )
 
 
 class CheckpointSpec(_Strict):
@@ -175,6 +181,13 @@ class EvalSpec(_Strict):
     checkpoint: Literal["best", "last"] = "best"
 
 
+class WrittenPath(_Strict):
+    """A relative path as the sweep file (or `--set`) wrote it, and the path it resolved to."""
+
+    written: str
+    resolved: str
+
+
 class RunSpec(_Strict):
     """One fully resolved configuration: what a run trains and how."""
 
@@ -183,10 +196,24 @@ class RunSpec(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     seed: int = Field(0, ge=0, le=SEED_MAX)
+    written_paths: dict[str, WrittenPath] = Field(
+        default_factory=dict,
+        description="dotted key -> each relative path of this spec as written; not part of the identity",
+    )
 
     def identity(self) -> dict[str, Any]:
-        """The canonical content that defines a run (hashed into its id)."""
+        """The canonical content that defines a run (hashed into its id). A path is hashed as it was
+        written (relative to its sweep file, or to where `--set` gave it): where a sweep runs from never
+        changes a run's id, and a sweep run from its own folder keeps the ids it had when paths resolved
+        against the working directory."""
         out = self.model_dump(mode="json")
+        for key, path in out.pop("written_paths").items():
+            *sections, leaf = key.split(".")
+            node: Any = out
+            for part in sections:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and node.get(leaf) == path["resolved"]:
+                node[leaf] = path["written"]
         for key in NON_IDENTITY_DATA_KEYS:
             out["data"].pop(key, None)
         for key in NON_IDENTITY_TRAIN_KEYS:
@@ -393,7 +420,7 @@ class SweepConfig(_Strict):
     """A whole sweep file: base settings plus a grid of dotted keys mapped to lists of values."""
 
     name: str = Field(..., min_length=1, max_length=1000)
-    output_dir: str = "results"
+    output_dir: str = Field("results", description="where <name>/ goes; relative to the sweep file")
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
@@ -410,6 +437,9 @@ class SweepConfig(_Strict):
     tune: TuneSpec | None = None
     tracking: TrackingSpec | None = None
     map: MapSpec | None = None
+    # dotted key -> {resolved path: path as written}, filled by sweep/paths.py (for RunSpec.written_paths,
+    # grid labels and --dry-run); not a key of the file.
+    _written_paths: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
 
     @field_validator("grid")
     @classmethod

@@ -20,18 +20,23 @@ DRY_RUN_TABLE_ROWS = 50  # a terminal shows this many planned runs as a table; a
 
 
 def print_dry_run(console: Console, cfg: Any, runs: list[Any], root: Path) -> None:
-    """The planned runs: a rich table of the first rows on a terminal, plain tab-separated text otherwise
-    (rendering a 10,000-row rich table took most of a dry run's time)."""
+    """The resolved paths, then the planned runs: a rich table of the first rows on a terminal, plain
+    tab-separated text otherwise (rendering a 10,000-row rich table took most of a dry run's time)."""
+    from archbench.sweep.expand import describe_paths
+
     axes_keys = list(cfg.grid)
     title = literal(f"{cfg.name}: {len(runs)} runs → {SweepLayout(root).runs}/")
+    paths = [literal(line) for line in describe_paths(cfg)]
     if not console.is_terminal:
-        lines = [title, "\t".join(["#", "run id", *axes_keys])]
+        lines = [title, *paths, "\t".join(["#", "run id", *axes_keys])]
         lines += [
             "\t".join([str(i), r.run_id, *(literal(r.axes[k]) for k in axes_keys)])
             for i, r in enumerate(runs, 1)
         ]
         sys.stdout.write("\n".join(lines) + f"\n{len(runs)} runs\n")
         return
+    if paths:
+        console.print("\n".join(paths), soft_wrap=True)
     table = Table(title=title)
     table.add_column("#", justify="right")
     table.add_column("run id")
@@ -92,11 +97,11 @@ def _print_tracking_behind(console: Console, sweep_dir: Path, uri: str) -> None:
 
 
 def print_tune_plan(console: Console, cfg: Any, cells: list[Any]) -> None:
-    from archbench.sweep.expand import compared_axes, sweep_dir
+    from archbench.sweep.expand import compared_axes, describe_paths, sweep_dir
 
     t = cfg.tune
     axes = compared_axes(cfg)
-    lines = [f"{cfg.name}: tune {len(cells)} compared cells → {sweep_dir(cfg)}/"]
+    lines = [f"{cfg.name}: tune {len(cells)} compared cells → {sweep_dir(cfg)}/", *describe_paths(cfg)]
     for i, r in enumerate(cells, 1):
         lines.append(f"{i:>4}  " + "  ".join(f"{k}={r.axes.get(k)}" for k in axes))
     console.print(literal("\n".join(lines)), soft_wrap=True)

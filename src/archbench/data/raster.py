@@ -2,7 +2,7 @@
 
 Options (`data.options`), checked strictly before anything reads pixels:
 
-    scene: configs/scenes/nc_landsat7.yaml   # the scene file (path relative to where archbench runs)
+    scene: scenes/nc_landsat7.yaml   # the scene file (relative to the sweep file; --set: to the working dir)
     patch_size: 9        # odd; the map predictor uses the same size (halo = patch_size // 2)
     per_class: 200       # training-pool centres per class (stratified, seeded); "all" keeps every one
     test_per_class: 200  # test centres per class; default: same as per_class
@@ -11,7 +11,7 @@ Options (`data.options`), checked strictly before anything reads pixels:
     in_chans: 6          # optional: the band count the models expect; a mismatch is a config error
     window: 256          # read window side in pixels (memory is bounded by it)
 
-`data.root`, when set, replaces the scene file's `root` (relative to where archbench runs). The test split
+`data.root`, when set, replaces the scene file's `root` (relative like `scene`). The test split
 is `data.test_fraction` of the labelled pixels (random) or of the labelled pixels by whole blocks (block).
 
 Honest splits. With `block`, every training centre lies more than 2·halo pixels from any test block, so

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import os
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from archbench.config import RunSpec, SweepConfig, canonical_json, spec_hash
+from archbench.sweep import paths
+from archbench.sweep.paths import describe as describe_paths
 from archbench.util.errors import ConfigError
 from archbench.util.paths import slugify
 from archbench.util.yamlio import KeyPath, load_yaml_file, load_yaml_text, located_messages, parse_value
@@ -50,10 +53,68 @@ def run_id_for(spec: RunSpec, axes: dict[str, Any]) -> str:
     return f"{slug}-{spec_hash(spec)[:10]}"
 
 
-def _validation_error(
-    path: str, exc: ValidationError, lines: dict[KeyPath, int], prefix: KeyPath = ()
-) -> ConfigError:
-    msgs = located_messages(path, exc.errors(), lines, prefix)
+@dataclass
+class _Source:
+    """Where each key of a sweep came from, for error messages: a line of the file, or the `--set`
+    argument that gave it (a bad `--set` names the argument, never a line of the file that it replaced)."""
+
+    path: str
+    lines: dict[KeyPath, int]
+    sets: dict[str, str]  # dotted key (grid.KEY for an axis) -> the --set argument, as typed
+
+    def set_for(self, loc: KeyPath) -> str | None:
+        """The `--set` argument that gave `loc` (or a key under it), else None."""
+        parts = ".".join(str(p) for p in loc).split(".")
+        for key, item in reversed(self.sets.items()):
+            given = key.split(".")
+            n = min(len(given), len(parts))
+            if given[:n] == parts[:n]:
+                return item
+        return None
+
+    def at(self, loc: KeyPath, unknown_line: str = "") -> str:
+        """`--set ARG`, or `file:line` (`file:?`/`file` when the file has no such key)."""
+        item = self.set_for(loc) if loc else None
+        if item is not None:
+            return f"--set {item}"
+        line = _line_for(self.lines, loc)
+        return f"{self.path}:{line or unknown_line}" if line or unknown_line else self.path
+
+
+# What a --set value should have been, for the pydantic error types a typed value most often hits.
+_EXPECTED = {
+    "int_parsing": "expected an integer",
+    "int_type": "expected an integer",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+}
+
+
+def _set_message(item: str, err: Any) -> str:
+    """A validation error of a `--set` value, naming the argument: `--set train.epochs=two: expected an
+    integer`; a list given to a key that takes one value says to make it a grid axis."""
+    key, _, text = item.partition("=")
+    key, loc = key.strip(), _fmt_loc(tuple(err["loc"]))
+    if isinstance(err.get("input"), list) and loc == key and _valid_dotted_key(key):
+        return (
+            f"--set {item}: {key} takes one value; to run each of them, use --set grid.{key}={text.strip()}"
+        )
+    what = _EXPECTED.get(err["type"]) or err["msg"]
+    if loc != key:
+        return f"--set {item}: {loc}: {what}; found {err.get('input')!r}"
+    return f"--set {item}: {what}"
+
+
+def _validation_error(src: _Source, exc: ValidationError) -> ConfigError:
+    msgs = []
+    for err in exc.errors():
+        item = src.set_for(tuple(err["loc"]))
+        msgs.append(_set_message(item, err) if item else located_messages(src.path, [err], src.lines)[0])
+    if all(m.startswith("--set ") for m in msgs):
+        return ConfigError("\n".join(msgs))
     return ConfigError("invalid sweep file:\n  " + "\n  ".join(msgs))
 
 
@@ -126,8 +187,8 @@ def _valid_path(model: type[BaseModel], parts: list[str]) -> bool:
 
 
 def _valid_dotted_key(key: str) -> bool:
-    """Is `key` a field path of RunSpec (what a grid axis may vary)?"""
-    return _valid_path(RunSpec, key.split("."))
+    """Is `key` a field path of RunSpec (what a grid axis may vary)? `written_paths` is bookkeeping."""
+    return not key.startswith("written_paths") and _valid_path(RunSpec, key.split("."))
 
 
 def _valid_override_key(key: str) -> bool:
@@ -138,9 +199,18 @@ def _valid_override_key(key: str) -> bool:
     return len(parts) > 1 and parts[0] not in ("grid", "exclude") and _valid_path(SweepConfig, parts)
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `--set key=value`; a key that is a grid axis replaces that axis with the single value."""
+def apply_overrides(
+    raw: dict[str, Any],
+    overrides: list[str],
+    written: paths.Written | None = None,
+    sets: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Apply `--set key=value`; a key that is a grid axis replaces that axis with the single value.
+    A relative path value resolves against the working directory (noted in `written`); `sets` collects
+    which argument gave each key."""
     raw = copy.deepcopy(raw)
+    written = {} if written is None else written
+    cwd = os.getcwd()
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=1")
@@ -149,17 +219,21 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         value = parse_value(text)
         where = f"--set {item!r}"
         _check_numbers(value, tuple(key.split(".")), lambda _k: where)  # noqa: B023
-        if key.startswith("grid."):
-            if not isinstance(value, list):
-                value = [value]
-            raw.setdefault("grid", {})[key[5:]] = value
+        if sets is not None:
+            sets[key] = item
+        axis = key[5:] if key.startswith("grid.") else None
+        paths.forget(written, axis or key)
+        if axis is not None:
+            at = tuple(axis.split("."))
+            values = value if isinstance(value, list) else [value]
+            raw.setdefault("grid", {})[axis] = [paths.resolve_tree(v, at, cwd, written) for v in values]
             continue
         if key not in ("name", "output_dir", "max_runs") and not _valid_override_key(key):
             raise ConfigError(f"--set {item!r}: unknown key '{key}'")
         grid = raw.get("grid")
         if isinstance(grid, dict) and key in grid:
             del grid[key]
-        _set_dotted(raw, key, value)
+        _set_dotted(raw, key, paths.resolve_tree(value, tuple(key.split(".")), cwd, written))
     return raw
 
 
@@ -181,52 +255,56 @@ def with_executor(
 
 
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
-    """Read, override and validate a sweep file; every error names the file, line and key path."""
+    """Read, override and validate a sweep file; every error names the file, line and key path (or the
+    `--set` argument). Relative paths in the file resolve against its folder (sweep/paths.py)."""
     data, lines = load_yaml_file(path)
-    return _validate(data, lines, str(path), overrides or [])
+    return _validate(data, lines, str(path), overrides or [], os.path.dirname(os.path.abspath(path)))
 
 
 def load_sweep_text(text: str, overrides: list[str] | None = None, path: str = "<string>") -> SweepConfig:
+    """A sweep given as text: its relative paths resolve against the working directory."""
     data, lines = load_yaml_text(text, path)
-    return _validate(data, lines, path, overrides or [])
+    return _validate(data, lines, path, overrides or [], os.getcwd())
 
 
-def _validate(data: Any, lines: dict[KeyPath, int], path: str, overrides: list[str]) -> SweepConfig:
+def _validate(
+    data: Any, lines: dict[KeyPath, int], path: str, overrides: list[str], base: str
+) -> SweepConfig:
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}: expected a mapping with keys name, data, model, train, grid; found {data!r}"
         )
-    data = apply_overrides(data, overrides)
-
-    def where(key: KeyPath) -> str:
-        line = _line_for(lines, key)
-        return f"{path}:{line}" if line else path
-
+    written: paths.Written = {}
+    paths.resolve_sweep(data, base, written)  # `data` is freshly parsed: resolved in place
+    src = _Source(path, lines, {})
+    data = apply_overrides(data, overrides, written, src.sets)
+    where = src.at
     _check_numbers(data, (), where)
     try:
         cfg = SweepConfig.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(path, exc, lines) from None
+        raise _validation_error(src, exc) from None
+    cfg._written_paths = written
     _check_numbers(_base_dict(cfg), (), where)  # again after coercion: '1e308' is a string in YAML 1.1
     # Refuse a huge grid from its axis lengths, before any combination is built.
     n_runs = math.prod(len(v) for v in cfg.grid.values())
     if n_runs > cfg.max_runs:
         sizes = " x ".join(str(len(v)) for v in cfg.grid.values())
         raise ConfigError(
-            f"{where(('grid',))}: the grid expands to {n_runs:,} runs ({sizes}), more than max_runs "
+            f"{src.at(('grid',))}: the grid expands to {n_runs:,} runs ({sizes}), more than max_runs "
             f"{cfg.max_runs:,}; shrink the grid or raise max_runs: in the sweep file"
         )
     for key in cfg.grid:
         if not _valid_dotted_key(key):
             raise ConfigError(
-                f"{path}:{_line_for(lines, ('grid', key)) or '?'}: grid key '{key}' is not a setting "
+                f"{src.at(('grid', key), '?')}: grid key '{key}' is not a setting "
                 "(use dotted keys such as model.name, train.lr, data.resolution, seed)"
             )
     for i, ex in enumerate(cfg.exclude):
         for key in ex:
             if key not in cfg.grid:
                 raise ConfigError(
-                    f"{path}:{_line_for(lines, ('exclude', i)) or '?'}: exclude[{i}] key '{key}' "
+                    f"{src.at(('exclude', i), '?')}: exclude[{i}] key '{key}' "
                     f"is not a grid axis (axes: {', '.join(cfg.grid) or 'none'})"
                 )
     # Validate every grid value in context, so an error points at grid.KEY[index].
@@ -240,14 +318,13 @@ def _validate(data: Any, lines: dict[KeyPath, int], path: str, overrides: list[s
             except ValidationError as exc:
                 err = exc.errors()[0]
                 raise ConfigError(
-                    f"{path}:{_line_for(lines, ('grid', key, j)) or '?'}: grid.{key}[{j}]: "
-                    f"{err['msg']}; found {v!r}"
+                    f"{src.at(('grid', key, j), '?')}: grid.{key}[{j}]: {err['msg']}; found {v!r}"
                 ) from None
             for part in key.split("."):
                 resolved = resolved.get(part) if isinstance(resolved, dict) else None
             _check_numbers(resolved, ("grid", key, j), where)
     if cfg.tune is not None:
-        _check_tune(cfg, lines, path)
+        _check_tune(cfg, src)
     return cfg
 
 
@@ -258,13 +335,13 @@ def compared_axes(cfg: SweepConfig) -> list[str]:
     return [k for k in cfg.grid if k.startswith("model.")] or list(cfg.grid)
 
 
-def _check_tune(cfg: SweepConfig, lines: dict[KeyPath, int], path: str) -> None:
+def _check_tune(cfg: SweepConfig, src: _Source) -> None:
     """`tune:` keys must be settings, may not overlap the compared axes, and every bound must be valid."""
     assert cfg.tune is not None
     tune = cfg.tune
 
     def where(*loc: Any) -> str:
-        return f"{path}:{_line_for(lines, ('tune', *loc)) or '?'}"
+        return src.at(("tune", *loc), "?")
 
     compare = compared_axes(cfg)
     for i, key in enumerate(tune.compare or []):
@@ -276,12 +353,12 @@ def _check_tune(cfg: SweepConfig, lines: dict[KeyPath, int], path: str) -> None:
     for key in cfg.grid:
         if key == "seed":
             raise ConfigError(
-                f"{path}:{_line_for(lines, ('grid', key)) or '?'}: grid axis 'seed' with tune: — the final "
+                f"{src.at(('grid', key), '?')}: grid axis 'seed' with tune: — the final "
                 "runs' seeds come from tune.seeds; remove seed from grid"
             )
         if key not in compare:
             raise ConfigError(
-                f"{path}:{_line_for(lines, ('grid', key)) or '?'}: grid axis '{key}' is not compared; with "
+                f"{src.at(('grid', key), '?')}: grid axis '{key}' is not compared; with "
                 f"tune: move it to tune.space (e.g. type: categorical) or list it in tune.compare"
             )
     raw_base = _base_dict(cfg)
@@ -330,13 +407,21 @@ def expand_sweep(cfg: SweepConfig) -> list[PlannedRun]:
     keys = list(cfg.grid)
     runs: list[PlannedRun] = []
     seen: set[str] = set()
+    written = cfg._written_paths
+    run_paths = any(k.startswith(("data.", "model.")) for k in written)
+    path_axes = [k for k in keys if any(p == k or p.startswith(k + ".") for p in paths.PATH_KEYS)]
     for combo in itertools.product(*(cfg.grid[k] for k in keys)):
-        axes = dict(zip(keys, combo, strict=True))
-        if any(all(axes.get(k) == v for k, v in ex.items()) for ex in cfg.exclude):
+        resolved = dict(zip(keys, combo, strict=True))
+        if any(all(resolved.get(k) == v for k, v in ex.items()) for ex in cfg.exclude):
             continue
         d = copy.deepcopy(raw_base)
-        for k, v in axes.items():
+        for k, v in resolved.items():
             _set_dotted(d, k, v)
+        if run_paths:
+            d["written_paths"] = paths.written_paths(d, written)
+        axes = dict(resolved)
+        for k in path_axes:  # labels (run ids, plan, tables) show a path as written
+            axes[k] = paths.as_written(copy.deepcopy(axes[k]), tuple(k.split(".")), written)
         try:
             spec = RunSpec.model_validate(d)
         except ValidationError as exc:
@@ -389,6 +474,7 @@ __all__ = [
     "apply_overrides",
     "canonical_json",
     "compared_axes",
+    "describe_paths",
     "expand_sweep",
     "load_sweep",
     "load_sweep_text",
