@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from archbench.report.analysis import Analysis, ConfigSummary
 from archbench.report.figures.accuracy import accuracy_bars, training_curves
-from archbench.report.figures.base import MAX_FIGURE_ROWS, SIGNIFICANCE_TOP, FigureFile, style
+from archbench.report.figures.base import MAX_FIGURE_ROWS, FigureFile, style
 from archbench.report.figures.classes import confused_pairs, confusion_best_worst, per_class_heatmap
 from archbench.report.figures.cost import accuracy_scatter, profile_vs_resolution
-from archbench.report.figures.significance import significance_matrix
+from archbench.report.figures.significance import SIGNIFICANCE_TOP, significance_matrix
 
 
 def all_figures(a: Analysis) -> list[FigureFile]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from archbench.report.analysis import Analysis
 from archbench.report.figures.base import (
-    MAX_CURVE_ROWS,
-    MAX_CURVES_PER_PANEL,
     FigureFile,
     ci_err,
     new_figure,
@@ -15,6 +13,8 @@ from archbench.report.figures.base import (
     shown_rows,
 )
 
+MAX_CURVES_PER_PANEL = 6
+MAX_CURVE_ROWS = 3  # more groups than this: one summary row instead of a row per group
 CURVE_PANELS = (
     ("train_loss", "train loss", 1.0),
     ("val_loss", "validation loss", 1.0),

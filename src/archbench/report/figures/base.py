@@ -41,10 +41,6 @@ STYLE: dict[str, Any] = {
 }
 MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "<", ">", "h", "p")
 LINESTYLES = ("-", "--", ":", "-.")
-MAX_CURVES_PER_PANEL = 6
-MAX_CURVE_ROWS = 3  # more groups than this: one summary row instead of a row per group
-MAX_POINT_LABELS = 20  # scatter plots label every point up to this many configurations
-SIGNIFICANCE_TOP = 15  # the significance matrix shows the best this many; the rest are summarised
 MAX_FIGURE_ROWS = 30  # one-row-per-configuration figures beyond this show the best and the worst half each
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from archbench.report.analysis import Analysis, ConfigSummary
 from archbench.report.figures.base import (
-    MAX_POINT_LABELS,
     FigureFile,
     ci_err,
     new_figure,
@@ -17,6 +16,8 @@ from archbench.report.figures.base import (
     series_style,
 )
 from archbench.report.stats import pareto_front
+
+MAX_POINT_LABELS = 20  # scatter plots label every point up to this many configurations
 
 
 def accuracy_scatter(

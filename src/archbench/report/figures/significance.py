@@ -4,8 +4,10 @@ configurations, with one sentence over every pair when it shows only some."""
 from __future__ import annotations
 
 from archbench.report.analysis import Analysis
-from archbench.report.figures.base import SIGNIFICANCE_TOP, FigureFile, new_figure, render
+from archbench.report.figures.base import FigureFile, new_figure, render
 from archbench.report.stats import ALPHA
+
+SIGNIFICANCE_TOP = 15  # the significance matrix shows the best this many; the rest are summarised
 
 
 def significance_matrix(a: Analysis) -> FigureFile | None:
