@@ -20,7 +20,7 @@ import pytest
 
 from archbench.store.record import read_record
 from archbench.tracking import outbox
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 pytest.importorskip("mlflow")
 
@@ -84,7 +84,7 @@ def mlflow_state(uri: str, experiment: str) -> dict[str, list[dict[str, Any]]]:
 def assert_mlflow_equals_records(state: dict[str, list[dict[str, Any]]], runs_dir: Path) -> None:
     records = {d.name: read_record(d) for d in runs_dir.iterdir() if d.is_dir()}
     assert set(state) == set(records)
-    status = {"completed": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
+    status = {"completed": "FINISHED", "failed": "FAILED", "killed": "KILLED", "pruned": "KILLED"}
     for rid, rec in records.items():
         assert rec is not None
         assert len(state[rid]) == 1, f"{rid}: {len(state[rid])} MLflow runs"
@@ -119,6 +119,39 @@ def test_sqlite_store_one_run_per_record_status_mirrors_and_sync_changes_nothing
     assert s.returncode == 0, s.stdout + s.stderr
     assert "0 created, 0 updated, 2 unchanged" in s.stdout
     assert mlflow_state(uri, "tiny-exp") == before
+
+
+def test_every_record_status_has_an_mlflow_status() -> None:
+    from typing import get_args
+
+    from mlflow.entities import RunStatus
+
+    from archbench.store.record import Status
+    from archbench.tracking.mlflow import STATUS
+
+    assert set(STATUS) == set(get_args(Status))
+    for mlflow_status in STATUS.values():
+        RunStatus.from_string(mlflow_status)  # raises for a status MLflow does not know
+
+
+def test_tuned_sweep_with_pruned_trials_then_sync_exits_0(tmp_path: Path) -> None:
+    """configs/tune_digits.yaml, made tiny, into a sqlite store: `sync` used to end `KeyError: 'pruned'`."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tiny = ["tune.trials=3", "tune.seeds=[0]", "train.epochs=2", "tune.pruner=successive_halving"]
+    sets = [a for kv in [f"output_dir={tmp_path / 'results'}", *tiny] for a in ("--set", kv)]
+    r = run_cli("run", str(REPO / "configs" / "tune_digits.yaml"), *sets, "--mlflow-uri", uri)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    sweep = tmp_path / "results" / "tune_digits"
+    records = {d.name: read_record(d) for d in (sweep / "runs").iterdir()}
+    pruned = [rid for rid, rec in records.items() if rec is not None and rec.status == "pruned"]
+    assert pruned  # successive halving keeps only the better half at epoch 1: some trial was pruned
+    s = run_cli("sync", str(sweep), "--mlflow-uri", uri)
+    assert s.returncode == 0, s.stdout + s.stderr
+    state = mlflow_state(uri, "tune_digits")
+    assert_mlflow_equals_records(state, sweep / "runs")
+    assert all(state[rid][0]["tags"]["archbench.status"] == "pruned" for rid in pruned)
+    again = run_cli("sync", str(sweep), "--mlflow-uri", uri)
+    assert again.returncode == 0 and f"0 created, 0 updated, {len(records)} unchanged" in again.stdout
 
 
 def _free_port() -> int:

@@ -211,3 +211,62 @@ def test_tune_digits_killed_mid_tuning_resumes_without_repeating_trials(tmp_path
     assert (tmp_path / "tune_digits" / "report" / "figures" / "stage_0_tune_figure_0.png").is_file()
     configs = (tmp_path / "tune_digits" / "report" / "tables" / "configurations.csv").read_text()
     assert configs.count("\n") == 3  # header + tiny_cnn + simple_cnn, each from its 3 final runs
+
+
+class _CountingReporter(SilentReporter):
+    def __init__(self) -> None:
+        self.started: list[tuple[int, int]] = []
+
+    def sweep_started(self, total: int, todo: int) -> None:
+        self.started.append((total, todo))
+
+
+def test_tuned_sweep_first_line_counts_trials_and_final_runs_done(tmp_path: Path) -> None:
+    from archbench.tune import run_tuned
+
+    cfg = _cfg(tmp_path, TUNE_SWEEP.replace("trials: 3", "trials: 2").replace("seeds: [0, 1]", "seeds: [0]"))
+    first, again = _CountingReporter(), _CountingReporter()
+    assert run_tuned(cfg, expand_sweep(cfg), reporter=first).exit_code == 0
+    assert first.started == [(3, 3)]  # an empty folder: 2 trials + 1 final run, none done
+    run_tuned(cfg, expand_sweep(cfg), reporter=again)
+    assert again.started == [(3, 0)]  # every trial and the final run done
+
+
+def test_trial_pruned_before_its_last_epoch_but_completed_at_it(tmp_path: Path) -> None:
+    import optuna
+
+    from archbench.tune import plan
+    from archbench.tune.protocol import _TrialReporter
+
+    # A real pruner that prunes at every step it is asked about (val_acc is never above 2).
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    for epochs, status in ((2, "pruned"), (1, "completed")):
+        cfg = _cfg(tmp_path, TUNE_SWEEP.replace("epochs: 2", f"epochs: {epochs}"))
+        (cell,) = expand_sweep(cfg)
+        trial = study.ask()
+        planned = plan.trial_run(cell, {"train.lr": 0.05, "train.optimizer": "sgd"}, "s", trial.number)
+        rep = _TrialReporter(SilentReporter(), trial, "val_acc", epochs)
+        summary = run_sweep(cfg, [planned], reporter=rep)
+        rec = read_record(tmp_path / "results" / "tuned" / "runs" / planned.run_id)
+        assert rec is not None and rec.status == status, (epochs, summary.outcomes)
+        assert len(rec.history) == 1  # epoch 1: pruned when a second epoch was to come, else completed
+
+
+def test_median_pruner_prunes_nothing_before_epoch_3(tmp_path: Path) -> None:
+    from archbench.tune import study as studies
+
+    cfg = _cfg(tmp_path, TUNE_SWEEP.replace("pruner: none", "pruner: median"))
+    st = studies.open_study(cfg.tune, tmp_path / "optuna.db", "cell", 0)
+    for _ in range(2):  # the startup trials: always finish
+        t = st.ask()
+        for epoch in range(1, 5):
+            t.report(0.9, step=epoch)
+        st.tell(t, 0.9)
+    worse = st.ask()
+    decisions = []
+    for epoch in range(1, 5):
+        worse.report(0.1, step=epoch)
+        decisions.append(worse.should_prune())
+    assert decisions == [False, False, True, True]  # epochs 1 and 2 never pruned, as the README says
+    readme = (REPO / "README.md").read_text()
+    assert "nothing is pruned before epoch 3" in readme

@@ -1,7 +1,7 @@
 """`archbench report`: owns turning a sweep's run records into a report folder; never trains or evaluates.
 
 Reads records, predictions and stage indexes from disk only (collect.py), aggregates and tests
-(analysis.py, stats.py), then writes tables (tables.py), figures (figures.py), report.html (html.py),
+(analysis.py, stats.py), then writes tables (tables/), figures (figures/), report.html (html.py),
 report.md and report.tex (textformats.py), and report_manifest.json naming every file it read, with hashes.
 
     from archbench.report import build_report

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,6 +301,20 @@ def _read_stage_csv(path: Path, max_rows: int = 500) -> tuple[list[str], list[li
     return rows[0], rows[1 : max_rows + 1], len(rows) - 1 > max_rows
 
 
+def _listed_files(
+    index: dict[str, Any], folder: Path, kind: str, key: str, problems: list[str]
+) -> Iterator[tuple[str, dict[str, Any], Path]]:
+    """Each entry of the index's list of `kind`s whose `key` names a file inside `folder`, with its label
+    ("figure 0") for later problems; an entry that names no such file is a problem instead."""
+    for i, entry in enumerate(index.get(f"{kind}s") or []):
+        entry = entry if isinstance(entry, dict) else {}
+        path = _inside(folder, entry.get(key))
+        if path is None:
+            problems.append(f"{kind} {i}: {key} {entry.get(key)!r} is not a file inside {folder}")
+            continue
+        yield f"{kind} {i}", entry, path
+
+
 def load_stage_section(sweep_dir: Path, folder: Path) -> StageSection:
     name = folder.name
     section = StageSection(sweep_dir, name, title=name)
@@ -311,30 +326,20 @@ def load_stage_section(sweep_dir: Path, folder: Path) -> StageSection:
         section.problems.append(f"{folder / 'index.json'}: unreadable ({exc})")
         return section
     section.title = str(index.get("title") or name)
-    for i, fig in enumerate(index.get("figures") or []):
-        fig = fig if isinstance(fig, dict) else {}
-        path = _inside(folder, fig.get("path"))
-        if path is None:
-            section.problems.append(f"figure {i}: path {fig.get('path')!r} is not a file inside {folder}")
-            continue
+    for label, fig, path in _listed_files(index, folder, "figure", "path", section.problems):
         if path.stat().st_size > MAX_STAGE_FIGURE_BYTES:
-            section.problems.append(f"figure {i}: {path.name} is larger than 20 MiB; not embedded")
+            section.problems.append(f"{label}: {path.name} is larger than 20 MiB; not embedded")
             continue
         png = path.read_bytes()
         if not png.startswith(PNG_MAGIC):
-            section.problems.append(f"figure {i}: {path.name} is not a PNG; not embedded")
+            section.problems.append(f"{label}: {path.name} is not a PNG; not embedded")
             continue
         section.figures.append(StageFigure(path, str(fig.get("caption") or ""), png))
-    for i, tab in enumerate(index.get("tables") or []):
-        tab = tab if isinstance(tab, dict) else {}
-        path = _inside(folder, tab.get("csv"))
-        if path is None:
-            section.problems.append(f"table {i}: csv {tab.get('csv')!r} is not a file inside {folder}")
-            continue
+    for label, tab, path in _listed_files(index, folder, "table", "csv", section.problems):
         try:
             header, rows, truncated = _read_stage_csv(path)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
-            section.problems.append(f"table {i}: {path.name}: {exc}")
+            section.problems.append(f"{label}: {path.name}: {exc}")
             continue
         section.tables.append(StageTable(str(tab.get("title") or path.stem), path, header, rows, truncated))
     section.notes = [str(n) for n in (index.get("notes") or []) if n is not None]

@@ -135,8 +135,126 @@ STATS_METHOD = (
 )
 
 
-def _find(tables: list[Table], name: str) -> Table | None:
-    return next((t for t in tables if t.name == name), None)
+class _Writer:
+    """Appends the outline's blocks in reading order and remembers the tables and figures it used."""
+
+    def __init__(self, tables: list[Table], figures: list[FigureFile]) -> None:
+        self.tables = tables
+        self.figs = {f.name: f for f in figures}
+        self.blocks: list[Block] = []
+        self.used_tables: list[Table] = []
+        self.used_figures: list[FigureFile] = []
+
+    def heading(self, text: str, anchor: str, level: int = 2) -> None:
+        self.blocks.append(Block("heading", text, level=level, anchor=anchor))
+
+    def para(self, text: str) -> None:
+        if text:
+            self.blocks.append(Block("text", text))
+
+    def items(self, title: str, items: list[str]) -> None:
+        self.blocks.append(Block("list", title, items=items))
+
+    def table(self, name: str, max_rows: int | None = None) -> None:
+        t = next((t for t in self.tables if t.name == name), None)
+        if t is None:
+            return
+        if max_rows is not None and len(t.rows) > max_rows:
+            self.used_tables.append(t)  # written whole as tables/<name>.csv (and .tex) whatever its size
+            self.para(
+                f"{t.title}: {len(t.rows):,} rows, too many to read here; every row is in "
+                f"tables/{t.name}.csv. {t.note}".strip()
+            )
+            return
+        self.add_table(t)
+
+    def add_table(self, t: Table) -> None:
+        self.blocks.append(Block("table", t.title, table=t, anchor=f"table-{t.name}"))
+        self.used_tables.append(t)
+
+    def figure(self, name: str) -> None:
+        f = self.figs.get(name)
+        if f is not None:
+            self.add_figure(f)
+
+    def add_figure(self, f: FigureFile) -> None:
+        self.blocks.append(Block("figure", f.title, figure=f, anchor=f"figure-{f.name}"))
+        self.used_figures.append(f)
+
+
+def _configurations(w: _Writer, a: Analysis) -> None:
+    w.blocks += banners(a)
+    w.para(_glance(a))
+    w.heading("Configurations", "configurations")
+    for section in a.data.stages:
+        w.para(section.protocol or "")
+    w.table("configurations")
+    w.figure("accuracy")
+
+
+def _training_and_cost(w: _Writer, a: Analysis) -> None:
+    w.heading("Training", "training")
+    w.figure("training_curves")
+    w.heading("Accuracy and cost", "cost")
+    w.figure("accuracy_vs_params")
+    w.figure("accuracy_vs_train_time")
+    if a.has_profile:
+        w.table("profile")
+        w.figure("accuracy_vs_gmacs")
+        w.figure("profile_vs_resolution")
+    if a.profile_errors:
+        w.items("Profile stage errors", [f"{rid}: {err}" for rid, err in a.profile_errors])
+
+
+def _per_class_and_statistics(w: _Writer, a: Analysis) -> None:
+    w.heading("Per class", "per-class")
+    w.table("per_class")
+    w.figure("per_class_accuracy")
+    w.figure("confusion_best_worst")
+    w.table("confused_pairs")
+    w.figure("confused_pairs")
+    w.heading("Statistics", "statistics")
+    w.para(STATS_METHOD)
+    if not a.comparisons:
+        w.para("No two completed configurations share a test set: nothing to compare.")
+    w.table("comparisons")
+    w.figure("significance_matrix")
+    w.table("mcnemar_per_seed", max_rows=MAX_DOCUMENT_ROWS)  # grows with pairs × seeds; the pairs above stay
+
+
+def _stage_sections(w: _Writer, a: Analysis) -> None:
+    """One section per later stage (profile, explain, map, tune…), from its index.json."""
+    for k, section in enumerate(a.data.stages):
+        stem = f"stage_{k}_{slugify(section.name, 24)}"
+        label = section.title + (f" ({section.sweep_dir.name})" if len(a.data.sweep_dirs) > 1 else "")
+        w.heading(label, f"stage-{k}")
+        for note in section.notes:
+            w.para(note)
+        for j, sf in enumerate(section.figures):
+            w.add_figure(
+                FigureFile(f"{stem}_figure_{j}", f"{section.title}: figure {j + 1}", sf.caption, sf.png, b"")
+            )
+        for j, st in enumerate(section.tables):
+            note = f"first {len(st.rows)} rows shown" if st.truncated else ""
+            w.add_table(stage_table(f"{stem}_table_{j}", st.title, st.header, st.rows, note))
+        if section.problems:
+            w.items("Problems with this stage's index", list(section.problems))
+
+
+def _runs_and_provenance(w: _Writer, a: Analysis) -> None:
+    w.heading("Runs", "runs")
+    w.table("runs")
+    w.heading("Failed or missing runs", "failed")
+    if not a.not_completed:
+        w.para("None: every planned run completed.")
+    w.table("failed_or_missing")
+    w.heading("Appendix: provenance", "provenance")
+    w.para(
+        "Each run's spec hash, data fingerprint, code version, seed, device, library versions and start/end "
+        "time, from its record. report_manifest.json lists every record and prediction file this report "
+        "read, with its sha256."
+    )
+    w.table("provenance")
 
 
 def build_outline(
@@ -145,104 +263,10 @@ def build_outline(
     built_at = built_at or datetime.now(UTC).isoformat(timespec="seconds")
     sweeps = sorted({r.record.sweep for r in a.data.runs if r.record is not None})
     sweeps = sweeps or [d.name for d in a.data.sweep_dirs]
-    figs = {f.name: f for f in figures}
-    blocks: list[Block] = []
-    used_tables: list[Table] = []
-    used_figures: list[FigureFile] = []
-
-    def heading(text: str, anchor: str, level: int = 2) -> None:
-        blocks.append(Block("heading", text, level=level, anchor=anchor))
-
-    def para(text: str) -> None:
-        if text:
-            blocks.append(Block("text", text))
-
-    def table(name: str, max_rows: int | None = None) -> None:
-        t = _find(tables, name)
-        if t is None:
-            return
-        used_tables.append(t)  # written whole as tables/<name>.csv (and .tex) whatever its size
-        if max_rows is not None and len(t.rows) > max_rows:
-            para(
-                f"{t.title}: {len(t.rows):,} rows, too many to read here; every row is in "
-                f"tables/{t.name}.csv. {t.note}".strip()
-            )
-            return
-        blocks.append(Block("table", t.title, table=t, anchor=f"table-{t.name}"))
-
-    def figure(name: str) -> None:
-        f = figs.get(name)
-        if f is not None:
-            blocks.append(Block("figure", f.title, figure=f, anchor=f"figure-{f.name}"))
-            used_figures.append(f)
-
-    blocks += banners(a)
-    para(_glance(a))
-    heading("Configurations", "configurations")
-    for section in a.data.stages:
-        para(section.protocol or "")
-    table("configurations")
-    figure("accuracy")
-    heading("Training", "training")
-    figure("training_curves")
-    heading("Accuracy and cost", "cost")
-    figure("accuracy_vs_params")
-    figure("accuracy_vs_train_time")
-    if a.has_profile:
-        table("profile")
-        figure("accuracy_vs_gmacs")
-        figure("profile_vs_resolution")
-    if a.profile_errors:
-        blocks.append(
-            Block(
-                "list",
-                "Profile stage errors",
-                items=[f"{rid}: {err}" for rid, err in a.profile_errors],
-            )
-        )
-    heading("Per class", "per-class")
-    table("per_class")
-    figure("per_class_accuracy")
-    figure("confusion_best_worst")
-    table("confused_pairs")
-    figure("confused_pairs")
-    heading("Statistics", "statistics")
-    para(STATS_METHOD)
-    if not a.comparisons:
-        para("No two completed configurations share a test set: nothing to compare.")
-    table("comparisons")
-    figure("significance_matrix")
-    table("mcnemar_per_seed", max_rows=MAX_DOCUMENT_ROWS)  # grows with pairs × seeds; the pairs above stay
-    for k, section in enumerate(a.data.stages):
-        stem = f"stage_{k}_{slugify(section.name, 24)}"
-        label = section.title + (f" ({section.sweep_dir.name})" if len(a.data.sweep_dirs) > 1 else "")
-        heading(label, f"stage-{k}")
-        for note in section.notes:
-            para(note)
-        for j, sf in enumerate(section.figures):
-            f = FigureFile(f"{stem}_figure_{j}", f"{section.title}: figure {j + 1}", sf.caption, sf.png, b"")
-            blocks.append(Block("figure", f.title, figure=f, anchor=f"figure-{f.name}"))
-            used_figures.append(f)
-        for j, st in enumerate(section.tables):
-            note = f"first {len(st.rows)} rows shown" if st.truncated else ""
-            t = stage_table(f"{stem}_table_{j}", st.title, st.header, st.rows, note)
-            blocks.append(Block("table", t.title, table=t, anchor=f"table-{t.name}"))
-            used_tables.append(t)
-        if section.problems:
-            blocks.append(Block("list", "Problems with this stage's index", items=list(section.problems)))
-    heading("Runs", "runs")
-    table("runs")
-    heading("Failed or missing runs", "failed")
-    if not a.not_completed:
-        para("None: every planned run completed.")
-    table("failed_or_missing")
-    heading("Appendix: provenance", "provenance")
-    para(
-        "Each run's spec hash, data fingerprint, code version, seed, device, library versions and start/end "
-        "time, from its record. report_manifest.json lists every record and prediction file this report "
-        "read, with its sha256."
-    )
-    table("provenance")
+    w = _Writer(tables, figures)
+    sections = (_configurations, _training_and_cost, _per_class_and_statistics, _stage_sections)
+    for section in (*sections, _runs_and_provenance):  # in reading order
+        section(w, a)
     facts = {
         "sweeps": sweeps,
         "built_at": built_at,
@@ -256,4 +280,4 @@ def build_outline(
         f"Built {built_at} from {source}: {len(a.completed_runs)} of {len(a.data.runs)} runs completed, "
         f"{len(a.summaries)} configuration(s)."
     )
-    return Outline(title, subtitle, blocks, used_tables, used_figures, facts)
+    return Outline(title, subtitle, w.blocks, w.used_tables, w.used_figures, facts)

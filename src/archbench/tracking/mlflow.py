@@ -22,12 +22,20 @@ from pathlib import Path
 from typing import Any
 
 from archbench.config import MlflowSpec
-from archbench.store.record import RECORD_NAME, RunRecord
+from archbench.store.record import RECORD_NAME, RunRecord, Status
 from archbench.tracking import outbox
 from archbench.util.paths import slugify
 
 TAG_RUN_ID = "archbench.run_id"
-STATUS = {"completed": "FINISHED", "failed": "FAILED", "killed": "KILLED", "running": "RUNNING"}
+# Every record status (store.record.Status) has its MLflow run status; a pruned tuning trial was stopped
+# early on purpose: KILLED, with archbench.status saying "pruned".
+STATUS: dict[Status, str] = {
+    "completed": "FINISHED",
+    "failed": "FAILED",
+    "killed": "KILLED",
+    "pruned": "KILLED",
+    "running": "RUNNING",
+}
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s", "seconds")
 FINAL_KEYS = (
     "top1",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archbench.config import SweepConfig
-from archbench.execution.driver import run_sweep
+from archbench.execution.driver import run_done, run_sweep
 from archbench.execution.local import LocalExecutor
 from archbench.execution.types import Reporter, SilentReporter, SweepSummary
 from archbench.store.record import RunRecord, read_record
@@ -43,10 +43,10 @@ class TuneOutcome:
 
 class _TrialReporter:
     """Passes progress through to the user's reporter; reports each epoch's validation metric to Optuna
-    and stops the run (RunPruned) when the pruner says so."""
+    and stops the run (RunPruned) when the pruner says so, before its last epoch."""
 
-    def __init__(self, inner: Reporter, trial: Any, metric: str) -> None:
-        self.inner, self.trial, self.metric = inner, trial, metric
+    def __init__(self, inner: Reporter, trial: Any, metric: str, epochs: int) -> None:
+        self.inner, self.trial, self.metric, self.epochs = inner, trial, metric, epochs
 
     def sweep_started(self, total: int, todo: int) -> None:
         pass  # announced once for the whole protocol
@@ -64,9 +64,11 @@ class _TrialReporter:
         self.inner.epoch(stats)
         if faults.active("kill@trial", self.trial.number):
             faults.die()  # after the epoch's checkpoint: the trial is RUNNING, its run half done
-        self.trial.report(float(stats[self.metric]), step=int(stats["epoch"]))
-        if self.trial.should_prune():
-            raise RunPruned(f"pruned after epoch {stats['epoch']}: {self.metric}={stats[self.metric]:.4f}")
+        epoch = int(stats["epoch"])
+        self.trial.report(float(stats[self.metric]), step=epoch)
+        # A trial that trained its last epoch has nothing left to save: it is completed, never pruned.
+        if epoch < self.epochs and self.trial.should_prune():
+            raise RunPruned(f"pruned after epoch {epoch}: {self.metric}={stats[self.metric]:.4f}")
 
 
 def trial_value(record: RunRecord, metric: str) -> float | None:
@@ -86,115 +88,168 @@ def run_tuned(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> TuneOutcome:
     """Phase 1 then phase 2 for every cell; resumable: finished trials and runs are never repeated."""
-    from optuna.trial import TrialState
-
     from archbench.tune.summary import write_summary
 
-    assert cfg.tune is not None
-    tune = cfg.tune
-    rep = reporter or SilentReporter()
-    root = sweep_dir(cfg)
-    out = TuneOutcome(summary=SweepSummary(sweep_dir=root))
-    names = [plan.study_name(c) for c in cells]
-    db = studies.storage_path(cfg, root)
-    opened = [studies.open_study(tune, db, name, cfg.seed) for name in names]
+    p = _Protocol(cfg, cells, source_text, reporter or SilentReporter(), should_stop)
+    p.announce()
+    for cell, name, st in p.cells():  # phase 1: the same budget for every cell, on the validation split only
+        p.tune_cell(cell, name, st)
+    finals = p.run_finals() if not p.out.summary.stopped else []
+    write_summary(cfg, p.root, cells, p.names, p.opened, finals)
+    return p.out
 
-    def known_trials() -> list[PlannedRun]:
+
+class _Protocol:
+    """One `archbench run` of a tuned sweep: the studies it opened, and what it has run so far."""
+
+    def __init__(
+        self,
+        cfg: SweepConfig,
+        cells: list[PlannedRun],
+        source_text: str | None,
+        rep: Reporter,
+        should_stop: Callable[[], bool],
+    ) -> None:
+        assert cfg.tune is not None
+        self.cfg, self.tune, self.source_text = cfg, cfg.tune, source_text
+        self.rep, self.should_stop = rep, should_stop
+        self.root = sweep_dir(cfg)
+        self.out = TuneOutcome(summary=SweepSummary(sweep_dir=self.root))
+        self._cells = cells
+        self.names = [plan.study_name(c) for c in cells]
+        db = studies.storage_path(cfg, self.root)
+        self.opened = [studies.open_study(self.tune, db, name, cfg.seed) for name in self.names]
+
+    def cells(self) -> list[tuple[PlannedRun, str, Any]]:
+        """(cell, study name, study) for every compared cell."""
+        return list(zip(self._cells, self.names, self.opened, strict=True))
+
+    def known_trials(self) -> list[PlannedRun]:
         runs: dict[str, PlannedRun] = {}
-        for cell, name, st in zip(cells, names, opened, strict=True):
+        for cell, name, st in self.cells():
             for t in st.get_trials(deepcopy=False):
-                if t.params and len(t.params) == len(tune.space):
+                if t.params and len(t.params) == len(self.tune.space):
                     r = plan.trial_run(cell, dict(t.params), name, t.number)
                     runs.setdefault(r.run_id, r)
         return list(runs.values())
 
-    def absorb(s: SweepSummary, into: dict[str, str]) -> None:
-        out.summary.outcomes.update(s.outcomes)
-        out.summary.reasons.update(s.reasons)
+    def announce(self) -> None:
+        """The first line: every trial and final run of the protocol, and how many are already done."""
+        from optuna.trial import TrialState
+
+        n_trials = self.tune.trials
+        done_trials = sum(
+            min(n_trials, len([t for t in studies.spent_trials(st) if t.state != TrialState.RUNNING]))
+            for st in self.opened
+        )
+        finals, _ = self.best_finals()  # final runs are known (and may be done) once a cell is tuned
+        done_finals = sum(1 for r in finals if run_done(self.root, r))
+        total = (n_trials + len(self.tune.seeds)) * len(self._cells)
+        self.rep.sweep_started(total, total - done_trials - done_finals)
+
+    def _absorb(self, s: SweepSummary, into: dict[str, str]) -> None:
+        self.out.summary.outcomes.update(s.outcomes)
+        self.out.summary.reasons.update(s.reasons)
         into.update(s.outcomes)
-        out.summary.stopped = out.summary.stopped or s.stopped
+        self.out.summary.stopped = self.out.summary.stopped or s.stopped
 
-    total_trials = tune.trials * len(cells)
-    done_trials = sum(
-        min(tune.trials, len([t for t in studies.spent_trials(st) if t.state != TrialState.RUNNING]))
-        for st in opened
-    )
-    rep.sweep_started(total_trials + len(tune.seeds) * len(cells), total_trials - done_trials)
+    # ------------------------------------------------------------------------------------ phase 1
 
-    # Phase 1: the same budget for every cell, on the validation split only.
-    for cell, name, st in zip(cells, names, opened, strict=True):
-        out.requeued += len(studies.requeue_stale(st, root / "runs"))
-        epochs_cap = tune.epochs
-        while not out.summary.stopped:
-            spent = studies.spent_trials(st)
-            if len(spent) >= tune.trials:
-                break
-            if epochs_cap is not None:
-                used = sum(int(t.user_attrs.get("epochs", 0)) for t in spent)
-                if used + plan.max_trial_epochs(cfg, cell) > epochs_cap:
-                    break  # the next trial could overrun the cell's epoch budget
-            if should_stop():
-                out.summary.stopped = True
-                break
-            trial = st.ask()
-            params = studies.sample(trial, tune)
-            planned = plan.trial_run(cell, params, name, trial.number)
-            trial.set_user_attr("run_id", planned.run_id)
-            s = run_sweep(
-                cfg,
-                [planned],
-                source_text=source_text,
-                reporter=_TrialReporter(rep, trial, tune.metric),
-                should_stop=should_stop,
-                executor=LocalExecutor(),  # the pruner hears each epoch here, in the study's process
-                plan_runs=known_trials(),
-            )
-            absorb(s, out.trials)
-            outcome = s.outcomes.get(planned.run_id, "failed")
-            rec = read_record(root / "runs" / planned.run_id)
-            if rec is not None:
-                trial.set_user_attr("epochs", len(rec.history))
-            if outcome in ("killed", "busy"):
-                # Not this trial's fault: give it back (same params, same run) for the next sweep.
-                st.set_user_attr(studies.ABANDONED, sorted(studies.abandoned(st) | {trial.number}))
-                st.tell(trial, state=TrialState.FAIL)
-                st.enqueue_trial(params, user_attrs={"requeued_from": trial.number})
-                if outcome == "busy":
-                    break  # another live sweep is tuning this cell
-                continue
-            if rec is not None and rec.status == "pruned":
-                st.tell(trial, state=TrialState.PRUNED)
-                continue
-            value = trial_value(rec, tune.metric) if rec is not None and rec.status == "completed" else None
-            if value is None:
-                trial.set_user_attr("failure", (rec.failure_reason if rec else None) or outcome)
-                st.tell(trial, state=TrialState.FAIL)
-            else:
-                st.tell(trial, value)
+    def tune_cell(self, cell: PlannedRun, name: str, st: Any) -> None:
+        """Trials of one cell until its budget is spent, a stop is asked, or another sweep holds it."""
+        self.out.requeued += len(studies.requeue_stale(st, self.root / "runs"))
+        while not self.out.summary.stopped and self._budget_left(cell, st):
+            if self.should_stop():
+                self.out.summary.stopped = True
+                return
+            if not self._run_trial(cell, name, st):
+                return  # another live sweep is tuning this cell
 
-    # Phase 2: each cell's best configuration over the seeds, evaluated once on the test split.
-    finals: list[PlannedRun] = []
-    if not out.summary.stopped:
-        for cell, name, st in zip(cells, names, opened, strict=True):
-            if len(studies.spent_trials(st)) < tune.trials and tune.epochs is None:
+    def _budget_left(self, cell: PlannedRun, st: Any) -> bool:
+        spent = studies.spent_trials(st)
+        if len(spent) >= self.tune.trials:
+            return False
+        if self.tune.epochs is None:
+            return True
+        used = sum(int(t.user_attrs.get("epochs", 0)) for t in spent)
+        return used + plan.max_trial_epochs(self.cfg, cell) <= self.tune.epochs  # the next could overrun it
+
+    def _run_trial(self, cell: PlannedRun, name: str, st: Any) -> bool:
+        """Ask for a trial, train it as an ordinary run, tell the study; False: another sweep holds it."""
+        trial = st.ask()
+        params = studies.sample(trial, self.tune)
+        planned = plan.trial_run(cell, params, name, trial.number)
+        trial.set_user_attr("run_id", planned.run_id)
+        s = run_sweep(
+            self.cfg,
+            [planned],
+            source_text=self.source_text,
+            reporter=_TrialReporter(self.rep, trial, self.tune.metric, planned.spec.train.epochs),
+            should_stop=self.should_stop,
+            executor=LocalExecutor(),  # the pruner hears each epoch here, in the study's process
+            plan_runs=self.known_trials(),
+        )
+        self._absorb(s, self.out.trials)
+        outcome = s.outcomes.get(planned.run_id, "failed")
+        rec = read_record(self.root / "runs" / planned.run_id)
+        if rec is not None:
+            trial.set_user_attr("epochs", len(rec.history))
+        return _tell(st, trial, params, outcome, rec, self.tune.metric)
+
+    # ------------------------------------------------------------------------------------ phase 2
+
+    def best_finals(self) -> tuple[list[PlannedRun], list[str]]:
+        """The final runs of every cell whose tuning is finished, and the labels of those without a best."""
+        finals: list[PlannedRun] = []
+        without_best: list[str] = []
+        for cell, name, st in self.cells():
+            if len(studies.spent_trials(st)) < self.tune.trials and self.tune.epochs is None:
                 continue  # tuning of this cell is not finished (another sweep holds a trial)
             best = studies.best_trial(st)
             if best is None:
-                out.cells_without_best.append(plan.cell_label(cell))
+                without_best.append(plan.cell_label(cell))
                 continue
-            finals += plan.final_runs(cfg, cell, dict(best.params), name, best.number)
+            finals += plan.final_runs(self.cfg, cell, dict(best.params), name, best.number)
+        return finals, without_best
+
+    def run_finals(self) -> list[PlannedRun]:
+        """Phase 2: each cell's best configuration over the seeds, evaluated once on the test split."""
+        finals, self.out.cells_without_best = self.best_finals()
         if finals:
             s = run_sweep(
-                cfg,
+                self.cfg,
                 finals,
-                source_text=source_text,
-                reporter=_FinalReporter(rep),
-                should_stop=should_stop,
-                plan_runs=known_trials() + finals,
+                source_text=self.source_text,
+                reporter=_FinalReporter(self.rep),
+                should_stop=self.should_stop,
+                plan_runs=self.known_trials() + finals,
             )
-            absorb(s, out.finals)
-    write_summary(cfg, root, cells, names, opened, finals)
-    return out
+            self._absorb(s, self.out.finals)
+        return finals
+
+
+def _tell(
+    st: Any, trial: Any, params: dict[str, Any], outcome: str, rec: RunRecord | None, metric: str
+) -> bool:
+    """Tell the study how the trial's run ended; False when another live sweep is training it (busy)."""
+    from optuna.trial import TrialState
+
+    if outcome in ("killed", "busy"):
+        # Not this trial's fault: give it back (same params, same run) for the next sweep.
+        st.set_user_attr(studies.ABANDONED, sorted(studies.abandoned(st) | {trial.number}))
+        st.tell(trial, state=TrialState.FAIL)
+        st.enqueue_trial(params, user_attrs={"requeued_from": trial.number})
+        return outcome != "busy"
+    if rec is not None and rec.status == "pruned":
+        st.tell(trial, state=TrialState.PRUNED)
+        return True
+    value = trial_value(rec, metric) if rec is not None and rec.status == "completed" else None
+    if value is None:
+        trial.set_user_attr("failure", (rec.failure_reason if rec else None) or outcome)
+        st.tell(trial, state=TrialState.FAIL)
+    else:
+        st.tell(trial, value)
+    return True
 
 
 class _FinalReporter(_TrialReporter):

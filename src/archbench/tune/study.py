@@ -29,8 +29,9 @@ def open_study(tune: TuneSpec, storage: Path, name: str, seed: int) -> Any:
     storage.parent.mkdir(parents=True, exist_ok=True)
     pruner: optuna.pruners.BasePruner
     if tune.pruner == "median":
-        # The first two trials always finish; steps are epochs (1, 2, ...): none is pruned before epoch 3.
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
+        # The first two trials always finish; steps are epochs (1, 2, ...) and Optuna prunes from step
+        # n_warmup_steps on (not after it): none is pruned before epoch 3.
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3)
     elif tune.pruner == "successive_halving":
         pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
     else:
