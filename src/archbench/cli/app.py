@@ -126,10 +126,12 @@ def _with_executor(cfg: Any, kind: str | None, address: str | None) -> Any:
     return cfg.model_copy(update={"executor": ex})
 
 
-def _with_mlflow(cfg: Any, uri: str) -> Any:
+def _with_mlflow(cfg: Any, uri: str | None) -> Any:
     """Apply --mlflow-uri over the sweep's `tracking.mlflow` (keeping its experiment and timeout)."""
     from archbench.config import MlflowSpec, TrackingSpec
 
+    if uri is None:
+        return cfg
     old = cfg.tracking.mlflow if cfg.tracking is not None else None
     spec = old.model_copy(update={"uri": uri}) if old is not None else MlflowSpec(uri=uri)
     return cfg.model_copy(update={"tracking": TrackingSpec(mlflow=spec)})
@@ -177,10 +179,11 @@ def run(
 ) -> None:
     """Train, evaluate and record every configuration of a sweep (skips completed runs, resumes the rest)."""
     cfg, runs, text = _plan(
-        sweep_file, set_ or [], dry_run, adjust=lambda c: _with_executor(c, executor, address)
+        sweep_file,
+        set_ or [],
+        dry_run,
+        adjust=lambda c: _with_mlflow(_with_executor(c, executor, address), mlflow_uri),
     )
-    if mlflow_uri is not None:
-        cfg = _with_mlflow(cfg, mlflow_uri)
     _check_extras(cfg)
     from archbench.sweep.expand import sweep_dir
 
@@ -400,7 +403,7 @@ def prepare(
             _config_fail(exc)
         what = "cached" if info["cache_hit"] else f"decoded in {info['decode_seconds']:.1f}s"
         console.print(
-            f"{info['cache_key']}: {what}, {bundle.nbytes / 1e6:.1f} MB in {info['cache_dir']}",
+            literal(f"{info['cache_key']}: {what}, {bundle.nbytes / 1e6:.1f} MB in {info['cache_dir']}"),
             highlight=False,
         )
 
@@ -424,9 +427,8 @@ def cache_ls(cache_dir: _CacheDir = None) -> None:
         table.add_column(col)
     entries = list_stores(root)
     for e in entries:
-        table.add_row(
-            e.key, e.status, f"{e.bytes / 1e6:.1f}", str(e.samples or ""), e.created_at or "", e.root or ""
-        )
+        cells = (e.key, e.status, f"{e.bytes / 1e6:.1f}", e.samples or "", e.created_at or "", e.root or "")
+        table.add_row(*(literal(c) for c in cells))  # a folder name may hold control characters
     console.print(table)
     console.print(f"{len(entries)} entries, {sum(e.bytes for e in entries) / 1e6:.1f} MB", highlight=False)
 

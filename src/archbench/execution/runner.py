@@ -569,6 +569,9 @@ def _run_one(
         _write_history_csv(run_dir, result.history)
         if not planned.is_trial:  # trials are scored on validation only (record.best, history)
             record.metrics = Metrics(**evaluate_run(result.model, planned.spec, bundle, run_dir, device))
+            from archbench.engine.reevaluate import reproduce_block
+
+            record.reproduce = reproduce_block(record.device)  # what `verify --deep` holds it to
         from archbench.store.checkpoint import file_sha256
         from archbench.store.verify import DERIVED, artifact_hashes
 
