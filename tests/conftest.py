@@ -46,6 +46,32 @@ def tiny_sweep(
     return path
 
 
+def image_folder_sweep(
+    tmp: Path, classes: list[str], name: str = "tiny", per_split: tuple[int, int] = (10, 3), side: int = 8
+) -> Path:
+    """`tmp/s.yaml`: a one-run sweep (1 epoch, results in `tmp/results`) on a tiny RGB image folder
+    `tmp/imgs/{train,test}/<class>/<i>.png`, each class a little brighter than the one before."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in zip(("train", "test"), per_split, strict=True):
+        for c, cls in enumerate(classes):
+            d = tmp / "imgs" / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                arr = rng.integers(0, 80, (side, side, 3), dtype=np.uint8) + 60 * c
+                Image.fromarray(arr.astype(np.uint8)).save(d / f"{i}.png")
+    sweep = tmp / "s.yaml"
+    sweep.write_text(
+        f"name: {json.dumps(name)}\noutput_dir: {tmp / 'results'}\n"
+        f"data: {{kind: imagefolder, root: {tmp / 'imgs'}}}\ntrain: {{epochs: 1, threads: 1}}\n"
+    )
+    return sweep
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600):
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     full_env.pop("ARCHBENCH_FAULT", None)

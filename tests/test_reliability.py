@@ -25,7 +25,7 @@ from archbench.data import create_dataset
 from archbench.store.checkpoint import load_checkpoint, load_latest, save_checkpoint, state_digest
 from archbench.store.record import read_record
 from archbench.util.errors import CheckpointError, DatasetError
-from conftest import REPO, run_cli, tiny_sweep
+from conftest import REPO, image_folder_sweep, run_cli, tiny_sweep
 
 pytestmark = pytest.mark.reliability
 
@@ -272,22 +272,8 @@ def test_negative_label_in_cifar_batch_is_rejected(tmp_path: Path) -> None:
 
 
 def test_imagefolder_sweep_end_to_end_records_class_map(tmp_path: Path) -> None:
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 12), ("test", 4)):
-        for c, cls in enumerate(("cat", "dog", "eel")):
-            d = tmp_path / "imgs" / split / cls
-            d.mkdir(parents=True)
-            for i in range(n):
-                arr = rng.integers(0, 80, (12, 12, 3), dtype=np.uint8) + 60 * c
-                Image.fromarray(arr.astype(np.uint8)).save(d / f"{i}.png")
+    sweep = image_folder_sweep(tmp_path, ["cat", "dog", "eel"], per_split=(12, 4), side=12)
     (tmp_path / "imgs" / "train" / ".ipynb_checkpoints").mkdir()
-    sweep = tmp_path / "s.yaml"
-    sweep.write_text(
-        f"name: tiny\noutput_dir: {tmp_path / 'results'}\n"
-        f"data: {{kind: imagefolder, root: {tmp_path / 'imgs'}}}\ntrain: {{epochs: 1, threads: 1}}\n"
-    )
     res = run_cli("run", str(sweep), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     rec = read_record(_only_run(tmp_path / "results"))

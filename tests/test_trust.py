@@ -15,7 +15,7 @@ import pytest
 
 from archbench.sweep.expand import expand_sweep, load_sweep_text
 from archbench.util.errors import ConfigError
-from conftest import run_cli, tiny_sweep
+from conftest import image_folder_sweep, run_cli, tiny_sweep
 
 pytestmark = pytest.mark.reliability
 
@@ -201,23 +201,8 @@ def test_read_only_results_folder_is_one_line_exit_2_nothing_changed(tmp_path: P
 
 
 def test_markup_and_escapes_in_names_are_printed_literally(tmp_path: Path) -> None:
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    classes = ["[bold]cat[/]", "\x1b[2Jdog"]
-    for split, n in (("train", 10), ("test", 3)):
-        for c, cls in enumerate(classes):
-            d = tmp_path / "imgs" / split / cls
-            d.mkdir(parents=True)
-            for i in range(n):
-                arr = rng.integers(0, 80, (8, 8, 3), dtype=np.uint8) + 60 * c
-                Image.fromarray(arr.astype(np.uint8)).save(d / f"{i}.png")
     name = "a[/]b[link=http://x]c\x1b[31mred"
-    sweep = tmp_path / "s.yaml"
-    sweep.write_text(
-        f"name: {json.dumps(name)}\noutput_dir: {tmp_path / 'results'}\n"
-        f"data: {{kind: imagefolder, root: {tmp_path / 'imgs'}}}\ntrain: {{epochs: 1, threads: 1}}\n"
-    )
+    sweep = image_folder_sweep(tmp_path, ["[bold]cat[/]", "\x1b[2Jdog"], name=name)
     res = run_cli("run", str(sweep), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout + res.stderr
@@ -323,7 +308,6 @@ def test_verify_passes_on_an_untouched_sweep(verified_sweep: Path) -> None:
 
 def test_predictions_name_the_test_samples(verified_sweep: Path) -> None:
     """predictions.npz says which source rows were tested (the plan's, not an RNG replay) and their names."""
-    import numpy as np
 
     from archbench.config import DataSpec
     from archbench.data.registry import plan_dataset

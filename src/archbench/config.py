@@ -292,6 +292,11 @@ class ResourcesSpec(_Strict):
         le=86_400,
         description="the longest a rank waits for the others (rank 0 validates alone) before the run fails",
     )
+    oversubscribe: bool = Field(
+        False,
+        description="allow more CPU processes than this machine's usable cores (refused at planning "
+        "otherwise); GPUs are never shared: one process per visible GPU",
+    )
 
     @model_validator(mode="after")
     def _processes_fit_gpus(self) -> ResourcesSpec:
@@ -329,6 +334,12 @@ class ExecutorSpec(_Strict):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     max_retries: int = Field(
         2, ge=0, le=100, description="ray: re-runs of a run whose worker or node died (resumes from `last`)"
+    )
+    connect_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="ray: the longest planning waits to reach `address` before refusing the sweep",
     )
 
 

@@ -302,7 +302,7 @@ def prepare(sweep_file: _SweepFile, set_: _PrepareOverrides = None) -> None:
             _config_fail(exc)
         what = "cached" if info["cache_hit"] else f"decoded in {info['decode_seconds']:.1f}s"
         console.print(
-            f"{info['cache_key']}: {what}, {bundle.nbytes / 1e6:.1f} MB in {info['cache_dir']}",
+            literal(f"{info['cache_key']}: {what}, {bundle.nbytes / 1e6:.1f} MB in {info['cache_dir']}"),
             highlight=False,
         )
 
@@ -326,9 +326,8 @@ def cache_ls(cache_dir: _CacheDir = None) -> None:
         table.add_column(col)
     entries = list_stores(root)
     for e in entries:
-        table.add_row(
-            e.key, e.status, f"{e.bytes / 1e6:.1f}", str(e.samples or ""), e.created_at or "", e.root or ""
-        )
+        cells = (e.key, e.status, f"{e.bytes / 1e6:.1f}", e.samples or "", e.created_at or "", e.root or "")
+        table.add_row(*(literal(c) for c in cells))  # a folder name may hold control characters
     console.print(table)
     console.print(f"{len(entries)} entries, {sum(e.bytes for e in entries) / 1e6:.1f} MB", highlight=False)
 

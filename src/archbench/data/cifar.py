@@ -84,6 +84,7 @@ def _layout_text(layout: _Layout) -> str:
 
 
 LAYOUTS = {layout.kind: _layout_text(layout) for layout in (_CIFAR10, _CIFAR100)}
+OPTIONS = {"cifar10": frozenset(), "cifar100": frozenset({"label_type"})}  # data.options keys
 
 
 def check_files(spec: DataSpec) -> list[str]:
@@ -187,7 +188,7 @@ def _read_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarra
 
 
 def _load(layout: _Layout, spec: DataSpec) -> RawDataset:
-    known = {"label_type"} if layout.kind == "cifar100" else set()
+    known = OPTIONS[layout.kind]
     unknown = sorted(set(spec.options) - known)
     if unknown:
         raise ConfigError(

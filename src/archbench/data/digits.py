@@ -8,6 +8,7 @@ from archbench.config import DataSpec
 from archbench.data.registry import RawDataset, register_dataset
 
 LAYOUTS = {"digits": "no files: scikit-learn's bundled copy (data.root is not used)"}
+OPTIONS: dict[str, frozenset[str]] = {"digits": frozenset()}  # data.options keys (checked at planning)
 
 
 def source_identity(spec: DataSpec) -> str:

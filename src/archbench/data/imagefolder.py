@@ -21,8 +21,12 @@ full (truncated files are not accepted). Empty files, unreadable or truncated im
 files": `data.on_bad_file: fail` raises one error listing all of them; `skip` leaves them out and lists them
 in `info["skipped_files"]` as {path, reason} with paths relative to `root`.
 
-Pixels: if every image is grayscale (PIL mode L or 1) the dataset has 1 channel, otherwise everything is
-converted to RGB (as torchvision's loader does: alpha is dropped, palettes expanded). Images of another size
+Pixels: if every image is grayscale (PIL mode L or 1, or 16-bit) the dataset has 1 channel, otherwise
+everything is converted to RGB (as torchvision's loader does: alpha is dropped, palettes expanded). Deep
+images are never clipped: 16-bit grayscale PNG/TIFF (PIL modes I;16*) are scaled by their bit depth into the
+uint8 range by their high byte (v >> 8, what Pillow does for 16-bit RGB), and the record's data info says
+how many (`deep_images`); 32-bit integer or float images (modes I, F) have no agreed range, so they are bad
+files naming their mode. Images of another size
 are resized (bilinear, aspect ratio not kept) to `data.options.image_size` (an int or [height, width]) when
 given, else to the most common size among all listed images (ties: the larger area). Option `threads`
 (default 2) sets the number of decoding threads.
@@ -52,7 +56,9 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", "
 # a plugin we never meant to run (EPS, for instance, calls Ghostscript). Camera JPEGs (MPO) open as JPEG.
 _PIL_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
 _GRAY_MODES = frozenset({"L", "1"})
+SCALED_16BIT = "16-bit grayscale scaled to 8 bits by its high byte (v >> 8)"
 _OPTIONS = {"image_size", "threads"}
+OPTIONS = {"imagefolder": frozenset(_OPTIONS)}  # data.options keys (checked at planning)
 _CHUNK = 256  # files per thread-pool task: keeps per-future overhead negligible for tiny images
 
 
@@ -117,7 +123,8 @@ def _list_split(
 
 
 def _decode_one(path: Path, max_pixels: int, formats: tuple[str, ...]) -> tuple[np.ndarray | None, str]:
-    """Open, size-check, then decode one file. Returns (H×W or H×W×3 uint8 array, "") or (None, reason)."""
+    """Open, size-check, then decode one file. Returns (H×W or H×W×3 uint8 array, "" or how it was scaled)
+    or (None, reason)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -130,6 +137,12 @@ def _decode_one(path: Path, max_pixels: int, formats: tuple[str, ...]) -> tuple[
                     f"{width}x{height} = {width * height} pixels exceeds data.max_image_pixels={max_pixels} "
                     "(decompression-bomb guard); not decoded"
                 )
+            if im.mode.startswith("I;16"):  # 16-bit grayscale: convert() would clip at 255
+                im.load()
+                return (np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8), SCALED_16BIT
+            if im.mode in ("I", "F"):
+                kind = "32-bit integer" if im.mode == "I" else "float"
+                return None, f"mode {im.mode} ({kind}) pixels have no 8-bit range; convert to 8- or 16-bit"
             target = "L" if im.mode in _GRAY_MODES else "RGB"
             if im.mode == target:
                 im.load()
@@ -424,6 +437,9 @@ def load_imagefolder(spec: DataSpec) -> RawDataset:
         "resized": int(out.resized),
         "skipped_files": bad,
     }
+    deep = sum(1 for a, note in decoded if a is not None and note == SCALED_16BIT)
+    if deep:
+        info["deep_images"] = {"files": deep, "scaling": SCALED_16BIT}
     test_x, test_y = out.arrays.get("test", (None, None))
     train_x, train_y = out.arrays["train"]
     return RawDataset(

@@ -70,6 +70,7 @@ def layout(kind: str) -> str:
 
 
 LAYOUTS = {kind: layout(kind) for kind in _FAMILIES}
+OPTIONS: dict[str, frozenset[str]] = {kind: frozenset() for kind in _FAMILIES}  # data.options keys
 
 
 def check_files(spec: DataSpec) -> list[str]:

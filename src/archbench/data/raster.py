@@ -93,6 +93,7 @@ LAYOUTS = {
     "GeoTIFF, a label raster on the same grid and the classes; files relative to the scene's root "
     "(data.root replaces it)"
 }
+OPTIONS = {"raster_patches": frozenset(RasterOptions.model_fields)}  # data.options keys (planning)
 
 
 def preflight(spec: DataSpec) -> tuple[RasterOptions, Any]:

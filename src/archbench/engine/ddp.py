@@ -43,6 +43,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from archbench.engine.rankstop import StopWatch
 from archbench.util import faults
 from archbench.util.errors import RunFailure
 
@@ -237,7 +238,9 @@ def train_on_ranks(
     ranks = _RankProcesses(plan, store.port, target, spec, run_dir)
     run_id = run_dir.name
     threads = torch.get_num_threads()
+    watch = StopWatch(kwargs.get("should_stop", lambda: False), ranks.stop)  # a stop ends within ~10 s
     try:
+        watch.start()
         ranks.start()
         ranks.wait_ready(store)
         if spec.train.threads is None and plan.backend == "gloo":
@@ -267,7 +270,13 @@ def train_on_ranks(
         if failure is not None:
             raise failure
         return result
+    except Exception as exc:
+        killed = watch.killed()  # the ranks were killed for a stop: whatever failed after is that stop
+        if killed is None:
+            raise
+        raise killed from exc
     finally:
+        watch.stop()
         faults.set_run(run_id)
         ranks.stop()
         if dist.is_initialized():
@@ -325,7 +334,7 @@ class _RankProcesses:
             log = _open_log(self.run_dir / f"rank{rank}.log")
             try:
                 proc = subprocess.Popen(
-                    [sys.executable, "-c", _ENTRY],
+                    [sys.executable, "-c", _ENTRY, str(os.getpid())],
                     stdin=subprocess.PIPE,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -401,10 +410,10 @@ class _RankProcesses:
 
     def stop(self) -> None:
         """Kill whatever rank still runs (rank 0 failed or stopped; they hold no files and no claim)."""
-        for proc in self.procs.values():
+        for proc in list(self.procs.values()):  # list: also called from rank 0's stop watch (rankstop.py)
             if proc.poll() is None:
                 proc.kill()
-        for proc in self.procs.values():
+        for proc in list(self.procs.values()):
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -418,22 +427,24 @@ def _open_log(path: Path) -> int:
 
 # --- ranks 1..N-1 (their own processes) -------------------------------------------------------------------
 
-# The parent's sys.path first, so a rank imports the same archbench (and target) as its parent.
-_ENTRY = (
-    "import sys, json; args = json.loads(sys.stdin.buffer.read()); sys.path[:0] = args['sys_path']; "
-    "from archbench.engine.ddp import rank_main; rank_main(args)"
-)
-
-
-def _die_with_parent() -> None:
-    """Linux: the kernel SIGKILLs this rank when rank 0 dies (a SIGKILLed driver leaves no ranks behind)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+# Linux: the kernel SIGKILLs a rank when rank 0 dies (a killed driver leaves no ranks behind). Asked for
+# first, before any slow import, and then checked: a rank 0 that died before that has nothing to join. Then
+# the parent's sys.path first, so a rank imports the same archbench (and target) as its parent.
+_ENTRY = """
+import os, sys
+try:
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+except (OSError, AttributeError):
+    pass
+if os.getppid() != int(sys.argv[1]):
+    os._exit(1)
+import json
+args = json.loads(sys.stdin.buffer.read())
+sys.path[:0] = args["sys_path"]
+from archbench.engine.ddp import rank_main
+rank_main(args)
+"""
 
 
 def _is_collective_error(exc: BaseException) -> bool:
@@ -446,7 +457,6 @@ def _is_collective_error(exc: BaseException) -> bool:
 
 def rank_main(args: dict[str, Any]) -> None:
     """A rank other than 0: join the store and the process group, load the data, train, report failures."""
-    _die_with_parent()
     # A terminal's Ctrl-C reaches the whole process group: rank 0 decides and every rank stops with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -44,14 +44,10 @@ from archbench.engine.runtime import (
 from archbench.models.base import count_params
 from archbench.store.checkpoint import check_owner, load_checkpoint, load_latest, save_checkpoint
 from archbench.util import faults
-from archbench.util.errors import RunFailure
+from archbench.util.errors import RunFailure, RunKilled
 
 if TYPE_CHECKING:
     from archbench.engine.ddp import RankContext
-
-
-class RunKilled(Exception):
-    """Raised at a step boundary after SIGTERM/SIGINT, once the `last` checkpoint is safely written."""
 
 
 @dataclass

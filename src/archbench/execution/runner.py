@@ -239,6 +239,9 @@ def _train_and_evaluate(attempt: _Attempt) -> None:
     write_history_csv(run.run_dir, result.history)
     if not run.planned.is_trial:  # trials are scored on validation only (record.best, history)
         record.metrics = Metrics(**evaluate_run(result.model, spec, bundle, run.run_dir, device))
+        from archbench.engine.reevaluate import reproduce_block
+
+        record.reproduce = reproduce_block(record.device)  # what `verify --deep` holds it to
 
 
 def _record_training(record: RunRecord, result: Any, distributed: DistributedBlock | None) -> None:

@@ -20,6 +20,7 @@ from archbench.report.stats import (
     t_estimate,
 )
 from archbench.store.record import PROFILE_SUMMARY_KEYS
+from archbench.util.escape import visible
 
 METRICS = ("top1", "f1_macro", "f1_weighted", "kappa", "top5")
 # The profile block's keys (record.ProfileBlock) a report averages over a configuration's seeds.
@@ -118,7 +119,7 @@ def summarise(config: Configuration) -> ConfigSummary | None:
     s.train_seconds = t_estimate([rec.train_seconds for rec in recs])
     params = [rec.params["total"] for rec in recs if rec.params and "total" in rec.params]
     s.params = round(_mean([float(p) for p in params]) or 0) if params else None
-    s.class_names = list(recs[0].class_names or [])
+    s.class_names = [visible(c) for c in recs[0].class_names or []]  # folder names: shown, never raw
     width = max(len(rec.metrics.per_class_accuracy) for rec in recs if rec.metrics is not None)
     if not s.class_names or len(s.class_names) != width:
         s.class_names = [str(i) for i in range(width)]

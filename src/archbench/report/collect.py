@@ -19,6 +19,7 @@ from archbench.config import canonical_json
 from archbench.store.layout import sweep_of
 from archbench.store.record import RECORD_NAME, RunRecord, read_record
 from archbench.store.results import find_sweep_dirs, iter_records
+from archbench.util.escape import visible
 
 # Stage sections appear in this order; any other stage follows alphabetically.
 STAGE_ORDER = ("tune", "profile", "explain", "map")
@@ -214,7 +215,7 @@ def _entry_spec(entry: RunEntry) -> dict[str, Any] | None:
 
 def _label_for(axes: dict[str, Any], model: str) -> str:
     parts = [str(v) for k, v in axes.items() if k != "seed"]
-    return " · ".join(parts) if parts else model
+    return visible(" · ".join(parts) if parts else model)  # labels go into figures and tables as text
 
 
 def group_configurations(runs: list[RunEntry], several_sweeps: bool) -> list[Configuration]:
@@ -232,10 +233,11 @@ def group_configurations(runs: list[RunEntry], several_sweeps: bool) -> list[Con
             )
         ident = (entry.sweep_dir, key)
         if ident not in configs:
-            axes = {k: v for k, v in entry.axes.items() if k != "seed"}
+            axes = {k: visible(v) if isinstance(v, str) else v for k, v in entry.axes.items() if k != "seed"}
+            model = visible(model)
             label = _label_for(axes, model) if spec is not None else entry.run_id
             if several_sweeps:
-                label = f"{entry.sweep_name}: {label}"
+                label = f"{visible(entry.sweep_name)}: {label}"
             configs[ident] = Configuration(key, label, entry.sweep_dir, axes, model, tset, spec=spec)
         configs[ident].runs.append(entry)
     out = list(configs.values())

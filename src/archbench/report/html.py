@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import math
-from html import escape
 from typing import Any
 
 from archbench.report.document import Block, Outline
 from archbench.report.tables import Table
+from archbench.util.escape import visible
+
+
+def escape(text: object) -> str:
+    """HTML text or attribute value: control characters made visible (escape.py), then entities."""
+    return html.escape(visible(text))
+
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0;color:#111;

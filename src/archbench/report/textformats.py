@@ -11,11 +11,13 @@ import html
 
 from archbench.report.document import Block, Outline
 from archbench.report.tables import Table
+from archbench.util.escape import visible
 
 
 def md_escape(text: str) -> str:
-    """Markdown table cell: HTML-escaped (renderers pass raw HTML through), pipes and markup escaped."""
-    s = html.escape(str(text), quote=False).translate(_MD_TABLE)
+    """Markdown table cell: control characters made visible, HTML-escaped (renderers pass raw HTML
+    through), pipes and markup escaped."""
+    s = html.escape(visible(text), quote=False).translate(_MD_TABLE)
     return " ".join(s.split())
 
 
@@ -59,7 +61,8 @@ _TEX_TABLE = str.maketrans(_TEX)
 
 
 def tex_escape(text: str) -> str:
-    return str(text).translate(_TEX_TABLE)
+    """LaTeX text: control characters made visible (their backslash is then escaped), specials escaped."""
+    return visible(text).translate(_TEX_TABLE)
 
 
 def to_latex(t: Table, placement: str = "htbp") -> str:

@@ -246,6 +246,11 @@ class RunRecord(BaseModel):
         description="sha256 of every file the record vouches for, by path relative to the run folder "
         "(checkpoints/best.pt, checkpoints/last.pt, predictions.npz, history.csv); `archbench verify`",
     )
+    reproduce: dict[str, Any] | None = Field(
+        None,
+        description="how `archbench verify --deep` must match when it re-evaluates the checkpoint: "
+        "{compare: bitwise, threads} (CPU, deterministic) or {compare: allclose, atol, rtol, device}",
+    )
     warnings: int = Field(0, description="library warnings during the run, one line each in warnings.log")
     stages: dict[str, Any] = Field(
         default_factory=dict, description="blocks added by later stages: profile, explain, map"

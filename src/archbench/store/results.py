@@ -13,6 +13,7 @@ from typing import Any
 
 from archbench.store.layout import sweep_of
 from archbench.store.record import PROFILE_SUMMARY_KEYS, RunRecord, read_record
+from archbench.util.escape import visible
 from archbench.util.paths import safe_join, slugify
 
 
@@ -127,10 +128,12 @@ def load_results(path: str | Path) -> Any:
 
 
 def neutralise_csv_cell(value: Any) -> Any:
-    """Spreadsheet formula injection: cells starting with = + - @ (or tab/CR) are prefixed with a quote."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+    """A text cell with its control characters made visible (escape.py: a raw tab, CR or ESC never reaches
+    the file), then prefixed with a quote when it starts with = + - @ (spreadsheet formula injection)."""
+    if not isinstance(value, str):
+        return value
+    value = visible(value)
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
 
 
 def rows_to_csv(rows: list[dict[str, Any]]) -> str:

@@ -1,9 +1,11 @@
 """Planning checks: owns finding every problem a sweep has before anything is created or trained.
 
-Model names and options, data kinds and the files each kind needs (asked of the dataset registry, which
-asks each family), scene files and their rasters' headers, local weights files, and whether the output
-folder can be written. It reads, never writes: a sweep with problems exits 2 with one line per problem and
-nothing on disk changed.
+Model names and options, data kinds, their options and the files each kind needs (asked of the dataset
+registry, which asks each family), scene files and their rasters' headers, local weights files, the kind of
+thing every path key points at (pathkinds.py), whether the output folder can be written (and is no
+symlink out of output_dir), how many processes one run may start here, and where the executor and the
+tracker point (endpoints.py: a Ray address reached within its timeout, a tracking URI MLflow accepts). It
+reads, never writes: a sweep with problems exits 2 with one line per problem and nothing on disk changed.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archbench.config import SweepConfig
+from archbench.config import DataSpec, SweepConfig
+from archbench.sweep.endpoints import ray_address_problems, tracking_uri_problems
 from archbench.sweep.expand import PlannedRun, canonical_json, expand_sweep, load_sweep, sweep_dir
+from archbench.sweep.pathkinds import data_path_problems, kind_problem, sweep_path_problems
 from archbench.util.errors import ConfigError
+from archbench.util.machine import usable_cores
 
 
 class PlanningError(ConfigError):
@@ -53,7 +58,10 @@ def model_problems(runs: list[PlannedRun]) -> list[str]:
                 problems.extend(error_lines(exc))
         elif pretrained is not None:
             path = Path(pretrained).expanduser()
-            if not path.is_file():
+            wrong_kind = kind_problem("model.pretrained", path, "file", "a weights file")
+            if wrong_kind:
+                problems.append(wrong_kind)
+            elif not path.is_file():
                 problems.append(
                     f"model.pretrained: weights file {path} does not exist or is not a file; give an "
                     "existing local file (.pt/.pth/.bin/.safetensors), 'imagenet', or null for random init"
@@ -75,8 +83,28 @@ def data_problems(runs: list[PlannedRun]) -> list[str]:
         key = decode_identity(r.spec.data)
         if key not in seen:
             seen.add(key)
-            problems.extend(check(r.spec.data))
+            # A path of the wrong kind or an unknown option says all there is to say about this spec.
+            first = data_path_problems(r.spec.data) + option_problems(r.spec.data)
+            problems.extend(first or check(r.spec.data))
     return problems
+
+
+def option_problems(spec: DataSpec) -> list[str]:
+    """`data.options` keys the kind does not know (each family module declares `OPTIONS[kind]`): an
+    ignored key would still change the run id, so it is refused, listing the known ones."""
+    from archbench.data.registry import family_module
+
+    try:
+        known: frozenset[str] | None = getattr(family_module(spec.kind), "OPTIONS", {}).get(spec.kind)
+    except ConfigError:
+        return []  # an unknown kind: the registry's check names it
+    unknown = sorted(set(spec.options) - known) if known is not None else []
+    if not unknown or known is None:  # a family that declares no OPTIONS checks its own when loading
+        return []
+    return [
+        f"data.options: unknown option(s) {', '.join(unknown)} for data.kind={spec.kind} "
+        f"(known: {', '.join(sorted(known)) or 'none'})"
+    ]
 
 
 def output_problems(folder: Path) -> list[str]:
@@ -92,6 +120,17 @@ def output_problems(folder: Path) -> list[str]:
             f"output_dir: {existing} exists but is not a folder, so {target} cannot be created; "
             "set output_dir to a folder (e.g. --set output_dir=results)"
         ]
+    if target.is_symlink():
+        from archbench.util.paths import safe_join
+
+        try:
+            safe_join(target.parent, target.name)
+        except ValueError:
+            return [
+                f"output_dir: the sweep folder {target} is a symlink to {os.path.realpath(target)}, outside "
+                f"{target.parent}; archbench writes only inside output_dir: remove the link or choose "
+                "another output_dir"
+            ]
     probe = existing
     if not os.access(probe, os.W_OK | os.X_OK):
         try:
@@ -113,26 +152,46 @@ def output_problems(folder: Path) -> list[str]:
 
 
 def executor_problems(cfg: SweepConfig, runs: list[PlannedRun]) -> list[str]:
-    """Data-parallel runs on this machine's GPUs: are there as many GPUs as processes? (A Ray cluster's
-    nodes are not this machine: there the run itself fails with `distributed_config`.)"""
-    world = cfg.executor.resources.world_size
-    if world == 1 or cfg.executor.kind != "local" or all(r.spec.train.device == "cpu" for r in runs):
+    """Where the runs go: a Ray address that answers, and data-parallel runs that fit this machine — one
+    GPU per process on CUDA, at most one process per usable core on CPU (unless `oversubscribe`). A Ray
+    cluster's nodes are not this machine: there the run itself fails with `distributed_config`."""
+    ex = cfg.executor
+    if ex.kind == "ray" and ex.address is not None:
+        return ray_address_problems(ex.address, ex.connect_timeout_s)
+    world = ex.resources.world_size
+    if world == 1:
         return []
-    import torch
+    on_cpu = [r for r in runs if r.spec.train.device == "cpu"]
+    gpus = 0
+    if len(on_cpu) < len(runs):
+        import torch
 
-    seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if seen == 0 or world <= seen:
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    cores = usable_cores()
+    if (on_cpu or gpus == 0) and world > cores and not ex.resources.oversubscribe:
+        return [
+            f"executor.resources.processes: {world} processes for one run, but this machine has {cores} "
+            f"usable core(s); set processes to at most {cores}, or executor.resources.oversubscribe: true "
+            "to start them anyway"
+        ]
+    if ex.kind != "local" or gpus == 0 or world <= gpus or len(on_cpu) == len(runs):
         return []  # no CUDA: the processes train on CPU (gloo); device: cuda fails as no_cuda per run
     return [
-        f"executor.resources: {world} processes need {world} GPUs (one each) but this machine has {seen}; "
-        f"set executor.resources.processes to at most {seen}, or train.device: cpu for CPU processes"
+        f"executor.resources: {world} processes need {world} GPUs (one each) but this machine has {gpus}; "
+        f"set executor.resources.processes to at most {gpus}, or train.device: cpu for CPU processes"
     ]
+
+
+def tracking_problems(cfg: SweepConfig) -> list[str]:
+    if cfg.tracking is None or cfg.tracking.mlflow is None:
+        return []
+    return tracking_uri_problems(cfg.tracking.mlflow.uri)
 
 
 def plan_problems(cfg: SweepConfig, runs: list[PlannedRun]) -> list[str]:
     """Every problem that can be found before anything is created, one line each (empty: good to go)."""
     problems = model_problems(runs) + data_problems(runs) + output_problems(sweep_dir(cfg))
-    problems += executor_problems(cfg, runs)
+    problems += sweep_path_problems(cfg) + tracking_problems(cfg) + executor_problems(cfg, runs)
     return list(dict.fromkeys(problems))  # de-duplicated, in order
 
 

@@ -343,6 +343,8 @@ def _check_tune(cfg: SweepConfig, src: _Source) -> None:
     def where(*loc: Any) -> str:
         return src.at(("tune", *loc), "?")
 
+    # The grid's numeric rules, after coercion ('1.0e308' is a string in YAML 1.1): finite, no overflow.
+    _check_numbers(tune.model_dump(include={"space"}), ("tune",), lambda k: where(*k[1:]))
     compare = compared_axes(cfg)
     for i, key in enumerate(tune.compare or []):
         if key not in cfg.grid:
@@ -373,21 +375,7 @@ def _check_tune(cfg: SweepConfig, src: _Source) -> None:
                 f"{where('space', key)}: tune.space key '{key}' is also a grid axis; a key is either "
                 "compared (grid) or tuned (space), not both"
             )
-        if param.type == "categorical":
-            values: list[Any] = list(param.choices or [])
-        elif param.type == "int":
-            values = [int(param.low or 0), int(param.high or 0)]
-        else:
-            values = [param.low, param.high]
-        for v in values:
-            trial = copy.deepcopy(raw_base)
-            _set_dotted(trial, key, v)
-            try:
-                RunSpec.model_validate(trial)
-            except ValidationError as exc:
-                raise ConfigError(
-                    f"{where('space', key)}: tune.space.{key}: {exc.errors()[0]['msg']}; found {v!r}"
-                ) from None
+        _check_space_values(raw_base, key, param, where("space", key))
     for i, seed in enumerate(tune.seeds):
         try:
             RunSpec.model_validate({**raw_base, "seed": seed})
@@ -395,6 +383,23 @@ def _check_tune(cfg: SweepConfig, src: _Source) -> None:
             raise ConfigError(
                 f"{where('seeds', i)}: tune.seeds[{i}]: {exc.errors()[0]['msg']}; found {seed!r}"
             ) from None
+
+
+def _check_space_values(raw_base: dict[str, Any], key: str, param: Any, where: str) -> None:
+    """A tuned key's bounds (or choices) must each be a valid value of that setting."""
+    if param.type == "categorical":
+        values: list[Any] = list(param.choices or [])
+    elif param.type == "int":
+        values = [int(param.low or 0), int(param.high or 0)]
+    else:
+        values = [param.low, param.high]
+    for v in values:
+        trial = copy.deepcopy(raw_base)
+        _set_dotted(trial, key, v)
+        try:
+            RunSpec.model_validate(trial)
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: tune.space.{key}: {exc.errors()[0]['msg']}; found {v!r}") from None
 
 
 def _base_dict(cfg: SweepConfig) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any
 from archbench.config import MlflowSpec
 from archbench.store.record import RECORD_NAME, RunRecord, Status
 from archbench.tracking import outbox
+from archbench.util.escape import visible
 from archbench.util.paths import slugify
 
 TAG_RUN_ID = "archbench.run_id"
@@ -73,7 +74,7 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, str]:
         for k, v in obj.items():
             out.update(flatten(v, f"{prefix}{k}."))
         return out
-    value = obj if isinstance(obj, str) else json.dumps(obj)
+    value = visible(obj) if isinstance(obj, str) else json.dumps(obj)  # json escapes controls itself
     out[prefix[:-1]] = value[:MAX_PARAM_LEN]
     return out
 
@@ -108,12 +109,12 @@ def desired_state(run_dir: Path, record: RunRecord) -> DesiredRun:
     """The MLflow run a record stands for (pure apart from reading the run's files)."""
     tags = {
         TAG_RUN_ID: record.run_id,
-        "archbench.sweep": record.sweep,
+        "archbench.sweep": visible(record.sweep),
         "archbench.spec_hash": record.spec_hash,
         "archbench.data_fingerprint": record.data_fingerprint or "",
         "archbench.git_commit": str(record.code_version.get("git_commit") or ""),
         "archbench.status": record.status,
-        "archbench.failure_reason": record.failure_reason or "",
+        "archbench.failure_reason": visible(record.failure_reason or ""),
         "mlflow.runName": record.run_id,
     }
     series: dict[str, list[tuple[int, float]]] = {}
@@ -151,6 +152,7 @@ def artifact_root(uri: str) -> str | None:
 
 
 def experiment_id(cl: Any, name: str) -> str:
+    name = visible(name)  # a sweep's name: shown in the MLflow UI, so never with raw control characters
     exp = cl.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":

@@ -45,5 +45,10 @@ class RunFailure(ArchbenchError):
         self.detail = detail
 
 
+class RunKilled(Exception):
+    """Raised at a step boundary after SIGTERM/SIGINT, once the `last` checkpoint is safely written (or,
+    in a data-parallel run, when its other ranks were killed because no step was agreed in time)."""
+
+
 class RunPruned(Exception):
     """Raised from a per-epoch callback when a tuning trial is pruned; the run is recorded as `pruned`."""

@@ -1,22 +1,20 @@
 """Printing to the terminal: owns the rule that user text (names, paths, messages) is shown literally.
 
 Consoles here never interpret rich markup (`[/]`, `[link=…]`) or highlight, and `literal()` turns control
-characters (ANSI escapes, carriage returns, NUL) into visible `\\xNN` so nothing read from a sweep file or a
-record can drive the terminal.
+characters (ANSI escapes, carriage returns, NUL) into visible `\\xNN` (escape.py's rule, shared by every
+output) so nothing read from a sweep file or a record can drive the terminal.
 """
 
 from __future__ import annotations
 
-import re
-
 from rich.console import Console
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+from archbench.util.escape import visible
 
 
 def literal(text: object) -> str:
     """`text` as a string with every control character (except tab/newline) shown as an escape."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    return visible(text, keep="\t\n")
 
 
 def one_line(text: object) -> str:

@@ -62,14 +62,9 @@ def _build(
     return loader.construct_object(node, deep=True)  # type: ignore[no-untyped-call]
 
 
-def _check_bounds(text: str, path: str) -> None:
-    """One pass over the event stream (no recursion, nothing built): depth, alias count, expanded size.
-
-    The expanded size of every anchored node is tracked, so an alias's cost is known when it is met and
-    a few nested aliases that would expand to billions of values are refused at the alias's line.
-    """
-    # PyYAML's scanner slows down quadratically with open flow collections ([[[[…), so deep brackets are
-    # caught by a plain character scan first (brackets inside quoted strings can only over-count).
+def _check_brackets(text: str, path: str) -> None:
+    """PyYAML's scanner slows down quadratically with open flow collections ([[[[…), so deep brackets are
+    caught by a plain character scan first (brackets inside quoted strings can only over-count)."""
     depth = 0
     for m in _BRACKETS.finditer(text):
         depth += 1 if m.group() in "[{" else -1
@@ -78,6 +73,35 @@ def _check_bounds(text: str, path: str) -> None:
             raise ConfigError(
                 f"{path}:{line}: YAML nested deeper than {MAX_DEPTH} levels; a sweep file needs a few"
             )
+
+
+def _alias_size(ev: Any, sizes: dict[str, int], aliases: int, total: int, path: str) -> int:
+    """The expanded size of the node an alias repeats, after the alias checks (known anchor, count, total)."""
+    if ev.anchor not in sizes:
+        raise ConfigError(
+            f"{_where(path, ev.start_mark)}: alias *{ev.anchor} refers to a node that contains "
+            "it (recursive alias) or to no anchor; write the value out"
+        )
+    if aliases > MAX_ALIASES:
+        raise ConfigError(
+            f"{_where(path, ev.start_mark)}: more than {MAX_ALIASES} YAML aliases; write the values out"
+        )
+    size = sizes[ev.anchor]
+    if total + size - 1 > MAX_NODES:
+        raise ConfigError(
+            f"{_where(path, ev.start_mark)}: YAML aliases expand to more than {MAX_NODES:,} "
+            f"values (alias *{ev.anchor} alone is {size:,}); write the values out"
+        )
+    return size
+
+
+def _check_bounds(text: str, path: str) -> None:
+    """One pass over the event stream (no recursion, nothing built): depth, alias count, expanded size.
+
+    The expanded size of every anchored node is tracked, so an alias's cost is known when it is met and
+    a few nested aliases that would expand to billions of values are refused at the alias's line.
+    """
+    _check_brackets(text, path)
     # libyaml's event stream when present (fast); the same events from the pure-Python parser otherwise.
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     sizes: dict[str, int] = {}
@@ -105,23 +129,8 @@ def _check_bounds(text: str, path: str) -> None:
                     sizes[ev.anchor] = 1
             elif isinstance(ev, yaml.AliasEvent):
                 aliases += 1
-                if ev.anchor not in sizes:
-                    raise ConfigError(
-                        f"{_where(path, ev.start_mark)}: alias *{ev.anchor} refers to a node that contains "
-                        "it (recursive alias) or to no anchor; write the value out"
-                    )
-                if aliases > MAX_ALIASES:
-                    raise ConfigError(
-                        f"{_where(path, ev.start_mark)}: more than {MAX_ALIASES} YAML aliases; "
-                        "write the values out"
-                    )
-                size = sizes[ev.anchor]
+                size = _alias_size(ev, sizes, aliases, total, path)
                 total += size - 1
-                if total > MAX_NODES:
-                    raise ConfigError(
-                        f"{_where(path, ev.start_mark)}: YAML aliases expand to more than {MAX_NODES:,} "
-                        f"values (alias *{ev.anchor} alone is {size:,}); write the values out"
-                    )
             else:
                 continue
             total += 1

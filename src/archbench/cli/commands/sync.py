@@ -41,9 +41,13 @@ def command(
 ) -> None:
     """Make MLflow equal to the local run records (create, complete or fix runs; idempotent)."""
     from archbench.store.results import find_sweep_dirs, iter_records
+    from archbench.sweep.endpoints import tracking_uri_problems
     from archbench.tracking import outbox
     from archbench.tracking.mlflow import client, experiment_id, sync_record
 
+    for problem in tracking_uri_problems(mlflow_uri, "--mlflow-uri"):  # before anything is read or made
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(code=2)
     sweeps = find_sweep_dirs(path)
     if not sweeps:
         typer.echo(f"error: {path}: no sweep found (expected a folder with runs/ inside)", err=True)

@@ -1,19 +1,29 @@
-"""`archbench verify DIR`: owns the command line of verification; archbench.store.verify does the checks.
+"""`archbench verify DIR [--deep]`: owns the command line of verification; archbench.store.verify does the
+checks, and with --deep archbench.engine.reevaluate re-evaluates each completed run's checkpoint.
 
 Prints one verdict per planned or present run (literal text). Exit codes: 0 every run completed and
-verified, 1 some run did not verify (or is not completed), 2 invalid input (no sweep under DIR).
+verified, 1 some run did not verify (or is not completed, or with --deep does not reproduce), 2 invalid
+input (no sweep under DIR).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 
 def command(
     path: Annotated[Path, typer.Argument(help="a sweep folder, or the output_dir holding sweeps")],
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep",
+            help="also re-evaluate each completed run's checkpoint on its stored test samples and compare "
+            "with predictions.npz (one test-set forward pass per run, in parallel over the cores)",
+        ),
+    ] = False,
 ) -> None:
     """Re-hash every artifact, recompute every metric from predictions.npz, check each record's folder."""
     from rich.table import Table
@@ -29,6 +39,8 @@ def command(
         )
         raise typer.Exit(code=2)
     verdicts = verify_path(path)
+    if deep:
+        _deep(path, verdicts)
     table = Table(title=literal(f"verify {path}"))
     for col in ("run_id", "sweep", "status", "verdict"):
         table.add_column(col, overflow="fold")
@@ -46,6 +58,22 @@ def command(
         raise typer.Exit(code=1)
     console.print(
         f"all {len(verdicts)} runs verified: artifacts match their sha256, every metric recomputes from "
-        "predictions.npz, every record sits in its planned folder",
+        "predictions.npz, every record sits in its planned folder"
+        + ("; every checkpoint re-evaluates to its predictions" if deep else ""),
         soft_wrap=True,
     )
+
+
+def _deep(path: Path, verdicts: list[tuple[str, Any]]) -> None:
+    """Add what re-evaluating each completed run (not a tuning trial) finds to its verdict."""
+    from archbench.engine.reevaluate import reevaluate_runs
+    from archbench.store.results import iter_records
+
+    folders = {(d.parent.parent.name, d.name): d for d, rec, _ in iter_records(path) if rec is not None}
+    todo = {
+        folders[(sweep, v.run_id)]: v
+        for sweep, v in verdicts
+        if v.status == "completed" and (sweep, v.run_id) in folders and "metrics" in v.checked
+    }
+    for folder, problems in reevaluate_runs(list(todo)).items():
+        todo[folder].problems.extend(problems)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from archbench.report.analysis import ConfigSummary
+from archbench.util.escape import visible
 
 STYLE: dict[str, Any] = {
     "font.family": "DejaVu Sans",
@@ -97,7 +98,10 @@ def render(fig: Any, name: str, title: str, caption: str) -> FigureFile:
     fig.savefig(png, format="png", metadata={"Software": None})
     fig.set_layout_engine("none")  # the PNG settled the layout; the SVG reuses it instead of redoing it
     fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-    return FigureFile(name, title, caption, png.getvalue(), svg.getvalue())
+    # Names are made visible where the report reads them (collect, analysis); this catches any other text
+    # (SVG keeps text as text, and a raw control byte there is also invalid XML).
+    svg_text = visible(svg.getvalue().decode("utf-8"), keep="\t\n\r").encode("utf-8")
+    return FigureFile(name, title, caption, png.getvalue(), svg_text)
 
 
 def pct_or_nan(v: float | None) -> float:
