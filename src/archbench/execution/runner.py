@@ -41,7 +41,7 @@ from archbench.store.record import (
 )
 from archbench.sweep.expand import PlannedRun, canonical_json, sweep_dir
 from archbench.util import faults
-from archbench.util.errors import ArchbenchError, RunFailure, RunPruned
+from archbench.util.errors import ArchbenchError, RunFailure, RunKilled, RunPruned
 from archbench.util.paths import atomic_write_text, safe_join
 
 PLAN_NAME = "plan.json"
@@ -50,6 +50,7 @@ PLAN_NAME = "plan.json"
 class Reporter(Protocol):
     def sweep_started(self, total: int, todo: int) -> None: ...
     def run_started(self, planned: PlannedRun, index: int, total: int, epochs: int) -> None: ...
+    def run_resumed(self, planned: PlannedRun, epoch: int, step: int) -> None: ...
     def batch(self, epoch: int, done: int, total: int, loss: float, acc: float, ips: float) -> None: ...
     def epoch(self, stats: dict[str, Any]) -> None: ...
     def run_finished(self, planned: PlannedRun, outcome: str, record: RunRecord | None) -> None: ...
@@ -60,6 +61,9 @@ class SilentReporter:
         pass
 
     def run_started(self, planned: PlannedRun, index: int, total: int, epochs: int) -> None:
+        pass
+
+    def run_resumed(self, planned: PlannedRun, epoch: int, step: int) -> None:
         pass
 
     def batch(self, epoch: int, done: int, total: int, loss: float, acc: float, ips: float) -> None:
@@ -525,8 +529,6 @@ def _run_one(
         rep.epoch(stats)
         tracker.epoch(stats)
 
-    from archbench.engine.train import RunKilled
-
     try:
         bundle = data_cache.get(planned.spec.data)
         record.data = bundle.summary()
@@ -537,20 +539,19 @@ def _run_one(
         from archbench.engine.ddp import RankPlan, train_on_ranks
         from archbench.engine.evaluate import evaluate_run
         from archbench.engine.runtime import resolve_device
-        from archbench.engine.train import train_run
 
         device = resolve_device(planned.spec.train.device)  # once per run: train, evaluate, stages
         ranks = RankPlan.for_run(cfg.executor.resources, device)  # processes > 1: data-parallel
         live = _LiveHistory(run_dir, record, on_epoch)
         result = train_on_ranks(
             ranks,
-            train_run,
             planned.spec,
             bundle,
             run_dir,
             should_stop=should_stop,
             on_batch=rep.batch,
             on_epoch=live.epoch,
+            on_resume=lambda epoch, step: rep.run_resumed(planned, epoch, step),
             device=device,
         )
         record.distributed = ranks.block(planned.spec) if ranks.world_size > 1 else None

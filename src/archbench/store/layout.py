@@ -69,6 +69,10 @@ class RunLayout:
     def record_lock(self) -> Path:
         return self.run_dir / ".record.lock"
 
+    def rank_log(self, rank: int) -> Path:
+        """What data-parallel rank `rank` (1..N-1) prints."""
+        return self.run_dir / f"rank{rank}.log"
+
     @property
     def sweep_dir(self) -> Path | None:
         return sweep_of(self.run_dir)

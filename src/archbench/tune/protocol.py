@@ -54,6 +54,9 @@ class _TrialReporter:
     def run_started(self, planned: PlannedRun, index: int, total: int, epochs: int) -> None:
         self.inner.run_started(planned, index, total, epochs)
 
+    def run_resumed(self, planned: PlannedRun, epoch: int, step: int) -> None:
+        self.inner.run_resumed(planned, epoch, step)
+
     def batch(self, epoch: int, done: int, total: int, loss: float, acc: float, ips: float) -> None:
         self.inner.batch(epoch, done, total, loss, acc, ips)
 

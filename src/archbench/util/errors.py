@@ -47,3 +47,8 @@ class RunFailure(ArchbenchError):
 
 class RunPruned(Exception):
     """Raised from a per-epoch callback when a tuning trial is pruned; the run is recorded as `pruned`."""
+
+
+class RunKilled(Exception):
+    """Raised by the trainer at a step boundary after SIGTERM/SIGINT, once the `last` checkpoint is safely
+    written; the run is recorded as `killed` and resumes from `last`."""
