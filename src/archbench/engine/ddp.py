@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archbench.engine.collectives import RankContext
-from archbench.engine.train import TrainResult, train_run
 from archbench.store.layout import RunLayout
 from archbench.util import faults
 from archbench.util.errors import RunFailure, RunKilled
@@ -54,6 +53,7 @@ if TYPE_CHECKING:
 
     from archbench.config import ResourcesSpec, RunSpec
     from archbench.data.registry import DatasetBundle
+    from archbench.engine.train import TrainResult
     from archbench.store.record import DistributedBlock
 
 HOST = "127.0.0.1"  # every rank of a run is on the machine that claimed it
@@ -135,6 +135,8 @@ def train_on_ranks(
     started beside it; one process: just the call.
 
     Raises the rank's own failure when another rank failed, `rank_died` when one was killed."""
+    from archbench.engine.train import train_run
+
     if plan.world_size == 1:
         return train_run(spec, bundle, run_dir, device=device, **kwargs)
     import torch
@@ -383,6 +385,7 @@ def rank_main(args: dict[str, Any]) -> None:
         )
         faults.set_run(f"{run_dir.name}/rank{rank}")
         from archbench.data import create_dataset
+        from archbench.engine.train import train_run  # after joining: a rank's start-up is timed (timeout_s)
 
         bundle = create_dataset(spec.data).without_test()  # ranks other than 0 never evaluate
         ctx = RankContext(rank, plan.world_size, plan.backend)

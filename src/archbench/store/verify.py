@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archbench.store.record import RECORD_NAME, RunRecord, read_record
+from archbench.store.layout import HISTORY_NAME, PREDICTIONS_NAME, RunLayout, sweep_of
+from archbench.store.record import RunRecord, read_record
 from archbench.util.paths import file_sha256
 
 # The artifacts a completed record vouches for (relative to its run folder). The evaluated checkpoint is
 # required; the other checkpoint is checked when the record lists it.
-DERIVED = ("predictions.npz", "history.csv")
+DERIVED = (PREDICTIONS_NAME, HISTORY_NAME)
 
 
 @dataclass
@@ -51,7 +52,7 @@ def artifact_hashes(run_dir: Path, names: list[str]) -> dict[str, str]:
     """sha256 of each existing artifact, keyed by its path relative to the run folder."""
     out = {}
     for name in names:
-        p = run_dir / name
+        p = run_dir / name  # `name`: the record's key, relative to the run folder (`RunLayout.relative`)
         if p.is_file() and not p.is_symlink():
             out[name] = file_sha256(p)
     return out
@@ -78,7 +79,7 @@ def recompute_metrics(run_dir: Path, rec: RunRecord) -> tuple[dict[str, Any] | N
     from archbench.metrics import metrics_from_predictions
 
     try:
-        raw = (run_dir / "predictions.npz").read_bytes()
+        raw = RunLayout(run_dir).predictions.read_bytes()
         with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             preds = {k: z[k] for k in z.files}
     except FileNotFoundError:
@@ -105,12 +106,26 @@ def verify_run(run_dir: Path, plan_entry: dict[str, Any] | None, rec: RunRecord 
     if rec is None:
         rec = read_record(run_dir)
     if rec is None:
-        if (run_dir / RECORD_NAME).exists():
+        if RunLayout(run_dir).record.exists():
             return Verdict(
                 run_id, "invalid", ["record.json does not validate or its spec hash is not its own"]
             )
         return Verdict(run_id, "missing")
     v = Verdict(run_id, rec.status)
+    _check_placement(v, rec, run_id, plan_entry)
+    trial = (getattr(rec, "tune", None) or {}).get("role") == "trial"
+    if rec.status == "pruned" and trial:
+        return v
+    if rec.status != "completed" or v.problems:
+        return v  # a misplaced record vouches for nothing here; its other checks would only add noise
+    _check_artifacts(v, rec, run_dir, trial)
+    if not trial:  # a tuning trial never sees the test split: no predictions, no test metrics to check
+        _check_metrics(v, rec, run_dir)
+    return v
+
+
+def _check_placement(v: Verdict, rec: RunRecord, run_id: str, plan_entry: dict[str, Any] | None) -> None:
+    """The record sits in the folder its plan entry names (run id, spec hash)."""
     if rec.run_id != run_id:
         v.problems.append(f"record is for run {rec.run_id}, not this folder's run {run_id}")
     if plan_entry is None:
@@ -120,40 +135,41 @@ def verify_run(run_dir: Path, plan_entry: dict[str, Any] | None, rec: RunRecord 
     if not rec.run_id.endswith(rec.spec_hash[:10]):
         v.problems.append("run id does not end with its spec hash")
     v.checked.append("placement")
-    trial = (getattr(rec, "tune", None) or {}).get("role") == "trial"
-    if rec.status == "pruned" and trial:
-        return v
-    if rec.status != "completed" or v.problems:
-        return v  # a misplaced record vouches for nothing here; its other checks would only add noise
+
+
+def _check_artifacts(v: Verdict, rec: RunRecord, run_dir: Path, trial: bool) -> None:
+    """Every file the record lists has the sha256 it recorded; the evaluated checkpoint (and, but for a
+    trial, predictions.npz) must be listed."""
+    layout = RunLayout(run_dir)
     artifacts: dict[str, str] = dict(getattr(rec, "artifacts", None) or {})
-    evaluated = f"checkpoints/{rec.spec.eval.checkpoint}.pt"
-    # A tuning trial never sees the test split: it has no predictions and no test metrics to check.
-    required = (evaluated, "history.csv") if trial else (evaluated, *DERIVED)
+    evaluated = layout.relative(layout.checkpoint(rec.spec.eval.checkpoint))
+    required = (evaluated, HISTORY_NAME) if trial else (evaluated, *DERIVED)
     for name in required:
         if name not in artifacts:
             v.problems.append(f"record has no sha256 for {name} (written before verification existed?)")
     for name, digest in sorted(artifacts.items()):
-        p = run_dir / name
+        p = run_dir / name  # `name` is the record's key: a path relative to the run folder
         if p.is_symlink() or not p.is_file():
             v.problems.append(f"{name} is missing")
         elif file_sha256(p) != digest:
             v.problems.append(f"{name} does not match its sha256 in the record")
     v.checked.append("artifacts")
-    if trial:
-        return v
+
+
+def _check_metrics(v: Verdict, rec: RunRecord, run_dir: Path) -> None:
+    """Every stored test metric recomputes from predictions.npz."""
     if rec.metrics is None:
         v.problems.append("completed record has no metrics")
-        return v
+        return
     fresh, why = recompute_metrics(run_dir, rec)
     if fresh is None:
         v.problems.append(str(why))
-        return v
+        return
     stored = rec.metrics.model_dump()
     for key, value in fresh.items():
         if key in stored and not _close(stored[key], value):
             v.problems.append(f"metrics.{key} {_short(stored[key])} != {_short(value)} from predictions.npz")
     v.checked.append("metrics")
-    return v
 
 
 def _short(value: Any) -> str:
@@ -165,7 +181,7 @@ def verify_path(path: Path) -> list[tuple[str, Verdict]]:
     """(sweep folder name, verdict) for every planned or present run under `path`."""
     from archbench.store.results import iter_records
 
-    return [(d.parent.parent.name, verify_run(d, plan, rec)) for d, rec, plan in iter_records(path)]
+    return [((sweep_of(d) or d).name, verify_run(d, plan, rec)) for d, rec, plan in iter_records(path)]
 
 
 __all__ = ["DERIVED", "Verdict", "artifact_hashes", "recompute_metrics", "verify_path", "verify_run"]

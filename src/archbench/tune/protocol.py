@@ -16,6 +16,7 @@ from archbench.config import SweepConfig
 from archbench.execution.driver import run_sweep
 from archbench.execution.local import LocalExecutor
 from archbench.execution.runner import Reporter, SilentReporter, SweepSummary
+from archbench.store.layout import SweepLayout
 from archbench.store.record import RunRecord, read_record
 from archbench.sweep.expand import PlannedRun, sweep_dir
 from archbench.tune import plan
@@ -126,7 +127,7 @@ def run_tuned(
 
     # Phase 1: the same budget for every cell, on the validation split only.
     for cell, name, st in zip(cells, names, opened, strict=True):
-        out.requeued += len(studies.requeue_stale(st, root / "runs"))
+        out.requeued += len(studies.requeue_stale(st, SweepLayout(root)))
         epochs_cap = tune.epochs
         while not out.summary.stopped:
             spent = studies.spent_trials(st)
@@ -154,7 +155,7 @@ def run_tuned(
             )
             absorb(s, out.trials)
             outcome = s.outcomes.get(planned.run_id, "failed")
-            rec = read_record(root / "runs" / planned.run_id)
+            rec = read_record(SweepLayout(root).run_dir(planned.run_id))
             if rec is not None:
                 trial.set_user_attr("epochs", len(rec.history))
             if outcome in ("killed", "busy"):
