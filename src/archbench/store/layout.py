@@ -4,6 +4,7 @@
     <output_dir>/<sweep>/runs/<run_id>/record.json, history.csv, predictions.npz, error.txt, warnings.log,
                                        rank<r>.log, .lock, .record.lock
     <output_dir>/<sweep>/runs/<run_id>/checkpoints/{last,best}.pt
+    <output_dir>/<sweep>/runs/<run_id>/<stage>/ (a stage's own files of the run: explain/heatmaps.npz)
     <output_dir>/<sweep>/stages/<stage>/index.json (+ the stage's figures and tables, named by the stage)
     <output_dir>/<sweep>/tune/summary.json, optuna.db (a tuned sweep)
     <output_dir>/report/ (or <sweep>/report/): `archbench report`'s default output
@@ -20,6 +21,8 @@ from typing import Any
 
 RECORD_NAME = "record.json"
 PLAN_NAME = "plan.json"
+SWEEP_FILE_NAME = "sweep.yaml"
+RESULTS_NAME = "results.csv"
 RUNS_DIR = "runs"
 STAGES_DIR = "stages"
 INDEX_NAME = "index.json"
@@ -68,7 +71,7 @@ class RunLayout:
     predictions = _Name(PREDICTIONS_NAME)
     history = _Name(HISTORY_NAME)
     error = _Name("error.txt")
-    warnings = _Name("warnings.log")  # library warnings while the run trains, evaluates and runs stages
+    warnings_log = _Name("warnings.log")  # library warnings while the run trains, evaluates, runs stages
     lock = _Name(".lock")  # the run's claim (store/lock.py)
     record_lock = _Name(".record.lock")  # around a record's read-merge-write (`update_stage`)
 
@@ -93,6 +96,10 @@ class RunLayout:
     def sweep_dir(self) -> Path | None:
         return sweep_of(self.run_dir)
 
+    def stage_files(self, name: str) -> Path:
+        """`<run>/<name>/`: a stage's own files of this run (the explain stage's heatmaps)."""
+        return self.folder / name
+
     def stage_dir(self, name: str) -> Path:
         """The sweep's `stages/<name>/` (a loose run folder keeps its own `stages/<name>/`)."""
         sweep = self.sweep_dir
@@ -106,8 +113,8 @@ class SweepLayout:
     sweep_dir: Path
 
     plan = _Name(PLAN_NAME)
-    sweep_file = _Name("sweep.yaml")  # the sweep file as it was run
-    results_csv = _Name("results.csv")
+    sweep_file = _Name(SWEEP_FILE_NAME)  # the sweep file as it was given, saved beside the plan
+    results = _Name(RESULTS_NAME)
     tracking_outbox = _Name(OUTBOX_NAME)  # runs whose MLflow copy may be stale (tracking/)
     runs = _Name(RUNS_DIR)
     stages = _Name(STAGES_DIR)
@@ -120,11 +127,9 @@ class SweepLayout:
         return Path(self.sweep_dir)
 
     def run_dir(self, run_id: str) -> Path:
-        """`runs/<run_id>/` (a run id from a file goes through `util.paths.safe_join` first)."""
+        """`runs/<run_id>/`: a plain join. Where an id may be unsafe (`../x` in a plan.json someone edited),
+        check it with `util.paths.safe_join(layout.runs, run_id)`."""
         return self.runs / run_id
-
-    def run(self, run_id: str) -> RunLayout:
-        return RunLayout(self.run_dir(run_id))
 
     def stage_dir(self, name: str) -> Path:
         return stage_dir(self.folder, name)

@@ -65,7 +65,7 @@ class Metrics(BaseModel):
 
 
 class DistributedBlock(BaseModel):
-    """How a data-parallel run trained (distributed.py); absent for a run on one process."""
+    """How a data-parallel run trained (engine/ddp.py); absent for a run on one process."""
 
     model_config = ConfigDict(extra="allow")
 

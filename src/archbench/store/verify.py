@@ -112,22 +112,20 @@ def verify_run(run_dir: Path, plan_entry: dict[str, Any] | None, rec: RunRecord 
             )
         return Verdict(run_id, "missing")
     v = Verdict(run_id, rec.status)
-    _check_placement(v, rec, run_id, plan_entry)
+    _check_placement(v, rec, plan_entry)
     trial = (getattr(rec, "tune", None) or {}).get("role") == "trial"
-    if rec.status == "pruned" and trial:
-        return v
     if rec.status != "completed" or v.problems:
         return v  # a misplaced record vouches for nothing here; its other checks would only add noise
-    _check_artifacts(v, rec, run_dir, trial)
+    _check_artifacts(v, run_dir, rec, trial)
     if not trial:  # a tuning trial never sees the test split: no predictions, no test metrics to check
-        _check_metrics(v, rec, run_dir)
+        _check_metrics(v, run_dir, rec)
     return v
 
 
-def _check_placement(v: Verdict, rec: RunRecord, run_id: str, plan_entry: dict[str, Any] | None) -> None:
-    """The record sits in the folder its plan entry names (run id, spec hash)."""
-    if rec.run_id != run_id:
-        v.problems.append(f"record is for run {rec.run_id}, not this folder's run {run_id}")
+def _check_placement(v: Verdict, rec: RunRecord, plan_entry: dict[str, Any] | None) -> None:
+    """The record sits in its own run's folder, under the plan entry with its spec hash."""
+    if rec.run_id != v.run_id:
+        v.problems.append(f"record is for run {rec.run_id}, not this folder's run {v.run_id}")
     if plan_entry is None:
         v.problems.append("run is not in plan.json")
     elif plan_entry.get("spec_hash") != rec.spec_hash:
@@ -137,9 +135,8 @@ def _check_placement(v: Verdict, rec: RunRecord, run_id: str, plan_entry: dict[s
     v.checked.append("placement")
 
 
-def _check_artifacts(v: Verdict, rec: RunRecord, run_dir: Path, trial: bool) -> None:
-    """Every file the record lists has the sha256 it recorded; the evaluated checkpoint (and, but for a
-    trial, predictions.npz) must be listed."""
+def _check_artifacts(v: Verdict, run_dir: Path, rec: RunRecord, trial: bool) -> None:
+    """Every artifact the record must list is listed, and every listed one has its recorded sha256."""
     layout = RunLayout(run_dir)
     artifacts: dict[str, str] = dict(getattr(rec, "artifacts", None) or {})
     evaluated = layout.relative(layout.checkpoint(rec.spec.eval.checkpoint))
@@ -148,7 +145,7 @@ def _check_artifacts(v: Verdict, rec: RunRecord, run_dir: Path, trial: bool) -> 
         if name not in artifacts:
             v.problems.append(f"record has no sha256 for {name} (written before verification existed?)")
     for name, digest in sorted(artifacts.items()):
-        p = run_dir / name  # `name` is the record's key: a path relative to the run folder
+        p = run_dir / name  # the record's key: a path relative to the run folder
         if p.is_symlink() or not p.is_file():
             v.problems.append(f"{name} is missing")
         elif file_sha256(p) != digest:
@@ -156,7 +153,7 @@ def _check_artifacts(v: Verdict, rec: RunRecord, run_dir: Path, trial: bool) -> 
     v.checked.append("artifacts")
 
 
-def _check_metrics(v: Verdict, rec: RunRecord, run_dir: Path) -> None:
+def _check_metrics(v: Verdict, run_dir: Path, rec: RunRecord) -> None:
     """Every stored test metric recomputes from predictions.npz."""
     if rec.metrics is None:
         v.problems.append("completed record has no metrics")
