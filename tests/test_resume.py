@@ -104,8 +104,13 @@ def test_sigterm_checkpoints_and_exits_killed_then_resumes(
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     # The signal arrives just before step 28; that step finishes and the run checkpoints at the next boundary.
     assert state["step"] == batches_per_epoch + 8 and state["batch_in_epoch"] == 8
-    assert run_cli("run", str(sweep), cwd=tmp_path).returncode == 0
+    again = run_cli("run", str(sweep), cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
     assert _final_weights(tmp_path / "results") == reference
+    # The log says the run resumed, where (the epoch it goes on in, the steps done), and only once.
+    resumed = [ln[20:] for ln in again.stdout.splitlines() if ln[20:].startswith("resumed ")]
+    assert resumed == [f"resumed {run_dir.name} from epoch 2, step {batches_per_epoch + 8}"]
+    assert not [ln for ln in res.stdout.splitlines() if ln[20:].startswith("resumed ")]
 
 
 def test_sigterm_from_outside_stops_at_the_next_step(tmp_path: Path) -> None:
@@ -216,7 +221,8 @@ def test_checkpoint_every_n_epochs_and_always_at_the_end(tmp_path: Path) -> None
 def test_time_cadence_and_stop_mid_epoch_resume_bitwise(tmp_path: Path) -> None:
     """A checkpoint at every step boundary (every_minutes tiny), a stop mid-epoch, a resume in this
     process: the weights equal an uninterrupted run's."""
-    from archbench.engine.train import RunKilled, train_run
+    from archbench.engine.train import train_run
+    from archbench.util.errors import RunKilled
 
     ref = train_run(_spec(), _bundle(), tmp_path / "ref")
     spec = _spec(checkpoint={"every_minutes": 1e-9})
@@ -235,7 +241,9 @@ def test_time_cadence_and_stop_mid_epoch_resume_bitwise(tmp_path: Path) -> None:
     assert steps_saved == [0, 1, 2, 3, 4, 6, 6, 7]
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (1, 2, 8)
-    res = train_run(spec, _bundle(), run_dir)
+    heard: list[tuple[int, int]] = []
+    res = train_run(spec, _bundle(), run_dir, on_resume=lambda epoch, step: heard.append((epoch, step)))
+    assert heard == [(2, 8)]  # told once: it goes on in epoch 2 (1-based) after 8 steps
     assert res.resumes == 1 and _weights(res.model) == _weights(ref.model)
     assert [h["train_loss"] for h in res.history] == [h["train_loss"] for h in ref.history]
 
@@ -263,8 +271,8 @@ def _old_format(path: Path, state: dict[str, Any]) -> None:
 
 
 def test_old_format_checkpoints_load_verify_and_resume(tmp_path: Path) -> None:
-    from archbench.engine.train import RunKilled, train_run
-    from archbench.util.errors import CheckpointError
+    from archbench.engine.train import train_run
+    from archbench.util.errors import CheckpointError, RunKilled
 
     run_dir = tmp_path / "run"
     with pytest.raises(RunKilled):

@@ -2,7 +2,7 @@
 
 On a terminal: rich progress bars. Anywhere else (a file, a pipe, CI, nohup): one flushed, timestamped line
 at a steady cadence (every `every` seconds) with run, epoch, step/total, loss, accuracy, img/s and ETA,
-plus one line when a run starts and when it ends. Both implement the runner's `Reporter` protocol and
+plus one line when a run starts, resumes and ends. Both implement the runner's `Reporter` protocol and
 never decide anything: they only show what the runner and the trainer report.
 """
 
@@ -39,6 +39,11 @@ def fmt_duration(seconds: float) -> str:
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def resumed_line(planned: Any, epoch: int, step: int) -> str:
+    """`resumed <run_id> from epoch k, step s`: the epoch it continues in (1-based) and the steps done."""
+    return f"resumed {planned.run_id} from epoch {epoch}, step {step}"
 
 
 def finished_line(planned: Any, outcome: str, record: Any) -> str:
@@ -131,6 +136,9 @@ class PlainReporter:
         self.run = _RunClock(epochs, self.clock)
         self._emit(f"{self._prefix()} started: {epochs} epochs")
 
+    def run_resumed(self, planned: Any, epoch: int, step: int) -> None:
+        self._emit(resumed_line(planned, epoch, step))
+
     def batch(self, epoch: int, done: int, total: int, loss: float, acc: float, ips: float) -> None:
         if self.run is None:
             return
@@ -194,6 +202,11 @@ class RichReporter:
         if self.batch_task is not None:
             self.progress.remove_task(self.batch_task)
         self.batch_task = self.progress.add_task(f"  {planned.run_id} epoch 1/{epochs}", total=1, info="")
+
+    def run_resumed(self, planned: Any, epoch: int, step: int) -> None:
+        self.progress.console.print(
+            literal(resumed_line(planned, epoch, step)), highlight=False, markup=False, soft_wrap=True
+        )
 
     def batch(self, epoch: int, done: int, total: int, loss: float, acc: float, ips: float) -> None:
         self.progress.update(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from archbench.store.layout import RunLayout
 from archbench.store.record import RunRecord, read_record
 from archbench.util.errors import ArchbenchError
 
@@ -49,9 +50,9 @@ def load_model(run_dir: Path, rec: RunRecord, device: Any = "cpu", which: str | 
         num_classes=len(rec.class_names),
         image_size=image_size,
     )
-    name = which or rec.spec.eval.checkpoint
-    path = run_dir / "checkpoints" / f"{name}.pt"
-    vouched = rec.artifacts.get(f"checkpoints/{name}.pt")
+    layout = RunLayout(run_dir)
+    path = layout.checkpoint(which or rec.spec.eval.checkpoint)
+    vouched = rec.artifacts.get(layout.relative(path))
     if vouched is not None:
         from archbench.util.paths import file_sha256
 
@@ -68,5 +69,5 @@ def load_model(run_dir: Path, rec: RunRecord, device: Any = "cpu", which: str | 
 def load_predictions(run_dir: Path) -> dict[str, Any]:
     import numpy as np
 
-    with np.load(run_dir / "predictions.npz", allow_pickle=False) as z:
+    with np.load(RunLayout(run_dir).predictions, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}

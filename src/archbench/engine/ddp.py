@@ -1,5 +1,6 @@
-"""Data-parallel training of ONE run on several processes: owns the process group, the rank context, the
-launcher and each rank's share of a batch; never decides what a run trains, and never writes a record.
+"""Data-parallel training of ONE run on several processes: owns the rank plan (and the record's words for
+it), the launcher (rank 0's side: start, watch and stop ranks 1..N-1) and each other rank's entry point;
+never decides what a run trains, and never writes a record. The collectives are collectives.py's.
 
 How a run with `executor.resources: {gpu: N}` (or `processes: N`) trains:
 - The process that claimed the run (the local executor's, or the Ray task) is rank 0. It starts ranks
@@ -37,25 +38,24 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from archbench.engine.collectives import RankContext
 from archbench.engine.rankstop import StopWatch
+from archbench.store.layout import RunLayout
 from archbench.util import faults
-from archbench.util.errors import RunFailure
+from archbench.util.errors import RunFailure, RunKilled
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
     from archbench.config import ResourcesSpec, RunSpec
     from archbench.data.registry import DatasetBundle
+    from archbench.engine.train import TrainResult
     from archbench.store.record import DistributedBlock
-
-T = TypeVar("T")
 
 HOST = "127.0.0.1"  # every rank of a run is on the machine that claimed it
 LOOPBACK_IFNAME = "lo"  # gloo binds to the interface its hostname resolves to unless told; tests run offline
@@ -70,93 +70,6 @@ GRADIENTS = (
     "DDP averages the ranks' gradients; each rank's mean loss is weighted by its rows x W / global rows, "
     "so a step equals one process's step on the whole batch (exact without BatchNorm)"
 )
-
-
-@dataclass(frozen=True)
-class RankContext:
-    """Who this process is in its run's process group, and the few collective operations training uses."""
-
-    rank: int
-    world_size: int
-    backend: str  # "nccl" | "gloo"
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0: the one process that validates and writes."""
-        return self.rank == 0
-
-    def rows(self, batch: slice) -> slice:
-        """This rank's rows of the global batch `batch` (positions in the epoch's order and draws)."""
-        return slice(batch.start + self.rank, batch.stop, self.world_size)
-
-    def loss_weight(self, rows: int, global_rows: int) -> float:
-        """Factor on this rank's mean loss so DDP's average over ranks is the global batch's mean loss."""
-        return rows * self.world_size / max(1, global_rows)
-
-    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
-        """`model` in DistributedDataParallel (it syncs rank 0's weights to every rank at construction)."""
-        from torch.nn.parallel import DistributedDataParallel
-
-        if device.type == "cuda":
-            import torch
-
-            index = device.index if device.index is not None else torch.cuda.current_device()
-            return DistributedDataParallel(model, device_ids=[index], output_device=index)
-        return DistributedDataParallel(model)
-
-    def _tensor(self, values: list[float], device: torch.device) -> torch.Tensor:
-        import torch
-
-        where = device if self.backend == "nccl" else torch.device("cpu")
-        return torch.tensor(values, dtype=torch.float64, device=where)
-
-    def agree(self, flags: tuple[bool, ...], device: torch.device) -> tuple[bool, ...]:
-        """Rank 0's `flags` on every rank (stop and checkpoint decisions are rank 0's alone)."""
-        import torch.distributed as dist
-
-        t = self._tensor([1.0 if f else 0.0 for f in flags], device)
-        dist.broadcast(t, src=0)
-        return tuple(bool(v > 0) for v in t.tolist())
-
-    def main_first(self, fn: Callable[[], T], device: torch.device) -> T:
-        """`fn()` on rank 0, then on the other ranks (e.g. reading `last`, which rank 0 may set aside)."""
-        if self.is_main:
-            out = fn()
-            self.agree((True,), device)
-            return out
-        self.agree((True,), device)
-        return fn()
-
-    def share_first_bad(self, sums: dict[str, Any]) -> None:
-        """train.py's `first_bad` (the first step whose loss was non-finite, -1: none) made the earliest
-        over all ranks, in place, so every rank fails the run naming the same step (gradients are shared:
-        one rank's non-finite loss spoils every rank's next step). Called where the sums are read anyway."""
-        import torch
-        import torch.distributed as dist
-
-        bad = sums["first_bad"]
-        none = torch.iinfo(torch.int64).max
-        earliest = torch.where(bad < 0, torch.full_like(bad, none), bad)
-        dist.all_reduce(earliest, op=dist.ReduceOp.MIN)
-        bad.copy_(torch.where(earliest == none, torch.full_like(bad, -1), earliest))
-
-    def reduce_sums(self, sums: dict[str, Any]) -> dict[str, Any]:
-        """The epoch's sums (train.py's device-side `loss`, `correct`, `first_bad` and host `seen`) over
-        every rank: added (`first_bad` the earliest). `seconds` stays this rank's. Called at the epoch's end
-        and before a stop's checkpoint, where the sums are read anyway."""
-        import torch
-        import torch.distributed as dist
-
-        out = dict(sums)
-        for key in ("loss", "correct"):
-            out[key] = sums[key].clone()
-            dist.all_reduce(out[key])
-        out["first_bad"] = sums["first_bad"].clone()
-        self.share_first_bad(out)
-        seen = torch.tensor(int(sums["seen"]), dtype=torch.int64, device=sums["loss"].device)
-        dist.all_reduce(seen)
-        out["seen"] = int(seen.item())
-        return out
 
 
 @dataclass(frozen=True)
@@ -209,25 +122,24 @@ class RankPlan:
 
 # --- the launcher (rank 0's side) -------------------------------------------------------------------------
 
-Target = Callable[..., Any]
-
 
 def train_on_ranks(
     plan: RankPlan,
-    target: Target,
     spec: RunSpec,
     bundle: DatasetBundle,
     run_dir: Path,
     *,
     device: torch.device,
     **kwargs: Any,
-) -> Any:
-    """`target(spec, bundle, run_dir, device=device, **kwargs)` (i.e. `train.train_run`) as rank 0 of
-    `plan`, with ranks 1.. started beside it; one process: just the call.
+) -> TrainResult:
+    """`train_run(spec, bundle, run_dir, device=device, **kwargs)` as rank 0 of `plan`, with ranks 1..
+    started beside it; one process: just the call.
 
     Raises the rank's own failure when another rank failed, `rank_died` when one was killed."""
+    from archbench.engine.train import train_run
+
     if plan.world_size == 1:
-        return target(spec, bundle, run_dir, device=device, **kwargs)
+        return train_run(spec, bundle, run_dir, device=device, **kwargs)
     import torch
     import torch.distributed as dist
 
@@ -235,7 +147,7 @@ def train_on_ranks(
     saved_env = {k: os.environ.get(k) for k in ("GLOO_SOCKET_IFNAME",)}
     _loopback_for_gloo(plan.backend)
     store = dist.TCPStore(HOST, 0, plan.world_size, is_master=True, timeout=timeout, wait_for_workers=False)
-    ranks = _RankProcesses(plan, store.port, target, spec, run_dir)
+    ranks = _RankProcesses(plan, store.port, spec, run_dir)
     run_id = run_dir.name
     threads = torch.get_num_threads()
     watch = StopWatch(kwargs.get("should_stop", lambda: False), ranks.stop)  # a stop ends within ~10 s
@@ -251,7 +163,7 @@ def train_on_ranks(
         faults.set_run(f"{run_id}/rank0")  # `#/rank1` scopes a fault to one rank in the tests
         ctx = RankContext(0, plan.world_size, plan.backend)
         try:
-            result = target(spec, bundle, run_dir, device=device, ranks=ctx, **kwargs)
+            result = train_run(spec, bundle, run_dir, device=device, ranks=ctx, **kwargs)
         except RuntimeError as exc:
             # A collective that failed because another rank died: that rank's story is the run's. One that
             # timed out while every rank still runs: a rank is stuck (a hang, a far slower device).
@@ -311,8 +223,8 @@ _SIGNAL_NAMES = {int(s): s.name for s in signal.Signals}
 class _RankProcesses:
     """Ranks 1..N-1 of one run: start, readiness, failure reports (through the store), stop."""
 
-    def __init__(self, plan: RankPlan, port: int, target: Target, spec: RunSpec, run_dir: Path) -> None:
-        self.plan, self.port, self.target, self.spec, self.run_dir = plan, port, target, spec, run_dir
+    def __init__(self, plan: RankPlan, port: int, spec: RunSpec, run_dir: Path) -> None:
+        self.plan, self.port, self.spec, self.run_dir = plan, port, spec, run_dir
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(self) -> None:
@@ -325,13 +237,12 @@ class _RankProcesses:
                     "rank": rank,
                     "plan": dataclasses.asdict(self.plan),
                     "port": self.port,
-                    "target": f"{self.target.__module__}:{self.target.__qualname__}",
                     "spec": self.spec.model_dump(mode="json"),
                     "run_dir": str(self.run_dir),
                     "sys_path": sys.path,
                 }
             )
-            log = _open_log(self.run_dir / f"rank{rank}.log")
+            log = _open_log(self._log(rank))
             try:
                 proc = subprocess.Popen(
                     [sys.executable, "-c", _ENTRY, str(os.getpid())],
@@ -368,7 +279,7 @@ class _RankProcesses:
             time.sleep(0.05)
 
     def _log(self, rank: int) -> Path:
-        return self.run_dir / f"rank{rank}.log"
+        return RunLayout(self.run_dir).rank_log(rank)
 
     def _failure_of(self, store: Any, rank: int) -> RunFailure | None:
         """What rank `rank` reported, or how it died; None while it runs or after a clean exit."""
@@ -456,12 +367,12 @@ def _is_collective_error(exc: BaseException) -> bool:
 
 
 def rank_main(args: dict[str, Any]) -> None:
-    """A rank other than 0: join the store and the process group, load the data, train, report failures."""
+    """A rank other than 0: join the store and the process group, load the data, train, report failures.
+
+    SIGINT and SIGTERM are ignored here: rank 0 decides a stop and every rank agrees on it (RunKilled)."""
     # A terminal's Ctrl-C reaches the whole process group: rank 0 decides and every rank stops with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    import importlib
-
     import torch
     import torch.distributed as dist
 
@@ -470,8 +381,6 @@ def rank_main(args: dict[str, Any]) -> None:
     rank, plan, spec = args["rank"], RankPlan(**args["plan"]), RunSpec.model_validate(args["spec"])
     plan = dataclasses.replace(plan, devices=tuple(plan.devices))
     run_dir = Path(args["run_dir"])
-    module, _, name = args["target"].partition(":")
-    target = getattr(importlib.import_module(module), name)
 
     timeout = timedelta(seconds=plan.timeout_s)
     store = dist.TCPStore(HOST, args["port"], plan.world_size, is_master=False, timeout=timeout)
@@ -486,12 +395,13 @@ def rank_main(args: dict[str, Any]) -> None:
         )
         faults.set_run(f"{run_dir.name}/rank{rank}")
         from archbench.data import create_dataset
+        from archbench.engine.train import train_run  # after joining: a rank's start-up is timed (timeout_s)
 
         bundle = create_dataset(spec.data).without_test()  # ranks other than 0 never evaluate
         ctx = RankContext(rank, plan.world_size, plan.backend)
-        target(spec, bundle, run_dir, device=device, ranks=ctx)
+        train_run(spec, bundle, run_dir, device=device, ranks=ctx)
     except BaseException as exc:  # noqa: BLE001 - every failure is reported to rank 0, then the rank exits
-        if type(exc).__name__ == "RunKilled":
+        if isinstance(exc, RunKilled):
             code = 0  # rank 0 asked every rank to stop at this step
         else:
             code = 1

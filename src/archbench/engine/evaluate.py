@@ -1,7 +1,7 @@
-"""Test-set evaluation: owns the metrics (numpy, sklearn definitions) and `predictions.npz`; never trains.
+"""Test-set evaluation: owns predicting the test split and `predictions.npz`; never trains.
 
-The metrics themselves live in metrics.py (pure), so `archbench verify`, the report and tests recompute
-every number from the saved predictions and get the same values.
+The metrics are metrics.py's (pure, computed from the predictions), so `archbench verify`, the report
+and tests recompute every number from the saved predictions and get the same values.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from archbench.data.registry import DatasetBundle
 from archbench.engine.augment import BatchMaker
 from archbench.engine.runtime import amp_enabled, autocast, channels_last_enabled
 from archbench.metrics import metrics_from_predictions
+from archbench.store.layout import RunLayout
 
 
 @torch.no_grad()
@@ -77,5 +78,5 @@ def evaluate_run(
         test_source=np.array(ids.prefix),
         data_fingerprint=np.array(bundle.fingerprint),
     )
-    atomic_write_bytes(run_dir / "predictions.npz", buf.getvalue())
+    atomic_write_bytes(RunLayout(run_dir).predictions, buf.getvalue())
     return metrics

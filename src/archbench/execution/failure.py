@@ -6,7 +6,7 @@ import errno
 import re
 
 from archbench.store.record import Status
-from archbench.util.errors import ArchbenchError, RunFailure, RunPruned
+from archbench.util.errors import ArchbenchError, RunFailure, RunKilled, RunPruned
 
 # What torch's CPU allocator (and friends) say when the host runs out of memory (e.g. under RLIMIT_AS).
 _ALLOC_FAILED = re.compile(r"can't allocate memory|not enough memory|out of memory|std::bad_alloc", re.I)
@@ -40,8 +40,6 @@ def how_it_ended(exc: Exception) -> tuple[Status, str | None, str]:
     """(status, failure reason, detail) of a run whose training, evaluation or stages raised `exc`:
     pruned (a tuning trial its pruner stopped; no reason), killed (SIGTERM/SIGINT after a checkpoint) or
     failed."""
-    from archbench.engine.train import RunKilled
-
     if isinstance(exc, RunPruned):
         return "pruned", None, str(exc)
     if isinstance(exc, RunKilled):

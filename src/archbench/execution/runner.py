@@ -206,7 +206,6 @@ def _train_and_evaluate(attempt: _Attempt) -> None:
     from archbench.engine.ddp import RankPlan, train_on_ranks
     from archbench.engine.evaluate import evaluate_run
     from archbench.engine.runtime import resolve_device
-    from archbench.engine.train import train_run
 
     run, record, spec = attempt.run, attempt.record, attempt.run.planned.spec
     bundle = run.datasets.get(spec.data)
@@ -224,13 +223,13 @@ def _train_and_evaluate(attempt: _Attempt) -> None:
 
     result = train_on_ranks(
         ranks,
-        train_run,
         spec,
         bundle,
         run.run_dir,
         should_stop=run.should_stop,
         on_batch=run.reporter.batch,
         on_epoch=LiveHistory(run.run_dir, record, on_epoch).epoch,
+        on_resume=lambda epoch, step: run.reporter.run_resumed(run.planned, epoch, step),
         device=device,
     )
     _record_training(record, result, ranks.block(spec) if ranks.world_size > 1 else None)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archbench.store.layout import RunLayout, SweepLayout, report_dir
 from archbench.util.errors import ArchbenchError
 from archbench.util.paths import atomic_write_bytes, atomic_write_text, replace_dir
 
@@ -77,7 +78,7 @@ def build_report(
             f"{source}: no sweep found (expected a sweep folder with runs/ inside, or an output_dir holding "
             "such folders); run `archbench run SWEEP.yaml` first"
         )
-    out_dir = Path(out) if out is not None else source / "report"
+    out_dir = Path(out) if out is not None else report_dir(source)
     _check_replaceable(out_dir)
     data = collect(source)
     a = analyse(data)
@@ -189,9 +190,9 @@ def _manifest(
                 "run_id": r.run_id,
                 "sweep": r.sweep_name,
                 "status": r.status,
-                "record": rel(r.run_dir / "record.json"),
+                "record": rel(RunLayout(r.run_dir).record),
                 "sha256": r.record_sha256,
-                "predictions": rel(r.run_dir / "predictions.npz") if r.predictions_sha256 else None,
+                "predictions": rel(RunLayout(r.run_dir).predictions) if r.predictions_sha256 else None,
                 "predictions_sha256": r.predictions_sha256,
                 "used_in_aggregates": r.completed,
             }
@@ -199,7 +200,7 @@ def _manifest(
             if r.record is not None
         ],
         "missing": [{"run_id": r.run_id, "sweep": r.sweep_dir.name} for r in data.runs if r.record is None],
-        "stage_indexes": [rel(s.sweep_dir / "stages" / s.name / "index.json") for s in data.stages],
+        "stage_indexes": [rel(SweepLayout(s.sweep_dir).stage_index(s.name)) for s in data.stages],
         "outputs": [
             {"path": str(p.relative_to(out_dir)), "sha256": sha256_bytes(b)}
             for p, b in sorted(written.items())

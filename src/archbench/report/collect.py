@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from archbench.config import canonical_json
-from archbench.store.layout import sweep_of
-from archbench.store.record import RECORD_NAME, RunRecord, read_record
+from archbench.store.layout import INDEX_NAME, RunLayout, SweepLayout, sweep_of
+from archbench.store.record import RunRecord, read_record
 from archbench.store.results import find_sweep_dirs, iter_records
 from archbench.util.escape import visible
 
@@ -167,9 +167,9 @@ def _read_stable(path: Path) -> bytes | None:
 def _load_record(run_dir: Path) -> tuple[RunRecord | None, str | None]:
     """The trusted record and the sha256 of exactly the bytes it was parsed from (retry if rewritten)."""
     for _ in range(3):
-        before = _read_stable(run_dir / RECORD_NAME)
+        before = _read_stable(RunLayout(run_dir).record)
         rec = read_record(run_dir) if run_dir.is_dir() else None
-        after = _read_stable(run_dir / RECORD_NAME)
+        after = _read_stable(RunLayout(run_dir).record)
         if before == after:
             return rec, (sha256_bytes(after) if rec is not None and after is not None else None)
     return None, None
@@ -178,7 +178,7 @@ def _load_record(run_dir: Path) -> tuple[RunRecord | None, str | None]:
 def _load_predictions(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     import numpy as np
 
-    raw = _read_stable(run_dir / "predictions.npz")
+    raw = _read_stable(RunLayout(run_dir).predictions)
     if raw is None:
         return None, None
     try:
@@ -321,11 +321,11 @@ def load_stage_section(sweep_dir: Path, folder: Path) -> StageSection:
     name = folder.name
     section = StageSection(sweep_dir, name, title=name)
     try:
-        index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+        index = json.loads((folder / INDEX_NAME).read_text(encoding="utf-8"))
         if not isinstance(index, dict):
             raise ValueError("expected a JSON object")
     except (OSError, ValueError) as exc:
-        section.problems.append(f"{folder / 'index.json'}: unreadable ({exc})")
+        section.problems.append(f"{folder / INDEX_NAME}: unreadable ({exc})")
         return section
     section.title = str(index.get("title") or name)
     for label, fig, path in _listed_files(index, folder, "figure", "path", section.problems):
@@ -356,10 +356,10 @@ def _stage_sort_key(name: str) -> tuple[int, str]:
 def find_stage_sections(sweep_dirs: list[Path]) -> list[StageSection]:
     out = []
     for sd in sweep_dirs:
-        stages = sd / "stages"
+        stages = SweepLayout(sd).stages
         if not stages.is_dir():
             continue
-        folders = [p for p in stages.iterdir() if p.is_dir() and (p / "index.json").is_file()]
+        folders = [p for p in stages.iterdir() if p.is_dir() and (p / INDEX_NAME).is_file()]
         for folder in sorted(folders, key=lambda p: _stage_sort_key(p.name)):
             out.append(load_stage_section(sd, folder))
     return out

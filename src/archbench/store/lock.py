@@ -1,8 +1,11 @@
-"""Run claims: owns the per-run lock so two sweep processes never train the same run at once.
+"""File locks: owns every `flock` in archbench: the per-run claim (so two sweep processes never train the
+same run at once) and `file_lock`, the short blocking lock around a read-merge-write (a record, a data cache
+entry, a stage's shared file).
 
 The claim is an exclusive, non-blocking `flock` on `<run_dir>/.lock`, which holds the owner's pid and host
 for people to read. The kernel drops the lock when its owner dies, so a dead owner's run is simply claimed
-again by the next sweep (no stale-lock heuristics).
+again by the next sweep (no stale-lock heuristics). Lock files are never opened through a symlink
+(O_NOFOLLOW): a planted link cannot make archbench create or truncate a file elsewhere.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
+from archbench.store.layout import RunLayout
 from archbench.util.errors import ArchbenchError
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class RunBusy(ArchbenchError):
@@ -26,11 +32,11 @@ class RunBusy(ArchbenchError):
 
 class RunClaim:
     def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / ".lock"
+        self.path = RunLayout(run_dir).lock
         self.fd: int | None = None
 
     def try_acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        fd = _open_lock_file(self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -59,7 +65,7 @@ class RunClaim:
     def held_by_someone(self) -> bool:
         """Is the run claimed right now (by any process)? A read-only probe: it writes nothing."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW)  # a probe creates nothing
         except OSError:
             return False
         try:
@@ -84,15 +90,23 @@ class RunClaim:
         self.release()
 
 
+def _open_lock_file(path: Path) -> int:
+    """`path` opened read-write, created 0644 if absent, never through a symlink."""
+    return os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+
+
 @contextmanager
-def record_lock(path: Path) -> Iterator[None]:
-    """A short, blocking, exclusive `flock` on `path` around a record's read-merge-write (`update_stage`).
+def file_lock(path: Path) -> Iterator[float]:
+    """A blocking, exclusive `flock` on `path` for the body of the `with` (e.g. a record's read-merge-write
+    in `update_stage`); yields the seconds spent waiting for another holder.
 
     Separate from the run claim: the runner holds the claim for a whole run and still updates its record.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    fd = _open_lock_file(path)
+    t0 = time.perf_counter()
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        yield time.perf_counter() - t0
     finally:
-        os.close(fd)  # closing drops the lock
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

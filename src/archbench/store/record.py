@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from archbench.config import RunSpec, spec_hash
-from archbench.store.layout import RECORD_NAME, RunLayout
+from archbench.store.layout import INDEX_NAME, RECORD_NAME, RunLayout
 from archbench.util.errors import ArchbenchError
 from archbench.util.paths import atomic_write_text
 
@@ -65,7 +65,7 @@ class Metrics(BaseModel):
 
 
 class DistributedBlock(BaseModel):
-    """How a data-parallel run trained (distributed.py); absent for a run on one process."""
+    """How a data-parallel run trained (engine/ddp.py); absent for a run on one process."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -93,27 +93,9 @@ class StageBlock(BaseModel):
     error: str | None = Field(None, description="why the stage failed for this run (it is retried)")
 
 
-# The profile keys copied from the run's own resolution to the top of its block (what `ls` shows).
-PROFILE_HEADLINE_KEYS = (
-    "params_total",
-    "params_trainable",
-    "flops",
-    "macs",
-    "gmacs",
-    "gflops",
-    "latency_ms_p50",
-    "latency_ms_p90",
-    "throughput_img_s",
-    "train_step_ms",
-    "train_throughput_img_s",
-    "peak_memory_mb",
-)
-# The few of them a results table (`archbench ls`, results.csv) shows.
-PROFILE_SUMMARY_KEYS = ("gmacs", "latency_ms_p50", "throughput_img_s", "peak_memory_mb")
+class ProfileHeadline(StageBlock):
+    """The profile numbers copied from the run's own resolution to the top of its block (what `ls` shows)."""
 
-
-class ProfileBlock(StageBlock):
-    resolution: int | list[int] | None = None
     params_total: int | None = None
     params_trainable: int | None = None
     flops: float | None = None
@@ -126,6 +108,15 @@ class ProfileBlock(StageBlock):
     train_step_ms: float | None = None
     train_throughput_img_s: float | None = None
     peak_memory_mb: float | None = None
+
+
+PROFILE_HEADLINE_KEYS = tuple(k for k in ProfileHeadline.model_fields if k not in StageBlock.model_fields)
+# The few of them a results table (`archbench ls`, results.csv) shows.
+PROFILE_SUMMARY_KEYS = ("gmacs", "latency_ms_p50", "throughput_img_s", "peak_memory_mb")
+
+
+class ProfileBlock(ProfileHeadline):
+    resolution: int | list[int] | None = None
     per_resolution: list[dict[str, Any]] = Field(default_factory=list)
     training: dict[str, Any] | None = None
     amp: str | None = None
@@ -196,8 +187,6 @@ class StageIndex(BaseModel):
 
     def write(self, folder: Path) -> Path:
         """Atomically write `folder/index.json`; returns its path."""
-        from archbench.store.layout import INDEX_NAME
-
         path = folder / INDEX_NAME
         atomic_write_text(path, self.model_dump_json(indent=2, exclude_none=True))
         return path
@@ -315,16 +304,17 @@ def write_record(run_dir: Path, record: RunRecord) -> None:
     from archbench.util import faults
 
     text = record.model_dump_json(indent=2)
+    path = RunLayout(run_dir).record
     if record.status == "completed" and faults.active("kill@record_write"):
         # Leave half a temp file behind, then die: the canonical record must stay absent or complete.
-        (run_dir / f".{RECORD_NAME}.tmp-{os.getpid()}").write_text(text[: len(text) // 2])
+        path.with_name(f".{path.name}.tmp-{os.getpid()}").write_text(text[: len(text) // 2])
         faults.die()
-    atomic_write_text(run_dir / RECORD_NAME, text)
+    atomic_write_text(path, text)
 
 
 def read_record(run_dir: Path) -> RunRecord | None:
     """The run's record if it exists, migrates, validates, and its spec hash is its own; otherwise None."""
-    path = run_dir / RECORD_NAME
+    path = RunLayout(run_dir).record
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(raw, dict):
@@ -346,10 +336,10 @@ def update_stage(run_dir: Path, name: str, block: dict[str, Any]) -> RunRecord:
     Every stage writes its block through here, so two writers (a sweep's stage and `archbench explain`)
     never lose each other's blocks. Raises ArchbenchError when the run has no valid record.
     """
-    from archbench.store.lock import record_lock
+    from archbench.store.lock import file_lock
 
     stage_block(name, block)  # a malformed block fails here, before the record is touched
-    with record_lock(RunLayout(run_dir).record_lock):
+    with file_lock(RunLayout(run_dir).record_lock):
         rec = read_record(run_dir)
         if rec is None:
             raise ArchbenchError(f"{run_dir}: no valid {RECORD_NAME} to add the {name} block to")

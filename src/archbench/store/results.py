@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from archbench.store.layout import sweep_of
+from archbench.store.layout import SweepLayout, sweep_of
 from archbench.store.record import PROFILE_SUMMARY_KEYS, RunRecord, read_record
 from archbench.util.escape import visible
 from archbench.util.paths import safe_join, slugify
@@ -22,7 +22,8 @@ def find_sweep_dirs(path: Path) -> list[Path]:
     path = Path(path)
 
     def is_sweep(p: Path) -> bool:  # a `runs` symlink (pointing anywhere) is never followed
-        return (p / "runs").is_dir() and not (p / "runs").is_symlink()
+        runs = SweepLayout(p).runs
+        return runs.is_dir() and not runs.is_symlink()
 
     if is_sweep(path):
         return [path]
@@ -37,21 +38,22 @@ def iter_records(path: Path) -> list[tuple[Path, RunRecord | None, dict[str, Any
     """
     out: list[tuple[Path, RunRecord | None, dict[str, Any] | None]] = []
     for sd in find_sweep_dirs(path):
+        layout = SweepLayout(sd)
         planned: dict[str, dict[str, Any]] = {}
         try:
-            plan = json.loads((sd / "plan.json").read_text())
+            plan = json.loads(layout.plan.read_text())
             planned = {str(r["run_id"]): r for r in plan.get("runs", []) if isinstance(r, dict)}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass
-        runs = sd / "runs"
+        runs = layout.runs
         present = sorted(p.name for p in runs.iterdir() if p.is_dir() and not p.is_symlink())
         for rid in list(planned) + [r for r in present if r not in planned]:
             try:
                 safe_join(runs, rid)
-                run_dir = runs / rid
+                run_dir = layout.run_dir(rid)
             except ValueError as exc:
                 entry = {**planned.get(rid, {}), "unsafe_path": f"unsafe_path: {exc}"}
-                out.append((runs / f"unsafe-{slugify(rid, max_len=24)}", None, entry))
+                out.append((layout.run_dir(f"unsafe-{slugify(rid, max_len=24)}"), None, entry))
                 continue
             rec = read_record(run_dir) if run_dir.is_dir() else None
             out.append((run_dir, rec, planned.get(rid)))

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archbench.store.record import RECORD_NAME, RunRecord, read_record
+from archbench.store.layout import HISTORY_NAME, PREDICTIONS_NAME, RunLayout, sweep_of
+from archbench.store.record import RunRecord, read_record
 from archbench.util.paths import file_sha256
 
 # The artifacts a completed record vouches for (relative to its run folder). The evaluated checkpoint is
 # required; the other checkpoint is checked when the record lists it.
-DERIVED = ("predictions.npz", "history.csv")
+DERIVED = (PREDICTIONS_NAME, HISTORY_NAME)
 
 
 @dataclass
@@ -51,7 +52,7 @@ def artifact_hashes(run_dir: Path, names: list[str]) -> dict[str, str]:
     """sha256 of each existing artifact, keyed by its path relative to the run folder."""
     out = {}
     for name in names:
-        p = run_dir / name
+        p = run_dir / name  # `name`: the record's key, relative to the run folder (`RunLayout.relative`)
         if p.is_file() and not p.is_symlink():
             out[name] = file_sha256(p)
     return out
@@ -78,7 +79,7 @@ def recompute_metrics(run_dir: Path, rec: RunRecord) -> tuple[dict[str, Any] | N
     from archbench.metrics import metrics_from_predictions
 
     try:
-        raw = (run_dir / "predictions.npz").read_bytes()
+        raw = RunLayout(run_dir).predictions.read_bytes()
         with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             preds = {k: z[k] for k in z.files}
     except FileNotFoundError:
@@ -105,7 +106,7 @@ def verify_run(run_dir: Path, plan_entry: dict[str, Any] | None, rec: RunRecord 
     if rec is None:
         rec = read_record(run_dir)
     if rec is None:
-        if (run_dir / RECORD_NAME).exists():
+        if RunLayout(run_dir).record.exists():
             return Verdict(
                 run_id, "invalid", ["record.json does not validate or its spec hash is not its own"]
             )
@@ -136,14 +137,15 @@ def _check_placement(v: Verdict, rec: RunRecord, plan_entry: dict[str, Any] | No
 
 def _check_artifacts(v: Verdict, run_dir: Path, rec: RunRecord, trial: bool) -> None:
     """Every artifact the record must list is listed, and every listed one has its recorded sha256."""
+    layout = RunLayout(run_dir)
     artifacts: dict[str, str] = dict(getattr(rec, "artifacts", None) or {})
-    evaluated = f"checkpoints/{rec.spec.eval.checkpoint}.pt"
-    required = (evaluated, "history.csv") if trial else (evaluated, *DERIVED)
+    evaluated = layout.relative(layout.checkpoint(rec.spec.eval.checkpoint))
+    required = (evaluated, HISTORY_NAME) if trial else (evaluated, *DERIVED)
     for name in required:
         if name not in artifacts:
             v.problems.append(f"record has no sha256 for {name} (written before verification existed?)")
     for name, digest in sorted(artifacts.items()):
-        p = run_dir / name
+        p = run_dir / name  # the record's key: a path relative to the run folder
         if p.is_symlink() or not p.is_file():
             v.problems.append(f"{name} is missing")
         elif file_sha256(p) != digest:
@@ -176,7 +178,7 @@ def verify_path(path: Path) -> list[tuple[str, Verdict]]:
     """(sweep folder name, verdict) for every planned or present run under `path`."""
     from archbench.store.results import iter_records
 
-    return [(d.parent.parent.name, verify_run(d, plan, rec)) for d, rec, plan in iter_records(path)]
+    return [((sweep_of(d) or d).name, verify_run(d, plan, rec)) for d, rec, plan in iter_records(path)]
 
 
 __all__ = ["DERIVED", "Verdict", "artifact_hashes", "recompute_metrics", "verify_path", "verify_run"]

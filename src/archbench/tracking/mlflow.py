@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from archbench.config import MlflowSpec
-from archbench.store.record import RECORD_NAME, RunRecord, Status
+from archbench.store.layout import CHECKPOINTS_DIR, RunLayout
+from archbench.store.record import RunRecord, Status
 from archbench.tracking import outbox
 from archbench.util.escape import visible
 from archbench.util.paths import slugify
@@ -94,13 +95,14 @@ class DesiredRun:
 
 def _artifacts(run_dir: Path) -> list[tuple[Path, str | None]]:
     out: list[tuple[Path, str | None]] = []
-    for name in (RECORD_NAME, "history.csv"):
-        if (run_dir / name).is_file():
-            out.append((run_dir / name, None))
+    layout = RunLayout(run_dir)
+    for file in (layout.record, layout.history):
+        if file.is_file():
+            out.append((file, None))
     for path in sorted(run_dir.rglob("*")):
         if path.suffix.lower() in ARTIFACT_SUFFIXES and path.is_file() and not path.is_symlink():
             rel = path.parent.relative_to(run_dir)
-            if "checkpoints" not in rel.parts:
+            if CHECKPOINTS_DIR not in rel.parts:
                 out.append((path, str(rel) if str(rel) != "." else None))
     return out
 
@@ -130,7 +132,7 @@ def desired_state(run_dir: Path, record: RunRecord) -> DesiredRun:
                 series[f"test_{key}"] = [(0, float(m[key]))]
     if record.train_seconds is not None:
         series["train_seconds"] = [(0, float(record.train_seconds))]
-    record_file = run_dir / RECORD_NAME
+    record_file = RunLayout(run_dir).record
     sha = hashlib.sha256(record_file.read_bytes()).hexdigest() if record_file.is_file() else ""
     return DesiredRun(
         run_id=record.run_id,

@@ -12,18 +12,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+from archbench.store.layout import OUTBOX_NAME as OUTBOX_NAME  # cli/app.py still spells the path itself
+from archbench.store.layout import SweepLayout
 from archbench.store.record import now_iso
-
-OUTBOX_NAME = "tracking-outbox.jsonl"
 
 
 def note(sweep_root: Path, run_id: str, reason: str, waited_s: float) -> None:
     line = json.dumps(
         {"run_id": run_id, "reason": reason[:500], "waited_s": round(waited_s, 3), "at": now_iso()}
     )
-    fd = os.open(
-        sweep_root / OUTBOX_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644
-    )
+    path = SweepLayout(sweep_root).tracking_outbox
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
         os.write(fd, ("\n" + line + "\n").encode())  # leading newline: a torn line never swallows ours
     finally:
@@ -31,7 +30,7 @@ def note(sweep_root: Path, run_id: str, reason: str, waited_s: float) -> None:
 
 
 def entries(sweep_root: Path) -> list[dict[str, Any]]:
-    path = sweep_root / OUTBOX_NAME
+    path = SweepLayout(sweep_root).tracking_outbox
     if not path.exists():
         return []
     out = []
@@ -47,6 +46,6 @@ def entries(sweep_root: Path) -> list[dict[str, Any]]:
 
 def clear(sweep_root: Path) -> None:
     try:
-        os.unlink(sweep_root / OUTBOX_NAME)
+        os.unlink(SweepLayout(sweep_root).tracking_outbox)
     except FileNotFoundError:
         pass

@@ -16,6 +16,7 @@ from archbench.config import SweepConfig
 from archbench.execution.driver import run_done, run_sweep
 from archbench.execution.local import LocalExecutor
 from archbench.execution.types import Reporter, SilentReporter, SweepSummary
+from archbench.store.layout import SweepLayout
 from archbench.store.record import RunRecord, read_record
 from archbench.sweep.expand import PlannedRun, sweep_dir
 from archbench.tune import plan
@@ -53,6 +54,9 @@ class _TrialReporter:
 
     def run_started(self, planned: PlannedRun, index: int, total: int, epochs: int) -> None:
         self.inner.run_started(planned, index, total, epochs)
+
+    def run_resumed(self, planned: PlannedRun, epoch: int, step: int) -> None:
+        self.inner.run_resumed(planned, epoch, step)
 
     def batch(self, epoch: int, done: int, total: int, loss: float, acc: float, ips: float) -> None:
         self.inner.batch(epoch, done, total, loss, acc, ips)
@@ -157,7 +161,7 @@ class _Protocol:
 
     def tune_cell(self, cell: PlannedRun, name: str, st: Any) -> None:
         """Trials of one cell until its budget is spent, a stop is asked, or another sweep holds it."""
-        self.out.requeued += len(studies.requeue_stale(st, self.root / "runs"))
+        self.out.requeued += len(studies.requeue_stale(st, SweepLayout(self.root)))
         while not self.out.summary.stopped and self._budget_left(cell, st):
             if self.should_stop():
                 self.out.summary.stopped = True
@@ -191,7 +195,7 @@ class _Protocol:
         )
         self._absorb(s, self.out.trials)
         outcome = s.outcomes.get(planned.run_id, "failed")
-        rec = read_record(self.root / "runs" / planned.run_id)
+        rec = read_record(SweepLayout(self.root).run_dir(planned.run_id))
         if rec is not None:
             trial.set_user_attr("epochs", len(rec.history))
         return _tell(st, trial, params, outcome, rec, self.tune.metric)

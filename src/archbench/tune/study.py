@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from archbench.config import SweepConfig, TuneSpec
+from archbench.store.layout import SweepLayout
 from archbench.store.lock import RunClaim
 
 ABANDONED = "abandoned_trials"  # study user attr: trial numbers whose process died (requeued, not counted)
@@ -19,7 +20,7 @@ ABANDONED = "abandoned_trials"  # study user attr: trial numbers whose process d
 
 def storage_path(cfg: SweepConfig, root: Path) -> Path:
     assert cfg.tune is not None
-    return Path(cfg.tune.storage) if cfg.tune.storage else root / "tune" / "optuna.db"
+    return Path(cfg.tune.storage) if cfg.tune.storage else SweepLayout(root).optuna_db
 
 
 def open_study(tune: TuneSpec, storage: Path, name: str, seed: int) -> Any:
@@ -72,7 +73,7 @@ def abandoned(study: Any) -> set[int]:
     return {int(n) for n in study.user_attrs.get(ABANDONED, [])}
 
 
-def requeue_stale(study: Any, runs_dir: Path) -> list[int]:
+def requeue_stale(study: Any, sweep: SweepLayout) -> list[int]:
     """Trials left RUNNING by a dead process: fail them and enqueue the same parameters again.
 
     A trial's process is dead when its run's claim (flock) is free; a RUNNING trial whose run is claimed
@@ -84,8 +85,8 @@ def requeue_stale(study: Any, runs_dir: Path) -> list[int]:
     gone: list[int] = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         run_id = t.user_attrs.get("run_id")
-        if isinstance(run_id, str) and (runs_dir / run_id).is_dir():
-            claim = RunClaim(runs_dir / run_id)
+        if isinstance(run_id, str) and sweep.run_dir(run_id).is_dir():
+            claim = RunClaim(sweep.run_dir(run_id))
             if not claim.try_acquire():
                 continue  # a live process is training it
             claim.release()

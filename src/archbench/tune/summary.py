@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from archbench.config import SweepConfig
+from archbench.store.layout import INDEX_NAME, RunLayout, SweepLayout
 from archbench.store.record import read_record
 from archbench.sweep.expand import PlannedRun, compared_axes
 from archbench.tune import plan
 from archbench.tune import study as studies
 from archbench.util.paths import atomic_write_text
 
-SUMMARY_NAME = "summary.json"
 METRIC_WORDS = {"val_acc": "validation accuracy", "val_loss": "validation loss"}
 
 
@@ -31,7 +31,7 @@ def _epochs_of(run_dir: Path) -> int:
     rec = read_record(run_dir)
     if rec is not None and rec.history:
         return len(rec.history)
-    last = run_dir / "checkpoints" / "last.pt"
+    last = RunLayout(run_dir).checkpoint("last")
     if not last.exists():
         return 0
     from archbench.store.checkpoint import load_latest
@@ -49,7 +49,7 @@ def cell_summary(
     for t in spent:
         by_state[t.state.name.lower()] = by_state.get(t.state.name.lower(), 0) + 1
     run_ids = sorted({str(t.user_attrs["run_id"]) for t in spent if "run_id" in t.user_attrs})
-    epochs = sum(_epochs_of(root / "runs" / rid) for rid in run_ids)
+    epochs = sum(_epochs_of(SweepLayout(root).run_dir(rid)) for rid in run_ids)
     best = studies.best_trial(st)
     mine = [r for r in finals if (r.tune or {}).get("study") == name]
     return {
@@ -155,9 +155,10 @@ def write_summary(
         "protocol": protocol_sentence(cfg, per_cell),
         "cells": per_cell,
     }
-    (root / "tune").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(root / "tune" / SUMMARY_NAME, json.dumps(summary, indent=2, default=str))
-    write_section(root / "stages" / "tune", summary)
+    layout = SweepLayout(root)
+    layout.tune.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(layout.tune_summary, json.dumps(summary, indent=2, default=str))
+    write_section(layout.stage_dir("tune"), summary)
     return summary
 
 
@@ -235,7 +236,7 @@ def write_section(out: Path, summary: dict[str, Any]) -> None:
             {"title": "Tuning trials", "csv": "trials.csv"},
         ],
     }
-    atomic_write_text(out / "index.json", json.dumps(index, indent=2, default=str))
+    atomic_write_text(out / INDEX_NAME, json.dumps(index, indent=2, default=str))
 
 
 def _plt() -> Any:
