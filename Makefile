@@ -18,9 +18,10 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/archbench run configs/quickstart.yaml
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_structure.py src/archbench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

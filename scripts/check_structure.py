@@ -29,7 +29,9 @@ def breaches(package: Path) -> list[str]:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 length = (node.end_lineno or node.lineno) - node.lineno + 1
                 if length > MAX_FUNCTION_LINES:
-                    out.append(f"{path}:{node.lineno}: {node.name} is {length} lines (limit {MAX_FUNCTION_LINES})")
+                    out.append(
+                        f"{path}:{node.lineno}: {node.name} is {length} lines (limit {MAX_FUNCTION_LINES})"
+                    )
     return out
 
 
