@@ -19,7 +19,6 @@ sha256. A store failing either check is set aside as `<key>.damaged-<time>`.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -182,16 +181,12 @@ def _test_ids(store: Path) -> SampleIds | None:
 @contextlib.contextmanager
 def key_lock(root: Path, key: str) -> Iterator[float]:
     """Exclusive flock per key; yields the seconds spent waiting for another writer."""
+    from archbench.store.lock import file_lock
+
     locks = root / ".locks"
     locks.mkdir(parents=True, exist_ok=True)
-    fd = os.open(locks / f"{key}.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    t0 = time.perf_counter()
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield time.perf_counter() - t0
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    with file_lock(locks / f"{key}.lock") as waited:
+        yield waited
 
 
 def set_aside(store: Path) -> Path:

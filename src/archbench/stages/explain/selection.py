@@ -9,10 +9,8 @@ of every run explained or completed so far with that fingerprint.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -129,13 +127,10 @@ def choose_indices(
 @contextmanager
 def _locked(sweep_dir: Path) -> Iterator[None]:
     """Serialise selection changes between processes explaining runs of the same sweep."""
-    fd = os.open(stage_dir(sweep_dir) / ".selection.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    from archbench.store.lock import file_lock
+
+    with file_lock(stage_dir(sweep_dir) / ".selection.lock"):
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def read_selections(sweep_dir: Path) -> dict[str, Selection]:
