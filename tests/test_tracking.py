@@ -64,6 +64,8 @@ def mlflow_state(uri: str, experiment: str) -> dict[str, list[dict[str, Any]]]:
     assert exp is not None
     out: dict[str, list[dict[str, Any]]] = {}
     for r in c.search_runs([exp.experiment_id]):
+        if "archbench.run_id" not in r.data.tags:
+            continue  # the sweep folder's parent run
         rid = r.info.run_id
         hist = {k: sorted((m.step, m.value) for m in c.get_metric_history(rid, k)) for k in r.data.metrics}
         arts = sorted((f.path, f.file_size) for f in c.list_artifacts(r.info.run_id))

@@ -210,6 +210,10 @@ def run(
             warnings.warn(f"planning: {line}", stacklevel=2)
         return _plan_frame(checked)
     ensure_writable_dir(sweep_dir(checked.cfg))
+    from archbench.tracking import catch_up_line
+
+    if said := catch_up_line(checked.cfg, sweep_dir(checked.cfg)):  # as `archbench run` says it
+        warnings.warn(said, stacklevel=2)
     with _graceful_stop() as should_stop:
         summary, code = _train(checked, should_stop)
     return _finish(checked, summary, code)

@@ -405,6 +405,9 @@ class MlflowSpec(_Strict):
         le=3600,
         description="the most a run waits for MLflow when it ends; the rest goes to the outbox",
     )
+    log_models: bool = Field(
+        False, description="also log each completed run's evaluated checkpoint as an MLflow PyTorch model"
+    )
 
 
 class TrackingSpec(_Strict):

@@ -158,6 +158,10 @@ def run(
         ensure_writable_dir(sweep_dir(cfg))
     except ArchbenchError as exc:
         _config_fail(exc)
+    from archbench.tracking import catch_up_line
+
+    if line := catch_up_line(cfg, sweep_dir(cfg)):  # MLflow first gets what it has not seen
+        console.print(literal(line), soft_wrap=True)
     should_stop = _stop_on_signals()
     from archbench.cli.progress import make_reporter
 

@@ -69,7 +69,7 @@ def print_sweep_summary(console: Console, cfg: Any, total: int, summary: SweepSu
             soft_wrap=True,
         )
     if cfg.tracking is not None and cfg.tracking.mlflow is not None:
-        _print_tracking_behind(console, summary.sweep_dir, cfg.tracking.mlflow.uri)
+        _print_tracking_behind(console, summary.sweep_dir, cfg.tracking.mlflow)
     for rid, reason in summary.reasons.items():
         if summary.outcomes.get(rid) == "failed":
             console.print(literal(f"  failed {rid}: {one_line(reason)}"), soft_wrap=True)
@@ -80,9 +80,9 @@ def print_sweep_summary(console: Console, cfg: Any, total: int, summary: SweepSu
             )
 
 
-def _print_tracking_behind(console: Console, sweep_dir: Path, uri: str) -> None:
+def _print_tracking_behind(console: Console, sweep_dir: Path, spec: Any) -> None:
     """Which runs the MLflow server has not received yet, and the command that sends them."""
-    from archbench.tracking import outbox
+    from archbench.tracking import outbox, sync_command
 
     behind = sorted({e["run_id"] for e in outbox.entries(sweep_dir)})
     if behind:
@@ -90,7 +90,7 @@ def _print_tracking_behind(console: Console, sweep_dir: Path, uri: str) -> None:
             literal(
                 f"tracking: {len(behind)} run(s) not yet in MLflow (listed in "
                 f"{sweep_dir / outbox.OUTBOX_NAME}); when the server is back run: "
-                f"archbench sync {sweep_dir} --mlflow-uri {uri}"
+                f"{sync_command(sweep_dir, spec)}"
             ),
             soft_wrap=True,
         )

@@ -11,6 +11,7 @@ Syntax: comma-separated `what@where[#run-substring]`, for example
   kill@checkpoint_write die half-way through writing a checkpoint (`:N`: the N-th write of this process)
   kill@after_checkpoint die after the final checkpoint, before the record is written
   kill@record_write     die half-way through writing the final (completed) record
+  kill@tracking_final   die after the final record, before MLflow is told of it (tracking.mlflow only)
   enospc@checkpoint     fail writing a checkpoint with ENOSPC (disk full)
 A `#text` suffix limits the fault to runs whose id contains `text`.
 ARCHBENCH_DEBUG_SKIP_RESTORE=rng,scheduler turns off parts of resume (only to prove the tests guard them).
