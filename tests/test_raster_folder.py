@@ -253,3 +253,14 @@ def test_mixed_chip_sizes_stop_the_run_at_planning_with_exit_2(tmp_path: Path) -
     lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and str(bad) in lines[0] and "6x6" in lines[0]
     assert not (tmp_path / "results").exists()
+
+
+def test_an_unreadable_chip_fails_naming_it_or_is_skipped_and_recorded(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "chips", {"": 4})
+    bad = root / "water" / "water_002.tif"
+    bad.write_bytes(b"II*\x00 truncated")
+    (problem,) = data_problems(DataSpec(kind="raster_folder", root=str(root)))
+    assert str(bad) in problem and "cannot read this chip" in problem and "on_bad_file: skip" in problem
+    bundle = create_dataset(DataSpec(kind="raster_folder", root=str(root), on_bad_file="skip"))
+    assert len(bundle.train) + len(bundle.val) + len(bundle.test) == 11
+    assert [b["path"] for b in bundle.info["skipped_files"]] == ["water/water_002.tif"]
