@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,6 +85,21 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
         text=True,
         timeout=timeout,
     )
+
+
+def run_one(tmp_path: Path, sweep_text: str) -> tuple[Path, Any]:
+    """Write a one-run sweep (its `output_dir` is `results` beside it), run it with the CLI, and return
+    (the run folder, its completed record)."""
+    from archbench.store.record import read_record
+
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(textwrap.dedent(sweep_text))
+    res = run_cli("run", str(sweep), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (run_dir,) = (p for sweep_dir in (tmp_path / "results").iterdir() for p in (sweep_dir / "runs").iterdir())
+    rec = read_record(run_dir)
+    assert rec is not None and rec.status == "completed" and rec.metrics is not None
+    return run_dir, rec
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -284,9 +284,28 @@ def ls_cmd(
 
 
 @app.command()
-def prepare(sweep_file: _SweepFile, set_: _PrepareOverrides = None) -> None:
+def prepare(
+    sweep_file: _SweepFile,
+    set_: _PrepareOverrides = None,
+    chips: Annotated[
+        Path | None,
+        typer.Option(
+            "--chips",
+            help="instead: export the sweep's scene patches (raster_patches) as GeoTIFF chips in this new "
+            "folder, a raster_folder dataset",
+        ),
+    ] = None,
+) -> None:
     """Decode every dataset of a sweep once into the prepared-data cache (later runs map it)."""
     _, runs, _ = _plan(sweep_file, set_ or [])
+    if chips is not None:
+        from archbench.cli.commands.chips import export_sweep_chips
+
+        try:
+            console.print(literal(export_sweep_chips(runs, chips)), soft_wrap=True)
+        except (ConfigError, DatasetError) as exc:
+            _config_fail(exc)
+        return
     from archbench.data.cache import cacheable, prepare
     from archbench.data.identity import decode_identity
 

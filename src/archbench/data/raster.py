@@ -248,28 +248,41 @@ def _split_description(opts: RasterOptions, fraction: float, split_info: dict[st
     return f"random: stratified {fraction:.0%} of labelled pixels (patches overlap the split)"
 
 
+def sample_centres(
+    spec: DataSpec, opts: RasterOptions, scene: Any, reader: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """The patch centres of a scene: (class index grid, flat pixel indices of the training pool and of the
+    test split, the split's provenance), by the split and sampling options. Shared by the loader and the
+    chip export, so exported chips are the patches a run would train and test on."""
+    from archbench.data.scene import UNLABELLED
+
+    n_cls, halo = len(scene.class_names), opts.patch_size // 2
+    rng = np.random.default_rng(spec.split_seed)
+    labels = reader.label_grid(window=max(opts.window, 1024))
+    centres = (labels != UNLABELLED) & reader.valid_grid(window=max(opts.window, 1024))
+    if not centres.any():
+        raise DatasetError(f"{scene.labels.path}: no labelled pixel where every band is valid")
+    if opts.split == "block":
+        train_m, test_m, split_info = _block_split(
+            labels, centres, spec.test_fraction, opts.block_size, halo, n_cls, rng
+        )
+    else:
+        train_m, test_m, split_info = _random_split(labels, centres, spec.test_fraction, rng)
+    train_idx = _sample(labels, train_m, opts.per_class, n_cls, rng)
+    test_pc = opts.test_per_class if opts.test_per_class is not None else opts.per_class
+    test_idx = _sample(labels, test_m, test_pc, n_cls, rng)
+    return labels, train_idx, test_idx, split_info
+
+
 @register_dataset("raster_patches")
 def load_raster_patches(spec: DataSpec) -> RawDataset:
     """Square patches of a multiband satellite scene centred on labelled pixels (block or random split)."""
-    from archbench.data.scene import UNLABELLED, SceneReader, gather_patches
+    from archbench.data.scene import SceneReader, gather_patches
 
     opts, scene = preflight(spec)
     n_cls, halo = len(scene.class_names), opts.patch_size // 2
-    rng = np.random.default_rng(spec.split_seed)
     with SceneReader(scene) as reader:
-        labels = reader.label_grid(window=max(opts.window, 1024))
-        centres = (labels != UNLABELLED) & reader.valid_grid(window=max(opts.window, 1024))
-        if not centres.any():
-            raise DatasetError(f"{scene.labels.path}: no labelled pixel where every band is valid")
-        if opts.split == "block":
-            train_m, test_m, split_info = _block_split(
-                labels, centres, spec.test_fraction, opts.block_size, halo, n_cls, rng
-            )
-        else:
-            train_m, test_m, split_info = _random_split(labels, centres, spec.test_fraction, rng)
-        train_idx = _sample(labels, train_m, opts.per_class, n_cls, rng)
-        test_pc = opts.test_per_class if opts.test_per_class is not None else opts.per_class
-        test_idx = _sample(labels, test_m, test_pc, n_cls, rng)
+        labels, train_idx, test_idx, split_info = sample_centres(spec, opts, scene, reader)
         n_bytes = (train_idx.size + test_idx.size) * scene.num_bands * opts.patch_size**2 * 4
         if n_bytes > _MAX_PATCH_BYTES:
             raise DatasetError(

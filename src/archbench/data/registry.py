@@ -1,8 +1,9 @@
 """The dataset registry and the common path every family shares after loading its raw arrays.
 
-A family loader (registered with `@register_dataset("kind")`) only reads files into uint8 arrays and
-returns a `RawDataset`. Everything else — limit per class, the seeded stratified val/test split, the label
-preflight, normalisation statistics, the fingerprint — happens once, here, identically for every family.
+A family loader (registered with `@register_dataset("kind")`) only reads files into arrays (uint8 images,
+or a raster family's native dtype: uint16, int16, float32) and returns a `RawDataset`. Everything else —
+limit per class, the seeded stratified val/test split, the label preflight, normalisation statistics, the
+fingerprint — happens once, here, identically for every family.
 This module never trains and never touches the device.
 """
 
@@ -22,9 +23,11 @@ from archbench.util.errors import ConfigError, DatasetError
 
 @dataclass
 class RawDataset:
-    """What a family loader returns. Arrays are N×C×H×W (uint8, or float32 for rasters) and int64 labels.
+    """What a family loader returns. Arrays are N×C×H×W (uint8 images; rasters in their native dtype:
+    uint8, uint16, int16 or float32) and int64 labels.
 
-    `test_x`/`test_y` are None when the source has no official test split (one is then carved out).
+    `test_x`/`test_y` are None when the source has no official test split (one is then carved out);
+    `val_x`/`val_y` likewise for an official validation split (else carved from the training split).
     `info` is free-form provenance stored in the record (class→index map, skipped files, source paths).
     """
 
@@ -36,6 +39,24 @@ class RawDataset:
     info: dict[str, Any] = field(default_factory=dict)
     train_ids: list[str] | None = None  # per-sample names (e.g. relative paths); None: "train:<index>"
     test_ids: list[str] | None = None
+    val_x: np.ndarray | None = None
+    val_y: np.ndarray | None = None
+    val_ids: list[str] | None = None
+
+    @classmethod
+    def from_splits(
+        cls,
+        x: dict[str, np.ndarray],
+        y: dict[str, np.ndarray],
+        ids: dict[str, list[str] | None],
+        class_names: list[str],
+        info: dict[str, Any],
+    ) -> RawDataset:
+        """From per-split arrays keyed "train" and, when the source has them officially, "val"/"test"."""
+        return cls(
+            x["train"], y["train"], list(class_names), x.get("test"), y.get("test"), info,
+            ids.get("train"), ids.get("test"), x.get("val"), y.get("val"), ids.get("val"),
+        )  # fmt: skip
 
 
 @dataclass
@@ -146,6 +167,8 @@ _FAMILY_MODULES = {
     "fashion_mnist": "mnist",
     "kmnist": "mnist",
     "raster_patches": "raster",
+    "raster_folder": "raster_folder",
+    "torchgeo": "torchgeo_family",
 }
 
 
@@ -364,6 +387,31 @@ def _source_ids(ids: list[str] | None, prefix: str, index: np.ndarray) -> list[s
     return [ids[int(i)] for i in index]
 
 
+def training_pool(y: np.ndarray, spec: DataSpec) -> np.ndarray:
+    """The source rows `plan_dataset` keeps for training (train and the validation split carved from it)
+    when the source has no official test split: the same first draw of the `split_seed` stream. For a
+    family that derives something from training rows only while it loads (raster chips' nodata fill)."""
+    keep, _ = stratified_split(
+        np.asarray(y, dtype=np.int64), spec.test_fraction, np.random.default_rng(spec.split_seed)
+    )
+    return keep
+
+
+def _val_split(
+    raw: RawDataset, spec: DataSpec, rng: np.random.Generator, train_idx: np.ndarray, train_y: np.ndarray
+) -> tuple[np.ndarray, PlannedSplit]:
+    """(positions in `train_idx` kept for training, the validation split): the family's official
+    validation split when it has one, else a stratified `val_fraction` of the training split."""
+    if raw.val_x is not None and raw.val_y is not None:
+        val_idx = np.arange(raw.val_y.shape[0])
+        val_y = raw.val_y.astype(np.int64)
+        val = PlannedSplit(raw.val_x, val_idx, val_y, _source_ids(raw.val_ids, "val", val_idx), "val")
+        return np.arange(train_y.shape[0]), val
+    keep, held = stratified_split(train_y, spec.val_fraction, rng)
+    val_ids = _source_ids(raw.train_ids, "train", train_idx[held])
+    return keep, PlannedSplit(raw.train_x, train_idx[held], train_y[held], val_ids)
+
+
 def plan_dataset(spec: DataSpec) -> DataPlan:
     """Decode the source with its family loader and apply the common path (checks, splits, limits)."""
     raw = _loader(spec.kind)(spec)
@@ -374,13 +422,15 @@ def plan_dataset(spec: DataSpec) -> DataPlan:
             f"{where}: train images {raw.train_x.shape} do not match labels {raw.train_y.shape}"
         )
     check_labels(raw.train_y, n_cls, f"{where} (train)")
-    if raw.test_y is not None:
-        check_labels(raw.test_y, n_cls, f"{where} (test)")
+    for name, labels in (("test", raw.test_y), ("val", raw.val_y)):
+        if labels is not None:
+            check_labels(labels, n_cls, f"{where} ({name})")
     rng = np.random.default_rng(spec.split_seed)
     src_y = raw.train_y.astype(np.int64)
     train_idx = np.arange(src_y.shape[0])
     info = dict(raw.info)
     if raw.test_x is None or raw.test_y is None:
+        # The first draw of the split_seed stream; `training_pool` repeats it.
         keep, held = stratified_split(src_y, spec.test_fraction, rng)
         test_src, test_y, test_idx, test_ids = raw.train_x, src_y[held], train_idx[held], raw.train_ids
         test_prefix = "train"
@@ -401,14 +451,14 @@ def plan_dataset(spec: DataSpec) -> DataPlan:
         keep = _limit_per_class(train_y, spec.limit_per_class, rng)
         train_idx, train_y = train_idx[keep], train_y[keep]
     _check_classes_present(train_y, raw.class_names, f"{where} (train)")
-    keep, held = stratified_split(train_y, spec.val_fraction, rng)
+    keep, val = _val_split(raw, spec, rng, train_idx, train_y)
+    if val.prefix == "val":
+        info.setdefault("val_split", "official")
     splits = {
         "train": PlannedSplit(
             raw.train_x, train_idx[keep], train_y[keep], _source_ids(raw.train_ids, "train", train_idx[keep])
         ),
-        "val": PlannedSplit(
-            raw.train_x, train_idx[held], train_y[held], _source_ids(raw.train_ids, "train", train_idx[held])
-        ),
+        "val": val,
         "test": PlannedSplit(
             test_src, test_idx, test_y, _source_ids(test_ids, test_prefix, test_idx), test_prefix
         ),

@@ -1,8 +1,14 @@
-"""Batched on-device data: owns the uint8 tensors on the training device and their augmentation.
+"""Batched on-device data: owns the raw tensors on the training device and their augmentation.
 
 No PIL and no per-image Python in the hot loop: a batch is an index slice taken from a `BatchSource`
 (device tensors here; host-mapped or streamed ones in sources.py), cropped and flipped by one gather,
 resized with one interpolate call, and normalised in place — the same code whatever the source.
+
+Raw rows keep the dtype the dataset stored: uint8 images are scaled by 1/255 before standardising (their
+statistics are of the scaled pixels); every other dtype (uint16, int16, float32 rasters) is standardised
+in its own units with its per-band statistics. uint16 rows travel as their int16 bit pattern (`as_tensor`:
+the same bytes, and int16 has every kernel on every device) and are read back as 0..65535 on the float
+batch.
 """
 
 from __future__ import annotations
@@ -17,6 +23,13 @@ from archbench.config import AugmentSpec
 from archbench.data.registry import DatasetBundle, Split
 
 
+def as_tensor(rows: np.ndarray) -> torch.Tensor:
+    """Host rows as a tensor sharing their memory; uint16 as its int16 bit pattern (see the docstring)."""
+    if rows.dtype == np.uint16:
+        rows = rows.view(np.int16)
+    return torch.from_numpy(rows)
+
+
 class BatchSource(Protocol):
     """Where a split's pixels come from: an index slice in, a raw (uint8) batch and labels on the device
     out. `plan` tells a source the epoch's order ahead of time so it can read ahead (sources.py)."""
@@ -29,12 +42,12 @@ class BatchSource(Protocol):
 
 
 class DeviceSplit:
-    """One split living on `device` as raw (uint8 or float32) tensors (the device-resident path)."""
+    """One split living on `device` as raw tensors (uint8, float32, …) (the device-resident path)."""
 
     def __init__(self, split: Split, device: torch.device | str) -> None:
         # A memory-mapped store is read-only: copy it into memory once (this path is the in-budget one).
         x = split.x if split.x.flags.writeable else np.array(split.x)
-        self.x = torch.from_numpy(x).to(device)
+        self.x = as_tensor(x).to(device)
         self.y = torch.from_numpy(np.asarray(split.y)).to(device)
 
     def __len__(self) -> int:
@@ -66,7 +79,9 @@ class BatchMaker:
         channels_last: bool = False,
     ) -> None:
         self.device = device
-        self.scale = 1.0 / 255.0 if bundle.train.x.dtype.kind == "u" else 1.0
+        dtype = bundle.train.x.dtype
+        self.scale = 1.0 / 255.0 if dtype == np.uint8 else 1.0
+        self.unsigned16 = dtype == np.uint16  # rows arrive as int16 bit patterns (as_tensor)
         self.mean = torch.tensor(bundle.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(bundle.std, device=device).view(1, -1, 1, 1)
         self.resolution = resolution
@@ -77,6 +92,8 @@ class BatchMaker:
         # In place on one fresh float buffer per batch; float32 sources (rasters) are cloned first, since
         # .float() would return the stored data itself and the in-place ops would overwrite it.
         x = (xb.clone() if xb.dtype == torch.float32 else xb.float()).mul_(self.scale)
+        if self.unsigned16:
+            x = x.remainder_(65536.0)  # int16 bit pattern -> 0..65535 (exact in float32)
         if self.resolution is not None and tuple(x.shape[-2:]) != (self.resolution, self.resolution):
             x = F.interpolate(
                 x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False

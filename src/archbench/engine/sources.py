@@ -8,7 +8,7 @@
   cache is not charged to this process) by a background thread that reads ahead the epoch's order a few
   batches at a time, each batch's rows sorted by file offset; pinned and copied `non_blocking` on CUDA.
 
-Every path feeds the same `BatchMaker` augmentation with the same uint8 rows in the same order — the
+Every path feeds the same `BatchMaker` augmentation with the same raw rows in the same order — the
 order is the run's seeded permutation, handed over with `plan()` — so a streamed run trains exactly like
 an in-memory one and resumes exactly. Only stores from the prepared-data cache (np.memmap) can be mapped
 or streamed; in-memory arrays are always device-resident.
@@ -27,7 +27,7 @@ import torch
 
 from archbench.config import parse_bytes
 from archbench.data.registry import Split
-from archbench.engine.augment import BatchSource, DeviceSplit
+from archbench.engine.augment import BatchSource, DeviceSplit, as_tensor
 
 PATHS = ("device-resident", "host-mapped", "streamed")
 READ_AHEAD = 4  # batches read ahead of the one being trained on
@@ -130,7 +130,7 @@ def _read_ahead(
     n_batches = -(-order.shape[0] // batch_size)
     try:
         for b in range(start_batch, n_batches):
-            t = torch.from_numpy(reader.read(order[b * batch_size : (b + 1) * batch_size]))
+            t = as_tensor(reader.read(order[b * batch_size : (b + 1) * batch_size]))
             if pin:
                 t = t.pin_memory()
             while not stop.is_set():
@@ -202,7 +202,7 @@ class HostSplit:
             else:  # off-plan (a caller with its own order): stop reading ahead, read directly
                 self._cancel()
         if host is None:
-            host = torch.from_numpy(self.reader.read(idx_np))
+            host = as_tensor(self.reader.read(idx_np))
             if self.pin:
                 host = host.pin_memory()
         labels = torch.from_numpy(self.y_host[idx_np])
@@ -211,7 +211,7 @@ class HostSplit:
         return self._to_device(host), self._to_device(labels)
 
     def rows(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-        host = torch.from_numpy(self.reader.read_range(start, stop))
+        host = as_tensor(self.reader.read_range(start, stop))
         if self.pin:
             host = host.pin_memory()
         return self._to_device(host), self.y[start:stop]

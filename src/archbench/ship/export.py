@@ -101,7 +101,11 @@ def consumer_metadata(run: Run) -> dict[str, Any]:
             "meaning": "class logits; softmax over axis 1 gives the probabilities archbench reports",
         },  # fmt: skip
         "preprocessing": {
-            "source": "uint8 image pixels" if pre.kind == "image" else "float32 band values",
+            "source": "uint8 image pixels"
+            if pre.kind == "image"
+            else f"{pre.dtype} band values"
+            if pre.kind == "chips"
+            else "float32 band values",
             "native_size": list(pre.native_size),
             "scale": pre.scale,
             "resize": resize,
@@ -117,6 +121,8 @@ def consumer_metadata(run: Run) -> dict[str, Any]:
         meta["preprocessing"]["decode"] = (
             "grayscale (L) or RGB as PIL converts it, resized (bilinear) to native_size"
         )
+    elif pre.kind == "chips":
+        meta["chips"] = {"band_names": list(pre.channel_order), "dtype": pre.dtype}
     else:
         meta["raster"] = _raster_metadata(run)
         for entry, cls in zip(meta["classes"], meta["raster"].pop("classes"), strict=True):

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 # Families whose samples are float32 patches of a scene rather than uint8 images.
 RASTER_KINDS = frozenset({"raster_patches"})
+# Families of multispectral chips in their recorded dtype (`info.dtype`): raw rows only, no file decoding.
+CHIP_KINDS = frozenset({"raster_folder", "torchgeo"})
 PathLike = str | os.PathLike[str]
 
 
@@ -42,11 +44,12 @@ class Preprocessing:
     """A run's evaluation preprocessing: call it on image files, a PIL image or raw rows to get the float
     batch (N×C×H×W, normalised) the model was evaluated on.
 
-    `kind` is `image` (uint8 pixels) or `raster` (float32 band values of square patches centred on the
-    pixel to classify). `native_size` is what the dataset stored (images are resized to it on decode),
-    `resolution` what the network sees (None: the native size), `mean`/`std` the training split's
-    per-channel statistics of the scaled pixels, `channel_order` the channels in input order (R, G, B; L;
-    or a raster's band names), `fill_values` the per-band value that replaces nodata inside a patch.
+    `kind` is `image` (uint8 pixels), `raster` (float32 band values of square patches centred on the
+    pixel to classify) or `chips` (multispectral chips in `dtype`, the dtype the dataset stored).
+    `native_size` is what the dataset stored (images are resized to it on decode), `resolution` what the
+    network sees (None: the native size), `mean`/`std` the training split's per-channel statistics of the
+    scaled pixels, `channel_order` the channels in input order (R, G, B; L; or a raster's or chips' band
+    names), `fill_values` the per-band value that replaces nodata inside a patch.
     """
 
     kind: str
@@ -58,6 +61,7 @@ class Preprocessing:
     channel_order: tuple[str, ...]
     fill_values: tuple[float, ...] | None = None
     max_image_pixels: int = 40_000_000
+    dtype: str = "uint8"
 
     @classmethod
     def from_record(cls, rec: RunRecord) -> Preprocessing:
@@ -66,6 +70,8 @@ class Preprocessing:
         data, info = rec.data, rec.data.get("info") or {}
         raster = rec.spec.data.kind in RASTER_KINDS
         channels = int(data["in_chans"])
+        if rec.spec.data.kind in CHIP_KINDS:
+            return cls._chips(rec, data, info)
         if raster:
             order = tuple(str(b) for b in info.get("band_names") or [f"band{i + 1}" for i in range(channels)])
         else:
@@ -88,9 +94,26 @@ class Preprocessing:
             max_image_pixels=rec.spec.data.max_image_pixels,
         )
 
+    @classmethod
+    def _chips(cls, rec: RunRecord, data: dict[str, Any], info: dict[str, Any]) -> Preprocessing:
+        fill = info.get("fill_values")
+        return cls(
+            kind="chips",
+            channels=int(data["in_chans"]),
+            native_size=(int(data["native_size"][0]), int(data["native_size"][1])),
+            resolution=rec.spec.data.resolution,
+            mean=tuple(float(v) for v in data["mean"]),
+            std=tuple(float(v) for v in data["std"]),
+            channel_order=tuple(str(b) for b in info.get("band_names") or []),
+            fill_values=tuple(float(v) for v in fill) if fill else None,
+            dtype=str(info.get("dtype", "float32")),
+        )
+
     @property
     def scale(self) -> float:
-        """What raw values are multiplied by before standardising (1/255 for uint8 images)."""
+        """What raw values are multiplied by before standardising (1/255 for uint8 images and chips)."""
+        if self.kind == "chips":
+            return 1.0 / 255.0 if self.dtype == "uint8" else 1.0
         return 1.0 if self.kind == "raster" else 1.0 / 255.0
 
     @property
@@ -108,6 +131,11 @@ class Preprocessing:
         if self.kind == "raster":
             raise ArchbenchError(
                 "a raster run classifies patches of a scene, not image files: give a scene file or a GeoTIFF"
+            )
+        if self.kind == "chips":
+            raise ArchbenchError(
+                f"a chip run takes raw rows N×{self.channels}×{self.native_size[0]}×{self.native_size[1]} "
+                f"of its bands ({', '.join(self.channel_order)}) in {self.dtype}, not image files"
             )
         x, kept, bad = decode_images(paths, self.native_size, self.channels, self.max_image_pixels)
         if bad:
@@ -127,12 +155,14 @@ class Preprocessing:
         raw = np.asarray(raw)
         if raw.ndim == 3:
             raw = raw[None]
-        want = (self.channels, *self.native_size) if self.kind == "image" else (self.channels,)
+        want = (self.channels, *self.native_size) if self.kind != "raster" else (self.channels,)
         if raw.ndim != 4 or tuple(raw.shape[1 : 1 + len(want)]) != want:
             raise ArchbenchError(f"expected raw rows N×{'×'.join(map(str, want))}…, got shape {raw.shape}")
         if self.kind == "raster":
             fill = np.asarray(self.fill_values, dtype=np.float32)[:, None, None]
             raw = np.where(np.isnan(raw), fill, raw).astype(np.float32)
+        elif self.kind == "chips":
+            raw = raw.astype(self.dtype, copy=False)  # as stored: BatchMaker scales by this dtype
         else:
             raw = raw.astype(np.uint8, copy=False)
         dev = torch.device(device)

@@ -105,6 +105,11 @@ def predict_folder(run: Run, folder: Path, out: Path, top_k: int = 1, device: An
     """Every image under `folder` → `out` (CSV); see the module docstring for the columns."""
     from archbench.store.results import neutralise_csv_cell
 
+    if run.transform.kind == "chips":
+        raise ArchbenchError(
+            f"run {run.run_id} classifies multispectral chips: predicting on a folder of chip files is not "
+            "supported yet; use archbench.load_run(...).transform on raw rows"
+        )
     if run.transform.kind != "image":
         raise ArchbenchError(
             f"run {run.run_id} classifies patches of a scene: give a scene file (.yaml) or a GeoTIFF, "

@@ -3,7 +3,8 @@ It does not decide which key a spec maps to (`lookup.py`) and never lists the so
 
 A store lives in `<cache>/<key>/`:
 
-    train_x.npy  val_x.npy  test_x.npy       pixels (N×C×H×W, as decoded: uint8, float32 for rasters)
+    train_x.npy  val_x.npy  test_x.npy       pixels (N×C×H×W in the decoded dtype, kept bit for bit:
+                                             uint8 images, float32 patches, chips' uint16/int16/…)
     train_y.npy  val_y.npy  test_y.npy       labels (int64)
     train_index.npy …                        each sample's row in the source (train or test array)
     ids.json                                 per-sample names (relative paths) when the family has them
