@@ -24,11 +24,58 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+class ResizedCropSpec(_Strict):
+    """`data.augment.random_resized_crop`: torchvision's RandomResizedCrop ranges (one draw, clamped)."""
+
+    scale: tuple[float, float] = Field((0.08, 1.0), description="area fraction range [lo, hi]")
+    ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="aspect ratio range [lo, hi]")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ResizedCropSpec:
+        for name, (lo, hi) in (("scale", self.scale), ("ratio", self.ratio)):
+            if not 0 < lo <= hi or (name == "scale" and hi > 1):
+                raise ValueError(f"{name} must be [lo, hi] with 0 < lo <= hi (scale hi <= 1); found {lo}, {hi}")
+        return self
+
+
+class RandAugmentSpec(_Strict):
+    """`data.augment.randaugment`: torchvision's RandAugment (31 magnitude bins)."""
+
+    num_ops: int = Field(2, ge=1, le=10, description="ops applied in sequence to each image")
+    magnitude: int = Field(9, ge=0, le=30, description="magnitude bin, 0..30")
+
+
 class AugmentSpec(_Strict):
     """Batched, on-device augmentation of the training split (never applied to val/test)."""
 
     crop_padding: int = Field(0, ge=0, le=64, description="random crop after zero-padding by this many px")
     hflip: bool = Field(False, description="random horizontal flip with probability 0.5")
+    # Added with the training recipes (issue 27); each is left out of a run's identity at its default.
+    vflip: bool = Field(False, description="random vertical flip with probability 0.5 (band-safe)")
+    rot90: bool = Field(False, description="random rotation by 0/90/180/270 degrees (square images)")
+    random_resized_crop: ResizedCropSpec | None = Field(
+        None, description="random crop of a random area and aspect, resized back (per image)"
+    )
+    trivial_augment: bool = Field(False, description="TrivialAugmentWide, one op per image (RGB only)")
+    randaugment: RandAugmentSpec | None = Field(None, description="RandAugment, per image (RGB only)")
+    mixup: float = Field(0.0, ge=0.0, description="mixup alpha (timm Mixup); 0: off")
+    cutmix: float = Field(0.0, ge=0.0, description="cutmix alpha (timm Mixup); 0: off")
+    mix_prob: float = Field(1.0, ge=0.0, le=1.0, description="probability a batch is mixed at all")
+    mix_switch_prob: float = Field(
+        0.5, ge=0.0, le=1.0, description="with both alphas on: probability a mixed batch uses cutmix"
+    )
+    random_erasing: float = Field(
+        0.0, ge=0.0, le=1.0, description="probability an image gets one erased rectangle (timm, const)"
+    )
+
+    @property
+    def colour_ops(self) -> list[str]:
+        """The keys set here that change pixel values per channel (refused on multispectral rasters)."""
+        return [k for k in ("trivial_augment", "randaugment") if getattr(self, k) not in (False, None)]
+
+    @property
+    def mixes(self) -> bool:
+        return (self.mixup > 0 or self.cutmix > 0) and self.mix_prob > 0
 
 
 class DataSpec(_Strict):
@@ -111,8 +158,29 @@ NON_IDENTITY_DATA_KEYS = frozenset({"memory_budget", "cache_dir"})
 # How often a run reports and checkpoints, not what it computes: also left out.
 NON_IDENTITY_TRAIN_KEYS = frozenset({"log_every", "checkpoint"})
 # Keys added after records existed, left out of the identity while at these values, so a record written
-# before them (which lacks them) keeps its spec hash.
-LATER_TRAIN_KEYS = {"compile": False}
+# before them (which lacks them) keeps its spec hash. A key is its path in the run spec.
+LATER_KEYS: dict[tuple[str, ...], Any] = {
+    ("train", "compile"): False,
+    ("train", "ema"): None,
+    ("train", "early_stopping"): None,
+    ("train", "layer_decay"): None,
+    ("recipe",): None,
+    **{
+        ("data", "augment", key): value
+        for key, value in {
+            "vflip": False,
+            "rot90": False,
+            "random_resized_crop": None,
+            "trivial_augment": False,
+            "randaugment": None,
+            "mixup": 0.0,
+            "cutmix": 0.0,
+            "mix_prob": 1.0,
+            "mix_switch_prob": 0.5,
+            "random_erasing": 0.0,
+        }.items()
+    },
+}
 # `deterministic: auto` replaced the default `true` and computes the same wherever records were made (CPU);
 # on CUDA it trades bitwise repeatability for autotuned kernels, which no run id ever pinned (`device: auto`
 # spans devices too). So `auto` is hashed as `true`: a sweep re-run after the change skips its old runs.
@@ -140,6 +208,22 @@ class CheckpointSpec(_Strict):
     every_minutes: float | None = Field(
         None, gt=0, description="also at the first step boundary this many minutes after the last one"
     )
+
+
+class EmaSpec(_Strict):
+    """`train.ema`: an exponential moving average of the weights, validated beside the raw ones."""
+
+    decay: float = Field(0.999, gt=0.0, lt=1.0, description="ema = decay * ema + (1 - decay) * weights")
+    use: Literal["better", "ema", "raw"] = Field(
+        "better", description="weights the best epoch and the test use: the better on validation, or one"
+    )
+
+
+class EarlyStoppingSpec(_Strict):
+    """`train.early_stopping`: stop when `train.best_metric` has not improved for `patience` epochs."""
+
+    patience: int = Field(5, ge=1, description="epochs without an improvement of min_delta before stopping")
+    min_delta: float = Field(0.0, ge=0.0, description="the least change that counts as an improvement")
 
 
 class TrainSpec(_Strict):
@@ -174,6 +258,11 @@ class TrainSpec(_Strict):
         50, ge=1, description="steps between reads of the running loss/accuracy (the only device syncs)"
     )
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    ema: EmaSpec | None = Field(None, description="weights EMA; null: off")
+    early_stopping: EarlyStoppingSpec | None = Field(None, description="null: train every epoch")
+    layer_decay: float | None = Field(
+        None, gt=0.0, le=1.0, description="layer-wise lr decay (timm models with a group_matcher); null: off"
+    )
 
 
 class EvalSpec(_Strict):
@@ -218,9 +307,12 @@ class RunSpec(_Strict):
             out["data"].pop(key, None)
         for key in NON_IDENTITY_TRAIN_KEYS:
             out["train"].pop(key, None)
-        for key, value in LATER_TRAIN_KEYS.items():
-            if key in out["train"] and out["train"][key] == value:
-                del out["train"][key]
+        for (*sections, leaf), value in LATER_KEYS.items():
+            node = out
+            for part in sections:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and leaf in node and node[leaf] == value:
+                del node[leaf]
         for (section, key, alias), value in IDENTITY_ALIASES.items():
             if out[section].get(key) == alias:
                 out[section][key] = value
