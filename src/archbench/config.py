@@ -34,7 +34,7 @@ class ResizedCropSpec(_Strict):
     def _ordered(self) -> ResizedCropSpec:
         for name, (lo, hi) in (("scale", self.scale), ("ratio", self.ratio)):
             if not 0 < lo <= hi or (name == "scale" and hi > 1):
-                raise ValueError(f"{name} must be [lo, hi] with 0 < lo <= hi (scale hi <= 1); found {lo}, {hi}")
+                raise ValueError(f"{name} must be [lo, hi], 0 < lo <= hi (scale: hi <= 1); found {lo}, {hi}")
         return self
 
 

@@ -20,8 +20,8 @@ import torch
 import torch.nn as nn
 
 from archbench.config import RunSpec
-from archbench.engine.best import better, stop_reason, tracked
 from archbench.engine.augment import BatchMaker, BatchSource, DeviceSplit
+from archbench.engine.best import better, stop_reason, tracked
 from archbench.engine.runtime import autocast, compiled_graphs, read_scalars, to_device
 from archbench.engine.state import EpochSums, TrainState
 from archbench.store.checkpoint import save_checkpoint
@@ -114,7 +114,7 @@ def _start_epoch(state: TrainState, setup: TrainSetup) -> None:
     (the same stream on every device), so no step draws anything."""
     n = len(setup.train_split)
     state.perm = torch.randperm(n, generator=state.data_gen)
-    state.draws = setup.maker.draw(n, state.data_gen)
+    state.draws = setup.maker.draw(n, state.data_gen, setup.spec.train.batch_size)
     state.on_device = None
     state.batch_in_epoch = 0
     state.sums = EpochSums.fresh(state.device)
@@ -124,7 +124,7 @@ def _epoch_on_device(state: TrainState, setup: TrainSetup) -> tuple[torch.Tensor
     """The epoch's order and draws on the device, copied once (pinned, non_blocking); steps slice them."""
     assert state.perm is not None
     if state.draws is None:  # a checkpoint from before the draws were made per epoch
-        state.draws = setup.maker.draw(len(state.perm), state.data_gen)
+        state.draws = setup.maker.draw(len(state.perm), state.data_gen, setup.spec.train.batch_size)
     if state.on_device is None:
         draws = {k: to_device(v, state.device) for k, v in state.draws.items()}
         state.on_device = (to_device(state.perm, state.device), draws)

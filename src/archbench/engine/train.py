@@ -101,7 +101,10 @@ def _build(
     (train_split, val_split), data_path = open_sources(
         [bundle.train, bundle.val], device, spec.data.memory_budget, bundle.loading.get("prepared_bytes")
     )
-    maker = BatchMaker(bundle, device, spec.data.resolution, spec.data.augment, channels_last=cl)
+    maker = BatchMaker(
+        bundle, device, spec.data.resolution, spec.data.augment, channels_last=cl,
+        label_smoothing=t.label_smoothing,
+    )  # fmt: skip
     n_batches = math.ceil(len(train_split) / t.batch_size)
     sched = build_scheduler(opt, t, steps_per_epoch=math.ceil(n_batches / t.grad_accum))
     # Mixed batches carry soft targets with the label smoothing already folded in (timm's Mixup).
