@@ -13,69 +13,23 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from archbench.config.base import _Strict
+from archbench.config.recipe import (
+    LATER_AUGMENT_KEYS,
+    AugmentSpec,
+    EarlyStoppingSpec,
+    EmaSpec,
+    RandAugmentSpec,
+    ResizedCropSpec,
+    recipe_settings,
+)
+
+__all__ = ["AugmentSpec", "EarlyStoppingSpec", "EmaSpec", "RandAugmentSpec", "ResizedCropSpec"]
 
 SEED_MAX = 2**63 - 1  # seeds go into torch/numpy generators as signed 64-bit integers
 DEFAULT_MAX_RUNS = 100_000
-
-
-class _Strict(BaseModel):
-    # inf/nan are refused in every float field (they would be stored as null and break the record).
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-
-class ResizedCropSpec(_Strict):
-    """`data.augment.random_resized_crop`: torchvision's RandomResizedCrop ranges (one draw, clamped)."""
-
-    scale: tuple[float, float] = Field((0.08, 1.0), description="area fraction range [lo, hi]")
-    ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="aspect ratio range [lo, hi]")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> ResizedCropSpec:
-        for name, (lo, hi) in (("scale", self.scale), ("ratio", self.ratio)):
-            if not 0 < lo <= hi or (name == "scale" and hi > 1):
-                raise ValueError(f"{name} must be [lo, hi], 0 < lo <= hi (scale: hi <= 1); found {lo}, {hi}")
-        return self
-
-
-class RandAugmentSpec(_Strict):
-    """`data.augment.randaugment`: torchvision's RandAugment (31 magnitude bins)."""
-
-    num_ops: int = Field(2, ge=1, le=10, description="ops applied in sequence to each image")
-    magnitude: int = Field(9, ge=0, le=30, description="magnitude bin, 0..30")
-
-
-class AugmentSpec(_Strict):
-    """Batched, on-device augmentation of the training split (never applied to val/test)."""
-
-    crop_padding: int = Field(0, ge=0, le=64, description="random crop after zero-padding by this many px")
-    hflip: bool = Field(False, description="random horizontal flip with probability 0.5")
-    # Added with the training recipes (issue 27); each is left out of a run's identity at its default.
-    vflip: bool = Field(False, description="random vertical flip with probability 0.5 (band-safe)")
-    rot90: bool = Field(False, description="random rotation by 0/90/180/270 degrees (square images)")
-    random_resized_crop: ResizedCropSpec | None = Field(
-        None, description="random crop of a random area and aspect, resized back (per image)"
-    )
-    trivial_augment: bool = Field(False, description="TrivialAugmentWide, one op per image (RGB only)")
-    randaugment: RandAugmentSpec | None = Field(None, description="RandAugment, per image (RGB only)")
-    mixup: float = Field(0.0, ge=0.0, description="mixup alpha (timm Mixup); 0: off")
-    cutmix: float = Field(0.0, ge=0.0, description="cutmix alpha (timm Mixup); 0: off")
-    mix_prob: float = Field(1.0, ge=0.0, le=1.0, description="probability a batch is mixed at all")
-    mix_switch_prob: float = Field(
-        0.5, ge=0.0, le=1.0, description="with both alphas on: probability a mixed batch uses cutmix"
-    )
-    random_erasing: float = Field(
-        0.0, ge=0.0, le=1.0, description="probability an image gets one erased rectangle (timm, const)"
-    )
-
-    @property
-    def colour_ops(self) -> list[str]:
-        """The keys set here that change pixel values per channel (refused on multispectral rasters)."""
-        return [k for k in ("trivial_augment", "randaugment") if getattr(self, k) not in (False, None)]
-
-    @property
-    def mixes(self) -> bool:
-        return (self.mixup > 0 or self.cutmix > 0) and self.mix_prob > 0
 
 
 class DataSpec(_Strict):
@@ -165,21 +119,7 @@ LATER_KEYS: dict[tuple[str, ...], Any] = {
     ("train", "early_stopping"): None,
     ("train", "layer_decay"): None,
     ("recipe",): None,
-    **{
-        ("data", "augment", key): value
-        for key, value in {
-            "vflip": False,
-            "rot90": False,
-            "random_resized_crop": None,
-            "trivial_augment": False,
-            "randaugment": None,
-            "mixup": 0.0,
-            "cutmix": 0.0,
-            "mix_prob": 1.0,
-            "mix_switch_prob": 0.5,
-            "random_erasing": 0.0,
-        }.items()
-    },
+    **LATER_AUGMENT_KEYS,
 }
 # `deterministic: auto` replaced the default `true` and computes the same wherever records were made (CPU);
 # on CUDA it trades bitwise repeatability for autotuned kernels, which no run id ever pinned (`device: auto`
@@ -208,22 +148,6 @@ class CheckpointSpec(_Strict):
     every_minutes: float | None = Field(
         None, gt=0, description="also at the first step boundary this many minutes after the last one"
     )
-
-
-class EmaSpec(_Strict):
-    """`train.ema`: an exponential moving average of the weights, validated beside the raw ones."""
-
-    decay: float = Field(0.999, gt=0.0, lt=1.0, description="ema = decay * ema + (1 - decay) * weights")
-    use: Literal["better", "ema", "raw"] = Field(
-        "better", description="weights the best epoch and the test use: the better on validation, or one"
-    )
-
-
-class EarlyStoppingSpec(_Strict):
-    """`train.early_stopping`: stop when `train.best_metric` has not improved for `patience` epochs."""
-
-    patience: int = Field(5, ge=1, description="epochs without an improvement of min_delta before stopping")
-    min_delta: float = Field(0.0, ge=0.0, description="the least change that counts as an improvement")
 
 
 class TrainSpec(_Strict):
@@ -277,14 +201,25 @@ class WrittenPath(_Strict):
     resolved: str
 
 
+RECIPE_HELP = "a named recipe (config/recipes/NAME.yaml): sets data.augment and its train keys; null: none"
+
+
 class RunSpec(_Strict):
     """One fully resolved configuration: what a run trains and how."""
+
+    @field_validator("recipe")
+    @classmethod
+    def _known_recipe(cls, name: str | None) -> str | None:
+        if name is not None:
+            recipe_settings(name)  # ValueError naming the known ones
+        return name
 
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     seed: int = Field(0, ge=0, le=SEED_MAX)
+    recipe: str | None = Field(None, description=RECIPE_HELP)
     written_paths: dict[str, WrittenPath] = Field(
         default_factory=dict,
         description="dotted key -> each relative path of this spec as written; not part of the identity",
@@ -529,6 +464,7 @@ class SweepConfig(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     seed: int = Field(0, ge=0, le=SEED_MAX)
+    recipe: str | None = Field(None, description=RECIPE_HELP)
     max_runs: int = Field(
         DEFAULT_MAX_RUNS, ge=1, description="refuse a grid whose product has more runs than this"
     )
@@ -553,4 +489,4 @@ class SweepConfig(_Strict):
         return grid
 
 
-RUN_SECTIONS = ("data", "model", "train", "eval", "seed")
+RUN_SECTIONS = ("data", "model", "train", "eval", "seed", "recipe")
