@@ -117,7 +117,6 @@ LATER_KEYS: dict[tuple[str, ...], Any] = {
     ("train", "compile"): False,
     ("train", "ema"): None,
     ("train", "early_stopping"): None,
-    ("train", "layer_decay"): None,
     ("recipe",): None,
     **LATER_AUGMENT_KEYS,
 }
@@ -184,9 +183,6 @@ class TrainSpec(_Strict):
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     ema: EmaSpec | None = Field(None, description="weights EMA; null: off")
     early_stopping: EarlyStoppingSpec | None = Field(None, description="null: train every epoch")
-    layer_decay: float | None = Field(
-        None, gt=0.0, le=1.0, description="layer-wise lr decay (timm models with a group_matcher); null: off"
-    )
 
 
 class EvalSpec(_Strict):

@@ -163,7 +163,8 @@ class BatchMaker:
         a = self.augment
         xb = sa.geometric(xb, draws)
         x = (xb.clone() if xb.dtype == torch.float32 else xb.float()).mul_(self.scale)
-        size = (self.resolution,) * 2 if self.resolution is not None else tuple(x.shape[-2:])
+        r = self.resolution
+        size = (r, r) if r is not None else (int(x.shape[-2]), int(x.shape[-1]))
         if "rrc" in draws:
             x = sa.resized_crop(x, draws["rrc"], a, size)
         if "ops" in draws:
