@@ -77,6 +77,7 @@ class BatchMaker:
         resolution: int | None,
         augment: AugmentSpec,
         channels_last: bool = False,
+        label_smoothing: float = 0.0,
     ) -> None:
         self.device = device
         dtype = bundle.train.x.dtype
@@ -87,6 +88,13 @@ class BatchMaker:
         self.resolution = resolution
         self.augment = augment
         self.channels_last = channels_last
+        self.label_smoothing = label_smoothing  # folded into mixup/cutmix's soft targets
+        self.num_classes = bundle.num_classes
+        a = augment
+        self.strong = bool(
+            a.vflip or a.rot90 or a.random_resized_crop or a.trivial_augment or a.randaugment
+            or a.random_erasing or a.mixes
+        )  # fmt: skip
 
     def _finish(self, xb: torch.Tensor) -> torch.Tensor:
         # In place on one fresh float buffer per batch; float32 sources (rasters) are cloned first, since
@@ -107,17 +115,22 @@ class BatchMaker:
         xb, yb = split.rows(start, stop)
         return self._finish(xb), yb
 
-    def draw(self, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def draw(self, n: int, gen: torch.Generator, batch_size: int | None = None) -> dict[str, torch.Tensor]:
         """The random crop offsets ("crop", 2 x n, uint8) and flips ("flip", n, bool) of `n` images, drawn
         from the CPU generator `gen` in this order, so the stream of random numbers is the same on every
         device and can be checkpointed. The trainer draws a whole epoch at once (row k belongs to the k-th
-        image of the epoch's order) and moves it to the device once; no augmentation: an empty dict."""
+        image of the epoch's order) and moves it to the device once; no augmentation: an empty dict.
+        The strong recipe's draws follow (strong_augment.py; mixing is per batch of `batch_size`)."""
         out: dict[str, torch.Tensor] = {}
         p = self.augment.crop_padding
         if p > 0:
             out["crop"] = torch.randint(0, 2 * p + 1, (2, n), generator=gen).to(torch.uint8)
         if self.augment.hflip:
             out["flip"] = torch.rand(n, generator=gen) < 0.5
+        if self.strong:
+            from archbench.engine.strong_augment import draw_strong
+
+            out.update(draw_strong(self.augment, n, batch_size or n, gen))
         return out
 
     def train_batch(
@@ -131,6 +144,13 @@ class BatchMaker:
         xb, yb = split.take(idx)
         if not draws:
             return self._finish(xb), yb
+        if "crop" in draws or "flip" in draws:
+            xb = self._crop_flip(xb, draws)
+        if self.strong:
+            return self._strong(xb, yb, draws)
+        return self._finish(xb), yb
+
+    def _crop_flip(self, xb: torch.Tensor, draws: dict[str, torch.Tensor]) -> torch.Tensor:
         b, c, h, w = xb.shape
         p = self.augment.crop_padding
         # Crop and flip are one gather over the flattened (padded) image: each output pixel's source
@@ -148,5 +168,32 @@ class BatchMaker:
             cols = torch.where(draws["flip"][:, None], (w - 1) - cols, cols)
         rows = r0[:, None] + torch.arange(h, device=self.device)
         flat = rows[:, :, None] * width + (c0[:, None] + cols)[:, None, :]
-        xb = src.reshape(b, c, -1).gather(2, flat.reshape(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
-        return self._finish(xb), yb
+        return src.reshape(b, c, -1).gather(2, flat.reshape(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
+
+    def _strong(
+        self, xb: torch.Tensor, yb: torch.Tensor, draws: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The strong recipe after crop/flip: flips and rotations on the raw pixels, the crop box, the
+        colour ops on [0, 1], resize and normalise, erasing, then mixing (soft targets)."""
+        from archbench.engine import strong_augment as sa
+
+        a = self.augment
+        xb = sa.geometric(xb, draws)
+        x = (xb.clone() if xb.dtype == torch.float32 else xb.float()).mul_(self.scale)
+        r = self.resolution
+        size = (r, r) if r is not None else (int(x.shape[-2]), int(x.shape[-1]))
+        if "rrc" in draws:
+            x = sa.resized_crop(x, draws["rrc"], a, size)
+        if "ops" in draws:
+            x = sa.colour_ops(x, draws["ops"], a)
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        x = x.sub_(self.mean).div_(self.std)
+        if "erase" in draws:
+            x = sa.erase(x, draws["erase"], a.random_erasing)
+        y: torch.Tensor = yb
+        if "mix" in draws:
+            x, y = sa.mix(x, yb.long(), draws["mix"], self.num_classes, self.label_smoothing)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y

@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from archbench.config import RunSpec
 from archbench.engine.augment import BatchMaker, BatchSource, DeviceSplit
+from archbench.engine.best import better, stop_reason, tracked
 from archbench.engine.runtime import autocast, compiled_graphs, read_scalars, to_device
 from archbench.engine.state import EpochSums, TrainState
 from archbench.store.checkpoint import save_checkpoint
@@ -113,7 +114,7 @@ def _start_epoch(state: TrainState, setup: TrainSetup) -> None:
     (the same stream on every device), so no step draws anything."""
     n = len(setup.train_split)
     state.perm = torch.randperm(n, generator=state.data_gen)
-    state.draws = setup.maker.draw(n, state.data_gen)
+    state.draws = setup.maker.draw(n, state.data_gen, setup.spec.train.batch_size)
     state.on_device = None
     state.batch_in_epoch = 0
     state.sums = EpochSums.fresh(state.device)
@@ -123,7 +124,7 @@ def _epoch_on_device(state: TrainState, setup: TrainSetup) -> tuple[torch.Tensor
     """The epoch's order and draws on the device, copied once (pinned, non_blocking); steps slice them."""
     assert state.perm is not None
     if state.draws is None:  # a checkpoint from before the draws were made per epoch
-        state.draws = setup.maker.draw(len(state.perm), state.data_gen)
+        state.draws = setup.maker.draw(len(state.perm), state.data_gen, setup.spec.train.batch_size)
     if state.on_device is None:
         draws = {k: to_device(v, state.device) for k, v in state.draws.items()}
         state.on_device = (to_device(state.perm, state.device), draws)
@@ -236,13 +237,18 @@ def _epoch_stats(
 ) -> dict[str, Any]:
     """The finished epoch's history row: training numbers, then validation (rank 0 alone validates)."""
     spec = setup.spec
-    val_loss, val_acc = (
-        evaluate_loss_acc(
-            state.model, setup.val_split, setup.maker, spec.eval.batch_size, setup.use_amp, state.device
+
+    def validate(model: nn.Module) -> tuple[float, float]:
+        if not setup.writes:
+            return math.nan, math.nan
+        return evaluate_loss_acc(
+            model, setup.val_split, setup.maker, spec.eval.batch_size, setup.use_amp, state.device
         )
-        if setup.writes
-        else (math.nan, math.nan)
-    )
+
+    val_loss, val_acc = validate(state.model)
+    ema: dict[str, float] = {}
+    if state.ema is not None:  # the averaged weights, validated beside the raw ones
+        ema["ema_val_loss"], ema["ema_val_acc"] = validate(state.ema.model)
     return {
         "epoch": state.epoch + 1,
         "step": state.step,
@@ -254,6 +260,7 @@ def _epoch_stats(
         "seconds": seconds,
         "images_per_s": state.sums.seen / max(seconds, 1e-9),
         **({"compile_seconds": state.sums.compile_seconds} if spec.train.compile else {}),
+        **ema,
     }
 
 
@@ -296,7 +303,8 @@ def _train_step(state: TrainState, setup: TrainSetup, xb: torch.Tensor, yb: torc
     loss = faults.on_loss(loss, state.step)
     detached = loss.detach()
     sums.loss.add_(detached.double() * bs)
-    sums.correct.add_((out.detach().argmax(1) == yb).sum())
+    hard = yb.argmax(1) if yb.is_floating_point() else yb  # mixed (soft) targets: their larger share
+    sums.correct.add_((out.detach().argmax(1) == hard).sum())
     bad = (sums.first_bad < 0) & ~torch.isfinite(detached)
     sums.first_bad.masked_fill_(bad, state.step)
     sums.seen += bs
@@ -312,6 +320,8 @@ def _train_step(state: TrainState, setup: TrainSetup, xb: torch.Tensor, yb: torc
         state.opt.step()
         state.opt.zero_grad(set_to_none=True)
         state.sched.step()
+        if state.ema is not None:
+            state.ema.update()
 
 
 def end_epoch(state: TrainState, setup: TrainSetup, stats: dict[str, Any]) -> bool:
@@ -319,18 +329,40 @@ def end_epoch(state: TrainState, setup: TrainSetup, stats: dict[str, Any]) -> bo
     cadence says so (`train.checkpoint`). Returns whether they were written."""
     t = setup.spec.train
     state.history.append(stats)
-    metric = stats[t.best_metric]
+    metric, which = tracked(stats, t)
     state.epoch += 1
     state.perm, state.draws, state.on_device = None, None, None
     state.batch_in_epoch = 0
-    due = setup.epoch_due(state.epoch)
-    improved = not state.best or (
-        metric > state.best["value"] if t.best_metric == "val_acc" else metric < state.best["value"]
-    )
-    if improved:
+    if t.early_stopping is not None:
+        _count_stale(state, setup, metric)
+    due = setup.epoch_due(state.epoch) or state.stopped
+    if not state.best or better(metric, state.best["value"], t.best_metric):
         state.best = {"metric": t.best_metric, "value": metric, "epoch": state.epoch, "step": state.step}
-        weights = state.model.state_dict()
+        if t.ema is not None:
+            state.best["weights"] = which
+        model = state.ema.model if which == "ema" and state.ema is not None else state.model
+        weights = model.state_dict()
         state.best_model = weights if due else {k: v.detach().clone() for k, v in weights.items()}
     if due:
         write_checkpoints(state, setup)
     return due
+
+
+def _count_stale(state: TrainState, setup: TrainSetup, metric: float) -> None:
+    """Early stopping's count of epochs without an improvement of more than `min_delta` on its reference
+    (Keras' and Lightning's rule), and the stop itself, recorded as an event with its reason. In a
+    data-parallel run rank 0 (which alone validates) decides for every rank."""
+    t = setup.spec.train
+    assert t.early_stopping is not None
+    early = state.early
+    if not early or better(metric, early["value"], t.best_metric, t.early_stopping.min_delta):
+        early.update(value=metric, epoch=state.epoch, stale=0)
+    else:
+        early["stale"] += 1
+    reason = stop_reason(t, early) if state.epoch < t.epochs else None
+    if setup.ranks is not None:
+        (stop,) = setup.ranks.agree((reason is not None,), state.device)
+        reason = reason or ("rank 0 stopped early" if stop else None)
+    if reason is not None:
+        early["stopped"] = {"epoch": state.epoch, "reason": reason}
+        state.events.append({"event": "early_stopped", "epoch": state.epoch, "reason": reason})

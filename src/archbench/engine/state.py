@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from archbench.engine.best import WeightsEma
 from archbench.util import faults
 
 
@@ -121,6 +122,15 @@ class TrainState:
     on_device: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
     # Weights of an improved epoch not yet written to `best` (a device copy; written with the next `last`).
     best_model: dict[str, torch.Tensor] | None = None
+    ema: WeightsEma | None = None  # `train.ema`: the averaged weights (saved as `ema`)
+    # `train.early_stopping` (saved): the reference best (`value`, `epoch`: the last improvement of more
+    # than min_delta), `stale` epochs since, and `stopped` ({epoch, reason}) once it ended the run.
+    early: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stopped(self) -> bool:
+        """Early stopping ended the run."""
+        return "stopped" in self.early
 
     def to_checkpoint(self) -> dict[str, Any]:
         return {
@@ -139,6 +149,9 @@ class TrainState:
             "best": self.best,
             "events": self.events,
             "resumes": self.resumes,
+            # Only when on, so a checkpoint without these options holds what it always held.
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
+            **({"early_stop": self.early} if self.early else {}),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -158,6 +171,9 @@ class TrainState:
         self.best = dict(state["best"])
         self.events = list(state.get("events", [])) + self.events
         self.resumes = int(state.get("resumes", 0)) + 1
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
+        self.early = dict(state.get("early_stop", {}))
         self.events.append(
             {
                 "event": "resumed",

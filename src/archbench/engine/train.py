@@ -22,6 +22,7 @@ import torch.nn as nn
 from archbench.config import RunSpec, TrainSpec, spec_hash
 from archbench.data.registry import DatasetBundle
 from archbench.engine.augment import BatchMaker
+from archbench.engine.best import WeightsEma, tracked
 from archbench.engine.epoch import BatchCallback, TrainSetup, end_epoch, train_epoch, write_checkpoints
 from archbench.engine.optim import build_optimizer, build_scheduler, optimizer_impl
 from archbench.engine.runtime import (
@@ -100,10 +101,14 @@ def _build(
     (train_split, val_split), data_path = open_sources(
         [bundle.train, bundle.val], device, spec.data.memory_budget, bundle.loading.get("prepared_bytes")
     )
-    maker = BatchMaker(bundle, device, spec.data.resolution, spec.data.augment, channels_last=cl)
+    maker = BatchMaker(
+        bundle, device, spec.data.resolution, spec.data.augment, channels_last=cl,
+        label_smoothing=t.label_smoothing,
+    )  # fmt: skip
     n_batches = math.ceil(len(train_split) / t.batch_size)
     sched = build_scheduler(opt, t, steps_per_epoch=math.ceil(n_batches / t.grad_accum))
-    crit = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
+    # Mixed batches carry soft targets with the label smoothing already folded in (timm's Mixup).
+    crit = nn.CrossEntropyLoss(label_smoothing=0.0 if spec.data.augment.mixes else t.label_smoothing)
     data_gen = torch.Generator().manual_seed(spec.seed)
     layout = RunLayout(run_dir)
     layout.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -113,6 +118,8 @@ def _build(
         torch.compile(model) if t.compile else model, ranks=ranks,
     )  # fmt: skip
     state = TrainState(model, opt, sched, data_gen, device)
+    if t.ema is not None:
+        state.ema = WeightsEma(model, t.ema.decay)
     # Every checkpoint names the run it belongs to; resume refuses (sets aside) any other run's file.
     state.owner = {"run_id": run_dir.name, "spec_hash": spec_hash(spec)}
     return _Built(state, setup, params, data_path)
@@ -148,7 +155,7 @@ def _train_epochs(
     on_epoch: Callable[[dict[str, Any]], None] | None,
 ) -> None:
     """Every remaining epoch, each booked by `end_epoch`, then `on_epoch` told."""
-    while state.epoch < setup.spec.train.epochs:
+    while state.epoch < setup.spec.train.epochs and not state.stopped:  # or early stopping ended it
         stats = train_epoch(state, setup, should_stop, on_batch)
         written = end_epoch(state, setup, stats)
         if on_epoch is not None:
@@ -163,11 +170,15 @@ def _train_epochs(
 
 
 def _load_evaluated(state: TrainState, setup: TrainSetup) -> None:
-    """The weights evaluation uses: `best` when `eval.checkpoint` says so (rank 0), else the last ones."""
+    """The weights evaluation uses: `best` when `eval.checkpoint` says so (rank 0), else the last ones (raw
+    or EMA, as `train.ema.use` says)."""
     if setup.spec.eval.checkpoint == "best" and setup.best_path.exists() and setup.writes:
         best_state = load_checkpoint(setup.best_path)
         check_owner(setup.best_path, best_state, state.owner)
         state.model.load_state_dict(best_state["model"])
+    elif setup.spec.eval.checkpoint == "last" and state.ema is not None and setup.writes and state.history:
+        if tracked(state.history[-1], setup.spec.train)[1] == "ema":
+            state.model.load_state_dict(state.ema.state_dict())
 
 
 def train_run(

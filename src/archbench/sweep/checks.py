@@ -86,7 +86,24 @@ def data_problems(runs: list[PlannedRun]) -> list[str]:
             # A path of the wrong kind or an unknown option says all there is to say about this spec.
             first = data_path_problems(r.spec.data) + option_problems(r.spec.data)
             problems.extend(first or check(r.spec.data))
+        problems.extend(augment_problems(r.spec.data))
     return problems
+
+
+# Multispectral kinds: their bands are not RGB, so only ops that move pixels (or erase or mix them alike in
+# every band) apply; a colour op would compute brightness/hue from three arbitrary bands.
+MULTISPECTRAL_KINDS = frozenset({"raster_patches"})
+
+
+def augment_problems(spec: DataSpec) -> list[str]:
+    """A colour op (`trivial_augment`, `randaugment`) asked of a multispectral dataset: one line."""
+    colour = spec.augment.colour_ops
+    if spec.kind not in MULTISPECTRAL_KINDS or not colour:
+        return []
+    return [
+        f"data.augment.{colour[0]}: colour ops need RGB images; data.kind={spec.kind} is multispectral "
+        "(use crop_padding, hflip, vflip, rot90, random_resized_crop, random_erasing, mixup or cutmix)"
+    ]
 
 
 def option_problems(spec: DataSpec) -> list[str]:

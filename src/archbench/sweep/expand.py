@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from archbench.config import RunSpec, SweepConfig, canonical_json, spec_hash
+from archbench.config.recipe import apply_recipe, recipe_names
 from archbench.sweep import paths
 from archbench.sweep.paths import describe as describe_paths
 from archbench.util.errors import ConfigError
@@ -403,7 +404,7 @@ def _check_space_values(raw_base: dict[str, Any], key: str, param: Any, where: s
 
 
 def _base_dict(cfg: SweepConfig) -> dict[str, Any]:
-    return cfg.model_dump(include={"data", "model", "train", "eval", "seed"})
+    return cfg.model_dump(include={"data", "model", "train", "eval", "seed", "recipe"})
 
 
 def expand_sweep(cfg: SweepConfig) -> list[PlannedRun]:
@@ -420,6 +421,9 @@ def expand_sweep(cfg: SweepConfig) -> list[PlannedRun]:
         if any(all(resolved.get(k) == v for k, v in ex.items()) for ex in cfg.exclude):
             continue
         d = copy.deepcopy(raw_base)
+        recipe = resolved.get("recipe", d.get("recipe"))
+        if recipe is not None and recipe in recipe_names():  # an unknown name fails validation below
+            apply_recipe(d, recipe)  # first: the grid's other axes apply on top of it
         for k, v in resolved.items():
             _set_dotted(d, k, v)
         if run_paths:

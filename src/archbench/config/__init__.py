@@ -13,22 +13,23 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from archbench.config.base import _Strict
+from archbench.config.recipe import (
+    LATER_AUGMENT_KEYS,
+    AugmentSpec,
+    EarlyStoppingSpec,
+    EmaSpec,
+    RandAugmentSpec,
+    ResizedCropSpec,
+    recipe_settings,
+)
+
+__all__ = ["AugmentSpec", "EarlyStoppingSpec", "EmaSpec", "RandAugmentSpec", "ResizedCropSpec"]
 
 SEED_MAX = 2**63 - 1  # seeds go into torch/numpy generators as signed 64-bit integers
 DEFAULT_MAX_RUNS = 100_000
-
-
-class _Strict(BaseModel):
-    # inf/nan are refused in every float field (they would be stored as null and break the record).
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-
-class AugmentSpec(_Strict):
-    """Batched, on-device augmentation of the training split (never applied to val/test)."""
-
-    crop_padding: int = Field(0, ge=0, le=64, description="random crop after zero-padding by this many px")
-    hflip: bool = Field(False, description="random horizontal flip with probability 0.5")
 
 
 class DataSpec(_Strict):
@@ -111,8 +112,14 @@ NON_IDENTITY_DATA_KEYS = frozenset({"memory_budget", "cache_dir"})
 # How often a run reports and checkpoints, not what it computes: also left out.
 NON_IDENTITY_TRAIN_KEYS = frozenset({"log_every", "checkpoint"})
 # Keys added after records existed, left out of the identity while at these values, so a record written
-# before them (which lacks them) keeps its spec hash.
-LATER_TRAIN_KEYS = {"compile": False}
+# before them (which lacks them) keeps its spec hash. A key is its path in the run spec.
+LATER_KEYS: dict[tuple[str, ...], Any] = {
+    ("train", "compile"): False,
+    ("train", "ema"): None,
+    ("train", "early_stopping"): None,
+    ("recipe",): None,
+    **LATER_AUGMENT_KEYS,
+}
 # `deterministic: auto` replaced the default `true` and computes the same wherever records were made (CPU);
 # on CUDA it trades bitwise repeatability for autotuned kernels, which no run id ever pinned (`device: auto`
 # spans devices too). So `auto` is hashed as `true`: a sweep re-run after the change skips its old runs.
@@ -174,6 +181,8 @@ class TrainSpec(_Strict):
         50, ge=1, description="steps between reads of the running loss/accuracy (the only device syncs)"
     )
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    ema: EmaSpec | None = Field(None, description="weights EMA; null: off")
+    early_stopping: EarlyStoppingSpec | None = Field(None, description="null: train every epoch")
 
 
 class EvalSpec(_Strict):
@@ -188,14 +197,25 @@ class WrittenPath(_Strict):
     resolved: str
 
 
+RECIPE_HELP = "a named recipe (config/recipes/NAME.yaml): sets data.augment and its train keys; null: none"
+
+
 class RunSpec(_Strict):
     """One fully resolved configuration: what a run trains and how."""
+
+    @field_validator("recipe")
+    @classmethod
+    def _known_recipe(cls, name: str | None) -> str | None:
+        if name is not None:
+            recipe_settings(name)  # ValueError naming the known ones
+        return name
 
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     seed: int = Field(0, ge=0, le=SEED_MAX)
+    recipe: str | None = Field(None, description=RECIPE_HELP)
     written_paths: dict[str, WrittenPath] = Field(
         default_factory=dict,
         description="dotted key -> each relative path of this spec as written; not part of the identity",
@@ -218,9 +238,12 @@ class RunSpec(_Strict):
             out["data"].pop(key, None)
         for key in NON_IDENTITY_TRAIN_KEYS:
             out["train"].pop(key, None)
-        for key, value in LATER_TRAIN_KEYS.items():
-            if key in out["train"] and out["train"][key] == value:
-                del out["train"][key]
+        for (*sections, leaf), value in LATER_KEYS.items():
+            node = out
+            for part in sections:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and leaf in node and node[leaf] == value:
+                del node[leaf]
         for (section, key, alias), value in IDENTITY_ALIASES.items():
             if out[section].get(key) == alias:
                 out[section][key] = value
@@ -440,6 +463,7 @@ class SweepConfig(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     seed: int = Field(0, ge=0, le=SEED_MAX)
+    recipe: str | None = Field(None, description=RECIPE_HELP)
     max_runs: int = Field(
         DEFAULT_MAX_RUNS, ge=1, description="refuse a grid whose product has more runs than this"
     )
@@ -464,4 +488,4 @@ class SweepConfig(_Strict):
         return grid
 
 
-RUN_SECTIONS = ("data", "model", "train", "eval", "seed")
+RUN_SECTIONS = ("data", "model", "train", "eval", "seed", "recipe")
