@@ -209,3 +209,12 @@ def test_a_sweep_folder_that_is_a_symlink_out_of_output_dir_is_one_line_exit_2(t
     (line,) = res.stderr.strip().splitlines()
     assert "the sweep folder" in line and "is a symlink to" in line and str(elsewhere) in line
     assert list(elsewhere.iterdir()) == [] and "internal error" not in line
+
+
+def test_a_sqlite_store_inside_the_output_folder_that_the_run_creates_is_accepted(tmp_path: Path) -> None:
+    out = tmp_path / "results"  # not there yet: the run creates it before tracking starts
+    inside = f"sqlite:///{out / 'mlflow.db'}"
+    assert tracking_uri_problems(inside, output_dir=out) == []
+    (p,) = tracking_uri_problems(f"sqlite:///{tmp_path / 'elsewhere' / 'm.db'}", output_dir=out)
+    assert "does not exist" in p
+    assert not out.exists()

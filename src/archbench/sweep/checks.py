@@ -202,7 +202,7 @@ def executor_problems(cfg: SweepConfig, runs: list[PlannedRun]) -> list[str]:
 def tracking_problems(cfg: SweepConfig) -> list[str]:
     if cfg.tracking is None or cfg.tracking.mlflow is None:
         return []
-    return tracking_uri_problems(cfg.tracking.mlflow.uri)
+    return tracking_uri_problems(cfg.tracking.mlflow.uri, output_dir=Path(cfg.output_dir))
 
 
 def plan_problems(cfg: SweepConfig, runs: list[PlannedRun]) -> list[str]:

@@ -115,14 +115,17 @@ def _plugin_schemes() -> set[str]:
     return {ep.name for ep in entry_points(group="mlflow.tracking_store")}
 
 
-def _sqlite_problem(uri: str, key: str) -> str | None:
-    """A sqlite URI's database file: its folder must exist (MLflow would create it), and it is no folder."""
+def _sqlite_problem(uri: str, key: str, output_dir: Path | None = None) -> str | None:
+    """A sqlite URI's database file: its folder must exist (MLflow would create it), or be inside the
+    sweep's `output_dir` (archbench creates that before tracking starts), and it is no folder."""
     rest = uri.split("://", 1)[1]
     if rest in ("", "/") or rest.startswith("/:memory:"):
         return None  # an in-memory database
     path = Path(rest[1:].split("?", 1)[0]).expanduser()  # sqlite:///rel.db, sqlite:////abs.db
     if path.is_dir():
         return f"{key} {visible(uri)!r}: {visible(path)} is a folder; expected a database file (…/mlflow.db)"
+    if output_dir is not None and path.parent.resolve().is_relative_to(Path(output_dir).resolve()):
+        return None
     if not path.parent.is_dir():
         return (
             f"{key} {visible(uri)!r}: folder {visible(path.parent)} does not exist (nothing is created for a "
@@ -147,8 +150,11 @@ def _file_store_problem(uri: str, key: str) -> str | None:
     return None
 
 
-def tracking_uri_problems(uri: str, key: str = "tracking.mlflow.uri") -> list[str]:
-    """One line when no MLflow tracking store accepts `uri`, or its local database has no folder."""
+def tracking_uri_problems(
+    uri: str, key: str = "tracking.mlflow.uri", output_dir: Path | None = None
+) -> list[str]:
+    """One line when no MLflow tracking store accepts `uri`, or its local database has no folder (a sqlite
+    file inside `output_dir`, which a run creates, is fine)."""
     if visible(uri) != uri or not uri.strip():
         return [f"{key} {visible(uri)!r}: not a URI (empty, or holds control characters)"]
     parts = urlsplit(uri)
@@ -164,7 +170,7 @@ def tracking_uri_problems(uri: str, key: str = "tracking.mlflow.uri") -> list[st
             problem = f"{key} {visible(uri)!r}: expected {scheme}://HOST[:PORT] of a tracking server"
     elif engine in _DATABASES:
         if engine == "sqlite":
-            problem = _sqlite_problem(uri, key)
+            problem = _sqlite_problem(uri, key, output_dir)
         elif not parts.hostname:
             problem = f"{key} {visible(uri)!r}: expected {engine}://USER:PASSWORD@HOST[:PORT]/DATABASE"
     elif scheme not in _DATABRICKS and scheme not in _plugin_schemes():
