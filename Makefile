@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest browser clean venv bench
+.PHONY: demo test lint typecheck pytest browser clean venv bench readme-outputs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/report_scale.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/startup.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/augment_epoch.py
+
+# The README's captured command output (docs/outputs/, quoted in README.md), with date, commit and load.
+# Run on an idle machine: a few minutes on 2 CPU cores; needs ../shared/data.
+readme-outputs: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python scripts/readme_outputs.py
 
 clean:
 	rm -rf results reports .pytest_cache .mypy_cache .ruff_cache

@@ -4,9 +4,9 @@
 
 Counting: seconds to count params and FLOPs per image on the meta device (what the stage does) vs running
 the real network on the CPU once, for the published-table models; both must give the same FLOPs.
-Stage: wall seconds of `measure` with the sweep defaults (batch sizes 1 and 64, 3 warm-up and 10 timed
-iterations, training step, memory) for tiny_cnn on 32 px and resnet18 (cifar stem) on 32 px, split into
-what the memory subprocess took and the rest.
+Stage: wall seconds of `measure` with the sweep defaults (batch sizes 1 and 64, 3 warm-up and at least 10
+timed iterations, more within 1 s per measurement, training step, memory) for tiny_cnn on 32 px and
+resnet18 (cifar stem) on 32 px, split into what the memory subprocess took and the rest.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ grid:
   data.resolution: [16, 32]
 {profile}
 """
-PROFILE = "profile: {batch_sizes: [1, 16], iters: 3, warmup: 1}"
+PROFILE = "profile: {batch_sizes: [1, 16], iters: 3, warmup: 1, budget_s: 0}"  # exactly 3 calls
 
 
 @pytest.fixture(scope="module")

@@ -173,11 +173,23 @@ def _small(words: list[str]) -> list[str]:
             if skip:
                 skip = False
                 continue
-            if w in ("--resolutions", "--batch-sizes", "--iters", "--warmup"):
+            if w in ("--resolutions", "--batch-sizes", "--iters", "--warmup", "--budget"):
                 skip = True
                 continue
             out.append(w)
-        return out + ["--resolutions", "32", "--batch-sizes", "1,2", "--iters", "1", "--warmup", "0"]
+        small = [
+            "--resolutions",
+            "32",
+            "--batch-sizes",
+            "1,2",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--budget",
+            "0",
+        ]
+        return out + small
     if words[0] == "explain":
         return [w if w != "8" else "2" for w in words]
     if words[0] == "map":

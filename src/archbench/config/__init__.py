@@ -272,10 +272,17 @@ class ProfileSpec(_Strict):
         default_factory=lambda: [1, 64], description="latency at the first, throughput at the last"
     )
     warmup: int = Field(3, ge=0)
-    iters: int = Field(10, ge=1)
+    iters: int = Field(10, ge=1, description="timed calls per measurement at least; below 10 a row is noisy")
+    budget_s: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="seconds per measurement: after `iters` calls, more are timed until spent (0: none)",
+    )
     memory: bool = Field(True, description="peak memory (CUDA allocator, or a CPU subprocess's peak RSS)")
     train_step: bool = Field(True, description="also time a training step")
     device: Literal["auto", "cpu", "cuda"] | None = Field(None, description=STAGE_DEVICE)
+    threads: int | None = Field(None, ge=1, description="torch threads while profiling; null: train.threads")
 
 
 ExplainMethod = Literal["gradcam", "ig", "saliency", "attention"]

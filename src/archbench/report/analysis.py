@@ -25,6 +25,7 @@ from archbench.util.escape import visible
 METRICS = ("top1", "f1_macro", "f1_weighted", "kappa", "top5")
 # The profile block's keys (record.ProfileBlock) a report averages over a configuration's seeds.
 PROFILE_KEYS = (
+    "threads",
     "params_total",
     "gmacs",
     "resolution",
@@ -49,6 +50,7 @@ class ConfigSummary:
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # key -> (epoch, mean)
     profile: dict[str, float] = field(default_factory=dict)  # mean over seeds of the profile block
     per_resolution: dict[int, dict[str, float]] = field(default_factory=dict)
+    profile_conditions: list[dict[str, Any]] = field(default_factory=list)  # each profiled run's conditions
     rank: int = 0
 
     @property
@@ -154,6 +156,7 @@ def _summarise_profile(s: ConfigSummary, recs: list[Any]) -> None:
         mean = _mean([v for v in (_finite(b.get(key)) for b in blocks) if v is not None])
         if mean is not None:
             s.profile[key] = mean
+    s.profile_conditions = [b["conditions"] for b in blocks if isinstance(b.get("conditions"), dict)]
     per_res: dict[int, dict[str, list[float]]] = {}
     for b in blocks:
         for item in b.get("per_resolution") or []:

@@ -3,9 +3,12 @@ measures nothing itself (archbench.stages.profile does).
 
 A run or sweep folder profiles exactly what was trained: each run's model spec (name, stem, pool, freeze,
 dropout), input channels, classes and resolution come from its record, and the params measured are
-checked against the record's. A name is built as the published tables build it unless told otherwise
-(3 channels, 1000 classes, ImageNet stem, avg pool, 224 px; random weights); `--stem`, `--pool`,
-`--in-chans`, `--num-classes` take the same values as a sweep, and the output says which were assumed.
+checked against the record's; it is measured on the run's own device, threads and precision unless
+`--device`, `--threads`, `--amp` or `--channels-last` say otherwise. A name is built as the published
+tables build it unless told otherwise (3 channels, 1000 classes, ImageNet stem, avg pool, 224 px; random
+weights); `--stem`, `--pool`, `--in-chans`, `--num-classes` take the same values as a sweep, and the
+output says which were assumed. Every row states the conditions it was measured under (threads, load
+before and after, spread) and says "noisy" and why when they were poor (stages/profile/conditions.py).
 `--record` with one sweep folder instead runs the sweep's profile stage (the driver `archbench run` calls
 after training; settings from its `profile:` section) and stores each run's block in its record.
 Exit 2 on invalid input before anything is measured; a model failing at one size shows `error` in its row
@@ -73,8 +76,30 @@ Warmup = Annotated[
     typer.Option("--warmup", min=0, help="untimed iterations before timing (default: as profile.warmup)"),
 ]
 Budget = Annotated[
-    float,
-    typer.Option("--budget", min=0.0, help="seconds after which warm-up and timing stop early (0: never)"),
+    float | None,
+    typer.Option(
+        "--budget",
+        min=0.0,
+        help="seconds per measurement: after --iters calls, more are timed until spent (default: as "
+        "profile.budget_s; 0: exactly --iters)",
+        show_default=False,
+    ),
+]
+Device = Annotated[
+    str | None,
+    typer.Option("--device", help="cpu, cuda or auto (default: each run's own; auto for names)"),
+]
+Threads = Annotated[
+    int | None,
+    typer.Option("--threads", min=1, help="torch CPU threads (default: each run's own; torch's for names)"),
+]
+Amp = Annotated[
+    str | None,
+    typer.Option("--amp", help="bf16 autocast: auto (CUDA only), on, off (default: each run's own; auto)"),
+]
+ChannelsLast = Annotated[
+    str | None,
+    typer.Option("--channels-last", help="auto (CUDA only), on, off (default: each run's own; auto)"),
 ]
 Memory = Annotated[
     bool | None, typer.Option("--memory/--no-memory", help="measure peak memory (default: on)")
@@ -96,17 +121,17 @@ def command(
     models: Models,
     resolutions: Resolutions = None,
     batch_sizes: BatchSizes = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto")] = "auto",
+    device: Device = None,
     in_chans: InChans = None,
     num_classes: NumClasses = None,
     stem: Stem = None,
     pool: Annotated[str | None, typer.Option("--pool", help="avg (default) or max: as model.pool")] = None,
     iters: Iters = None,
     warmup: Warmup = None,
-    budget: Budget = 5.0,
-    amp: Annotated[str, typer.Option("--amp", help="bf16 autocast: auto (CUDA only), on, off")] = "auto",
-    channels_last: Annotated[str, typer.Option("--channels-last", help="auto (CUDA only), on, off")] = "auto",
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads")] = None,
+    budget: Budget = None,
+    amp: Amp = None,
+    channels_last: ChannelsLast = None,
+    threads: Threads = None,
     memory: Memory = None,
     train_step: TrainStep = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
@@ -118,17 +143,18 @@ def command(
     sweep folder, runs the sweep's profile stage through the stage driver instead.
     """
     if record:
-        raise typer.Exit(code=_record_stage(models, device))
+        raise typer.Exit(code=_record_stage(models, device, threads))
     sizes = _ints(resolutions, "--resolutions") if resolutions else None
     given = {"stem": stem, "pool": pool, "in_chans": in_chans, "num_classes": num_classes}
-    targets, assumed = _targets(models, sizes, given, device, amp, channels_last)
-    knobs = {"iters": iters, "warmup": warmup, "memory": memory, "train_step": train_step}
-    dev, settings = _measure_settings(device, threads, batch_sizes, budget, knobs)
+    overrides = {"device": device, "threads": threads, "amp": amp, "channels_last": channels_last}
+    targets, assumed = _targets(models, sizes, given, overrides)
+    knobs = {"iters": iters, "warmup": warmup, "memory": memory, "train_step": train_step, "budget_s": budget}
+    settings = _measure_settings(targets, batch_sizes, knobs)
 
     from archbench.stages.profile import profile_models
 
     with err_console.status("profiling") as status:
-        report = profile_models(targets, settings, dev, assumed, progress=status.update)
+        report = profile_models(targets, settings, assumed, progress=status.update)
     results = report["results"]
     if as_json:
         print(json.dumps(report, indent=2))
@@ -144,7 +170,7 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(code=2)
 
 
-def _record_stage(models: list[str], device: str) -> int:
+def _record_stage(models: list[str], device: str | None, threads: int | None) -> int:
     """`--record`: the sweep's profile stage on its one sweep folder; returns the exit code."""
     from pathlib import Path
 
@@ -152,7 +178,7 @@ def _record_stage(models: list[str], device: str) -> int:
 
     if len(models) != 1 or not (Path(models[0]) / RUNS_DIR).is_dir():
         _fail(f"--record takes one sweep folder (a folder with runs/); got {' '.join(models)}")
-    return _profile_sweep(Path(models[0]), device)
+    return _profile_sweep(Path(models[0]), device, threads)
 
 
 DEFAULT_TARGET: dict[str, Any] = {
@@ -164,15 +190,12 @@ DEFAULT_TARGET: dict[str, Any] = {
 
 
 def _targets(
-    models: list[str],
-    sizes: list[int] | None,
-    given: dict[str, Any],
-    device: str,
-    amp: str,
-    channels_last: str,
+    models: list[str], sizes: list[int] | None, given: dict[str, Any], overrides: dict[str, Any]
 ) -> tuple[list[tuple[str, Any, dict[str, Any]]], list[str]]:
     """(label, Target, facts about a trained run) for every name or folder given, and what was assumed for
-    names (options not given); exit 2 on a bad name, a bad option or a folder that is not there."""
+    names (options not given); `overrides` (device, threads, amp, channels_last; None: a run's own, the
+    defaults for names) replace a run's training settings. Exit 2 on a bad name, a bad option, a folder
+    that is not there or a device that is not here."""
     from pathlib import Path
 
     from pydantic import ValidationError
@@ -184,21 +207,38 @@ def _targets(
     targets: list[tuple[str, Any, dict[str, Any]]] = []
     assumed: list[str] = []
     try:
-        train = TrainSpec(device=device, amp=amp, channels_last=channels_last)  # type: ignore[arg-type]
+        train = TrainSpec(**{k: v for k, v in overrides.items() if v is not None})
         for item in models:
             runs = trained_runs(Path(item))
             if runs is not None:
                 if not runs:
                     raise ArchbenchError(f"{item}: no completed run with a record found in this folder")
-                targets += run_targets(runs, sizes, train)
+                targets += run_targets(runs, sizes, overrides)
                 continue
             targets += _named_targets(item, sizes, given, train)
             not_given = [f"{k}={DEFAULT_TARGET[k]}" for k, v in given.items() if v is None]
             if not_given:
                 assumed.append(f"{item}: {', '.join(not_given)}")
+        for label, target, _ in targets:
+            _device_here(label, target.train.device, overrides["device"] is None)
     except (ArchbenchError, ValidationError) as exc:
         _fail(str(exc))
     return targets, assumed
+
+
+def _device_here(label: str, device: str, own: bool) -> Any:
+    """The device a target is measured on; a run's own device that is not here names the run and --device."""
+    from archbench.engine.runtime import resolve_device
+    from archbench.util.errors import ArchbenchError
+
+    try:
+        return resolve_device(device)
+    except ArchbenchError as exc:
+        if not own:
+            raise
+        raise ArchbenchError(
+            f"{label} trained on {device}: {exc}; pass --device to profile elsewhere"
+        ) from None
 
 
 def _named_targets(
@@ -235,29 +275,19 @@ def _named_targets(
 
 
 def _measure_settings(
-    device: str, threads: int | None, batch_sizes: str | None, budget: float, knobs: dict[str, Any]
-) -> tuple[Any, Any]:
-    """The device (exit 2 when it is not there) and how each target is measured: the options given, over
-    ProfileSettings' defaults (the `profile:` section's); batches 1,8 on CPU, 1,64 on CUDA unless given."""
-    import torch
-
+    targets: list[tuple[str, Any, dict[str, Any]]], batch_sizes: str | None, knobs: dict[str, Any]
+) -> Any:
+    """How each target is measured: the options given, over ProfileSettings' defaults (the `profile:`
+    section's); batches 1,64 when every target is on CUDA, else 1,8, unless given."""
     from archbench.engine.runtime import resolve_device
     from archbench.stages.profile.measure import ProfileSettings
-    from archbench.util.errors import ArchbenchError
 
-    try:
-        dev = resolve_device(device)
-    except ArchbenchError as exc:
-        _fail(str(exc))
-    if threads is not None:
-        torch.set_num_threads(threads)
-    default_batches = CUDA_BATCH_SIZES if dev.type == "cuda" else CPU_BATCH_SIZES
-    settings = ProfileSettings(
+    on_cuda = all(resolve_device(t.train.device).type == "cuda" for _, t, _ in targets)
+    default_batches = CUDA_BATCH_SIZES if on_cuda else CPU_BATCH_SIZES
+    return ProfileSettings(
         batch_sizes=tuple(_ints(batch_sizes, "--batch-sizes")) if batch_sizes else default_batches,
-        budget_s=budget or None,
         **{k: v for k, v in knobs.items() if v is not None},
     )
-    return dev, settings
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -265,97 +295,114 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def _print_table(report: dict[str, Any]) -> None:
-    """One row per target and size; an error column only when a row has one."""
+    """One row per target and size, with the conditions it was measured under; an error column only when
+    a row has one, a device column only when the rows were measured on different devices."""
     from archbench.cli.listing import print_full_width
 
     results = report["results"]
     first: dict[str, Any] = next((r for r in results if "latency_batch" in r), {})
     lat_b, tp_b = first.get("latency_batch", 1), first.get("throughput_batch", "")
+    devices = {(r.get("conditions") or {}).get("device") for r in results}
     columns = [
         "model",
         "res",
+        *(["device"] if len(devices) > 1 else []),
+        "threads",
         "params",
         "GMACs",
         "GFLOPs",
         f"latency ms p50 (b{lat_b})",
-        "p90",
+        "p10–p90",
         f"img/s (b{tp_b})",
         f"train step ms (b{tp_b})",
         "train img/s",
         "peak MB",
+        "spread",
+        "conditions",
     ]
     has_error = any("error" in r for r in results)
-    rows = []
-    for r in results:
-        cells = [
-            r["model"],
-            str(r["resolution"]),
-            _fmt(r.get("params_total"), ","),
-            _fmt(r.get("gmacs"), ".3f"),
-            _fmt(r.get("gflops"), ".3f"),
-            _fmt(r.get("latency_ms_p50"), ".2f"),
-            _fmt(r.get("latency_ms_p90"), ".2f"),
-            _fmt(r.get("throughput_img_s"), ".1f"),
-            _fmt(r.get("train_step_ms"), ".1f"),
-            _fmt(r.get("train_throughput_img_s"), ".1f"),
-            _fmt(r.get("peak_memory_mb"), ".0f"),
-        ]
-        if has_error:
-            cells.append(one_line(r.get("error", "")))
-        rows.append(cells)
-    print_full_width(
-        console, "archbench profile", columns + (["error"] if has_error else []), rows, tuple(columns[1:])
-    )
+    rows = [
+        _row_cells(r, len(devices) > 1) + ([one_line(r.get("error", ""))] if has_error else [])
+        for r in results
+    ]
+    right = tuple(c for c in columns[1:] if c != "conditions")
+    print_full_width(console, "archbench profile", columns + (["error"] if has_error else []), rows, right)
+
+
+def _row_cells(r: dict[str, Any], with_device: bool) -> list[str]:
+    c = r.get("conditions") or {}
+    p10, p90 = r.get("latency_ms_p10"), r.get("latency_ms_p90")
+    return [
+        r["model"],
+        str(r["resolution"]),
+        *([str(c.get("device", ""))] if with_device else []),
+        _fmt(c.get("threads"), "d"),
+        _fmt(r.get("params_total"), ","),
+        _fmt(r.get("gmacs"), ".3f"),
+        _fmt(r.get("gflops"), ".3f"),
+        _fmt(r.get("latency_ms_p50"), ".2f"),
+        "" if p10 is None or p90 is None else f"{p10:.2f}–{p90:.2f}",
+        _fmt(r.get("throughput_img_s"), ".1f"),
+        _fmt(r.get("train_step_ms"), ".1f"),
+        _fmt(r.get("train_throughput_img_s"), ".1f"),
+        _fmt(r.get("peak_memory_mb"), ".0f"),
+        _fmt(c.get("spread"), ".0%"),
+        one_line(_conditions_text(r.get("conditions"))),
+    ]
+
+
+def _conditions_text(conditions: dict[str, Any] | None) -> str:
+    from archbench.stages.profile.conditions import verdict
+
+    return verdict(conditions)
 
 
 def _print_notes(report: dict[str, Any]) -> None:
-    """What the table was measured on, what was assumed, each run's params against its record."""
+    """What the table was measured on and under which load, what was assumed, each run's params against
+    its record."""
     dev = report["device"]
     libs = report["libraries"]
-    console.print(
-        f"device {dev['type']} ({dev.get('name', '?')}), {report['threads']} threads, amp {report['amp']}, "
+    threads = {(r.get("conditions") or {}).get("threads") for r in report["results"]}
+    n = report["threads"]
+    thread_text = f"{n} thread{'s' if n != 1 else ''}" if len(threads) <= 1 else "threads per row"
+    _note(
+        f"device {dev['type']} ({dev.get('name', '?')}), {thread_text}, amp {report['amp']}, "
         f"channels_last {report['channels_last']}; torch {libs.get('torch')}, "
-        f"torchvision {libs.get('torchvision')}",
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
+        f"torchvision {libs.get('torchvision')}"
+    )
+    _note(
+        f"load average (1 min) {_fmt(report.get('load_before'), '.2f') or '?'} before, "
+        f"{_fmt(report.get('load_after'), '.2f') or '?'} after, "
+        f"on {report.get('usable_cores')} usable cores; "
+        "spread = p90/p10 − 1 of a row's timed calls (largest of its measurements). A row is noisy when the "
+        "load exceeds the usable cores, a spread exceeds 25 % or fewer than 10 calls were timed."
     )
     for line in report.get("assumed", []):
-        console.print(
-            literal(
-                f"assumed (not given) for {line}; pass --stem/--pool/--in-chans/--num-classes, or a run "
-                "folder to profile what was trained"
-            ),
-            soft_wrap=True,
+        _note(
+            f"assumed (not given) for {line}; pass --stem/--pool/--in-chans/--num-classes, or a run "
+            "folder to profile what was trained"
         )
     for r in report["results"]:
         if r.get("params_match_record") is False:
-            console.print(
-                literal(
-                    f"MISMATCH {r['model']}: {r['params_total']:,} params measured, "
-                    f"{r['record_params']:,} in its record"
-                ),
-                soft_wrap=True,
+            _note(
+                f"MISMATCH {r['model']}: {r['params_total']:,} params measured, "
+                f"{r['record_params']:,} in its record"
             )
         elif r.get("params_match_record"):
-            console.print(
-                literal(
-                    f"{r['model']}: params {r['params_total']:,} = the record's (stem {r['stem']}, "
-                    f"pool {r['pool']}, in_chans {r['in_chans']}, {r['num_classes']} classes, "
-                    f"{r['resolution']} px)"
-                ),
-                soft_wrap=True,
+            _note(
+                f"{r['model']}: params {r['params_total']:,} = the record's (stem {r['stem']}, "
+                f"pool {r['pool']}, in_chans {r['in_chans']}, {r['num_classes']} classes, "
+                f"{r['resolution']} px)"
             )
     memory = "CUDA max_memory_allocated" if dev["type"] == "cuda" else "peak RSS of a fresh subprocess"
-    console.print(
-        f"{report['flop_note']} Peak memory: {memory}, training step (or inference) at the largest batch.",
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
-    )
+    _note(f"{report['flop_note']} Peak memory: {memory}, training step (or inference) at the largest batch.")
 
 
-def _profile_sweep(sweep_dir: Any, device: str) -> int:
+def _note(text: str) -> None:
+    console.print(literal(text), soft_wrap=True)
+
+
+def _profile_sweep(sweep_dir: Any, device: str | None, threads: int | None) -> int:
     """The profile stage on every completed run of a sweep folder; returns the exit code."""
     from archbench.config import ProfileSpec
     from archbench.stages import Outcome, run_stage
@@ -367,12 +414,14 @@ def _profile_sweep(sweep_dir: Any, device: str) -> int:
         spec = load_sweep(sweep_dir / "sweep.yaml").profile or ProfileSpec()
     except (ArchbenchError, OSError):
         spec = ProfileSpec()
-    spec = spec.model_copy(update={"device": device})
+    given = {"device": device, "threads": threads}
+    spec = spec.model_copy(update={k: v for k, v in given.items() if v is not None})
 
     def report(o: Outcome) -> None:
         line = f"{'profiled' if o.status == 'done' else o.status:8s} {o.run_id}"
         if o.block is not None and o.block.get("latency_ms_p50") is not None:
             line += f"  {o.block.get('gmacs', 0):.3f} GMACs  {o.block['latency_ms_p50']:.2f} ms (b1)"
+            line += f"  {_conditions_text(o.block.get('conditions'))}"
         elif o.reason:
             line += f"  {o.reason}"
         console.print(literal(line), soft_wrap=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from archbench.report.analysis import Analysis, ConfigSummary
 from archbench.report.tables.base import (
     Col,
@@ -26,6 +28,7 @@ METRIC_COLUMNS = (
 )
 
 PROFILE_COLUMNS = (
+    ("threads", "threads", 0),
     ("params_total", "params", 0),
     ("gmacs", "GMACs", 3),
     ("resolution", "resolution (px)", 0),
@@ -77,12 +80,34 @@ def _profile_cols(s: ConfigSummary) -> list[Col]:
         Col("configuration", s.label),
         *cols,
         Col("top-1 (%)", None if top1 is None else 100 * top1, pct(top1)),
+        Col("conditions", conditions_text(s.profile_conditions)),
         runs_col(s.run_ids),
     ]
 
 
+def conditions_text(conditions: list[dict[str, Any]]) -> str:
+    """What a configuration's profiles were measured under: "steady (load ≤ L on C cores)", or "noisy in
+    k/n runs: why"; "" when its records state no conditions (profiled before they were recorded)."""
+    if not conditions:
+        return ""
+    noisy = [c for c in conditions if c.get("noisy")]
+    if noisy:
+        reasons = sorted({str(r) for c in noisy for r in c["noisy"]})
+        return f"noisy in {len(noisy)}/{len(conditions)} runs: {'; '.join(reasons)}"
+    loads = [
+        float(x) for c in conditions for x in (c.get("load_before"), c.get("load_after")) if x is not None
+    ]
+    cores = max(int(c.get("usable_cores") or 0) for c in conditions)
+    return f"steady (load ≤ {max(loads):.1f} on {cores} cores)" if loads else "steady"
+
+
 def profile_table(a: Analysis) -> Table:
-    note = "From each completed run's `profile` stage, averaged over its seeds (latency at batch 1)."
+    note = (
+        "From each completed run's `profile` stage, averaged over its seeds (latency at batch 1). "
+        "Conditions: the host's load average before and after each run was profiled and the spread "
+        "of its timed calls (p90/p10 − 1); noisy when the load exceeded the usable cores, a spread "
+        "exceeded 25 % or fewer than 10 calls were timed: compare such rows with care. Not in LaTeX."
+    )
     rows = [_profile_cols(s) for s in a.summaries if s.profile]
     title = "Cost: parameters, compute, latency, memory"
-    return build_table("profile", title, rows, note=note, tex_skip=("runs",))
+    return build_table("profile", title, rows, note=note, tex_skip=("runs", "conditions"))

@@ -3,7 +3,8 @@ memory); owns the stage's entry points, never trains.
 
 Modules, following the data: `target` (what is profiled: architecture, input size, the run's training
 settings), `counting` (params and FLOPs), `timing`, `memory`, `measure` (one target at one size → a plain
-dict), and `stage` (a run's `stages.profile` block, the sweep's profile table, and `profile_models`, the
+dict), `conditions` (the load, threads and spread it was measured under, and whether that was noisy), and
+`stage` (a run's `stages.profile` block, the sweep's profile table, and `profile_models`, the
 quick look behind `archbench profile MODEL...|RUN_DIR|SWEEP_DIR`). Importing this package imports no torch.
 """
 

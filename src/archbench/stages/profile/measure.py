@@ -4,6 +4,7 @@ Order: params and FLOPs per image (counted on the meta device) → build on the 
 timings at every batch size → inference memory → training-step timing → training-step memory. Inference
 comes before the training step, whose optimizer state would otherwise sit in the inference memory reading.
 A failure (out of memory, a bad size) ends the entry with `error`, keeping what was measured before it.
+The host's load average is read before and after, and `conditions.py` says whether the entry is noisy.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class ProfileSettings:
     iters: int = _DEFAULTS.iters
     memory: bool = _DEFAULTS.memory
     train_step: bool = _DEFAULTS.train_step
-    budget_s: float | None = None  # quick looks: stop each timing early once it took this long
+    budget_s: float | None = _DEFAULTS.budget_s  # per measurement: more timed calls until spent
     memory_timeout_s: float = 900.0
 
     @classmethod
@@ -44,6 +45,7 @@ class ProfileSettings:
             iters=spec.iters,
             memory=spec.memory,
             train_step=spec.train_step,
+            budget_s=spec.budget_s,
         )
 
     def __post_init__(self) -> None:
@@ -90,7 +92,17 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def measure(target: Target, settings: ProfileSettings, device: torch.device) -> dict[str, Any]:
-    """Params, MACs/FLOPs per image, latency, throughput, training step and peak memory of one target."""
+    """Params, MACs/FLOPs per image, latency, throughput, training step and peak memory of one target, and
+    the conditions they were measured under (`conditions`: load before and after, threads, spread)."""
+    from archbench.stages.profile.conditions import assess, load_average
+
+    before = load_average()
+    entry = _measure(target, settings, device)
+    entry["conditions"] = assess(entry, device, before, load_average())
+    return entry
+
+
+def _measure(target: Target, settings: ProfileSettings, device: torch.device) -> dict[str, Any]:
     import torch
 
     from archbench.stages.profile.memory import cuda_usage
@@ -187,6 +199,7 @@ class _Bench:
         first, last = inference[0], inference[-1]
         return {
             "inference": inference,
+            "latency_ms_p10": first["ms_p10"],
             "latency_ms_p50": first["ms_p50"],
             "latency_ms_p90": first["ms_p90"],
             "latency_batch": first["batch"],
@@ -219,7 +232,9 @@ class _Bench:
         train = summarise(self._timed(lambda: fit(x, y)), batch)
         entry.update(
             train_step_ms=train["ms_p50"],
+            train_step_ms_p10=train["ms_p10"],
             train_step_ms_p90=train["ms_p90"],
+            train_step_spread=train["spread"],
             train_throughput_img_s=train["img_s"],
             train_batch=batch,
             train_iters=train["iters"],

@@ -6,7 +6,9 @@ architecture at the run's resolution (plus `profile.resolutions`), adds the trai
 already holds, and rewrites `<sweep>/stages/profile/{profile.csv,index.json}` (and figures) from every
 run's block. Top-level keys of the block are the run's own resolution; `per_resolution` has one entry per
 size, each possibly with `error`. If the run's own size fails, the block carries `error` too, so the
-runner tries again on the next `archbench run`.
+runner tries again on the next `archbench run`. Every entry states its `conditions` (device, threads,
+load before and after, spread, and why it is noisy: conditions.py); the block's top holds its own size's.
+The threads and device are the run's own unless the `profile:` section sets them (stages/base.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archbench.config import ProfileSpec, SweepConfig, TrainSpec
+from archbench.config import ProfileSpec, SweepConfig
 from archbench.stages.base import Stage, StageContext, pyplot, save_figure, stage_output
 from archbench.store.layout import RunLayout
 from archbench.store.record import PROFILE_HEADLINE_KEYS, RunRecord, StageIndex
@@ -76,6 +78,7 @@ def profile_record(rec: RunRecord, prof: ProfileSpec, device: torch.device) -> d
     if "error" in own:
         block["error"] = f"profiling at the run's resolution {own['resolution']} failed: {own['error']}"
     block.update(
+        conditions=own.get("conditions"),
         per_resolution=sorted(entries, key=lambda e: _size_key(e["resolution"])),
         training=training_cost(rec),
         amp="bf16" if amp else "off",
@@ -84,6 +87,7 @@ def profile_record(rec: RunRecord, prof: ProfileSpec, device: torch.device) -> d
             "batch_sizes": list(settings.batch_sizes),
             "warmup": settings.warmup,
             "iters": settings.iters,
+            "budget_s": settings.budget_s,
             "memory": settings.memory,
             "train_step": settings.train_step,
         },
@@ -117,26 +121,40 @@ STAGE = ProfileStage()
 def profile_models(
     targets: list[tuple[str, Any, dict[str, Any]]],
     settings: ProfileSettings,
-    device: Any,
     assumed: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The quick look (`archbench profile MODEL...|RUN_DIR|SWEEP_DIR`): every (label, Target, facts)
-    measured, plus what it ran on. A row with `record_params` in its facts (a trained run) says whether the
-    params measured equal the record's (`params_match_record`)."""
+    measured on its own device and threads (`target.train.device` / `.threads`: a run's own unless the
+    command overrode them; threads None: as they are), plus what it ran on and the host's load before and
+    after. A row with `record_params` in its facts (a trained run) says whether the params measured equal
+    the record's (`params_match_record`)."""
+    from archbench.engine.runtime import resolve_device
+    from archbench.stages.base import scoped_threads
+    from archbench.stages.profile.conditions import load_average, usable_cores
     from archbench.stages.profile.measure import environment, measure, precision
 
+    load_before = load_average()
     results: list[dict[str, Any]] = []
     for label, target, facts in targets:
-        if progress is not None:
-            progress(f"profiling {label} at {target.resolution} px on {device}")
-        row = {"model": label, **facts, **measure(target, settings, device)}
+        device = resolve_device(target.train.device)
+        with scoped_threads(target.train.threads):
+            if progress is not None:
+                progress(f"profiling {label} at {target.resolution} px on {device}")
+            row = {"model": label, **facts, **measure(target, settings, device)}
         if "record_params" in facts and "params_total" in row:
             row["params_match_record"] = row["params_total"] == facts["record_params"]
         results.append(row)
-    amp_on, cl = precision(targets[0][1], device)
+    first = targets[0][1]
+    device = resolve_device(first.train.device)
+    amp_on, cl = precision(first, device)
+    with scoped_threads(first.train.threads):
+        env = environment(device)
     return {
-        **environment(device),
+        **env,
+        "load_before": load_before,
+        "load_after": load_average(),
+        "usable_cores": usable_cores(),
         "amp": "bf16" if amp_on else "off",
         "channels_last": cl,
         "settings": {**settings.__dict__, "batch_sizes": list(settings.batch_sizes)},
@@ -162,19 +180,19 @@ def trained_runs(path: Path) -> list[RunRecord] | None:
 
 
 def run_targets(
-    runs: list[RunRecord], sizes: list[int] | None, train: TrainSpec
+    runs: list[RunRecord], sizes: list[int] | None, overrides: dict[str, Any]
 ) -> list[tuple[str, Any, dict[str, Any]]]:
-    """What each run trained: its model spec, in_chans, classes and resolution, from its record (the
-    device and precision options of `train` replace the run's own)."""
+    """What each run trained: its model spec, in_chans, classes and resolution, from its record, on the
+    run's own device, threads and precision; `overrides` (train keys: device, threads, amp,
+    channels_last) replace the run's own where not None."""
     from archbench.stages.profile.measure import Target
 
+    given = {k: v for k, v in overrides.items() if v is not None}
     out = []
     for rec in runs:
         in_chans, own = run_input(rec)
         num_classes = len(rec.class_names) if rec.class_names else int((rec.data or {})["num_classes"])
-        run_train = rec.spec.train.model_copy(
-            update={"device": train.device, "amp": train.amp, "channels_last": train.channels_last}
-        )
+        run_train = rec.spec.train.model_copy(update=given)
         facts = {
             "run_id": rec.run_id,
             "record_params": (rec.params or {}).get("total"),
@@ -209,10 +227,26 @@ def profile_rows(records: list[tuple[RunRecord, dict[str, Any]]]) -> list[dict[s
                 "train_images_per_s": training.get("images_per_s"),
                 "time_to_best_s": training.get("time_to_best_s"),
                 "device": (block.get("device") or {}).get("name"),
+                **_condition_cells(entry.get("conditions")),
                 "error": entry.get("error"),
             }
             rows.append(row)
     return rows
+
+
+def _condition_cells(conditions: dict[str, Any] | None) -> dict[str, Any]:
+    """The profile table's columns for what a row was measured under (empty for older records)."""
+    from archbench.stages.profile.conditions import verdict
+
+    c = conditions or {}
+    return {
+        "threads": c.get("threads"),
+        "load_before": c.get("load_before"),
+        "load_after": c.get("load_after"),
+        "usable_cores": c.get("usable_cores"),
+        "spread": c.get("spread"),
+        "conditions": verdict(conditions),
+    }
 
 
 def write_sweep_summary(
@@ -237,6 +271,9 @@ def write_sweep_summary(
     atomic_write_text(out / CSV_NAME, rows_to_csv(rows))
     notes = [
         "One row per run and profiled resolution; latency at batch 1, throughput at the largest batch.",
+        "Conditions: load average (1 min) before and after each row, torch threads, spread = p90/p10 − 1 of "
+        "the timed calls; a row is noisy when the load exceeds the usable cores, a spread exceeds 25 % or "
+        "fewer than 10 calls were timed.",
         next((b["flop_note"] for _, b in records if "flop_note" in b), ""),
         "Training cost comes from each run's record (training loops only, validation excluded).",
     ]

@@ -69,6 +69,9 @@ def train_step(model: nn.Module, train: TrainSpec, amp: bool) -> Callable[[torch
     return step
 
 
+MAX_ITERS = 1000  # a measurement's timed calls never exceed this, however fast they are
+
+
 def time_calls(
     fn: Callable[[], None],
     device: torch.device,
@@ -77,23 +80,26 @@ def time_calls(
     iters: int,
     budget_s: float | None = None,
 ) -> list[float]:
-    """Milliseconds of each of up to `iters` timed calls of `fn`, after `warmup` untimed calls.
+    """Milliseconds of each timed call of `fn`, after `warmup` untimed calls.
 
-    `budget_s` (quick looks on slow devices): warm-up stops once it has taken that long, and so does
-    timing, after at least one timed call; callers record how many calls were timed.
+    Adaptive within `budget_s`: at least `iters` calls are timed; after them timing goes on while the timed
+    calls add up to less than `budget_s` seconds (at most MAX_ITERS calls), so a fast call gets enough
+    samples for a steady p10/p90 and a slow one costs only its `iters`. Warm-up stops early once it has
+    taken `budget_s`. None or 0: exactly `iters` timed calls.
     """
     import torch
 
     cuda = device.type == "cuda"
+    budget = budget_s or 0.0
     started = time.perf_counter()
     for _ in range(warmup):
         fn()
         if cuda:
             torch.cuda.synchronize(device)
-        if budget_s is not None and time.perf_counter() - started > budget_s:
+        if budget and time.perf_counter() - started > budget:
             break
     times: list[float] = []
-    while len(times) < iters:
+    while len(times) < iters or (sum(times) / 1e3 < budget and len(times) < MAX_ITERS):
         if cuda:
             begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             begin.record()
@@ -105,18 +111,20 @@ def time_calls(
             t0 = time.perf_counter()
             fn()
             times.append((time.perf_counter() - t0) * 1e3)
-        if budget_s is not None and sum(times) / 1e3 > budget_s:
-            break
     return times
 
 
 def summarise(times_ms: Sequence[float], batch: int) -> dict[str, Any]:
-    """Median and p90 milliseconds per call, and images/s at the median."""
-    p50 = percentile(times_ms, 50)
+    """p10, median and p90 milliseconds per call, their spread (p90 / p10 − 1), and images/s at the median."""
+    from archbench.stages.profile.conditions import spread
+
+    p10, p50, p90 = (percentile(times_ms, q) for q in (10, 50, 90))
     return {
         "batch": batch,
+        "ms_p10": round(p10, 4),
         "ms_p50": round(p50, 4),
-        "ms_p90": round(percentile(times_ms, 90), 4),
+        "ms_p90": round(p90, 4),
+        "spread": spread(p10, p90),
         "img_s": round(batch / (p50 / 1e3), 2) if p50 > 0 else None,
         "iters": len(times_ms),
     }
