@@ -3,7 +3,8 @@
 A `SweepConfig` is what the YAML says; `RunSpec` is one fully resolved configuration (defaults filled in).
 Every field here is part of a run's identity except `name`, `output_dir`, where the data lives
 (`data.memory_budget`, `data.cache_dir`) and how often a run reports and checkpoints (`train.log_every`,
-`train.checkpoint`); see `RunSpec.identity`.
+`train.checkpoint`); see `RunSpec.identity`. `train.keep_checkpoints` is part of it only when not at its
+default (`both`), so runs made before the key existed keep their ids.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ NON_IDENTITY_DATA_KEYS = frozenset({"memory_budget", "cache_dir"})
 NON_IDENTITY_TRAIN_KEYS = frozenset({"log_every", "checkpoint"})
 # Keys added after records existed, left out of the identity while at these values, so a record written
 # before them (which lacks them) keeps its spec hash.
-LATER_TRAIN_KEYS = {"compile": False}
+LATER_TRAIN_KEYS: dict[str, Any] = {"compile": False, "keep_checkpoints": "both"}
 # `deterministic: auto` replaced the default `true` and computes the same wherever records were made (CPU);
 # on CUDA it trades bitwise repeatability for autotuned kernels, which no run id ever pinned (`device: auto`
 # spans devices too). So `auto` is hashed as `true`: a sweep re-run after the change skips its old runs.
@@ -168,6 +169,16 @@ class TrainSpec(_Strict):
         50, ge=1, description="steps between reads of the running loss/accuracy (the only device syncs)"
     )
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    keep_checkpoints: Literal["both", "best", "last"] = Field(
+        "both",
+        description="which checkpoints a completed run keeps (the rollback copies *.prev.pt are always "
+        "removed once its record is written); it must keep the one eval.checkpoint names",
+    )
+
+    @property
+    def kept_checkpoints(self) -> tuple[str, ...]:
+        """The checkpoint names (`best`, `last`) a completed run keeps."""
+        return ("best", "last") if self.keep_checkpoints == "both" else (self.keep_checkpoints,)
 
 
 class EvalSpec(_Strict):
@@ -198,6 +209,18 @@ class RunSpec(_Strict):
             if out[section].get(key) == alias:
                 out[section][key] = value
         return out
+
+
+def kept_checkpoint_problem(train: TrainSpec, evaluation: EvalSpec) -> str | None:
+    """Why `train.keep_checkpoints` cannot be used with `eval.checkpoint` (None: it can). A completed run
+    must keep the checkpoint it was evaluated with: verify, the stages and `archbench explain` read it."""
+    if evaluation.checkpoint in train.kept_checkpoints:
+        return None
+    return (
+        f"train.keep_checkpoints: {train.keep_checkpoints} would delete the evaluated checkpoint "
+        f"(eval.checkpoint: {evaluation.checkpoint}); keep both or {evaluation.checkpoint}, or set "
+        f"eval.checkpoint: {train.keep_checkpoints}"
+    )
 
 
 def canonical_json(obj: Any) -> str:

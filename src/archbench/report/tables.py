@@ -198,7 +198,7 @@ def runs_table(a: Analysis) -> Table:
     display: list[dict[str, Cell]] = []
     rows: list[dict[str, Any]] = []
     several = len(a.data.sweep_dirs) > 1
-    unplanned = any(e.plan is None for e in a.data.runs)
+    unplanned = any(not e.in_plan for e in a.data.runs)
     for e in a.data.runs:
         rec = e.record
         m = rec.metrics if rec is not None and e.completed else None
@@ -226,7 +226,7 @@ def runs_table(a: Analysis) -> Table:
             }
         )
         if unplanned:
-            d["in plan"] = Cell("yes" if e.plan is not None else "no")
+            d["in plan"] = Cell("yes" if e.in_plan else "no")
         r: dict[str, Any] = {"run id": e.run_id, "sweep": e.sweep_name, "configuration": e.config_label}
         r.update({f"axis {k}": v for k, v in e.axes.items()})
         r.update(
@@ -243,12 +243,12 @@ def runs_table(a: Analysis) -> Table:
                 "train time (s)": rec.train_seconds if rec else None,
                 "epochs": len(rec.history) if rec else None,
                 "reason": "" if e.completed else e.reason,
-                "in plan": e.plan is not None,
+                "in plan": e.in_plan,
             }
         )
         display.append(d)
         rows.append(r)
-    note = "Every planned or present run. Click a column header to sort."
+    note = f"Every run of the current plan{' and other run folders' if unplanned else ''}. Click to sort."
     return _table_from_dicts("runs", "Runs", display, rows, note=note)
 
 

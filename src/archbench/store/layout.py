@@ -1,6 +1,7 @@
 """A sweep's and a run's on-disk layout: owns every file and folder name inside a results folder.
 
     <output_dir>/<sweep>/plan.json, sweep.yaml, results.csv
+    <output_dir>/<sweep>/plans/plan-<key>.json (every plan the folder has had; plan.json is the current one)
     <output_dir>/<sweep>/runs/<run_id>/record.json, history.csv, predictions.npz, error.txt, warnings.log,
         .lock
     <output_dir>/<sweep>/runs/<run_id>/checkpoints/{last,best}.pt
@@ -16,6 +17,7 @@ from pathlib import Path
 
 RECORD_NAME = "record.json"
 PLAN_NAME = "plan.json"
+PLANS_DIR = "plans"
 SWEEP_FILE_NAME = "sweep.yaml"
 RESULTS_NAME = "results.csv"
 RUNS_DIR = "runs"
@@ -47,6 +49,19 @@ class SweepLayout:
     @property
     def plan(self) -> Path:
         return self.sweep_dir / PLAN_NAME
+
+    @property
+    def plans(self) -> Path:
+        """Every plan version the folder has had, one file each (`plan_version`)."""
+        return self.sweep_dir / PLANS_DIR
+
+    def plan_version(self, key: str) -> Path:
+        return self.plans / f"plan-{key}.json"
+
+    @property
+    def plan_lock(self) -> Path:
+        """Held while the plan and its history are read, merged and written (store/plans.py)."""
+        return self.sweep_dir / ".plan.lock"
 
     @property
     def sweep_file(self) -> Path:

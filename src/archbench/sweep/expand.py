@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from archbench.config import RunSpec, SweepConfig, canonical_json, spec_hash
+from archbench.config import RunSpec, SweepConfig, canonical_json, kept_checkpoint_problem, spec_hash
 from archbench.util.errors import ConfigError
 from archbench.util.paths import slugify
 from archbench.util.yamlio import KeyPath, load_yaml_file, load_yaml_text, located_messages, parse_value
@@ -191,6 +191,7 @@ def _validate(data: Any, lines: dict[KeyPath, int], path: str, overrides: list[s
     except ValidationError as exc:
         raise _validation_error(path, exc, lines) from None
     _check_numbers(_base_dict(cfg), (), where)  # again after coercion: '1e308' is a string in YAML 1.1
+    _check_kept_checkpoint(cfg, where)
     # Refuse a huge grid from its axis lengths, before any combination is built.
     n_runs = math.prod(len(v) for v in cfg.grid.values())
     if n_runs > cfg.max_runs:
@@ -232,6 +233,14 @@ def _validate(data: Any, lines: dict[KeyPath, int], path: str, overrides: list[s
     if cfg.tune is not None:
         _check_tune(cfg, lines, path)
     return cfg
+
+
+def _check_kept_checkpoint(cfg: SweepConfig, where: Callable[[KeyPath], str]) -> None:
+    """`train.keep_checkpoints` must keep the evaluated checkpoint (checked per grid combination instead
+    when the grid varies either key: `expand_sweep`)."""
+    why = kept_checkpoint_problem(cfg.train, cfg.eval)
+    if why is not None and not {"train.keep_checkpoints", "eval.checkpoint"} & set(cfg.grid):
+        raise ConfigError(f"{where(('train', 'keep_checkpoints'))}: {why}")
 
 
 def compared_axes(cfg: SweepConfig) -> list[str]:
@@ -324,11 +333,14 @@ def expand_sweep(cfg: SweepConfig) -> list[PlannedRun]:
             spec = RunSpec.model_validate(d)
         except ValidationError as exc:
             raise ConfigError(f"grid combination {axes}: {exc.errors()[0]['msg']}") from None
-        rid = run_id_for(spec, axes)
-        if rid in seen:
-            continue  # identical resolved specs are one run
-        seen.add(rid)
-        runs.append(PlannedRun(run_id=rid, spec=spec, axes=axes))
+        why = kept_checkpoint_problem(spec.train, spec.eval)
+        if why is not None:
+            raise ConfigError(f"grid combination {axes}: {why}; exclude it")
+        planned = PlannedRun(run_id=run_id_for(spec, axes), spec=spec, axes=axes)
+        if planned.spec_hash in seen:
+            continue  # identical resolved specs are one run (even when their grid values read differently)
+        seen.add(planned.spec_hash)
+        runs.append(planned)
     return runs
 
 
