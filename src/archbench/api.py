@@ -112,8 +112,7 @@ def _check(
 ) -> CheckedSweep:
     """The CLI's planning sequence: check_sweep (with the executor override applied first), then the
     optional extras the sweep needs."""
-    from archbench.sweep.checks import check_extras, check_sweep
-    from archbench.sweep.expand import with_executor
+    from archbench.sweep.checks import check_extras, check_sweep, with_executor
 
     checked = check_sweep(
         Path(sweep),

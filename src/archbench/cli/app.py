@@ -18,7 +18,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from archbench.cli.sweep_output import print_dry_run, print_sweep_summary, print_tune_plan
+from archbench.cli.sweep_output import (
+    print_dry_run,
+    print_plan_change,
+    print_sweep_summary,
+    print_tune_plan,
+    print_waiting,
+)
 from archbench.util.errors import ArchbenchError, ConfigError, DatasetError
 from archbench.util.terminal import literal, make_console, one_line
 
@@ -132,9 +138,16 @@ def run(
             "(default $ARCHBENCH_PROGRESS_EVERY or 10)",
         ),
     ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="wait for runs other live processes hold, then count them done or finish them here"
+        ),
+    ] = False,
 ) -> None:
     """Train, evaluate and record every configuration of a sweep (skips completed runs, resumes the rest)."""
-    from archbench.sweep.expand import sweep_dir, with_executor
+    from archbench.sweep.checks import with_executor
+    from archbench.sweep.expand import sweep_dir
 
     cfg, runs, text = _plan(
         sweep_file,
@@ -144,6 +157,13 @@ def run(
         extras=True,
     )
 
+    if wait and cfg.tune is not None:
+        _config_fail(ConfigError("--wait: a tuned sweep hands trials held elsewhere back to the study"))
+    if cfg.tune is None:  # a spec that already has a folder there keeps it (sweep/identity.py)
+        from archbench.sweep.identity import reuse_run_folders
+
+        runs = reuse_run_folders(sweep_dir(cfg), runs)
+        print_plan_change(console, sweep_dir(cfg), runs)
     if dry_run and cfg.tune is not None:
         print_tune_plan(console, cfg, runs)
         return
@@ -151,7 +171,14 @@ def run(
         print_dry_run(console, cfg, runs, sweep_dir(cfg))
         return
 
+    _train(cfg, runs, text, wait=wait, progress_every=progress_every)
+
+
+def _train(cfg: Any, runs: list[Any], text: str, *, wait: bool, progress_every: float | None) -> None:
+    """Run a checked sweep: MLflow catch-up, signals, the runs (or the tuning protocol), the results table
+    and summary; exits with the sweep's code."""
     from archbench.execution.driver import run_sweep
+    from archbench.sweep.expand import sweep_dir
     from archbench.util.paths import ensure_writable_dir
 
     try:
@@ -169,7 +196,10 @@ def run(
         _run_tuned(cfg, runs, text, should_stop, progress_every)
     with make_reporter(console, progress_every) as rep:
         try:
-            summary = run_sweep(cfg, runs, source_text=text, reporter=rep, should_stop=should_stop)
+            summary = run_sweep(
+                cfg, runs, source_text=text, reporter=rep, should_stop=should_stop, wait=wait,
+                on_wait=lambda held: print_waiting(console, held),
+            )  # fmt: skip
         except ConnectionError as exc:  # e.g. --address of a Ray cluster that is not there
             err_console.print(f"error: executor {cfg.executor.kind}: {exc}", markup=False, highlight=False)
             raise typer.Exit(code=2) from None
@@ -223,43 +253,47 @@ def _run_tuned(
     raise typer.Exit(code=out.exit_code)
 
 
-def _print_results(path: Path, fmt: str = "table") -> list[dict[str, Any]]:
-    from archbench.cli.listing import progress_fields, render_table, sweep_axes, to_json
+def _print_results(path: Path, fmt: str = "table", every_run: bool = False) -> list[dict[str, Any]]:
+    """List the runs under `path` (the current plan's; `every_run`: every run the folder has had) and write
+    each sweep's results.csv (its current plan and every run folder present, whatever is listed)."""
+    from archbench.cli.listing import listed_rows, render_table, sweep_axes, to_json
     from archbench.store.layout import SweepLayout
-    from archbench.store.results import find_sweep_dirs, iter_records, record_row, rows_to_csv
-    from archbench.store.verify import verify_run
+    from archbench.store.results import find_sweep_dirs, rows_to_csv
     from archbench.util.paths import atomic_write_text
 
-    records = iter_records(path)
-    rows = []
-    for d, rec, plan in records:
-        row = record_row(d, rec, plan) | progress_fields(d, rec)
-        if rec is not None and rec.status == "completed":
-            verdict = verify_run(d, plan, rec)  # a run whose files or numbers changed is marked, not trusted
-            row["verified"] = "yes" if verdict.ok else "NO"
-            if not verdict.ok:
-                row["verify_problems"] = "; ".join(verdict.problems)
-        rows.append(row)
+    found, rows = listed_rows(path)
+    shown = [(f, r) for f, r in zip(found, rows, strict=True) if every_run or f.in_plan]
     if fmt == "json":
-        print(to_json(rows), flush=True)
+        print(to_json([r for _, r in shown]), flush=True)
     elif fmt == "csv":
-        sys.stdout.write(rows_to_csv(rows))
+        sys.stdout.write(rows_to_csv([r for _, r in shown]))
         sys.stdout.flush()
     else:
-        render_table(console, str(path), rows, sweep_axes(records))
+        axes = sweep_axes([(f.run_dir, f.record, f.plan) for f, _ in shown])
+        render_table(console, str(path), [r for _, r in shown], axes)
+    kept = [r for f, r in zip(found, rows, strict=True) if f.in_plan or f.run_dir.is_dir()]
     for sd in find_sweep_dirs(path):
-        sd_rows = [r for r in rows if r["sweep"] == sd.name]
+        sd_rows = [r for r in kept if r["sweep"] == sd.name]
         try:
             atomic_write_text(SweepLayout(sd).results, rows_to_csv(sd_rows))
         except OSError as exc:  # a full or read-only disk must not stop listing
             err_console.print(literal(f"note: results.csv not written: {exc}"), soft_wrap=True)
-    bad = [r["run_id"] for r in rows if r.get("verified") == "NO"]
-    if bad:  # on stderr when stdout carries CSV or JSON
-        (console if fmt == "table" else err_console).print(
+    out = console if fmt == "table" else err_console  # notes go to stderr when stdout carries CSV or JSON
+    bad = [r["run_id"] for _, r in shown if r.get("verified") == "NO"]
+    if bad:
+        out.print(
             literal(f"{len(bad)} completed run(s) NOT verified (see `archbench verify`): {', '.join(bad)}"),
             soft_wrap=True,
         )
-    return rows
+    hidden = len(rows) - len(shown)
+    if hidden:
+        out.print(
+            literal(
+                f"{hidden} more run(s) here are not in the current plan (kept; `archbench ls --all {path}`)"
+            ),
+            soft_wrap=True,
+        )
+    return [r for _, r in shown]
 
 
 @app.command("ls")
@@ -268,9 +302,12 @@ def ls_cmd(
     fmt: Annotated[
         str, typer.Option("--format", help="table (full width, never cut), csv or json")
     ] = "table",
+    every_run: Annotated[
+        bool, typer.Option("--all", help="every run the folder has had, also those not in the current plan")
+    ] = False,
 ) -> None:
-    """List the runs of a sweep (status, grid axes, progress and ETA of running runs, top-1, F1, train
-    time) and write results.csv beside them."""
+    """List the runs of a sweep's current plan (status, grid axes, progress and ETA of running runs, top-1,
+    F1, train time) and write results.csv beside them."""
     from archbench.cli.listing import FORMATS
     from archbench.store.results import find_sweep_dirs
 
@@ -280,7 +317,7 @@ def ls_cmd(
     if not find_sweep_dirs(path):
         _error_line(f"{path}: no sweep found (expected a folder with runs/ inside); give a sweep folder")
         raise typer.Exit(code=2)
-    _print_results(path, fmt)
+    _print_results(path, fmt, every_run)
 
 
 @app.command()

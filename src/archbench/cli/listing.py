@@ -14,6 +14,7 @@ from typing import Any
 from archbench.cli.progress import fmt_duration
 from archbench.store.lock import RunClaim
 from archbench.store.record import PROFILE_SUMMARY_KEYS, RunRecord
+from archbench.store.results import FoundRun
 from archbench.util.terminal import literal
 
 BASE_COLUMNS = ("run_id", "status")
@@ -50,12 +51,37 @@ def progress_fields(run_dir: Path, rec: RunRecord | None) -> dict[str, Any]:
     return out
 
 
+NOT_PLANNED = "not in the current plan"
+
+
+def listed_rows(path: Path) -> tuple[list[FoundRun], list[dict[str, Any]]]:
+    """Every run the sweeps under `path` have had (`find_runs` scope all) and its listing row: record,
+    progress, whether a completed run verifies, and `planned` for a run the current plan no longer lists."""
+    from archbench.store.results import find_runs, record_row
+    from archbench.store.verify import verify_run
+
+    found = find_runs(path, "all")
+    rows = []
+    for f in found:
+        row = record_row(f.run_dir, f.record, f.plan) | progress_fields(f.run_dir, f.record)
+        if f.record is not None and f.record.status == "completed":
+            verdict = verify_run(f.run_dir, f.plan, f.record)  # changed files or numbers: marked, not trusted
+            row["verified"] = "yes" if verdict.ok else "NO"
+            if not verdict.ok:
+                row["verify_problems"] = "; ".join(verdict.problems)
+        if not f.in_plan:
+            row["planned"] = NOT_PLANNED
+        rows.append(row)
+    return found, rows
+
+
 def axis_columns(rows: list[dict[str, Any]], axes: list[str]) -> list[str]:
     return [a for a in axes if any(a in r for r in rows)]
 
 
 def table_columns(rows: list[dict[str, Any]], axes: list[str]) -> list[str]:
-    cols = list(BASE_COLUMNS) + axis_columns(rows, axes)
+    cols = list(BASE_COLUMNS) + (["planned"] if any("planned" in r for r in rows) else [])
+    cols += axis_columns(rows, axes)
     if any("verified" in r for r in rows):  # completed runs: do their files and numbers still check out
         cols.append("verified")
     tuned = any("role" in r for r in rows)  # tuned sweeps: trials (validation only) vs final runs

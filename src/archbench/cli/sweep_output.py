@@ -50,6 +50,39 @@ def print_dry_run(console: Console, cfg: Any, runs: list[Any], root: Path) -> No
     console.print(f"{len(runs)} runs{tail}", highlight=False)
 
 
+def _some(ids: list[str], n: int = 5) -> str:
+    more = f" and {len(ids) - n} more" if len(ids) > n else ""
+    return ", ".join(ids[:n]) + more
+
+
+def print_plan_change(console: Console, root: Path, runs: list[Any]) -> None:
+    """One line when the sweep folder already has a plan and this one differs: which runs it adds and which
+    it no longer plans (they stay, listed by `ls --all`); nothing when the plan is new or unchanged."""
+    from archbench.store.plans import plan_change
+
+    change = plan_change(root, [r.run_id for r in runs])
+    if not change.changed:
+        return
+    parts = []
+    if change.added:
+        parts.append(f"adds {len(change.added)} run(s) ({_some(change.added)})")
+    if change.dropped:
+        parts.append(
+            f"no longer plans {len(change.dropped)} ({_some(change.dropped)}; kept, "
+            f"`archbench ls --all {root}` lists them)"
+        )
+    console.print(literal(f"plan of {root} changed: this sweep " + " and ".join(parts)), soft_wrap=True)
+
+
+def print_waiting(console: Console, held: list[Any]) -> None:
+    """--wait: the runs this sweep now waits for (held by other live processes)."""
+    ids = [r.run_id for r in held]
+    console.print(
+        literal(f"waiting for {len(ids)} run(s) held by other processes: {_some(ids)} (Ctrl-C stops)"),
+        soft_wrap=True,
+    )
+
+
 def print_sweep_summary(console: Console, cfg: Any, total: int, summary: SweepSummary) -> None:
     """After the results table: the outcome counts, runs per node, tracking left to sync, and why each run
     failed or was left busy."""

@@ -4,7 +4,9 @@ A `SweepConfig` is what the YAML says, with its relative input paths resolved (s
 `RunSpec` is one fully resolved configuration (defaults filled in). Every field here is part of a run's
 identity except `name`, `output_dir`, where the data lives (`data.memory_budget`, `data.cache_dir`) and how
 often a run reports and checkpoints (`train.log_every`, `train.checkpoint`); a path is hashed as it was
-written, not as it resolved (`RunSpec.written_paths`); see `RunSpec.identity`.
+written, not as it resolved (`RunSpec.written_paths`); see `RunSpec.identity`. Keys added later
+(`train.keep_checkpoints`, `train.ema`, …) are part of it only when not at their defaults (LATER_KEYS), so
+runs made before a key existed keep their ids.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from archbench.config.base import _Strict
+from archbench.config.base import SEED_MAX, _Strict
 from archbench.config.recipe import (
     LATER_AUGMENT_KEYS,
     AugmentSpec,
@@ -25,10 +27,14 @@ from archbench.config.recipe import (
     ResizedCropSpec,
     recipe_settings,
 )
+from archbench.config.stages import (
+    ExplainSpec,
+    MapSpec,
+    ProfileSpec,
+)
 
 __all__ = ["AugmentSpec", "EarlyStoppingSpec", "EmaSpec", "RandAugmentSpec", "ResizedCropSpec"]
 
-SEED_MAX = 2**63 - 1  # seeds go into torch/numpy generators as signed 64-bit integers
 DEFAULT_MAX_RUNS = 100_000
 
 
@@ -115,6 +121,7 @@ NON_IDENTITY_TRAIN_KEYS = frozenset({"log_every", "checkpoint"})
 # before them (which lacks them) keeps its spec hash. A key is its path in the run spec.
 LATER_KEYS: dict[tuple[str, ...], Any] = {
     ("train", "compile"): False,
+    ("train", "keep_checkpoints"): "both",
     ("train", "ema"): None,
     ("train", "early_stopping"): None,
     ("recipe",): None,
@@ -183,6 +190,16 @@ class TrainSpec(_Strict):
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     ema: EmaSpec | None = Field(None, description="weights EMA; null: off")
     early_stopping: EarlyStoppingSpec | None = Field(None, description="null: train every epoch")
+    keep_checkpoints: Literal["both", "best", "last"] = Field(
+        "both",
+        description="which checkpoints a completed run keeps (the rollback copies *.prev.pt are always "
+        "removed once its record is written); it must keep the one eval.checkpoint names",
+    )
+
+    @property
+    def kept_checkpoints(self) -> tuple[str, ...]:
+        """The checkpoint names (`best`, `last`) a completed run keeps."""
+        return ("best", "last") if self.keep_checkpoints == "both" else (self.keep_checkpoints,)
 
 
 class EvalSpec(_Strict):
@@ -250,6 +267,18 @@ class RunSpec(_Strict):
         return out
 
 
+def kept_checkpoint_problem(train: TrainSpec, evaluation: EvalSpec) -> str | None:
+    """Why `train.keep_checkpoints` cannot be used with `eval.checkpoint` (None: it can). A completed run
+    must keep the checkpoint it was evaluated with: verify, the stages and `archbench explain` read it."""
+    if evaluation.checkpoint in train.kept_checkpoints:
+        return None
+    return (
+        f"train.keep_checkpoints: {train.keep_checkpoints} would delete the evaluated checkpoint "
+        f"(eval.checkpoint: {evaluation.checkpoint}); keep both or {evaluation.checkpoint}, or set "
+        f"eval.checkpoint: {train.keep_checkpoints}"
+    )
+
+
 def canonical_json(obj: Any) -> str:
     """The one serialisation that identities are hashed from (sorted keys, no spaces, ASCII)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -258,45 +287,6 @@ def canonical_json(obj: Any) -> str:
 def spec_hash(spec: RunSpec) -> str:
     """A run's identity: sha256 of its resolved spec (`RunSpec.identity`), as stored in its record."""
     return hashlib.sha256(canonical_json(spec.identity()).encode()).hexdigest()
-
-
-STAGE_DEVICE = "null: the device the run trained on (archbench.stages.base owns the rule)"
-
-
-class ProfileSpec(_Strict):
-    """`profile:` in a sweep file: measure every completed run (record block `stages.profile`)."""
-
-    enabled: bool = True
-    resolutions: list[int] | None = Field(None, description="null: the run's own resolution")
-    batch_sizes: list[int] = Field(
-        default_factory=lambda: [1, 64], description="latency at the first, throughput at the last"
-    )
-    warmup: int = Field(3, ge=0)
-    iters: int = Field(10, ge=1, description="timed calls per measurement at least; below 10 a row is noisy")
-    budget_s: float = Field(
-        1.0,
-        ge=0,
-        le=3600,
-        description="seconds per measurement: after `iters` calls, more are timed until spent (0: none)",
-    )
-    memory: bool = Field(True, description="peak memory (CUDA allocator, or a CPU subprocess's peak RSS)")
-    train_step: bool = Field(True, description="also time a training step")
-    device: Literal["auto", "cpu", "cuda"] | None = Field(None, description=STAGE_DEVICE)
-    threads: int | None = Field(None, ge=1, description="torch threads while profiling; null: train.threads")
-
-
-ExplainMethod = Literal["gradcam", "ig", "saliency", "attention"]
-_DEFAULT_METHODS: tuple[ExplainMethod, ...] = ("gradcam", "ig", "saliency")
-
-
-class ExplainSpec(_Strict):
-    """`explain:` in a sweep file: explanations on the same test images for every model."""
-
-    enabled: bool = True
-    methods: list[ExplainMethod] = Field(default_factory=lambda: list(_DEFAULT_METHODS))
-    images: int = Field(8, ge=1, le=256)
-    select: Literal["mistakes", "correct", "random", "per-class"] = "random"
-    seed: int = Field(0, ge=0, le=SEED_MAX)
 
 
 class ResourcesSpec(_Strict):
@@ -444,20 +434,6 @@ class TrackingSpec(_Strict):
     """`tracking:` in a sweep file. Not part of any run's identity."""
 
     mlflow: MlflowSpec | None = None
-
-
-class MapSpec(_Strict):
-    """`map:` in a sweep file: a land-cover map per completed raster_patches run (block `stages.map`)."""
-
-    enabled: bool = True
-    scene: str | None = Field(None, description="scene YAML to map; null: the scene each run trained on")
-    root: str | None = Field(None, description="folder of the scene's rasters (overrides the scene's root)")
-    rf: bool = Field(False, description="also fit, map and score the Random-Forest baseline")
-    rf_trees: int = Field(100, ge=1, description="trees in the Random Forest")
-    window: int = Field(256, ge=16, description="read/write window side in pixels")
-    batch_size: int = Field(2048, ge=1, description="patches per forward pass")
-    threads: int | None = Field(None, ge=1, description="torch threads while mapping; null: train.threads")
-    device: Literal["auto", "cpu", "cuda"] | None = Field(None, description=STAGE_DEVICE)
 
 
 class SweepConfig(_Strict):

@@ -1,4 +1,5 @@
-"""The sweep driver: writes the plan, chooses the executor and hands it the runs.
+"""The sweep driver: writes the plan, chooses the executor, hands it the runs, then settles the runs that
+other processes held (cooperate.py).
 
 Executors own *where* the runs of a sweep execute (this process, or a Ray cluster), never what a run does.
 
@@ -8,16 +9,17 @@ record rules are the same everywhere; a local and a Ray sweep on the same folder
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from archbench.execution.cooperate import run_done, settle_held_runs
 from archbench.execution.types import Executor, Reporter, SilentReporter, SweepContext, SweepSummary
 from archbench.store.layout import SweepLayout
-from archbench.store.record import read_record
+from archbench.store.plans import save_plan
 from archbench.sweep.expand import sweep_dir
-from archbench.util.paths import atomic_write_text, safe_join
+from archbench.sweep.identity import reuse_run_folders
+from archbench.util.paths import safe_join
 
 if TYPE_CHECKING:
     from archbench.config import ExecutorSpec, SweepConfig
@@ -44,28 +46,35 @@ def run_sweep(
     should_stop: Callable[[], bool] = lambda: False,
     executor: Executor | None = None,
     plan_runs: list[PlannedRun] | None = None,
+    wait: bool = False,
+    on_wait: Callable[[list[PlannedRun]], None] | None = None,
 ) -> SweepSummary:
-    """Write the plan (`plan_runs`, default `runs`: tuning plans more than it runs), then hand the runs to an
-    executor (default: the serial local loop)."""
+    """Write the plan (`plan_runs`, default `runs`: tuning plans more than it runs), hand the runs to an
+    executor (default: the serial local loop), then settle the runs other processes held (`cooperate.py`;
+    `wait`: until none is held; `on_wait` hears which runs it waits for). A spec that already has a folder
+    in the sweep folder runs there (`reuse_run_folders`)."""
     rep = reporter or SilentReporter()
-    root = write_plan(cfg, runs if plan_runs is None else plan_runs, source_text)
+    root = sweep_dir(cfg)
+    runs = reuse_run_folders(root, runs)
+    root = write_plan(cfg, runs if plan_runs is None else reuse_run_folders(root, plan_runs), source_text)
     summary = SweepSummary(sweep_dir=root)
     todo = sum(1 for r in runs if not run_done(root, r))
     rep.sweep_started(len(runs), todo)
     if executor is None:
         executor = create_executor(cfg.executor)
-    executor.run_all(SweepContext(cfg, root, runs, rep, should_stop, summary))
+    sweep = SweepContext(cfg, root, runs, rep, should_stop, summary)
+    executor.run_all(sweep)
+    settle_held_runs(executor, sweep, wait=wait, on_wait=on_wait)
     return summary
 
 
 def write_plan(cfg: SweepConfig, runs: list[PlannedRun], source_text: str | None) -> Path:
-    """Create the sweep folder and record what it is meant to contain (the report uses it to list
-    missing runs)."""
+    """Create the sweep folder and record what it is meant to contain (plan.json, kept in plans/ with every
+    earlier plan; the report uses it to list missing runs)."""
     root = sweep_dir(cfg)
     root.parent.mkdir(parents=True, exist_ok=True)
     root = safe_join(root.parent, root.name)  # refuses a sweep folder that is a symlink out of output_dir
-    layout = SweepLayout(root)
-    layout.runs.mkdir(parents=True, exist_ok=True)
+    SweepLayout(root).runs.mkdir(parents=True, exist_ok=True)
     plan = {
         "sweep": cfg.name,
         "runs": [
@@ -74,19 +83,5 @@ def write_plan(cfg: SweepConfig, runs: list[PlannedRun], source_text: str | None
             for r in runs
         ],
     }
-    atomic_write_text(layout.plan, json.dumps(plan, indent=2))
-    if source_text is not None:
-        atomic_write_text(layout.sweep_file, source_text)
+    save_plan(root, plan, source_text)
     return root
-
-
-def run_done(root: Path, planned: PlannedRun) -> bool:
-    """True when the run's record says it is finished (completed; a trial also when pruned) with its own
-    spec hash."""
-    try:
-        run_dir = safe_join(SweepLayout(root).runs, planned.run_id)
-    except ValueError:
-        return False
-    rec = read_record(run_dir)
-    done = ("completed", "pruned") if planned.is_trial else ("completed",)
-    return rec is not None and rec.status in done and rec.spec_hash == planned.spec_hash

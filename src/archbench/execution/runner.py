@@ -151,6 +151,7 @@ def _execute_claimed_run(run: _ClaimedRun) -> tuple[str, RunRecord]:
     if earlier.symlinks:
         return "failed", _unsafe_record(run, earlier.symlinks)
     if earlier.record is not None and earlier.finishes(run.planned):
+        _keep_checkpoints(run)  # e.g. rollback copies left by an older version or a kill after the record
         return "skipped", _complete_stages(run, earlier.record)
     attempt = _start_attempt(run, earlier)
     try:
@@ -263,16 +264,26 @@ def _finalise(attempt: _Attempt) -> None:
     from archbench.store.checkpoint import file_sha256
     from archbench.store.verify import DERIVED, artifact_hashes
 
-    run, record = attempt.run, attempt.record
-    ckpt = run.layout.checkpoint(run.planned.spec.eval.checkpoint)
+    run, record, spec = attempt.run, attempt.record, attempt.run.planned.spec
+    ckpt = run.layout.checkpoint(spec.eval.checkpoint)
     record.checkpoint_sha256 = file_sha256(ckpt) if ckpt.exists() else None
-    record.artifacts = artifact_hashes(run.run_dir, ["checkpoints/best.pt", "checkpoints/last.pt", *DERIVED])
+    kept = [f"checkpoints/{name}.pt" for name in spec.train.kept_checkpoints]
+    record.artifacts = artifact_hashes(run.run_dir, [*kept, *DERIVED])
     attempt.record = RunRecord.model_validate(
         record.model_dump() | {"status": "completed", "ended_at": now_iso()}
     )
     write_record(run.run_dir, attempt.record)  # the run is done here; later stages only add blocks to it
+    _keep_checkpoints(run)
     if enabled_stages(run.cfg) and not run.planned.is_trial:
         attempt.record = run_stages(run.cfg, run.run_dir, attempt.record, device=attempt.device)
+
+
+def _keep_checkpoints(run: _ClaimedRun) -> None:
+    """A finished run keeps the checkpoints `train.keep_checkpoints` names and no rollback copy; called
+    only once its record is written (a kill before that leaves them for the next attempt)."""
+    from archbench.store.checkpoint import keep_only
+
+    keep_only(run.layout.checkpoints, run.planned.spec.train.kept_checkpoints)
 
 
 def _end_unfinished(attempt: _Attempt, exc: Exception) -> tuple[str, RunRecord]:
@@ -288,7 +299,10 @@ def _end_unfinished(attempt: _Attempt, exc: Exception) -> tuple[str, RunRecord]:
         except OSError:
             pass
     _safe_write(run.run_dir, _ended(record, status, reason, detail))
-    return status, record if status == "pruned" else _finish(attempt, record)
+    if status == "pruned":
+        _keep_checkpoints(run)  # a finished trial: its record is written, no rollback copy is needed
+        return status, record
+    return status, _finish(attempt, record)
 
 
 def _keep_trained_history(run: _ClaimedRun, record: RunRecord) -> None:

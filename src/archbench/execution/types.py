@@ -70,6 +70,8 @@ class SweepSummary:
         self.outcomes[out.run_id] = out.outcome
         if out.reason:
             self.reasons[out.run_id] = out.reason
+        else:  # a run tried again (e.g. busy, then done): no reason of its earlier outcome stays
+            self.reasons.pop(out.run_id, None)
         if out.node:
             self.nodes[out.run_id] = out.node
 

@@ -62,8 +62,10 @@ def build_report(
     out: str | Path | None = None,
     formats: str | list[str] | tuple[str, ...] = FORMATS,
     built_at: str | None = None,
+    every_run: bool = False,
 ) -> ReportResult:
-    """Write the report for the sweep(s) under `path` into `out` (default: `path/report`)."""
+    """Write the report for the sweep(s) under `path` into `out` (default: `path/report`): the runs of each
+    sweep's current plan, or with `every_run` also every other run folder there."""
     from archbench.report.analysis import analyse
     from archbench.report.collect import collect
     from archbench.report.document import build_outline
@@ -80,7 +82,7 @@ def build_report(
         )
     out_dir = Path(out) if out is not None else report_dir(source)
     _check_replaceable(out_dir)
-    data = collect(source)
+    data = collect(source, every_run)
     a = analyse(data)
     want_figures = bool({"html", "md", "tex"} & set(fmts))
     figures = all_figures(a) if want_figures else []

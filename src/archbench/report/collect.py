@@ -18,7 +18,7 @@ from typing import Any
 from archbench.config import canonical_json
 from archbench.store.layout import INDEX_NAME, RunLayout, SweepLayout, sweep_of
 from archbench.store.record import RunRecord, read_record
-from archbench.store.results import find_sweep_dirs, iter_records
+from archbench.store.results import find_runs, find_sweep_dirs, run_axes
 from archbench.util.escape import visible
 
 # Stage sections appear in this order; any other stage follows alphabetically.
@@ -46,6 +46,7 @@ class RunEntry:
     config_key: str = ""
     config_label: str = ""
     verify_problems: list[str] | None = None  # set when a completed record did not verify (verify.py)
+    in_plan: bool = True  # in its sweep's current plan (`report --all` also reports the others)
 
     @property
     def status(self) -> str:
@@ -72,10 +73,8 @@ class RunEntry:
 
     @property
     def axes(self) -> dict[str, Any]:
-        if self.record is not None:
-            return dict(self.record.axes)
-        axes = (self.plan or {}).get("axes")
-        return dict(axes) if isinstance(axes, dict) else {}
+        """Its record's grid values, completed by its plan entry's (`run_axes`)."""
+        return run_axes(self.record, self.plan)
 
     @property
     def sweep_name(self) -> str:
@@ -151,6 +150,7 @@ class ReportData:
     configs: list[Configuration]
     stages: list[StageSection]
     warnings: list[str] = field(default_factory=list)
+    outside_plan: int = 0  # run folders left out because their sweep's current plan does not list them
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -372,19 +372,26 @@ def is_trial(record: RunRecord | None, plan: dict[str, Any] | None) -> bool:
     return (plan or {}).get("role") == "trial"
 
 
-def collect(path: Path) -> ReportData:
-    """Everything under `path` (a sweep folder or an output_dir of sweeps) that a report may use."""
+def collect(path: Path, every_run: bool = False) -> ReportData:
+    """Everything under `path` (a sweep folder or an output_dir of sweeps) that a report may use: the runs
+    of each sweep's current plan, or with `every_run` also every other run folder there."""
     sweep_dirs = find_sweep_dirs(path)
     from archbench.store.verify import verify_run
 
     runs: list[RunEntry] = []
     verified = 0
     legacy: list[str] = []
-    for run_dir, _rec, plan in iter_records(path):
+    outside = 0
+    for found in find_runs(path):
+        run_dir, plan = found.run_dir, found.plan
         record, record_sha = _load_record(run_dir)
         if is_trial(record, plan):
             continue  # tuning trials are reported by the tuning section, never compared
+        if not found.in_plan and not every_run:
+            outside += 1
+            continue
         entry = RunEntry(run_dir.name, sweep_of(run_dir) or run_dir, run_dir, record, plan, record_sha)
+        entry.in_plan = found.in_plan
         if entry.completed and record is not None and not record.artifacts:
             # Recorded before records carried artifact hashes (as the runner, kept as they are): the
             # numbers are used, and the report says they could not be verified.
@@ -400,6 +407,7 @@ def collect(path: Path) -> ReportData:
         runs.append(entry)
     configs = group_configurations(runs, several_sweeps=len(sweep_dirs) > 1)
     data = ReportData(Path(path), sweep_dirs, runs, configs, find_stage_sections(sweep_dirs))
+    data.outside_plan = outside
     unverified = [r for r in runs if r.verify_problems]
     if unverified:
         data.warnings.append(

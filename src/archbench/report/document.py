@@ -47,7 +47,7 @@ class Outline:
 
 def banners(a: Analysis) -> list[Block]:
     out = []
-    planned = [r for r in a.data.runs if r.plan is not None]
+    planned = [r for r in a.data.runs if r.in_plan]
     bad = [r for r in planned if not r.completed]
     if bad:
         counts: dict[str, int] = {}
@@ -64,15 +64,24 @@ def banners(a: Analysis) -> list[Block]:
                 severity="error",
             )
         )
-    extra = [r for r in a.data.runs if r.plan is None]
+    extra = [r for r in a.data.runs if not r.in_plan]
     if extra and planned:
         done = sum(1 for r in extra if r.completed)
         out.append(
             Block(
                 "banner",
-                f"{len(extra)} run folder(s) are not in the sweep's plan.json (left from an earlier version "
-                f"of the sweep file?); {done} completed one(s) are reported as configurations of their own: "
+                f"{len(extra)} run(s) are not in the current plan (planned by an earlier version of the "
+                f"sweep file; reported because of --all), {done} of them completed, in the configuration(s) "
                 + ", ".join(sorted({r.config_label for r in extra})),
+                severity="info",
+            )
+        )
+    if a.data.outside_plan:
+        out.append(
+            Block(
+                "banner",
+                f"{a.data.outside_plan} more run folder(s) are not in the current plan (kept from earlier "
+                "versions of the sweep file) and are not reported; `archbench report --all` includes them.",
                 severity="info",
             )
         )

@@ -6,7 +6,8 @@ state is serialised once (the one host copy of every tensor) and those bytes are
 or copied a second time. Truncated files fail to unzip, flipped bits fail the digest; both raise
 `CheckpointError` naming the file, which is then set aside (`*.bad-N`). Files from before the zip comment
 (a `_digest` entry: sha256 over every tensor and value, `state_digest`) still load and verify.
-Writes go to a temp file, are fsynced and renamed; the previous good file is kept as `<name>.prev.pt`.
+Writes go to a temp file, are fsynced and renamed; the previous good file is kept as `<name>.prev.pt`
+while the run trains (resume falls back to it), and removed once the run is finished (`keep_only`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from archbench.util.paths import file_sha256, fsync_dir
 __all__ = [
     "check_owner",
     "file_sha256",
+    "keep_only",
     "load_checkpoint",
     "load_latest",
     "save_checkpoint",
@@ -157,6 +159,22 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def prev_path(path: Path) -> Path:
     return path.with_name(path.stem + ".prev" + path.suffix)
+
+
+def keep_only(folder: Path, keep: tuple[str, ...]) -> list[Path]:
+    """Remove the rollback copies (`best.prev.pt`, `last.prev.pt`) and the checkpoints not in `keep` from a
+    finished run's `checkpoints/` folder; returns what was removed. Files set aside as damaged (`*.bad-N`)
+    stay for inspection. A file that cannot be removed is left: disk is not worth failing a run for."""
+    removed = []
+    for name in ("best", "last"):
+        path = folder / f"{name}.pt"
+        for victim in (prev_path(path), *(() if name in keep else (path,))):
+            try:
+                victim.unlink()  # removes a link itself, never what it points at
+            except OSError:  # absent, or cannot be removed (read-only): left as it is
+                continue
+            removed.append(victim)
+    return removed
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

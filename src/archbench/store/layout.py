@@ -1,6 +1,7 @@
 """A sweep's and a run's on-disk layout: owns every file and folder name inside a results folder.
 
     <output_dir>/<sweep>/plan.json, sweep.yaml, results.csv, tracking-outbox.jsonl
+    <output_dir>/<sweep>/plans/plan-<key>.json (every plan the folder has had; plan.json is the current one)
     <output_dir>/<sweep>/runs/<run_id>/record.json, history.csv, predictions.npz, error.txt, warnings.log,
                                        rank<r>.log, .lock, .record.lock
     <output_dir>/<sweep>/runs/<run_id>/checkpoints/{last,best}.pt
@@ -21,6 +22,7 @@ from typing import Any
 
 RECORD_NAME = "record.json"
 PLAN_NAME = "plan.json"
+PLANS_DIR = "plans"
 SWEEP_FILE_NAME = "sweep.yaml"
 RESULTS_NAME = "results.csv"
 RUNS_DIR = "runs"
@@ -113,6 +115,8 @@ class SweepLayout:
     sweep_dir: Path
 
     plan = _Name(PLAN_NAME)
+    plans = _Name(PLANS_DIR)  # every plan version the folder has had, one file each (`plan_version`)
+    plan_lock = _Name(".plan.lock")  # held while the plan and its history are read, merged, written
     sweep_file = _Name(SWEEP_FILE_NAME)  # the sweep file as it was given, saved beside the plan
     results = _Name(RESULTS_NAME)
     tracking_outbox = _Name(OUTBOX_NAME)  # runs whose MLflow copy may be stale (tracking/)
@@ -125,6 +129,9 @@ class SweepLayout:
     @property
     def folder(self) -> Path:
         return Path(self.sweep_dir)
+
+    def plan_version(self, key: str) -> Path:
+        return self.plans / f"plan-{key}.json"
 
     def run_dir(self, run_id: str) -> Path:
         """`runs/<run_id>/`: a plain join. Where an id may be unsafe (`../x` in a plan.json someone edited),

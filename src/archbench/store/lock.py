@@ -42,10 +42,14 @@ class RunClaim:
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-        os.write(fd, json.dumps(info).encode())
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(info).encode())
+            os.fsync(fd)
+        except OSError as exc:  # e.g. disk full: write() errors carry no path, so name the lock file
+            os.close(fd)  # drops the claim
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
         self.fd = fd
         return True
 

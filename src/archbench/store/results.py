@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from archbench.store.layout import SweepLayout, sweep_of
+from archbench.store.plans import current_plan, every_planned
 from archbench.store.record import PROFILE_SUMMARY_KEYS, RunRecord, read_record
 from archbench.util.escape import visible
 from archbench.util.paths import safe_join, slugify
@@ -30,40 +31,86 @@ def find_sweep_dirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if is_sweep(p)) if path.is_dir() else []
 
 
-def iter_records(path: Path) -> list[tuple[Path, RunRecord | None, dict[str, Any] | None]]:
-    """(run_dir, record or None, plan entry or None) for every planned or present run.
+@dataclass(frozen=True)
+class FoundRun:
+    """A run of a sweep folder as a listing sees it."""
 
-    Run ids read from plan.json go through `safe_join`: an id such as `../../x` or `/etc` is never read;
+    run_dir: Path
+    record: RunRecord | None
+    plan: dict[str, Any] | None  # its entry in the current plan, else in the latest earlier plan naming it
+    in_plan: bool = True  # in the current plan (every run is, in a folder without a readable plan.json)
+
+
+# Which runs a listing covers: the current plan's ("plan"; every present run when the folder has no
+# readable plan.json), those and every other run folder present ("present"), or also every run an earlier
+# plan listed ("all").
+SCOPES = ("plan", "present", "all")
+
+
+def find_runs(path: Path, scope: str = "present") -> list[FoundRun]:
+    """The runs of every sweep under `path`, current plan first (see SCOPES).
+
+    Run ids read from plan files go through `safe_join`: an id such as `../../x` or `/etc` is never read;
     it is returned with `unsafe_path` in its plan entry and a placeholder folder name.
     """
-    out: list[tuple[Path, RunRecord | None, dict[str, Any] | None]] = []
+    out: list[FoundRun] = []
     for sd in find_sweep_dirs(path):
-        layout = SweepLayout(sd)
-        planned: dict[str, dict[str, Any]] = {}
-        try:
-            plan = json.loads(layout.plan.read_text())
-            planned = {str(r["run_id"]): r for r in plan.get("runs", []) if isinstance(r, dict)}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass
-        runs = layout.runs
+        current = current_plan(sd)
+        runs = SweepLayout(sd).runs
         present = sorted(p.name for p in runs.iterdir() if p.is_dir() and not p.is_symlink())
-        for rid in list(planned) + [r for r in present if r not in planned]:
-            try:
-                safe_join(runs, rid)
-                run_dir = layout.run_dir(rid)
-            except ValueError as exc:
-                entry = {**planned.get(rid, {}), "unsafe_path": f"unsafe_path: {exc}"}
-                out.append((layout.run_dir(f"unsafe-{slugify(rid, max_len=24)}"), None, entry))
-                continue
-            rec = read_record(run_dir) if run_dir.is_dir() else None
-            out.append((run_dir, rec, planned.get(rid)))
+        if current is None:  # no plan to go by: every run folder is the sweep
+            out += [_found(runs, rid, None, True) for rid in present]
+            continue
+        outside = [r for r in present if r not in current] if scope != "plan" else []
+        earlier = every_planned(sd) if outside or scope == "all" else {}
+        found = [_found(runs, rid, entry, True) for rid, entry in current.items()]
+        found += [_found(runs, rid, earlier.get(rid), False) for rid in outside]
+        if scope == "all":
+            found += _never_ran(runs, earlier, found)
+        out += found
+    return out
+
+
+def _never_ran(runs: Path, earlier: dict[str, dict[str, Any]], found: list[FoundRun]) -> list[FoundRun]:
+    """Runs an earlier plan listed that have no folder, one per spec that no listed run holds (a spec is
+    one run, whatever its label)."""
+    listed = {f.run_dir.name for f in found}
+    held = {f.record.spec_hash if f.record else (f.plan or {}).get("spec_hash") for f in found}
+    out = []
+    for rid, entry in earlier.items():
+        if rid in listed or entry.get("spec_hash") in held:
+            continue
+        held.add(entry.get("spec_hash"))
+        out.append(_found(runs, rid, entry, False))
+    return out
+
+
+def _found(runs: Path, rid: str, entry: dict[str, Any] | None, in_plan: bool) -> FoundRun:
+    try:
+        safe_join(runs, rid)
+        run_dir = runs / rid
+    except ValueError as exc:
+        unsafe = {**(entry or {}), "run_id": rid, "unsafe_path": f"unsafe_path: {exc}"}
+        return FoundRun(runs / f"unsafe-{slugify(rid, max_len=24)}", None, unsafe, in_plan)
+    rec = read_record(run_dir) if run_dir.is_dir() else None
+    return FoundRun(run_dir, rec, entry, in_plan)
+
+
+def iter_records(
+    path: Path, scope: str = "present"
+) -> list[tuple[Path, RunRecord | None, dict[str, Any] | None]]:
+    """(run_dir, record or None, current plan entry or None) for the runs `find_runs` lists."""
+    out = []
+    for f in find_runs(path, scope):
+        unsafe = f.plan is not None and bool(f.plan.get("unsafe_path"))
+        out.append((f.run_dir, f.record, f.plan if f.in_plan or unsafe else None))
     return out
 
 
 def record_row(run_dir: Path, rec: RunRecord | None, plan: dict[str, Any] | None) -> dict[str, Any]:
-    axes = rec.axes if rec else (plan or {}).get("axes", {})
-    if not isinstance(axes, dict):
-        axes = {}
+    """One listing row. The grid axes are the record's, with those of the plan entry it lacks (a reused
+    run's record holds the axes of the grid that first planned it, e.g. no `seed` added since)."""
+    axes = run_axes(rec, plan)
     row: dict[str, Any] = {"run_id": run_dir.name, "sweep": (sweep_of(run_dir) or run_dir).name}
     row["status"] = rec.status if rec else "missing"
     if plan is not None and plan.get("unsafe_path"):
@@ -119,6 +166,13 @@ def record_row(run_dir: Path, rec: RunRecord | None, plan: dict[str, Any] | None
             if key in prof:
                 row[key] = prof[key]
     return row
+
+
+def run_axes(rec: RunRecord | None, plan: dict[str, Any] | None) -> dict[str, Any]:
+    """A run's grid values: its record's, completed by its plan entry's (in the plan's order)."""
+    planned = (plan or {}).get("axes")
+    axes = dict(planned) if isinstance(planned, dict) else {}
+    return axes | (rec.axes if rec is not None else {})
 
 
 def load_results(path: str | Path) -> Any:

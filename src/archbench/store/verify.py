@@ -1,9 +1,10 @@
 """Verifying stored results: owns the checks that every number a record vouches for is still true.
 
-Reads records and files only. For each run: the record validates and sits in the folder its plan entry
-names (run id, spec hash); every artifact it lists (checkpoints, predictions.npz, history.csv) has the
-sha256 it recorded; and every test metric (top-1, top-5, loss, precision/recall/F1, kappa, per-class
-accuracy, confusion matrix, n_test) recomputes from predictions.npz to the stored value. `ls`, `report`
+Reads records and files only. For each run: the record validates and sits in its own folder (its run id,
+ending with its spec hash; the spec hash of the plan entry naming the folder, when a plan names it); every
+artifact it lists (checkpoints, predictions.npz, history.csv) has the sha256 it recorded; and every test
+metric (top-1, top-5, loss, precision/recall/F1, kappa, per-class accuracy, confusion matrix, n_test)
+recomputes from predictions.npz to the stored value. `ls`, `report`
 and `archbench verify` use `verify_run`; nothing here writes.
 """
 
@@ -33,6 +34,7 @@ class Verdict:
     status: str  # the record's status, or missing / unsafe_path / invalid
     problems: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
+    in_plan: bool = True  # in the sweep's current plan (a run outside it is kept, never required)
 
     @property
     def ok(self) -> bool:
@@ -40,10 +42,18 @@ class Verdict:
         return self.status in ("completed", "pruned") and not self.problems
 
     @property
+    def intact(self) -> bool:
+        """Nothing wrong with this run: it verified, or it is an unfinished run that the current plan no
+        longer lists (nothing is required of it; a completed one is checked like any other)."""
+        return self.ok or (not self.in_plan and not self.problems and self.status != "completed")
+
+    @property
     def text(self) -> str:
         if self.ok:
-            return "verified"
+            return "verified" if self.in_plan else "verified (not in the current plan)"
         if self.status != "completed" and not self.problems:
+            if not self.in_plan:
+                return f"not in the current plan (run {self.status})"
             return f"not verified: run {self.status}"
         return "NOT VERIFIED: " + "; ".join(self.problems)
 
@@ -123,12 +133,11 @@ def verify_run(run_dir: Path, plan_entry: dict[str, Any] | None, rec: RunRecord 
 
 
 def _check_placement(v: Verdict, rec: RunRecord, plan_entry: dict[str, Any] | None) -> None:
-    """The record sits in its own run's folder, under the plan entry with its spec hash."""
+    """The record sits in its own run's folder, under the plan entry (when a plan names the folder: the
+    current one, or the latest earlier one) with its spec hash."""
     if rec.run_id != v.run_id:
         v.problems.append(f"record is for run {rec.run_id}, not this folder's run {v.run_id}")
-    if plan_entry is None:
-        v.problems.append("run is not in plan.json")
-    elif plan_entry.get("spec_hash") != rec.spec_hash:
+    if plan_entry is not None and plan_entry.get("spec_hash") != rec.spec_hash:
         v.problems.append("record's spec hash differs from the plan entry for this folder")
     if not rec.run_id.endswith(rec.spec_hash[:10]):
         v.problems.append("run id does not end with its spec hash")
@@ -175,10 +184,16 @@ def _short(value: Any) -> str:
 
 
 def verify_path(path: Path) -> list[tuple[str, Verdict]]:
-    """(sweep folder name, verdict) for every planned or present run under `path`."""
-    from archbench.store.results import iter_records
+    """(sweep folder name, verdict) for every run of the current plans under `path` and every other run
+    folder there (those marked `in_plan=False`)."""
+    from archbench.store.results import find_runs
 
-    return [((sweep_of(d) or d).name, verify_run(d, plan, rec)) for d, rec, plan in iter_records(path)]
+    out = []
+    for f in find_runs(path):
+        verdict = verify_run(f.run_dir, f.plan, f.record)
+        verdict.in_plan = f.in_plan
+        out.append(((sweep_of(f.run_dir) or f.run_dir).name, verdict))
+    return out
 
 
 __all__ = ["DERIVED", "Verdict", "artifact_hashes", "recompute_metrics", "verify_path", "verify_run"]

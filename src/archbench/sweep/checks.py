@@ -272,3 +272,20 @@ def check_sweep(
     else:
         problems = []
     return CheckedSweep(cfg, runs, Path(path).read_text(encoding="utf-8"), problems)
+
+
+def with_executor(
+    cfg: SweepConfig, kind: str | None, address: str | None = None, flag: str = "--executor"
+) -> SweepConfig:
+    """`cfg` with its `executor:` section overridden (--executor/--address, or the API's `executor=`);
+    an address alone means Ray. `flag` names the option in the error."""
+    if kind is None and address is None:
+        return cfg
+    ex = cfg.executor
+    if kind is not None:
+        if kind not in ("local", "ray"):
+            raise ConfigError(f"{flag} {kind!r}: expected local or ray")
+        ex = ex.model_copy(update={"kind": kind})
+    if address is not None:
+        ex = ex.model_copy(update={"address": address, "kind": "ray" if kind is None else ex.kind})
+    return cfg.model_copy(update={"executor": ex})

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from archbench.config import RunSpec, SweepConfig, canonical_json, spec_hash
+from archbench.config import RunSpec, SweepConfig, canonical_json, kept_checkpoint_problem, spec_hash
 from archbench.config.recipe import apply_recipe, recipe_names
 from archbench.sweep import paths
 from archbench.sweep.paths import describe as describe_paths
@@ -238,23 +238,6 @@ def apply_overrides(
     return raw
 
 
-def with_executor(
-    cfg: SweepConfig, kind: str | None, address: str | None = None, flag: str = "--executor"
-) -> SweepConfig:
-    """`cfg` with its `executor:` section overridden (--executor/--address, or the API's `executor=`);
-    an address alone means Ray. `flag` names the option in the error."""
-    if kind is None and address is None:
-        return cfg
-    ex = cfg.executor
-    if kind is not None:
-        if kind not in ("local", "ray"):
-            raise ConfigError(f"{flag} {kind!r}: expected local or ray")
-        ex = ex.model_copy(update={"kind": kind})
-    if address is not None:
-        ex = ex.model_copy(update={"address": address, "kind": "ray" if kind is None else ex.kind})
-    return cfg.model_copy(update={"executor": ex})
-
-
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
     """Read, override and validate a sweep file; every error names the file, line and key path (or the
     `--set` argument). Relative paths in the file resolve against its folder (sweep/paths.py)."""
@@ -287,6 +270,7 @@ def _validate(
         raise _validation_error(src, exc) from None
     cfg._written_paths = written
     _check_numbers(_base_dict(cfg), (), where)  # again after coercion: '1e308' is a string in YAML 1.1
+    _check_kept_checkpoint(cfg, where)
     # Refuse a huge grid from its axis lengths, before any combination is built.
     n_runs = math.prod(len(v) for v in cfg.grid.values())
     if n_runs > cfg.max_runs:
@@ -327,6 +311,14 @@ def _validate(
     if cfg.tune is not None:
         _check_tune(cfg, src)
     return cfg
+
+
+def _check_kept_checkpoint(cfg: SweepConfig, where: Callable[[KeyPath], str]) -> None:
+    """`train.keep_checkpoints` must keep the evaluated checkpoint (checked per grid combination instead
+    when the grid varies either key: `expand_sweep`)."""
+    why = kept_checkpoint_problem(cfg.train, cfg.eval)
+    if why is not None and not {"train.keep_checkpoints", "eval.checkpoint"} & set(cfg.grid):
+        raise ConfigError(f"{where(('train', 'keep_checkpoints'))}: {why}")
 
 
 def compared_axes(cfg: SweepConfig) -> list[str]:
@@ -435,11 +427,14 @@ def expand_sweep(cfg: SweepConfig) -> list[PlannedRun]:
             spec = RunSpec.model_validate(d)
         except ValidationError as exc:
             raise ConfigError(f"grid combination {axes}: {exc.errors()[0]['msg']}") from None
-        rid = run_id_for(spec, axes)
-        if rid in seen:
-            continue  # identical resolved specs are one run
-        seen.add(rid)
-        runs.append(PlannedRun(run_id=rid, spec=spec, axes=axes))
+        why = kept_checkpoint_problem(spec.train, spec.eval)
+        if why is not None:
+            raise ConfigError(f"grid combination {axes}: {why}; exclude it")
+        planned = PlannedRun(run_id=run_id_for(spec, axes), spec=spec, axes=axes)
+        if planned.spec_hash in seen:
+            continue  # identical resolved specs are one run (even when their grid values read differently)
+        seen.add(planned.spec_hash)
+        runs.append(planned)
     return runs
 
 

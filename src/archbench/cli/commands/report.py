@@ -18,14 +18,18 @@ def command(
     formats: Annotated[
         str, typer.Option("--formats", help="comma-separated subset of html,md,csv,tex")
     ] = "html,md,csv,tex",
+    every_run: Annotated[
+        bool, typer.Option("--all", help="also report the runs that the current plan no longer lists")
+    ] = False,
 ) -> None:
-    """Write a report from a sweep's run records: tables, figures, significance tests, provenance."""
+    """Write a report from the run records of a sweep's current plan: tables, figures, significance tests,
+    provenance."""
     from archbench.report import build_report, parse_formats
     from archbench.util.errors import ArchbenchError
 
     try:
         fmts = parse_formats(formats)
-        result = build_report(path, out, fmts)
+        result = build_report(path, out, fmts, every_run=every_run)
     except ArchbenchError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None

@@ -1,9 +1,10 @@
 """`archbench verify DIR [--deep]`: owns the command line of verification; archbench.store.verify does the
 checks, and with --deep archbench.engine.reevaluate re-evaluates each completed run's checkpoint.
 
-Prints one verdict per planned or present run (literal text). Exit codes: 0 every run completed and
-verified, 1 some run did not verify (or is not completed, or with --deep does not reproduce), 2 invalid
-input (no sweep under DIR).
+Prints one verdict per run of the current plan and per other run folder present (literal text). Exit codes:
+0 every run of the current plan completed and verified, and every other run folder is intact (a completed
+one verified; an unfinished one that the plan no longer lists is only reported); 1 some run did not verify
+(or a planned run is not completed, or with --deep does not reproduce); 2 invalid input (no sweep under DIR).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def command(
     for sweep, v in verdicts:
         table.add_row(literal(v.run_id), literal(sweep), literal(v.status), literal(v.text))
     console.print(table)
-    bad = [v for _, v in verdicts if not v.ok]
+    bad = [v for _, v in verdicts if not v.intact]
     if bad:
         console.print(
             f"{len(bad)} of {len(verdicts)} runs NOT verified: " + literal(", ".join(v.run_id for v in bad)),
@@ -56,9 +57,16 @@ def command(
         for v in bad:
             console.print(literal(f"  {v.run_id}: {v.text}"), soft_wrap=True)
         raise typer.Exit(code=1)
+    unfinished = sum(1 for _, v in verdicts if not v.ok)  # intact: unfinished runs the plan no longer lists
+    verified = f"all {len(verdicts)} runs verified"
+    if unfinished:
+        n_ok = len(verdicts) - unfinished
+        verified = (
+            f"all {len(verdicts)} runs intact ({n_ok} verified, {unfinished} unfinished, not in the plan)"
+        )
     console.print(
-        f"all {len(verdicts)} runs verified: artifacts match their sha256, every metric recomputes from "
-        "predictions.npz, every record sits in its planned folder"
+        f"{verified}: artifacts match their sha256, every metric recomputes from predictions.npz, every "
+        "record sits in its own folder"
         + ("; every checkpoint re-evaluates to its predictions" if deep else ""),
         soft_wrap=True,
     )

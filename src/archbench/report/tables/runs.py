@@ -40,15 +40,15 @@ def _run_cols(e: RunEntry, several: bool, unplanned: bool) -> list[Col]:
         Col("train time (s)", rec.train_seconds if rec else None, num(rec.train_seconds, 1) if rec else ""),
         Col("epochs", len(rec.history) if rec else None),
         Col("reason", "" if e.completed else e.reason),
-        Col("in plan", e.plan is not None, "yes" if e.plan is not None else "no", shown=unplanned),
+        Col("in plan", e.in_plan, "yes" if e.in_plan else "no", shown=unplanned),
     ]
 
 
 def runs_table(a: Analysis) -> Table:
     several = len(a.data.sweep_dirs) > 1
-    unplanned = any(e.plan is None for e in a.data.runs)
+    unplanned = any(not e.in_plan for e in a.data.runs)
     rows = [_run_cols(e, several, unplanned) for e in a.data.runs]
-    note = "Every planned or present run. Click a column header to sort."
+    note = f"Every run of the current plan{' and other run folders' if unplanned else ''}. Click to sort."
     return build_table("runs", "Runs", rows, note=note)
 
 
