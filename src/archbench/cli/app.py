@@ -18,11 +18,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from archbench.cli.conventions import CONTEXT_SETTINGS, FlagCommand, FlagGroup, show_version
 from archbench.cli.sweep_output import print_dry_run, print_sweep_summary, print_tune_plan
 from archbench.util.errors import ArchbenchError, ConfigError, DatasetError
 from archbench.util.terminal import literal, make_console, one_line
 
 app = typer.Typer(
+    cls=FlagGroup,
+    context_settings=CONTEXT_SETTINGS,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -36,6 +39,10 @@ _debug = {"on": os.environ.get("ARCHBENCH_DEBUG", "") not in ("", "0")}
 @app.callback()
 def _options(
     debug: Annotated[bool, typer.Option("--debug", help="show the traceback of an error")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=show_version, is_eager=True, help="print the version and exit"),
+    ] = False,
 ) -> None:
     if debug:
         _debug["on"] = True
@@ -109,7 +116,7 @@ _RunOverrides = Annotated[list[str] | None, _set_option("train.epochs=1")]
 _PrepareOverrides = Annotated[list[str] | None, _set_option("data.root=...")]
 
 
-@app.command()
+@app.command(cls=FlagCommand)
 def run(
     sweep_file: _SweepFile,
     set_: _RunOverrides = None,
@@ -219,7 +226,7 @@ def _run_tuned(
     raise typer.Exit(code=out.exit_code)
 
 
-def _print_results(path: Path, fmt: str = "table") -> list[dict[str, Any]]:
+def _print_results(path: Path, fmt: str = "table", wide: bool = False) -> list[dict[str, Any]]:
     from archbench.cli.listing import progress_fields, render_table, sweep_axes, to_json
     from archbench.store.layout import SweepLayout
     from archbench.store.results import find_sweep_dirs, iter_records, record_row, rows_to_csv
@@ -242,7 +249,7 @@ def _print_results(path: Path, fmt: str = "table") -> list[dict[str, Any]]:
         sys.stdout.write(rows_to_csv(rows))
         sys.stdout.flush()
     else:
-        render_table(console, str(path), rows, sweep_axes(records))
+        render_table(console, str(path), rows, sweep_axes(records), wide=wide)
     for sd in find_sweep_dirs(path):
         sd_rows = [r for r in rows if r["sweep"] == sd.name]
         try:
@@ -251,19 +258,26 @@ def _print_results(path: Path, fmt: str = "table") -> list[dict[str, Any]]:
             err_console.print(literal(f"note: results.csv not written: {exc}"), soft_wrap=True)
     bad = [r["run_id"] for r in rows if r.get("verified") == "NO"]
     if bad:  # on stderr when stdout carries CSV or JSON
-        (console if fmt == "table" else err_console).print(
+        out = console if fmt == "table" else err_console
+        out.print(  # on a terminal wrapped at its width, elsewhere one line
             literal(f"{len(bad)} completed run(s) NOT verified (see `archbench verify`): {', '.join(bad)}"),
-            soft_wrap=True,
+            soft_wrap=not out.is_terminal,
         )
     return rows
 
 
-@app.command("ls")
+@app.command("ls", cls=FlagCommand)
 def ls_cmd(
     path: Annotated[Path, typer.Argument(help="a sweep folder, or the output_dir holding sweeps")],
-    fmt: Annotated[
-        str, typer.Option("--format", help="table (full width, never cut), csv or json")
-    ] = "table",
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json (every value in full)")] = "table",
+    wide: Annotated[
+        bool,
+        typer.Option(
+            "--wide",
+            help="every column, however wide (on a terminal the table otherwise fits its width, "
+            "shortening headers and leaving out the least important columns, which it names)",
+        ),
+    ] = False,
 ) -> None:
     """List the runs of a sweep (status, grid axes, progress and ETA of running runs, top-1, F1, train
     time) and write results.csv beside them."""
@@ -276,10 +290,10 @@ def ls_cmd(
     if not find_sweep_dirs(path):
         _error_line(f"{path}: no sweep found (expected a folder with runs/ inside); give a sweep folder")
         raise typer.Exit(code=2)
-    _print_results(path, fmt)
+    _print_results(path, fmt, wide)
 
 
-@app.command()
+@app.command(cls=FlagCommand)
 def prepare(sweep_file: _SweepFile, set_: _PrepareOverrides = None) -> None:
     """Decode every dataset of a sweep once into the prepared-data cache (later runs map it)."""
     _, runs, _ = _plan(sweep_file, set_ or [])
@@ -307,7 +321,9 @@ def prepare(sweep_file: _SweepFile, set_: _PrepareOverrides = None) -> None:
         )
 
 
-cache_app = typer.Typer(no_args_is_help=True, help="The prepared-data cache: list, verify, clear.")
+cache_app = typer.Typer(
+    cls=FlagGroup, no_args_is_help=True, help="The prepared-data cache: list, verify, clear."
+)
 app.add_typer(cache_app, name="cache")
 _CacheDir = Annotated[
     Path | None,
@@ -315,7 +331,7 @@ _CacheDir = Annotated[
 ]
 
 
-@cache_app.command("ls")
+@cache_app.command("ls", cls=FlagCommand)
 def cache_ls(cache_dir: _CacheDir = None) -> None:
     """List the prepared datasets: key, status, size, samples, created, source folder."""
     from archbench.data.cache import cache_root, list_stores
@@ -332,7 +348,7 @@ def cache_ls(cache_dir: _CacheDir = None) -> None:
     console.print(f"{len(entries)} entries, {sum(e.bytes for e in entries) / 1e6:.1f} MB", highlight=False)
 
 
-@cache_app.command("verify")
+@cache_app.command("verify", cls=FlagCommand)
 def cache_verify(
     keys: Annotated[list[str] | None, typer.Argument(help="keys to check (default: all)")] = None,
     cache_dir: _CacheDir = None,
@@ -350,7 +366,7 @@ def cache_verify(
     raise typer.Exit(code=1 if bad else 0)
 
 
-@cache_app.command("clear")
+@cache_app.command("clear", cls=FlagCommand)
 def cache_clear(
     keys: Annotated[list[str] | None, typer.Argument(help="keys to remove (default: all)")] = None,
     cache_dir: _CacheDir = None,
@@ -376,7 +392,7 @@ def _register_stage_commands() -> None:
             if exc.name != f"archbench.cli.commands.{name}":
                 raise
             continue
-        app.command(name)(module.command)
+        app.command(name, cls=FlagCommand)(module.command)
 
 
 _register_stage_commands()

@@ -184,10 +184,20 @@ class StageIndex(BaseModel):
         path: str
         caption: str = ""
 
+    class Column(BaseModel):
+        """How the report shows one CSV column: its header with the unit, the factor the raw value is
+        multiplied by (100: a fraction shown in %), the decimals. The CSV keeps the raw values."""
+
+        model_config = ConfigDict(extra="allow")
+        label: str | None = None
+        scale: float = 1.0
+        digits: int | None = Field(None, ge=0, le=12)
+
     class Table(BaseModel):
         model_config = ConfigDict(extra="allow")
         title: str = ""
         csv: str
+        columns: dict[str, StageIndex.Column] | None = None
 
     title: str
     figures: list[Figure] = Field(default_factory=list)

@@ -19,6 +19,7 @@ from archbench.config import ProfileSpec, SweepConfig, TrainSpec
 from archbench.stages.base import Stage, StageContext, pyplot, save_figure, stage_output
 from archbench.store.layout import RunLayout
 from archbench.store.record import PROFILE_HEADLINE_KEYS, RunRecord, StageIndex
+from archbench.util.figstyle import series_style
 
 if TYPE_CHECKING:
     import torch
@@ -283,12 +284,12 @@ def _figures(rows: list[dict[str, Any]], out: Path) -> list[dict[str, str]]:
         ]
         fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
         for ax, (key, label) in zip(axes, panels, strict=True):
-            for model in sorted({r["model"] for r in ok}):
+            for i, model in enumerate(sorted({r["model"] for r in ok})):
                 pts = sorted(
                     {(r["resolution"], r[key]) for r in ok if r["model"] == model and r.get(key) is not None}
                 )
                 if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=model)
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], label=model, **series_style(i))
             ax.set_xlabel("resolution (px)")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
@@ -296,9 +297,16 @@ def _figures(rows: list[dict[str, Any]], out: Path) -> list[dict[str, str]]:
         save(fig, "cost_vs_resolution.png", "Latency, throughput and peak memory vs resolution")
     if with_acc:
         fig, ax = plt.subplots(figsize=(5.5, 4))
-        for model in sorted({r["model"] for r in with_acc}):
+        for i, model in enumerate(sorted({r["model"] for r in with_acc})):
             runs = [r for r in with_acc if r["model"] == model]
-            ax.scatter([r["gflops"] for r in runs], [r["top1"] for r in runs], label=model)
+            style = series_style(i)
+            ax.plot(
+                [r["gflops"] for r in runs],
+                [r["top1"] for r in runs],
+                ls="none",
+                label=model,
+                **{k: v for k, v in style.items() if k != "linestyle"},
+            )
         ax.set_xscale("log")
         ax.set_xlabel("GFLOPs per image (run's resolution)")
         ax.set_ylabel("test top-1")
