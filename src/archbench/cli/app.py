@@ -1,7 +1,8 @@
 """The `archbench` command line: owns argument parsing, progress display and exit codes; no logic of its own.
 
 Starts fast: torch and the model libraries are imported only when a command needs them.
-Exit codes: 0 ok, 1 some runs failed, 2 invalid input (nothing created), 130 stopped by a signal.
+Exit codes: 0 ok, 1 some runs failed, 2 invalid input (nothing created), 3 some runs left busy (claimed by
+another live process), 130 stopped by a signal (cli/conventions.py's EXIT_CODES says each in full).
 Every error is one line (what, where, how to fix) without a traceback; `archbench --debug …` (or
 ARCHBENCH_DEBUG=1) shows the traceback. User text is printed literally (terminal.py).
 """

@@ -51,3 +51,15 @@ def show_version(value: bool) -> None:
     if value:
         typer.echo(version_text())
         raise typer.Exit(code=0)
+
+
+# What every exit code means, whichever command gives it (each command's module docstring says which it
+# gives); the generated reference (docs/reference/exit-codes.md) prints this table.
+EXIT_CODES: dict[int, str] = {
+    0: "done: every run completed (or was already), or the command did what it was asked",
+    1: "some runs failed (the others were all tried), or a check found a problem it names "
+    "(verify, profile's parameter check, export parity, cache verify)",
+    2: "invalid input — sweep file, option, data layout, folder — one line on stderr, nothing created",
+    3: "`run`: some runs were left busy, claimed by another live process (a failure takes precedence)",
+    130: "`run`: stopped by SIGTERM or Ctrl-C; the current run checkpointed and is recorded killed",
+}

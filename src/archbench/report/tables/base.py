@@ -120,7 +120,20 @@ def stage_table(
     formats = formats or {}
     shown = [str((formats.get(c) or {}).get("label") or c) for c in columns]
     rows = [[stage_cell(v, formats.get(c)) for c, v in zip(columns, r, strict=True)] for r in raw]
-    return Table(name, title, shown, rows, note=note, csv_columns=columns, csv_rows=[list(r) for r in raw])
+    csv_rows = [[_csv_number(v) for v in r] for r in raw]
+    return Table(name, title, shown, rows, note=note, csv_columns=columns, csv_rows=csv_rows)
+
+
+def _csv_number(text: str) -> Any:
+    """A stage CSV cell for the report's CSV: a number as a number when it reads back as the same text
+    (so `-0.25` is not taken for a formula and quoted), anything else as text."""
+    for kind in (int, float):
+        try:
+            value = kind(text)
+        except ValueError:
+            continue
+        return value if str(value) == text and math.isfinite(value) else text
+    return text
 
 
 def stage_cell(text: str, fmt: dict[str, Any] | None = None) -> Cell:
