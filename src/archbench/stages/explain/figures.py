@@ -31,6 +31,7 @@ DPI = 100
 OVERLAY_ALPHA = 0.45
 # inferno: its lightness rises with the value, so a heatmap reads in black and white (jet's does not)
 HEAT_CMAP = "inferno"
+PERCENT = {"scale": 100.0, "digits": 1}  # a fraction shown in % in the report (StageIndex.Column)
 METHOD_TITLES = {
     "gradcam": "Grad-CAM",
     "ig": "Integrated gradients",
@@ -254,7 +255,7 @@ def _overview(views: list[RunView], sel: Selection) -> list[Column]:
     return cols
 
 
-def _tables(out: Path, views: list[RunView]) -> list[dict[str, str]]:
+def _tables(out: Path, views: list[RunView]) -> list[dict[str, Any]]:
     from archbench.store.results import rows_to_csv
 
     summary, mistakes = [], []
@@ -297,8 +298,21 @@ def _tables(out: Path, views: list[RunView]) -> list[dict[str, str]]:
         {
             "title": "Error analysis per run (best/worst class, most-confused pair, calibration)",
             "csv": "error_analysis.csv",
+            "columns": {
+                "top1": PERCENT | {"label": "top-1 (%)"},
+                "ece": {"label": "ECE", "digits": 3},
+                "mce": {"label": "MCE", "digits": 3},
+                "mistakes": {"label": "mistakes (images)"},
+                "best_class_acc": PERCENT | {"label": "best class accuracy (%)"},
+                "worst_class_acc": PERCENT | {"label": "worst class accuracy (%)"},
+                "most_confused_count": {"label": "most confused (images)"},
+            },
         },
-        {"title": "Most confident mistakes per run", "csv": "confident_mistakes.csv"},
+        {
+            "title": "Most confident mistakes per run",
+            "csv": "confident_mistakes.csv",
+            "columns": {"confidence": PERCENT | {"label": "confidence (%)"}},
+        },
     ]
 
 

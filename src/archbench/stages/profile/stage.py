@@ -28,6 +28,27 @@ if TYPE_CHECKING:
 
 HEADLINE_KEYS = PROFILE_HEADLINE_KEYS
 CSV_NAME = "profile.csv"
+# How the report shows profile.csv (StageIndex.Column): each header with its unit; the CSV keeps raw values.
+CSV_DISPLAY: dict[str, dict[str, Any]] = {
+    "run_resolution": {"label": "run resolution (px)"},
+    "resolution": {"label": "resolution (px)"},
+    "params_total": {"label": "params"},
+    "params_trainable": {"label": "trainable params"},
+    "flops": {"label": "FLOPs / image", "digits": 0},
+    "macs": {"label": "MACs / image", "digits": 0},
+    "gmacs": {"label": "GMACs / image", "digits": 3},
+    "gflops": {"label": "GFLOPs / image", "digits": 3},
+    "latency_ms_p50": {"label": "latency p50, batch 1 (ms)", "digits": 2},
+    "latency_ms_p90": {"label": "latency p90, batch 1 (ms)", "digits": 2},
+    "throughput_img_s": {"label": "throughput (img/s)", "digits": 1},
+    "train_step_ms": {"label": "train step (ms)", "digits": 1},
+    "train_throughput_img_s": {"label": "train throughput (img/s)", "digits": 1},
+    "peak_memory_mb": {"label": "peak memory (MB)", "digits": 0},
+    "top1": {"label": "top-1 (%)", "scale": 100.0, "digits": 2},
+    "train_wall_seconds": {"label": "training wall time (s)", "digits": 1},
+    "train_images_per_s": {"label": "training img/s", "digits": 1},
+    "time_to_best_s": {"label": "time to best (s)", "digits": 1},
+}
 
 
 def run_input(rec: RunRecord) -> tuple[int, tuple[int, int]]:
@@ -250,7 +271,7 @@ def write_sweep_summary(
         {
             "title": "Profile",
             "figures": figures,
-            "tables": [{"title": "Cost per run and resolution", "csv": CSV_NAME}],
+            "tables": [{"title": "Cost per run and resolution", "csv": CSV_NAME, "columns": CSV_DISPLAY}],
             "notes": [n for n in notes if n],
         }
     )
