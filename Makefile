@@ -1,10 +1,10 @@
-# archbench: `make demo` runs the offline quickstart sweep; `make test` runs lint, types and tests.
+# archbench: `make demo` runs the offline quickstart sweep; `make test` runs lint, types, the docs build and tests.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest browser clean venv bench readme-outputs
+.PHONY: demo test lint typecheck docs pytest browser clean venv bench readme-outputs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,9 +22,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_structure.py src/archbench
+	$(BIN)/python scripts/gen_reference.py --check
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# The docs site (docs/, mkdocs.yml): the reference regenerated from the code, then a strict, offline build
+# (Material's bundled assets only) into site/. Open site/index.html.
+docs: $(STAMP)
+	$(BIN)/python scripts/gen_reference.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # Headless Chromium for the report-rendering test, installed once here (never from inside a test).
 # Tolerates failure: without it that one test skips, naming the reason.
@@ -39,7 +46,7 @@ pytest: $(STAMP) browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
 
 # Benchmarks: each script prints one JSON line (ratios from interleaved A/B pairs, load average recorded).
 bench: $(STAMP)
@@ -56,4 +63,4 @@ readme-outputs: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/readme_outputs.py
 
 clean:
-	rm -rf results reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf results reports site .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,7 @@
-"""The README is tested: every ```bash command and every ```yaml snippet in README.md runs here, on small
-data, so the docs cannot drift from the code.
+"""The README and the docs site are tested: every ```bash command and every ```yaml snippet in README.md
+and in docs/**/*.md (the generated docs/reference/ aside) runs here, on small data, so the docs cannot
+drift from the code. A docs block identical to one already collected (same text, same files before it in
+its section) runs once.
 
 Rules (also stated in the README's "Tested docs" paragraph):
 - Every ```yaml block is validated: a sweep (has `name:` and no `bands:`) with `load_sweep_text`, a scene
@@ -37,6 +39,8 @@ import yaml
 from conftest import REPO, SHARED, SHARED_DATA, run_cli
 
 README = REPO / "README.md"
+DOCS = REPO / "docs"
+GENERATED = DOCS / "reference"  # made from the code by scripts/gen_reference.py; no runnable blocks
 FENCE = re.compile(r"^```(\w*)\s*$")
 MARKER = re.compile(r"^<!--\s*(doctest:\s*skip|file:)\s*(.*?)\s*-->\s*$")
 SMALL_RUN = [
@@ -71,17 +75,24 @@ class Block:
     text: str
     skip: str | None = None
     file: str | None = None
+    doc: Path = README
 
     @property
     def id(self) -> str:
         slug = re.sub(r"[^a-z0-9]+", "-", self.heading.lower()).strip("-")[:30]
-        return f"L{self.line}-{self.lang}-{slug}"
+        page = "" if self.doc == README else self.doc.relative_to(DOCS).with_suffix("").as_posix() + "-"
+        return f"{page}L{self.line}-{self.lang}-{slug}"
+
+    @property
+    def where(self) -> str:
+        """`README.md line 12` or `docs/tutorials/mlflow.md line 7`, for messages."""
+        return f"{self.doc.relative_to(REPO).as_posix()} line {self.line}"
 
 
-def readme_blocks() -> list[Block]:
+def readme_blocks(doc: Path = README) -> list[Block]:
     blocks: list[Block] = []
     heading, marker_skip, marker_file = "", None, None
-    lines = README.read_text(encoding="utf-8").splitlines()
+    lines = doc.read_text(encoding="utf-8").splitlines()
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -103,7 +114,9 @@ def readme_blocks() -> list[Block]:
                 body.append(lines[i])
                 i += 1
             if f.group(1) in ("bash", "yaml"):
-                blocks.append(Block(f.group(1), start, heading, "\n".join(body), marker_skip, marker_file))
+                blocks.append(
+                    Block(f.group(1), start, heading, "\n".join(body), marker_skip, marker_file, doc)
+                )
             marker_skip, marker_file = None, None
         elif line.strip():
             marker_skip, marker_file = None, None
@@ -111,7 +124,36 @@ def readme_blocks() -> list[Block]:
     return blocks
 
 
-BLOCKS = readme_blocks()
+def docs_pages() -> list[Path]:
+    return sorted(p for p in DOCS.rglob("*.md") if GENERATED not in p.parents)
+
+
+ALL_BLOCKS = readme_blocks() + [b for page in docs_pages() for b in readme_blocks(page)]
+
+
+def _files_before(block: Block) -> list[Block]:
+    """The `<!-- file: NAME -->` snippets before `block` in its section of its page."""
+    return [
+        b
+        for b in ALL_BLOCKS
+        if b.doc == block.doc and b.file and b.heading == block.heading and b.line < block.line
+    ]
+
+
+def _unique(blocks: list[Block]) -> list[Block]:
+    """Each block once: a docs block that repeats an earlier one (text and the files it runs with) is the
+    same test."""
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for b in blocks:
+        key = (b.lang, b.text, b.file, b.skip, tuple((f.file, f.text) for f in _files_before(b)))
+        if key not in seen:
+            seen.add(key)
+            out.append(b)
+    return out
+
+
+BLOCKS = _unique(ALL_BLOCKS)
 
 
 def commands(text: str) -> list[str]:
@@ -136,7 +178,7 @@ def is_expensive(block: Block) -> bool:
 
 
 def needs_shared(block: Block) -> bool:
-    files = [b.text for b in BLOCKS if b.file and b.heading == block.heading and b.line < block.line]
+    files = [b.text for b in _files_before(block)]
     return any("../shared" in t or "landcover_nc" in t for t in [block.text, *files])
 
 
@@ -156,11 +198,8 @@ def _workspace(tmp_path: Path) -> Path:
 
 def _write_files_before(block: Block, ws: Path) -> None:
     """Snippets marked `<!-- file: NAME -->` that come before this block in the same section."""
-    for b in BLOCKS:
-        if b.line >= block.line:
-            break
-        if b.file and b.heading == block.heading:
-            (ws / b.file).write_text(b.text + "\n", encoding="utf-8")
+    for b in _files_before(block):
+        (ws / b.file).write_text(b.text + "\n", encoding="utf-8")  # type: ignore[operator]
 
 
 def _small(words: list[str]) -> list[str]:
@@ -235,15 +274,13 @@ def run_bash_block(block: Block, ws: Path) -> list[str]:
             subprocess.run(words, cwd=ws, check=True, capture_output=True)
             ran.append(cmd)
             continue
-        assert words[0] == "archbench", f"README line {block.line}: unknown command {cmd!r}"
+        assert words[0] == "archbench", f"{block.where}: unknown command {cmd!r}"
         args = _small(words[1:])
         _ensure_sweeps(words, ws)
         res = run_cli(*args, cwd=ws)
         ok = (0, 1) if args[0] == "profile" else (0,)
         assert res.returncode in ok, (
-            f"README line {block.line}: {cmd}\n(ran: {' '.join(args)})\n"
-            + res.stdout[-3000:]
-            + res.stderr[-3000:]
+            f"{block.where}: {cmd}\n(ran: {' '.join(args)})\n" + res.stdout[-3000:] + res.stderr[-3000:]
         )
         if redirect:
             (ws / redirect).write_text(res.stdout)
@@ -256,8 +293,8 @@ def check_yaml_block(block: Block, ws: Path) -> None:
     from archbench.sweep.expand import expand_sweep, load_sweep_text
 
     data = yaml.safe_load(block.text)
-    assert isinstance(data, dict), f"README line {block.line}: a yaml block must be a mapping"
-    where = f"README.md:{block.line}"
+    assert isinstance(data, dict), f"{block.where}: a yaml block must be a mapping"
+    where = f"{block.doc.relative_to(REPO).as_posix()}:{block.line}"
     if "bands" in data:
         SceneSpec.model_validate(data)
     elif "name" in data:
@@ -276,17 +313,22 @@ def test_the_readme_has_blocks_to_test() -> None:
     assert len(fences) % 2 == 0, "README.md has an unclosed ``` fence"
     langs = {b.lang for b in BLOCKS}
     assert {"bash", "yaml"} <= langs and len(BLOCKS) >= 10
+    docs = [b for b in ALL_BLOCKS if b.doc != README]
+    assert {"bash", "yaml"} <= {b.lang for b in docs}, "docs pages have blocks to test"
+    for page in docs_pages():
+        fences = [ln for ln in page.read_text(encoding="utf-8").splitlines() if ln.startswith("```")]
+        assert len(fences) % 2 == 0, f"{page} has an unclosed ``` fence"
 
 
 @pytest.mark.parametrize("block", [pytest.param(b, id=b.id, marks=_marks(b)) for b in BLOCKS])
 def test_readme_block(block: Block, tmp_path: Path) -> None:
     if block.skip:
-        pytest.skip(f"README line {block.line}: {block.skip}")
+        pytest.skip(f"{block.where}: {block.skip}")
     if needs_shared(block) and not SHARED_DATA.is_dir():
-        pytest.skip(f"README line {block.line} needs ../shared/data ({SHARED_DATA} is absent)")
+        pytest.skip(f"{block.where} needs ../shared/data ({SHARED_DATA} is absent)")
     why = not_runnable_here(block) if block.lang == "bash" else None
     if why:
-        pytest.skip(f"README line {block.line}: {why}")
+        pytest.skip(f"{block.where}: {why}")
     ws = _workspace(tmp_path)
     if block.lang == "yaml":
         check_yaml_block(block, ws)
@@ -294,5 +336,5 @@ def test_readme_block(block: Block, tmp_path: Path) -> None:
     _write_files_before(block, ws)
     ran = run_bash_block(block, ws)
     if not ran:
-        pytest.skip(f"README line {block.line}: only make/pytest lines (the test suite itself)")
+        pytest.skip(f"{block.where}: only make/pytest lines (the test suite itself)")
     shutil.rmtree(ws / "results", ignore_errors=True)

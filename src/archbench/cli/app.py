@@ -1,7 +1,8 @@
 """The `archbench` command line: owns argument parsing, progress display and exit codes; no logic of its own.
 
 Starts fast: torch and the model libraries are imported only when a command needs them.
-Exit codes: 0 ok, 1 some runs failed, 2 invalid input (nothing created), 130 stopped by a signal.
+Exit codes: 0 ok, 1 some runs failed, 2 invalid input (nothing created), 3 some runs left busy (claimed by
+another live process), 130 stopped by a signal (cli/conventions.py's EXIT_CODES says each in full).
 Every error is one line (what, where, how to fix) without a traceback; `archbench --debug …` (or
 ARCHBENCH_DEBUG=1) shows the traceback. User text is printed literally (terminal.py).
 """
@@ -18,6 +19,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from archbench.cli.conventions import CONTEXT_SETTINGS, FlagCommand, FlagGroup, show_version
 from archbench.cli.sweep_output import (
     print_dry_run,
     print_plan_change,
@@ -29,6 +31,8 @@ from archbench.util.errors import ArchbenchError, ConfigError, DatasetError
 from archbench.util.terminal import literal, make_console, one_line
 
 app = typer.Typer(
+    cls=FlagGroup,
+    context_settings=CONTEXT_SETTINGS,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -42,6 +46,10 @@ _debug = {"on": os.environ.get("ARCHBENCH_DEBUG", "") not in ("", "0")}
 @app.callback()
 def _options(
     debug: Annotated[bool, typer.Option("--debug", help="show the traceback of an error")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=show_version, is_eager=True, help="print the version and exit"),
+    ] = False,
 ) -> None:
     if debug:
         _debug["on"] = True
@@ -115,7 +123,7 @@ _RunOverrides = Annotated[list[str] | None, _set_option("train.epochs=1")]
 _PrepareOverrides = Annotated[list[str] | None, _set_option("data.root=...")]
 
 
-@app.command()
+@app.command(cls=FlagCommand)
 def run(
     sweep_file: _SweepFile,
     set_: _RunOverrides = None,
@@ -253,7 +261,9 @@ def _run_tuned(
     raise typer.Exit(code=out.exit_code)
 
 
-def _print_results(path: Path, fmt: str = "table", every_run: bool = False) -> list[dict[str, Any]]:
+def _print_results(
+    path: Path, fmt: str = "table", every_run: bool = False, wide: bool = False
+) -> list[dict[str, Any]]:
     """List the runs under `path` (the current plan's; `every_run`: every run the folder has had) and write
     each sweep's results.csv (its current plan and every run folder present, whatever is listed)."""
     from archbench.cli.listing import listed_rows, render_table, sweep_axes, to_json
@@ -270,7 +280,7 @@ def _print_results(path: Path, fmt: str = "table", every_run: bool = False) -> l
         sys.stdout.flush()
     else:
         axes = sweep_axes([(f.run_dir, f.record, f.plan) for f, _ in shown])
-        render_table(console, str(path), [r for _, r in shown], axes)
+        render_table(console, str(path), [r for _, r in shown], axes, wide=wide)
     kept = [r for f, r in zip(found, rows, strict=True) if f.in_plan or f.run_dir.is_dir()]
     for sd in find_sweep_dirs(path):
         sd_rows = [r for r in kept if r["sweep"] == sd.name]
@@ -283,7 +293,7 @@ def _print_results(path: Path, fmt: str = "table", every_run: bool = False) -> l
     if bad:
         out.print(
             literal(f"{len(bad)} completed run(s) NOT verified (see `archbench verify`): {', '.join(bad)}"),
-            soft_wrap=True,
+            soft_wrap=not out.is_terminal,
         )
     hidden = len(rows) - len(shown)
     if hidden:
@@ -296,14 +306,20 @@ def _print_results(path: Path, fmt: str = "table", every_run: bool = False) -> l
     return [r for _, r in shown]
 
 
-@app.command("ls")
+@app.command("ls", cls=FlagCommand)
 def ls_cmd(
     path: Annotated[Path, typer.Argument(help="a sweep folder, or the output_dir holding sweeps")],
-    fmt: Annotated[
-        str, typer.Option("--format", help="table (full width, never cut), csv or json")
-    ] = "table",
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json (every value in full)")] = "table",
     every_run: Annotated[
         bool, typer.Option("--all", help="every run the folder has had, also those not in the current plan")
+    ] = False,
+    wide: Annotated[
+        bool,
+        typer.Option(
+            "--wide",
+            help="every column, however wide (on a terminal the table otherwise fits its width, "
+            "shortening headers and leaving out the least important columns, which it names)",
+        ),
     ] = False,
 ) -> None:
     """List the runs of a sweep's current plan (status, grid axes, progress and ETA of running runs, top-1,
@@ -317,10 +333,10 @@ def ls_cmd(
     if not find_sweep_dirs(path):
         _error_line(f"{path}: no sweep found (expected a folder with runs/ inside); give a sweep folder")
         raise typer.Exit(code=2)
-    _print_results(path, fmt, every_run)
+    _print_results(path, fmt, every_run, wide)
 
 
-@app.command()
+@app.command(cls=FlagCommand)
 def prepare(
     sweep_file: _SweepFile,
     set_: _PrepareOverrides = None,
@@ -367,7 +383,9 @@ def prepare(
         )
 
 
-cache_app = typer.Typer(no_args_is_help=True, help="The prepared-data cache: list, verify, clear.")
+cache_app = typer.Typer(
+    cls=FlagGroup, no_args_is_help=True, help="The prepared-data cache: list, verify, clear."
+)
 app.add_typer(cache_app, name="cache")
 _CacheDir = Annotated[
     Path | None,
@@ -375,7 +393,7 @@ _CacheDir = Annotated[
 ]
 
 
-@cache_app.command("ls")
+@cache_app.command("ls", cls=FlagCommand)
 def cache_ls(cache_dir: _CacheDir = None) -> None:
     """List the prepared datasets: key, status, size, samples, created, source folder."""
     from archbench.data.cache import cache_root, list_stores
@@ -392,7 +410,7 @@ def cache_ls(cache_dir: _CacheDir = None) -> None:
     console.print(f"{len(entries)} entries, {sum(e.bytes for e in entries) / 1e6:.1f} MB", highlight=False)
 
 
-@cache_app.command("verify")
+@cache_app.command("verify", cls=FlagCommand)
 def cache_verify(
     keys: Annotated[list[str] | None, typer.Argument(help="keys to check (default: all)")] = None,
     cache_dir: _CacheDir = None,
@@ -410,7 +428,7 @@ def cache_verify(
     raise typer.Exit(code=1 if bad else 0)
 
 
-@cache_app.command("clear")
+@cache_app.command("clear", cls=FlagCommand)
 def cache_clear(
     keys: Annotated[list[str] | None, typer.Argument(help="keys to remove (default: all)")] = None,
     cache_dir: _CacheDir = None,
@@ -436,7 +454,7 @@ def _register_stage_commands() -> None:
             if exc.name != f"archbench.cli.commands.{name}":
                 raise
             continue
-        app.command(name)(module.command)
+        app.command(name, cls=FlagCommand)(module.command)
 
 
 _register_stage_commands()

@@ -1,7 +1,8 @@
 """The `ls` view of sweeps: owns which columns a listing shows and rendering it as a table, CSV or JSON.
 
-Reads rows made from records (results.py) and never truncates a value: the table is as wide as its
-widest row when the output is not a terminal, and CSV/JSON carry the full values.
+Reads rows made from records (results.py). On a terminal the table fits its width (short headers, then
+the least important columns left out and named; `--wide` shows them all); anywhere else it is as wide as
+its widest row, and CSV/JSON always carry every value in full.
 """
 
 from __future__ import annotations
@@ -110,10 +111,105 @@ def fmt_cell(column: str, v: Any) -> str:
     return str(v)
 
 
-def render_table(console: Any, title: str, rows: list[dict[str, Any]], axes: list[str]) -> None:
-    """Print the `ls` table of result rows (see `print_full_width`)."""
+def render_table(
+    console: Any, title: str, rows: list[dict[str, Any]], axes: list[str], wide: bool = False
+) -> None:
+    """Print the `ls` table of result rows: on a terminal, fitted to its width (`fit_columns`) unless
+    `wide`; anywhere else (a file, a pipe) as wide as its content (`print_full_width`)."""
     cols = table_columns(rows, axes)
-    print_full_width(console, title, cols, [[fmt_cell(c, r.get(c)) for c in cols] for r in rows])
+    cells = [[fmt_cell(c, r.get(c)) for c in cols] for r in rows]
+    if wide or not console.is_terminal:
+        print_full_width(console, title, cols, cells)
+        return
+    print_fitted(console, title, cols, cells)
+
+
+# Short headers a narrow terminal gets before any column is dropped.
+SHORT_HEADERS = {
+    "train_seconds": "train s",
+    "f1_macro": "F1",
+    "top1": "top-1",
+    "best_val_acc": "best val",
+    "verified": "ok",
+    "progress": "epochs",
+    "gmacs": "GMACs",
+    "latency_ms_p50": "ms p50",
+    "throughput_img_s": "img/s",
+    "peak_memory_mb": "MB",
+}
+# What a narrow terminal keeps longest: run_id and status always, then these; the rest (profile columns,
+# train time, …) is dropped first, from the end of this list backwards.
+KEEP_ORDER = ("run_id", "status", "top1", "verified", "progress", "eta", "role")
+KEEP_LAST = ("f1_macro", "best_val_acc", "train_seconds")
+
+
+def _short(col: str, taken: set[str]) -> str:
+    """A dotted grid axis by its last part (`train.lr` → `lr`; `model.name` → `model`) when unambiguous."""
+    if col in SHORT_HEADERS:
+        return SHORT_HEADERS[col]
+    if "." not in col:
+        return col
+    head, _, leaf = col.rpartition(".")
+    short = head.rpartition(".")[2] if leaf == "name" else leaf
+    return col if short in taken else short
+
+
+def table_width(widths: list[int]) -> int:
+    """Columns of a rich table with the default box and padding: each cell ± one space, plus its rule."""
+    return sum(w + 3 for w in widths) + 1
+
+
+def fit_columns(cols: list[str], cells: list[list[str]], width: int) -> tuple[list[int], list[str]]:
+    """Which columns (indices, in order) and headers fit `width` terminal columns: every column with its
+    own header when it fits; else short headers; else columns dropped, least important first. run_id and
+    status always stay (a row too wide even then is cut with an ellipsis, never wrapped)."""
+    from rich.cells import cell_len
+
+    def widths(idx: list[int], heads: list[str]) -> list[int]:
+        return [
+            max([cell_len(h)] + [cell_len(row[i]) for row in cells]) for i, h in zip(idx, heads, strict=True)
+        ]
+
+    keep = list(range(len(cols)))
+    if table_width(widths(keep, cols)) <= width:
+        return keep, list(cols)
+    short: list[str] = []
+    for c in cols:
+        short.append(_short(c, set(short) | set(cols)))
+    rank = {c: i for i, c in enumerate(KEEP_ORDER)}
+    axes = [i for i, c in enumerate(cols) if c not in rank and "." in c]
+    rest = [i for i, c in enumerate(cols) if c not in rank and i not in axes and c not in KEEP_LAST]
+    same = [i for i in axes if len({row[i] for row in cells}) <= 1]  # an axis all rows share tells none apart
+    axes = same[::-1] + [i for i in axes[::-1] if i not in same]
+    drop = rest[::-1] + [cols.index(c) for c in KEEP_LAST[::-1] if c in cols] + axes
+    drop += [cols.index(c) for c in KEEP_ORDER[:1:-1] if c in cols]  # never run_id, status
+    for i in drop:
+        if table_width(widths(keep, [short[k] for k in keep])) <= width:
+            break
+        keep.remove(i)
+    return keep, [short[k] for k in keep]
+
+
+def print_fitted(console: Any, title: str, cols: list[str], cells: list[list[str]]) -> None:
+    """Print the table within the console's width (see `fit_columns`), naming what it left out."""
+    from rich.table import Table
+
+    cols = [literal(c) for c in cols]
+    cells = [[literal(v) for v in row] for row in cells]
+    keep, heads = fit_columns(cols, cells, console.width)
+    table = Table(title=literal(title))
+    for i, head in zip(keep, heads, strict=True):
+        numeric = cols[i] in METRIC_COLUMNS or cols[i] in PROFILE_COLUMNS
+        table.add_column(head, justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis")
+    for row in cells:
+        table.add_row(*(row[i] for i in keep))
+    console.print(table, highlight=False)
+    dropped = [c for i, c in enumerate(cols) if i not in keep]
+    if dropped:
+        console.print(
+            f"not shown at this width: {', '.join(dropped)} (archbench ls --wide, or --format csv|json)",
+            highlight=False,
+        )
 
 
 def print_full_width(
@@ -132,7 +228,7 @@ def print_full_width(
         table.add_column(c, justify="right" if numeric else "left", no_wrap=True, min_width=width)
     for row in cells:
         table.add_row(*row)
-    needed = sum(w + 3 for w in widths) + 1
+    needed = table_width(widths)
     out = console
     if console.width < needed:
         out = Console(

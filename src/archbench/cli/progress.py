@@ -46,6 +46,18 @@ def resumed_line(planned: Any, epoch: int, step: int) -> str:
     return f"resumed {planned.run_id} from epoch {epoch}, step {step}"
 
 
+def axes_text(planned: Any) -> str:
+    """`model.name=resnet18, train.lr=0.05`: the grid values that tell this run from the sweep's others."""
+    axes = getattr(planned, "axes", None) or {}
+    return ", ".join(f"{k}={v}" for k, v in axes.items())
+
+
+def run_label(planned: Any, index: int, total: int) -> str:
+    """`run 2/4 <run_id> (model.name=resnet18, train.lr=0.05)`: which run a progress line or bar is about."""
+    axes = axes_text(planned)
+    return f"run {index}/{total} {planned.run_id}" + (f" ({axes})" if axes else "")
+
+
 def finished_line(planned: Any, outcome: str, record: Any) -> str:
     """`trained  <run_id>  top-1 … F1 … train …s` or `failed   <run_id>  reason: <reason>: <fix>`."""
     line = f"{outcome:8s} {planned.run_id}"
@@ -134,7 +146,8 @@ class PlainReporter:
     def run_started(self, planned: Any, index: int, total: int, epochs: int) -> None:
         self.index, self.total_runs, self.run_id = index + 1, total, planned.run_id
         self.run = _RunClock(epochs, self.clock)
-        self._emit(f"{self._prefix()} started: {epochs} epochs")
+        axes = axes_text(planned)
+        self._emit(f"{self._prefix()} started: {epochs} epochs" + (f" ({axes})" if axes else ""))
 
     def run_resumed(self, planned: Any, epoch: int, step: int) -> None:
         self._emit(resumed_line(planned, epoch, step))
@@ -169,7 +182,10 @@ class PlainReporter:
 
 
 class RichReporter:
-    """Progress bars: runs done/total, and batches within the current epoch with loss, accuracy, img/s."""
+    """Progress bars: runs done/total, and batches within the current epoch with loss, accuracy, img/s.
+
+    The batch bar names its run (`run 2/4 <run_id> epoch 1/2`), and a line above the bars says when a run
+    starts, with the grid values that tell it apart, so a bar is never anonymous."""
 
     def __init__(self, console: Any) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -186,6 +202,7 @@ class RichReporter:
         self.runs_task: Any = None
         self.batch_task: Any = None
         self.epochs = 0
+        self.run_name = ""
 
     def __enter__(self) -> RichReporter:
         self.progress.start()
@@ -195,13 +212,22 @@ class RichReporter:
         self.progress.stop()
 
     def sweep_started(self, total: int, todo: int) -> None:
-        self.runs_task = self.progress.add_task("runs", total=total, info=f"{total - todo} already done")
+        self.runs_task = self.progress.add_task(
+            "runs of the sweep", total=total, info=f"{total - todo} already done"
+        )
 
     def run_started(self, planned: Any, index: int, total: int, epochs: int) -> None:
         self.epochs = epochs
+        self.run_name = f"  run {index + 1}/{total} {planned.run_id}"
+        self.progress.console.print(
+            literal(f"{run_label(planned, index + 1, total)} started: {epochs} epochs"),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
         if self.batch_task is not None:
             self.progress.remove_task(self.batch_task)
-        self.batch_task = self.progress.add_task(f"  {planned.run_id} epoch 1/{epochs}", total=1, info="")
+        self.batch_task = self.progress.add_task(f"{self.run_name} epoch 1/{epochs}", total=1, info="")
 
     def run_resumed(self, planned: Any, epoch: int, step: int) -> None:
         self.progress.console.print(
@@ -211,7 +237,7 @@ class RichReporter:
     def batch(self, epoch: int, done: int, total: int, loss: float, acc: float, ips: float) -> None:
         self.progress.update(
             self.batch_task,
-            description=f"  epoch {epoch + 1}/{self.epochs}",
+            description=f"{self.run_name} epoch {epoch + 1}/{self.epochs}",
             completed=done,
             total=total,
             info=f"loss {loss:.3f} acc {acc:.3f} {ips:.0f} img/s",

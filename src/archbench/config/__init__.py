@@ -35,6 +35,8 @@ from archbench.config.stages import (
 
 __all__ = ["AugmentSpec", "EarlyStoppingSpec", "EmaSpec", "RandAugmentSpec", "ResizedCropSpec"]
 
+from archbench.util.units import parse_bytes
+
 DEFAULT_MAX_RUNS = 100_000
 
 
@@ -56,7 +58,9 @@ class DataSpec(_Strict):
     split_seed: int = Field(
         0, ge=0, le=SEED_MAX, description="seed of the val/test split (fixed across run seeds)"
     )
-    augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    augment: AugmentSpec = Field(
+        default_factory=AugmentSpec, description="batched, on-device augmentation of the training split"
+    )
     on_bad_file: Literal["fail", "skip"] = Field("fail", description="undecodable images: fail or skip")
     max_image_pixels: int = Field(
         40_000_000, ge=1, description="images larger than this are refused (decompression bombs)"
@@ -81,38 +85,6 @@ class DataSpec(_Strict):
         return v
 
 
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 10**3,
-    "kb": 10**3,
-    "m": 10**6,
-    "mb": 10**6,
-    "g": 10**9,
-    "gb": 10**9,
-    "t": 10**12,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
-
-
-def parse_bytes(v: int | str) -> int:
-    """`123`, `"512MB"`, `"1.5GiB"` → bytes (ValueError with what is accepted otherwise)."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        if v <= 0:
-            raise ValueError(f"expected a positive number of bytes, got {v}")
-        return v
-    import re
-
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(v))
-    if not m or m.group(2).lower() not in _UNITS or float(m.group(1)) <= 0:
-        raise ValueError(f"expected bytes such as 2000000000, '8GB' or '512MiB', got {v!r}")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
 # Where the data lives, not what it is: left out of a run's identity (its id and spec hash).
 NON_IDENTITY_DATA_KEYS = frozenset({"memory_budget", "cache_dir"})
 # How often a run reports and checkpoints, not what it computes: also left out.
@@ -135,12 +107,12 @@ IDENTITY_ALIASES = {("train", "deterministic", "auto"): True}
 
 class ModelSpec(_Strict):
     name: str = Field("tiny_cnn", description="registry name, or timm:NAME for any timm model")
-    pool: Literal["avg", "max"] = "avg"
+    pool: Literal["avg", "max"] = Field("avg", description="global pooling before the head")
     stem: Literal["imagenet", "cifar"] = Field(
         "imagenet", description="cifar: 3x3 stride-1 stem, no max-pool"
     )
     freeze: int = Field(0, ge=0, description="number of early stages whose weights are frozen")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the final linear layer")
     pretrained: str | None = Field(
         None, description="null, a local weights file (relative to the sweep file), or 'imagenet'"
     )
@@ -157,25 +129,33 @@ class CheckpointSpec(_Strict):
 
 
 class TrainSpec(_Strict):
-    epochs: int = Field(5, ge=1)
-    batch_size: int = Field(64, ge=1)
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = Field(0.05, gt=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    nesterov: bool = False
-    weight_decay: float = Field(5e-4, ge=0.0)
-    schedule: Literal["none", "step", "cosine", "onecycle"] = "cosine"
+    epochs: int = Field(5, ge=1, description="passes over the training split")
+    batch_size: int = Field(
+        64, ge=1, description="images per optimizer batch (a data-parallel run's global batch)"
+    )
+    optimizer: Literal["sgd", "adam", "adamw"] = Field(
+        "sgd", description="sgd (with momentum, nesterov), adam or adamw"
+    )
+    lr: float = Field(0.05, gt=0.0, description="peak learning rate (not scaled with processes)")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
+    nesterov: bool = Field(False, description="SGD with Nesterov momentum")
+    weight_decay: float = Field(
+        5e-4, ge=0.0, description="L2 penalty (SGD, Adam) or decoupled weight decay (AdamW)"
+    )
+    schedule: Literal["none", "step", "cosine", "onecycle"] = Field(
+        "cosine", description="learning-rate schedule over the run (step: step_size, gamma)"
+    )
     warmup_epochs: float = Field(
         0.0, ge=0.0, description="linear warm-up; capped at half the run when epochs is smaller"
     )
     step_size: int = Field(30, ge=1, description="epochs between lr drops (schedule: step)")
-    gamma: float = Field(0.1, gt=0.0, le=1.0)
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    gamma: float = Field(0.1, gt=0.0, le=1.0, description="lr factor at each drop (schedule: step)")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="label smoothing of the training loss")
     grad_accum: int = Field(1, ge=1, description="optimizer step every this many batches")
     grad_clip: float | None = Field(None, gt=0.0, description="clip the global grad norm to this value")
     amp: Literal["auto", "on", "off"] = Field("auto", description="auto: bf16 on CUDA, off on CPU")
     channels_last: Literal["auto", "on", "off"] = Field("auto", description="auto: on for CUDA conv nets")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU")
     deterministic: Literal["auto"] | bool = Field(
         "auto",
         description="auto: deterministic (bitwise) on CPU, cuDNN autotuning on CUDA; true: deterministic "
@@ -183,11 +163,15 @@ class TrainSpec(_Strict):
     )
     compile: bool = Field(False, description="torch.compile the model for training (compile time kept apart)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null leaves torch's default")
-    best_metric: Literal["val_acc", "val_loss"] = "val_acc"
+    best_metric: Literal["val_acc", "val_loss"] = Field(
+        "val_acc", description="which epoch's weights are `best`: highest val_acc or lowest val_loss"
+    )
     log_every: int = Field(
         50, ge=1, description="steps between reads of the running loss/accuracy (the only device syncs)"
     )
-    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    checkpoint: CheckpointSpec = Field(
+        default_factory=CheckpointSpec, description="when a run writes its checkpoints (not part of its id)"
+    )
     ema: EmaSpec | None = Field(None, description="weights EMA; null: off")
     early_stopping: EarlyStoppingSpec | None = Field(None, description="null: train every epoch")
     keep_checkpoints: Literal["both", "best", "last"] = Field(
@@ -203,15 +187,25 @@ class TrainSpec(_Strict):
 
 
 class EvalSpec(_Strict):
-    batch_size: int = Field(256, ge=1)
-    checkpoint: Literal["best", "last"] = "best"
+    batch_size: int = Field(256, ge=1, description="images per evaluation batch")
+    checkpoint: Literal["best", "last"] = Field(
+        "best", description="which weights are evaluated on the test split"
+    )
 
 
 class WrittenPath(_Strict):
     """A relative path as the sweep file (or `--set`) wrote it, and the path it resolved to."""
 
-    written: str
-    resolved: str
+    written: str = Field(description="the path as the sweep file (or --set) wrote it")
+    resolved: str = Field(description="the absolute path it resolved to")
+
+
+# The sections a sweep file and a run's spec share.
+DATA_DOC = "what the run trains and tests on (dataset kind, folder, splits, size)"
+MODEL_DOC = "the network: a registry name or timm:NAME, and how it is built"
+TRAIN_DOC = "how the run trains: epochs, batch, optimizer, schedule, precision, device"
+EVAL_DOC = "how the test split is evaluated"
+SEED_DOC = "model init, data order and augmentation (0 ≤ seed < 2^63); the split has its own seed"
 
 
 RECIPE_HELP = "a named recipe (config/recipes/NAME.yaml): sets data.augment and its train keys; null: none"
@@ -227,11 +221,11 @@ class RunSpec(_Strict):
             recipe_settings(name)  # ValueError naming the known ones
         return name
 
-    data: DataSpec = Field(default_factory=DataSpec)
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    eval: EvalSpec = Field(default_factory=EvalSpec)
-    seed: int = Field(0, ge=0, le=SEED_MAX)
+    data: DataSpec = Field(default_factory=DataSpec, description=DATA_DOC)
+    model: ModelSpec = Field(default_factory=ModelSpec, description=MODEL_DOC)
+    train: TrainSpec = Field(default_factory=TrainSpec, description=TRAIN_DOC)
+    eval: EvalSpec = Field(default_factory=EvalSpec, description=EVAL_DOC)
+    seed: int = Field(0, ge=0, le=SEED_MAX, description=SEED_DOC)
     recipe: str | None = Field(None, description=RECIPE_HELP)
     written_paths: dict[str, WrittenPath] = Field(
         default_factory=dict,
@@ -351,7 +345,10 @@ class ExecutorSpec(_Strict):
     address: str | None = Field(
         None, description="ray: null starts a local Ray sized to this machine; 'auto' or HOST:PORT joins one"
     )
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    resources: ResourcesSpec = Field(
+        default_factory=ResourcesSpec,
+        description="what one run asks for: CPUs, GPUs, data-parallel processes",
+    )
     max_retries: int = Field(
         2, ge=0, le=100, description="ray: re-runs of a run whose worker or node died (resumes from `last`)"
     )
@@ -366,7 +363,9 @@ class ExecutorSpec(_Strict):
 class TuneParam(_Strict):
     """One dimension of a `tune.space`: a distribution over the value of a dotted run-spec key."""
 
-    type: Literal["loguniform", "uniform", "int", "categorical"]
+    type: Literal["loguniform", "uniform", "int", "categorical"] = Field(
+        description="the distribution; categorical takes `choices`, the others `low` and `high`"
+    )
     low: float | None = Field(None, description="lower bound (loguniform, uniform, int)")
     high: float | None = Field(None, description="upper bound, inclusive (loguniform, uniform, int)")
     choices: list[str | int | float | bool | None] | None = Field(None, description="categorical values")
@@ -400,8 +399,15 @@ class TuneSpec(_Strict):
         None, ge=1, description="optional cap on training epochs spent by all trials of one cell"
     )
     metric: Literal["val_acc", "val_loss"] = Field("val_acc", description="validation split only")
-    pruner: Literal["median", "successive_halving", "none"] = "median"
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=100)
+    pruner: Literal["median", "successive_halving", "none"] = Field(
+        "median", description="stops weak trials early on the per-epoch validation metric"
+    )
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2],
+        min_length=1,
+        max_length=100,
+        description="seeds of the final runs of each compared cell's best configuration",
+    )
     storage: str | None = Field(None, description="SQLite file; null: <sweep>/tune/optuna.db")
 
     @field_validator("seeds")
@@ -433,31 +439,45 @@ class MlflowSpec(_Strict):
 class TrackingSpec(_Strict):
     """`tracking:` in a sweep file. Not part of any run's identity."""
 
-    mlflow: MlflowSpec | None = None
+    mlflow: MlflowSpec | None = Field(None, description="mirror every run into MLflow; null: no tracking")
 
 
 class SweepConfig(_Strict):
     """A whole sweep file: base settings plus a grid of dotted keys mapped to lists of values."""
 
-    name: str = Field(..., min_length=1, max_length=1000)
+    name: str = Field(
+        ..., min_length=1, max_length=1000, description="the sweep's name: its folder is <output_dir>/<name>/"
+    )
     output_dir: str = Field("results", description="where <name>/ goes; relative to the sweep file")
-    data: DataSpec = Field(default_factory=DataSpec)
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    eval: EvalSpec = Field(default_factory=EvalSpec)
-    seed: int = Field(0, ge=0, le=SEED_MAX)
+    data: DataSpec = Field(default_factory=DataSpec, description=DATA_DOC)
+    model: ModelSpec = Field(default_factory=ModelSpec, description=MODEL_DOC)
+    train: TrainSpec = Field(default_factory=TrainSpec, description=TRAIN_DOC)
+    eval: EvalSpec = Field(default_factory=EvalSpec, description=EVAL_DOC)
+    seed: int = Field(0, ge=0, le=SEED_MAX, description=SEED_DOC)
     recipe: str | None = Field(None, description=RECIPE_HELP)
     max_runs: int = Field(
         DEFAULT_MAX_RUNS, ge=1, description="refuse a grid whose product has more runs than this"
     )
-    grid: dict[str, list[Any]] = Field(default_factory=dict)
-    exclude: list[dict[str, Any]] = Field(default_factory=list)
-    profile: ProfileSpec | None = None
-    explain: ExplainSpec | None = None
-    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
-    tune: TuneSpec | None = None
-    tracking: TrackingSpec | None = None
-    map: MapSpec | None = None
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="dotted key -> list of values; the runs are the cartesian product of the lists",
+    )
+    exclude: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="partial specs (dotted key -> value): grid runs matching one are left out",
+    )
+    profile: ProfileSpec | None = Field(None, description="profile every completed run (null: no profiling)")
+    explain: ExplainSpec | None = Field(
+        None, description="explain every completed run (null: no explanations)"
+    )
+    executor: ExecutorSpec = Field(
+        default_factory=ExecutorSpec, description="where runs execute (local or Ray); not part of any run id"
+    )
+    tune: TuneSpec | None = Field(
+        None, description="tune every compared cell with the same budget, then repeat its best over seeds"
+    )
+    tracking: TrackingSpec | None = Field(None, description="mirror runs into MLflow; not part of any run id")
+    map: MapSpec | None = Field(None, description="map every completed raster_patches run (null: no maps)")
     # dotted key -> {resolved path: path as written}, filled by sweep/paths.py (for RunSpec.written_paths,
     # grid labels and --dry-run); not a key of the file.
     _written_paths: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)

@@ -15,12 +15,12 @@ STAGE_DEVICE = "null: the device the run trained on (archbench.stages.base owns 
 class ProfileSpec(_Strict):
     """`profile:` in a sweep file: measure every completed run (record block `stages.profile`)."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="false: keep the section but do not profile")
     resolutions: list[int] | None = Field(None, description="null: the run's own resolution")
     batch_sizes: list[int] = Field(
         default_factory=lambda: [1, 64], description="latency at the first, throughput at the last"
     )
-    warmup: int = Field(3, ge=0)
+    warmup: int = Field(3, ge=0, description="untimed iterations before timing")
     iters: int = Field(10, ge=1, description="timed calls per measurement at least; below 10 a row is noisy")
     budget_s: float = Field(
         1.0,
@@ -41,17 +41,22 @@ _DEFAULT_METHODS: tuple[ExplainMethod, ...] = ("gradcam", "ig", "saliency")
 class ExplainSpec(_Strict):
     """`explain:` in a sweep file: explanations on the same test images for every model."""
 
-    enabled: bool = True
-    methods: list[ExplainMethod] = Field(default_factory=lambda: list(_DEFAULT_METHODS))
-    images: int = Field(8, ge=1, le=256)
-    select: Literal["mistakes", "correct", "random", "per-class"] = "random"
-    seed: int = Field(0, ge=0, le=SEED_MAX)
+    enabled: bool = Field(True, description="false: keep the section but do not explain")
+    methods: list[ExplainMethod] = Field(
+        default_factory=lambda: list(_DEFAULT_METHODS),
+        description="gradcam, ig (integrated gradients), saliency, attention (ViT attention rollout)",
+    )
+    images: int = Field(8, ge=1, le=256, description="test images explained, the same ones for every model")
+    select: Literal["mistakes", "correct", "random", "per-class"] = Field(
+        "random", description="which test images are chosen"
+    )
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="seed of the image choice")
 
 
 class MapSpec(_Strict):
     """`map:` in a sweep file: a land-cover map per completed raster_patches run (block `stages.map`)."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="false: keep the section but do not map")
     scene: str | None = Field(None, description="scene YAML to map; null: the scene each run trained on")
     root: str | None = Field(None, description="folder of the scene's rasters (overrides the scene's root)")
     rf: bool = Field(False, description="also fit, map and score the Random-Forest baseline")

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from archbench.config import parse_bytes
 from archbench.data.registry import Split
 from archbench.engine.augment import BatchSource, DeviceSplit, as_tensor
+from archbench.util.units import parse_bytes
 
 PATHS = ("device-resident", "host-mapped", "streamed")
 READ_AHEAD = 4  # batches read ahead of the one being trained on

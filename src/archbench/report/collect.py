@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -126,6 +127,7 @@ class StageTable:
     header: list[str]
     rows: list[list[str]]
     truncated: bool = False
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)  # column -> label, scale, digits
 
 
 @dataclass
@@ -151,6 +153,7 @@ class ReportData:
     stages: list[StageSection]
     warnings: list[str] = field(default_factory=list)
     outside_plan: int = 0  # run folders left out because their sweep's current plan does not list them
+    successes: list[str] = field(default_factory=list)  # good news the report states (every number verified)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -343,10 +346,30 @@ def load_stage_section(sweep_dir: Path, folder: Path) -> StageSection:
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             section.problems.append(f"{label}: {path.name}: {exc}")
             continue
-        section.tables.append(StageTable(str(tab.get("title") or path.stem), path, header, rows, truncated))
+        columns = _column_formats(tab.get("columns"))
+        section.tables.append(
+            StageTable(str(tab.get("title") or path.stem), path, header, rows, truncated, columns)
+        )
     section.notes = [str(n) for n in (index.get("notes") or []) if n is not None]
     section.protocol = str(index["protocol"]) if index.get("protocol") else None
     return section
+
+
+def _column_formats(raw: Any) -> dict[str, dict[str, Any]]:
+    """An index table's `columns` (see StageIndex.Column), keeping only well-formed entries: a stage's
+    files are read, never trusted, and a bad entry only loses its formatting."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in (raw if isinstance(raw, dict) else {}).items():
+        if not isinstance(spec, dict):
+            continue
+        label, scale, digits = spec.get("label"), spec.get("scale", 1.0), spec.get("digits")
+        ok_scale = isinstance(scale, int | float) and not isinstance(scale, bool) and math.isfinite(scale)
+        ok_digits = digits is None or (
+            isinstance(digits, int) and not isinstance(digits, bool) and 0 <= digits <= 12
+        )
+        if ok_scale and ok_digits and (label is None or isinstance(label, str)):
+            out[str(name)] = {"label": label, "scale": float(scale), "digits": digits}
+    return out
 
 
 def _stage_sort_key(name: str) -> tuple[int, str]:
@@ -422,7 +445,7 @@ def collect(path: Path, every_run: bool = False) -> ReportData:
             + ", ".join(legacy)
         )
     if verified and not unverified and not legacy:
-        data.warnings.append(
+        data.successes.append(
             f"Every number in this report verified: the {verified} completed run(s) it uses match the "
             "sha256 of their checkpoints, predictions and history, and every metric recomputes from "
             "predictions.npz (archbench verify)."

@@ -29,7 +29,7 @@ class Block:
     text: str = ""
     level: int = 2
     anchor: str = ""
-    severity: str = ""  # banners: "error" | "warning" | "info"
+    severity: str = ""  # banners: "error" | "warning" | "info" | "success"
     table: Table | None = None
     figure: FigureFile | None = None
     items: list[str] = field(default_factory=list)
@@ -109,6 +109,8 @@ def banners(a: Analysis) -> list[Block]:
         out.append(Block("banner", "No completed run: there is nothing to aggregate yet.", severity="error"))
     for w in a.data.warnings:
         out.append(Block("banner", w, severity="warning"))
+    for ok in a.data.successes:  # shown as good news, never in a warning's box
+        out.append(Block("banner", ok, severity="success"))
     return out
 
 
@@ -245,7 +247,7 @@ def _stage_sections(w: _Writer, a: Analysis) -> None:
             )
         for j, st in enumerate(section.tables):
             note = f"first {len(st.rows)} rows shown" if st.truncated else ""
-            w.add_table(stage_table(f"{stem}_table_{j}", st.title, st.header, st.rows, note))
+            w.add_table(stage_table(f"{stem}_table_{j}", st.title, st.header, st.rows, note, st.columns))
         if section.problems:
             w.items("Problems with this stage's index", list(section.problems))
 

@@ -32,13 +32,18 @@ padding-bottom:.2rem}h3{font-size:1rem}
 .subtitle{color:#444;margin:0 0 1rem}
 .banner{border:3px solid #111;padding:.6rem .9rem;margin:.6rem 0;font-weight:600}
 .banner.error{background:#ffe9e6;border-color:#a00}.banner.warning{background:#fff6d6;border-color:#8a6d00}
-.banner.info{background:#eef4ff}
+.banner.info{background:#eef4ff}.banner.success{background:#e9f6ec;border-color:#1e6b34;font-weight:500}
+.banner.success::before{content:"\\2713  ";font-weight:700}
 nav{font-size:.9rem;margin:1rem 0}nav a{margin-right:.9rem}
-.scroll{overflow-x:auto;margin:.4rem 0 .2rem}
+.scroll{overflow-x:auto;max-width:100%;margin:.4rem 0 .2rem;
+background:linear-gradient(90deg,#fff 30%,rgba(255,255,255,0)) left/2rem 100% no-repeat local,
+linear-gradient(270deg,#fff 30%,rgba(255,255,255,0)) right/2rem 100% no-repeat local,
+linear-gradient(90deg,rgba(0,0,0,.18),rgba(0,0,0,0)) left/.6rem 100% no-repeat scroll,
+linear-gradient(270deg,rgba(0,0,0,.18),rgba(0,0,0,0)) right/.6rem 100% no-repeat scroll}
 table{border-collapse:collapse;font-size:.82rem}
 th,td{padding:.25rem .55rem;border-bottom:1px solid #ccc;text-align:left;vertical-align:top;
 white-space:nowrap}
-td.long{white-space:normal;min-width:20rem;max-width:40rem}
+td.long{white-space:normal;overflow-wrap:anywhere;min-width:14rem;max-width:36rem}
 thead th{border-top:2px solid #111;border-bottom:1.5px solid #111;background:#f4f4f4;cursor:pointer;
 white-space:nowrap;user-select:none}
 tbody tr:last-child td{border-bottom:2px solid #111}
@@ -47,7 +52,8 @@ th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after
 .tcaption{font-weight:600;margin-top:1.2rem}.note{color:#444;font-size:.82rem;max-width:60rem}
 figure{margin:1.4rem 0}figure img{max-width:100%;height:auto;border:1px solid #ddd}
 figcaption{font-size:.85rem;color:#333;max-width:60rem}
-@media print{thead th{background:none}.banner{background:none!important}nav{display:none}}
+@media print{thead th{background:none}.banner{background:none!important}nav{display:none}
+.scroll{overflow:visible;background:none}th,td{white-space:normal;overflow-wrap:anywhere}}
 """
 
 # Sorts any table.sortable by the clicked column: numbers by value, text by locale; blanks last.
@@ -115,7 +121,7 @@ def _block(b: Block) -> str:
     if b.kind == "text":
         return f"<p>{escape(b.text)}</p>"
     if b.kind == "banner":
-        role = "alert" if b.severity == "error" else "note"
+        role = {"error": "alert", "success": "status"}.get(b.severity, "note")
         return f'<div class="banner {escape(b.severity)}" role="{role}">{escape(b.text)}</div>'
     if b.kind == "list":
         items = "".join(f"<li>{escape(i)}</li>" for i in b.items)

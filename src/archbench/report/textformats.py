@@ -118,7 +118,7 @@ def _md_block(b: Block) -> str:
     if b.kind == "text":
         return _md_text(b.text) + "\n"
     if b.kind == "banner":
-        label = {"error": "WARNING", "warning": "CAUTION"}.get(b.severity, "NOTE")
+        label = {"error": "WARNING", "warning": "CAUTION", "success": "✓ VERIFIED"}.get(b.severity, "NOTE")
         return f"> **{label}:** {_md_text(b.text)}\n"
     if b.kind == "list":
         return f"**{_md_text(b.text)}**\n\n" + "".join(f"- {_md_text(i)}\n" for i in b.items)

@@ -34,33 +34,33 @@ Status = Literal["running", "completed", "failed", "killed", "pruned"]  # pruned
 class EpochStats(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    epoch: int
+    epoch: int = Field(description="1-based epoch number")
     step: int = Field(description="global optimizer-batch count at the end of this epoch")
-    train_loss: float
-    train_acc: float
-    val_loss: float
-    val_acc: float
-    lr: float
-    seconds: float
-    images_per_s: float
+    train_loss: float = Field(description="mean training loss of the epoch")
+    train_acc: float = Field(description="training accuracy of the epoch (augmented batches), a fraction")
+    val_loss: float = Field(description="validation loss after the epoch")
+    val_acc: float = Field(description="validation accuracy after the epoch, a fraction")
+    lr: float = Field(description="learning rate at the end of the epoch")
+    seconds: float = Field(description="training seconds of the epoch (compile time excluded)")
+    images_per_s: float = Field(description="training images per second over the epoch")
 
 
 class Metrics(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     top1: float = Field(description="test accuracy as a fraction")
-    top5: float | None = None
-    loss: float
-    precision_macro: float
-    recall_macro: float
-    f1_macro: float
-    precision_weighted: float
-    recall_weighted: float
-    f1_weighted: float
-    kappa: float
-    per_class_accuracy: list[float | None]
-    confusion_matrix: list[list[int]]
-    n_test: int
+    top5: float | None = Field(None, description="top-5 accuracy (null with fewer than 6 classes)")
+    loss: float = Field(description="test cross-entropy, computed in float64 from the logits")
+    precision_macro: float = Field(description="unweighted mean of the per-class precisions")
+    recall_macro: float = Field(description="unweighted mean of the per-class recalls")
+    f1_macro: float = Field(description="unweighted mean of the per-class F1 scores")
+    precision_weighted: float = Field(description="per-class precision weighted by class support")
+    recall_weighted: float = Field(description="per-class recall weighted by class support")
+    f1_weighted: float = Field(description="per-class F1 weighted by class support")
+    kappa: float = Field(description="Cohen's kappa")
+    per_class_accuracy: list[float | None] = Field(description="accuracy per class (null: class absent)")
+    confusion_matrix: list[list[int]] = Field(description="counts, rows true class, columns predicted")
+    n_test: int = Field(description="test examples evaluated")
     checkpoint: str = Field(description="which checkpoint was evaluated: best or last")
 
 
@@ -93,21 +93,26 @@ class StageBlock(BaseModel):
     error: str | None = Field(None, description="why the stage failed for this run (it is retried)")
 
 
+def _opt(description: str) -> Any:
+    """An optional stage-block field (None until the stage sets it), with what it holds."""
+    return Field(None, description=description)
+
+
 class ProfileHeadline(StageBlock):
     """The profile numbers copied from the run's own resolution to the top of its block (what `ls` shows)."""
 
-    params_total: int | None = None
-    params_trainable: int | None = None
-    flops: float | None = None
-    macs: float | None = None
-    gmacs: float | None = None
-    gflops: float | None = None
-    latency_ms_p50: float | None = None
-    latency_ms_p90: float | None = None
-    throughput_img_s: float | None = None
-    train_step_ms: float | None = None
-    train_throughput_img_s: float | None = None
-    peak_memory_mb: float | None = None
+    params_total: int | None = _opt("parameters")
+    params_trainable: int | None = _opt("parameters that train (not frozen)")
+    flops: float | None = _opt("FLOPs per image (2 per multiply-add), batch 1")
+    macs: float | None = _opt("multiply-adds per image")
+    gmacs: float | None = _opt("macs / 1e9")
+    gflops: float | None = _opt("flops / 1e9")
+    latency_ms_p50: float | None = _opt("median latency at batch 1 (ms)")
+    latency_ms_p90: float | None = _opt("90th-percentile latency at batch 1 (ms)")
+    throughput_img_s: float | None = _opt("inference images/s at the largest batch")
+    train_step_ms: float | None = _opt("one training step at the largest batch (ms)")
+    train_throughput_img_s: float | None = _opt("training images/s at the largest batch")
+    peak_memory_mb: float | None = _opt("peak memory (CUDA allocator, or a CPU subprocess's RSS), MB")
 
 
 PROFILE_HEADLINE_KEYS = tuple(k for k in ProfileHeadline.model_fields if k not in StageBlock.model_fields)
@@ -116,41 +121,45 @@ PROFILE_SUMMARY_KEYS = ("gmacs", "latency_ms_p50", "throughput_img_s", "peak_mem
 
 
 class ProfileBlock(ProfileHeadline):
-    resolution: int | list[int] | None = None
-    per_resolution: list[dict[str, Any]] = Field(default_factory=list)
-    training: dict[str, Any] | None = None
-    amp: str | None = None
-    channels_last: bool | None = None
-    settings: dict[str, Any] | None = None
-    summary_error: str | None = None
+    resolution: int | list[int] | None = _opt("the run's own input size (px)")
+    per_resolution: list[dict[str, Any]] = Field(
+        default_factory=list, description="the same measurements for every profiled resolution"
+    )
+    training: dict[str, Any] | None = _opt("the run's own training cost: wall time, images/s, time to best")
+    amp: str | None = _opt("autocast used while measuring")
+    channels_last: bool | None = _opt("memory format used while measuring")
+    settings: dict[str, Any] | None = _opt("the profile: settings measured with")
+    summary_error: str | None = _opt("why the sweep-level summary could not be written")
 
 
 class ExplainBlock(StageBlock):
-    selection: dict[str, Any] | None = None
-    target: str | None = None
-    input_size: list[int] | None = None
-    seconds: float | None = None
-    methods_run: list[str] = Field(default_factory=list)
-    methods: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    skipped: dict[str, Any] = Field(default_factory=dict)
-    errors: dict[str, Any] = Field(default_factory=dict)
-    paths: dict[str, str] | None = None
-    error_analysis: dict[str, Any] | None = None
-    figures_error: str | None = None
+    selection: dict[str, Any] | None = _opt("which test images were explained (shared by every run)")
+    target: str | None = _opt("the class each heatmap explains (the prediction)")
+    input_size: list[int] | None = _opt("input size of the explained images")
+    seconds: float | None = _opt("time spent explaining")
+    methods_run: list[str] = Field(default_factory=list, description="methods that produced heatmaps")
+    methods: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per method: its details")
+    skipped: dict[str, Any] = Field(default_factory=dict, description="method -> why it was skipped")
+    errors: dict[str, Any] = Field(default_factory=dict, description="method -> the error it raised")
+    paths: dict[str, str] | None = _opt("files written (heatmaps.npz), relative to the run folder")
+    error_analysis: dict[str, Any] | None = _opt("per-class accuracy, confused pairs, calibration")
+    figures_error: str | None = _opt("why the sweep's figures could not be drawn")
 
 
 class MapBlock(StageBlock):
-    scene: dict[str, Any] | None = None
-    map_path: str | None = None
-    map_file: str | None = None
-    checkpoint: str | None = None
-    checkpoint_sha256: str | None = None
-    class_values: list[int] | None = None
-    class_names: list[str] | None = None
-    scores: dict[str, Any] = Field(default_factory=dict)
-    prediction: dict[str, Any] | None = None
-    baselines: dict[str, Any] | None = None
-    created_at: str | None = None
+    scene: dict[str, Any] | None = _opt("the scene mapped: name, file, grid")
+    map_path: str | None = _opt("the map GeoTIFF")
+    map_file: str | None = _opt("its file name in the map folder")
+    checkpoint: str | None = _opt("which checkpoint mapped it")
+    checkpoint_sha256: str | None = _opt("sha256 of that checkpoint")
+    class_values: list[int] | None = _opt("raster value of each class")
+    class_names: list[str] | None = _opt("class names in output order")
+    scores: dict[str, Any] = Field(
+        default_factory=dict, description="per scored subset: OA, kappa, per-class F1, confusion matrix"
+    )
+    prediction: dict[str, Any] | None = _opt("how it was predicted: windows, pixels/s")
+    baselines: dict[str, Any] | None = _opt("the Random-Forest baseline's scores (map.rf)")
+    created_at: str | None = _opt("ISO 8601 time the map was written")
 
 
 STAGE_BLOCKS: dict[str, type[StageBlock]] = {
@@ -175,10 +184,20 @@ class StageIndex(BaseModel):
         path: str
         caption: str = ""
 
+    class Column(BaseModel):
+        """How the report shows one CSV column: its header with the unit, the factor the raw value is
+        multiplied by (100: a fraction shown in %), the decimals. The CSV keeps the raw values."""
+
+        model_config = ConfigDict(extra="allow")
+        label: str | None = None
+        scale: float = 1.0
+        digits: int | None = Field(None, ge=0, le=12)
+
     class Table(BaseModel):
         model_config = ConfigDict(extra="allow")
         title: str = ""
         csv: str
+        columns: dict[str, StageIndex.Column] | None = None
 
     title: str
     figures: list[Figure] = Field(default_factory=list)
@@ -195,32 +214,34 @@ class StageIndex(BaseModel):
 class RunRecord(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    schema_version: int = SCHEMA_VERSION
-    run_id: str
-    sweep: str
-    status: Status
-    spec: RunSpec
-    spec_hash: str
-    axes: dict[str, Any] = Field(default_factory=dict)
-    seed: int
-    failure_reason: str | None = None
-    failure_detail: str | None = None
+    schema_version: int = Field(SCHEMA_VERSION, description="record format version (older ones migrate)")
+    run_id: str = Field(description="readable slug of the grid values + 10 hex digits of the spec hash")
+    sweep: str = Field(description="the sweep's name")
+    status: Status = Field(description="running, completed, failed, killed, or pruned (tuning trials)")
+    spec: RunSpec = Field(description="the fully resolved configuration the run trained with")
+    spec_hash: str = Field(description="sha256 of the spec's identity (RunSpec.identity)")
+    axes: dict[str, Any] = Field(default_factory=dict, description="the grid values of this run")
+    seed: int = Field(description="the run's seed")
+    failure_reason: str | None = Field(None, description="why the run failed: non_finite_loss@17, oom, …")
+    failure_detail: str | None = Field(None, description="the error message behind the reason")
     data: dict[str, Any] | None = Field(None, description="dataset summary incl. fingerprint and class names")
-    data_fingerprint: str | None = None
-    class_names: list[str] | None = None
-    code_version: dict[str, Any] = Field(default_factory=dict)
-    libraries: dict[str, str] = Field(default_factory=dict)
-    device: dict[str, Any] = Field(default_factory=dict)
-    host: dict[str, Any] = Field(default_factory=dict)
-    started_at: str | None = None
-    ended_at: str | None = None
-    train_seconds: float | None = None
-    resumes: int = 0
-    events: list[dict[str, Any]] = Field(default_factory=list)
-    history: list[EpochStats] = Field(default_factory=list)
-    best: dict[str, Any] | None = None
-    metrics: Metrics | None = None
-    params: dict[str, int] | None = None
+    data_fingerprint: str | None = Field(None, description="sha256 over every split's pixels and labels")
+    class_names: list[str] | None = Field(None, description="class names in output order")
+    code_version: dict[str, Any] = Field(default_factory=dict, description="archbench version, git commit")
+    libraries: dict[str, str] = Field(default_factory=dict, description="versions of torch, numpy, …")
+    device: dict[str, Any] = Field(default_factory=dict, description="device, threads, precision as resolved")
+    host: dict[str, Any] = Field(default_factory=dict, description="hostname, platform (and Ray node)")
+    started_at: str | None = Field(None, description="ISO 8601 time the run (first) started")
+    ended_at: str | None = Field(None, description="ISO 8601 time the run ended")
+    train_seconds: float | None = Field(None, description="seconds spent in the training loops")
+    resumes: int = Field(0, description="how many times the run resumed from a checkpoint")
+    events: list[dict[str, Any]] = Field(default_factory=list, description="resumes, set-asides, retries")
+    history: list[EpochStats] = Field(default_factory=list, description="one entry per finished epoch")
+    best: dict[str, Any] | None = Field(
+        None, description="the epoch whose weights are best.pt, and its metric"
+    )
+    metrics: Metrics | None = Field(None, description="test metrics of the evaluated checkpoint")
+    params: dict[str, int] | None = Field(None, description="total and trainable parameter counts")
     model_build: dict[str, Any] = Field(
         default_factory=dict,
         description="how the network was built for this run's input: a ViT's input_size, native_input_size, "
@@ -229,7 +250,7 @@ class RunRecord(BaseModel):
     distributed: DistributedBlock | None = Field(
         None, description="data-parallel training: backend, world size, global and per-rank batch, lr rule"
     )
-    checkpoint_sha256: str | None = None
+    checkpoint_sha256: str | None = Field(None, description="sha256 of the evaluated checkpoint")
     artifacts: dict[str, str] = Field(
         default_factory=dict,
         description="sha256 of every file the record vouches for, by path relative to the run folder "

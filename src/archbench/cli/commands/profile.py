@@ -43,7 +43,12 @@ def _ints(text: str, option: str) -> list[int]:
 
 # The longer options, named once here so the command's signature reads as a list.
 Models = Annotated[
-    list[str], typer.Argument(help="model names: archbench's (resnet50, vit_b_16...) or timm:NAME")
+    list[str],
+    typer.Argument(
+        metavar="MODEL|RUN_DIR|SWEEP_DIR",
+        help="model names (archbench's, e.g. resnet50, vit_b_16, or timm:NAME), run folders or sweep "
+        "folders (or an output_dir holding sweeps): a folder profiles exactly what its runs trained",
+    ),
 ]
 Resolutions = Annotated[
     str | None,
@@ -137,7 +142,8 @@ def command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
     record: Record = False,
 ) -> None:
-    """Params, MACs/FLOPs, latency, throughput, training step and peak memory of models, one row per size.
+    """Params, MACs/FLOPs, latency, throughput, training step and peak memory of models (by name, or those
+    of run and sweep folders), one row per size.
 
     Given run or sweep folders, profiles exactly what each run trained (read-only); with `--record` and one
     sweep folder, runs the sweep's profile stage through the stage driver instead.

@@ -9,9 +9,9 @@ from archbench.report.figures.base import (
     new_figure,
     pct_or_nan,
     render,
-    series_style,
     shown_rows,
 )
+from archbench.util.figstyle import series_style
 
 MAX_CURVES_PER_PANEL = 6
 MAX_CURVE_ROWS = 3  # more groups than this: one summary row instead of a row per group

@@ -40,8 +40,6 @@ STYLE: dict[str, Any] = {
     "svg.fonttype": "none",
     "svg.hashsalt": "archbench-report",
 }
-MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "<", ">", "h", "p")
-LINESTYLES = ("-", "--", ":", "-.")
 MAX_FIGURE_ROWS = 30  # one-row-per-configuration figures beyond this show the best and the worst half each
 
 
@@ -66,17 +64,6 @@ class FigureFile:
     caption: str
     png: bytes
     svg: bytes
-
-
-def series_style(i: int) -> dict[str, Any]:
-    """Style of the i-th configuration (rank order), the same in every figure."""
-    return {
-        "color": "black",
-        "marker": MARKERS[i % len(MARKERS)],
-        "linestyle": LINESTYLES[(i // 3) % len(LINESTYLES)],
-        "markerfacecolor": "white" if (i // len(MARKERS)) % 2 else "black",
-        "markeredgecolor": "black",
-    }
 
 
 @contextmanager

@@ -13,9 +13,9 @@ from archbench.report.figures.base import (
     new_figure,
     pct_or_nan,
     render,
-    series_style,
 )
 from archbench.report.stats import pareto_front
+from archbench.util.figstyle import series_style
 
 MAX_POINT_LABELS = 20  # scatter plots label every point up to this many configurations
 

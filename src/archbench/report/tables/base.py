@@ -104,11 +104,69 @@ def _union(rows: list[dict[str, Any]]) -> list[str]:
     return list(out)
 
 
-def stage_table(name: str, title: str, header: list[str], body: list[list[str]], note: str = "") -> Table:
+def stage_table(
+    name: str,
+    title: str,
+    header: list[str],
+    body: list[list[str]],
+    note: str = "",
+    formats: dict[str, dict[str, Any]] | None = None,
+) -> Table:
+    """A table of a stage's CSV: shown with each column's header and unit from `formats` (the stage's
+    index.json) and its numbers rounded (`stage_cell`); its CSV is the stage's, value for value."""
     width = max([len(header)] + [len(r) for r in body]) if header or body else 0
     columns = list(header) + [f"column {i + 1}" for i in range(len(header), width)]
-    rows = [[Cell(str(v)) for v in list(r) + [""] * (width - len(r))] for r in body]
-    return Table(name, title, columns, rows, note=note)
+    raw = [[str(v) for v in list(r) + [""] * (width - len(r))] for r in body]
+    formats = formats or {}
+    shown = [str((formats.get(c) or {}).get("label") or c) for c in columns]
+    rows = [[stage_cell(v, formats.get(c)) for c, v in zip(columns, r, strict=True)] for r in raw]
+    csv_rows = [[_csv_number(v) for v in r] for r in raw]
+    return Table(name, title, shown, rows, note=note, csv_columns=columns, csv_rows=csv_rows)
+
+
+def _csv_number(text: str) -> Any:
+    """A stage CSV cell for the report's CSV: a number as a number when it reads back as the same text
+    (so `-0.25` is not taken for a formula and quoted), anything else as text."""
+    for kind in (int, float):
+        try:
+            value = kind(text)
+        except ValueError:
+            continue
+        return value if str(value) == text and math.isfinite(value) else text
+    return text
+
+
+def stage_cell(text: str, fmt: dict[str, Any] | None = None) -> Cell:
+    """A CSV cell as shown: a number scaled and rounded (`fmt`'s scale and digits, else `round_number`),
+    keeping its raw value for sorting and its full text on hover; any other text as it is."""
+    try:
+        value = float(text)
+    except ValueError:
+        return Cell(text)
+    if not math.isfinite(value):
+        return Cell(text)
+    scale = float((fmt or {}).get("scale", 1.0))
+    digits = (fmt or {}).get("digits")
+    is_int = text.strip().lstrip("+-").isdigit() and scale == 1.0
+    shown = value * scale
+    if digits is not None:
+        out = f"{shown:,.{digits}f}"
+    elif is_int:
+        out = f"{int(text):,}"
+    else:
+        out = round_number(shown)
+    return Cell(out, value, title=text if out != text else "")
+
+
+def round_number(x: float) -> str:
+    """A float for reading: four decimals below 1, four significant digits up to 1,000, whole numbers
+    (thousands separated) above; never scientific notation."""
+    a = abs(x)
+    if a >= 1000:
+        return f"{x:,.0f}"
+    if a >= 1:
+        return f"{x:.{3 - int(math.floor(math.log10(a)))}f}"
+    return f"{x:.4f}"
 
 
 # ---------------------------------------------------------------------------------------------- formatting

@@ -16,6 +16,15 @@ from archbench.report.tables.base import (
 )
 
 
+def seeds_paired_text(seeds: list[int]) -> str:
+    """`none`, `1 (seed 0)`, `3 (seeds 0, 1, 2)`: how many seeds both configurations completed, then which
+    (a bare `0` read as "no seeds paired" when it meant seed 0)."""
+    if not seeds:
+        return "none"
+    which = ", ".join(map(str, seeds))
+    return f"{len(seeds)} (seed{'s' if len(seeds) > 1 else ''} {which})"
+
+
 def _comparison_cols(a: Analysis, c: PairComparison) -> list[Col]:
     tests = c.seed_tests
     seeds = [t.seed for t in tests]
@@ -23,7 +32,7 @@ def _comparison_cols(a: Analysis, c: PairComparison) -> list[Col]:
     return [
         Col("A", a.summaries[c.a].label),
         Col("B", a.summaries[c.b].label),
-        shown("paired seeds", len(seeds), ", ".join(map(str, seeds))),
+        shown("seeds paired", len(seeds), seeds_paired_text(seeds)),
         saved("paired seeds", " ".join(map(str, seeds))),
         shown("Δ top-1 A−B (pp)", None if c.diff.mean is None else 100 * c.diff.mean, estimate_text(c.diff)),
         *estimate_cols("delta top-1 A-B", c.diff, 100.0, " (pp)"),

@@ -84,9 +84,13 @@ def _device(dev: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _code(cv: dict[str, Any]) -> str:
+def _code(cv: dict[str, Any], n: int | None = None) -> str:
+    """`archbench 0.1.0, git 3f75313d94ae`: the commit shortened to `n` characters (a `-dirty` mark kept)."""
     parts = [f"archbench {cv['archbench']}"] if cv.get("archbench") else []
-    parts.append(f"git {cv['git_commit']}" if cv.get("git_commit") else "git unknown")
+    commit = str(cv.get("git_commit") or "")
+    if commit and n is not None and len(commit) > n:
+        commit = commit[:n] + ("-dirty" if commit.endswith("-dirty") else "")
+    parts.append(f"git {commit}" if commit else "git unknown")
     return ", ".join(parts)
 
 
@@ -105,7 +109,7 @@ def _provenance_cols(e: RunEntry) -> list[Col]:
         Col("seed", rec.seed),
         hash_col("spec hash", rec.spec_hash),
         hash_col("data fingerprint", rec.data_fingerprint),
-        shown("code version", text=_code(rec.code_version)),
+        shown("code version", text=_code(rec.code_version, 12), title=_code(rec.code_version)),
         saved("archbench", rec.code_version.get("archbench")),
         saved("git commit", rec.code_version.get("git_commit")),
         Col("device", _device(rec.device)),
@@ -122,5 +126,5 @@ def _provenance_cols(e: RunEntry) -> list[Col]:
 
 def provenance_table(a: Analysis) -> Table:
     rows = [_provenance_cols(e) for e in a.data.runs]
-    note = "Hashes shortened to 12 characters here; the CSV holds them in full."
+    note = "Hashes and commits shortened to 12 characters here; the CSV holds them in full."
     return build_table("provenance", "Provenance of every run", rows, columns=PROVENANCE_SHOWN, note=note)

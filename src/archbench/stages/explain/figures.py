@@ -29,6 +29,9 @@ MAX_COLS = 16  # models per grid / error figure
 CELL = 1.7  # inches per grid cell
 DPI = 100
 OVERLAY_ALPHA = 0.45
+# inferno: its lightness rises with the value, so a heatmap reads in black and white (jet's does not)
+HEAT_CMAP = "inferno"
+PERCENT = {"scale": 100.0, "digits": 1}  # a fraction shown in % in the report (StageIndex.Column)
 METHOD_TITLES = {
     "gradcam": "Grad-CAM",
     "ig": "Integrated gradients",
@@ -95,7 +98,7 @@ def _overlay(ax: Any, img: np.ndarray, heat: np.ndarray | None) -> None:
     ax.imshow(shown, cmap=cmap, extent=extent, vmin=0, vmax=1, interpolation="nearest")
     if heat is not None:
         ax.imshow(
-            heat, cmap="jet", alpha=OVERLAY_ALPHA, extent=extent, vmin=0, vmax=1, interpolation="bilinear"
+            heat, cmap=HEAT_CMAP, alpha=OVERLAY_ALPHA, extent=extent, vmin=0, vmax=1, interpolation="bilinear"
         )
     ax.set_xticks([])
     ax.set_yticks([])
@@ -123,8 +126,8 @@ def draw_grid(
             pred = int(col.predicted[r])
             ok = pred == labels[r]
             head = f"{col.label}\n" if r == 0 else ""
-            ax.set_title(
-                f"{head}pred {class_names[pred]} ({col.confidence[r]:.2f})",
+            ax.set_title(  # ✓/✗ as well as the colour: a wrong prediction shows in black and white too
+                f"{head}{'✓' if ok else '✗'} pred {class_names[pred]} ({col.confidence[r]:.2f})",
                 fontsize=7,
                 color="black" if ok else "crimson",
             )
@@ -177,9 +180,7 @@ def _confused_pairs(shown: list[RunView]) -> Any:
     fig, axes = _panels(len(shown), 3.4, 2.6)
     for ax, v in zip(axes, shown, strict=True):
         pairs = v.analysis["confused_pairs"][:5][::-1]
-        ax.barh(
-            [f"{p['true']}→{p['predicted']}" for p in pairs], [p["count"] for p in pairs], color="tab:red"
-        )
+        ax.barh([f"{p['true']}→{p['predicted']}" for p in pairs], [p["count"] for p in pairs], color="0.45")
         ax.set_title(f"{v.label}\n{v.analysis['n_mistakes']} mistakes", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.set_xlabel("images (true→predicted)", fontsize=7)
@@ -192,7 +193,15 @@ def _reliability(shown: list[RunView]) -> Any:
         cal = v.analysis["calibration"]
         edges = np.asarray(cal["bin_edges"])
         acc = [a if a is not None else 0.0 for a in cal["bin_accuracy"]]
-        ax.bar(edges[:-1], acc, width=np.diff(edges), align="edge", edgecolor="black", linewidth=0.4)
+        ax.bar(
+            edges[:-1],
+            acc,
+            width=np.diff(edges),
+            align="edge",
+            color="0.75",
+            edgecolor="black",
+            linewidth=0.4,
+        )
         ax.plot([0, 1], [0, 1], "--", color="gray", linewidth=0.8)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -246,7 +255,7 @@ def _overview(views: list[RunView], sel: Selection) -> list[Column]:
     return cols
 
 
-def _tables(out: Path, views: list[RunView]) -> list[dict[str, str]]:
+def _tables(out: Path, views: list[RunView]) -> list[dict[str, Any]]:
     from archbench.store.results import rows_to_csv
 
     summary, mistakes = [], []
@@ -289,8 +298,21 @@ def _tables(out: Path, views: list[RunView]) -> list[dict[str, str]]:
         {
             "title": "Error analysis per run (best/worst class, most-confused pair, calibration)",
             "csv": "error_analysis.csv",
+            "columns": {
+                "top1": PERCENT | {"label": "top-1 (%)"},
+                "ece": {"label": "ECE", "digits": 3},
+                "mce": {"label": "MCE", "digits": 3},
+                "mistakes": {"label": "mistakes (images)"},
+                "best_class_acc": PERCENT | {"label": "best class accuracy (%)"},
+                "worst_class_acc": PERCENT | {"label": "worst class accuracy (%)"},
+                "most_confused_count": {"label": "most confused (images)"},
+            },
         },
-        {"title": "Most confident mistakes per run", "csv": "confident_mistakes.csv"},
+        {
+            "title": "Most confident mistakes per run",
+            "csv": "confident_mistakes.csv",
+            "columns": {"confidence": PERCENT | {"label": "confidence (%)"}},
+        },
     ]
 
 

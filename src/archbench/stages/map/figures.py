@@ -14,10 +14,13 @@ import numpy as np
 
 from archbench.data.scene import UNLABELLED
 from archbench.stages.base import pyplot, save_figure
+from archbench.util.figstyle import bar_style
 
 _NODATA_COLOR = "#ffffff"
-_ERROR_COLORS = ["#1a9850", "#d73027", "#d9d9d9"]  # correct, wrong, unlabelled or unmapped
+# correct, wrong, unlabelled or unmapped: light, near-black and white, so they differ in grey too
+_ERROR_COLORS = ["#b8dcb0", "#5a0a1e", "#ffffff"]
 _ERROR_NAMES = ["correct", "wrong", "unlabelled / not mapped"]
+_ABSENT = "class absent from the subset"
 
 
 def _grid_shape(n: int) -> tuple[int, int]:
@@ -82,7 +85,7 @@ def error_maps(path: Path, reference: np.ndarray, maps: list[tuple[str, np.ndarr
         ax.set_xticks([])
         ax.set_yticks([])
     handles = [
-        Patch(facecolor=c, edgecolor="#555555", label=n)
+        Patch(facecolor=c, edgecolor="black", label=n)
         for n, c in zip(_ERROR_NAMES, _ERROR_COLORS, strict=True)
     ]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
@@ -93,21 +96,27 @@ def error_maps(path: Path, reference: np.ndarray, maps: list[tuple[str, np.ndarr
 def per_class(
     path: Path, class_names: list[str], series: list[tuple[str, list[float | None]]], ylabel: str
 ) -> None:
-    """Grouped bars: one group per class, one bar per model (missing values drawn as 0 and hatched)."""
+    """Grouped bars: one group per class, one bar per model, told apart by grey and hatch (black and
+    white readable); a missing value (class absent from the subset) is a × at zero, never a bar."""
     plt = pyplot()
     k, n = len(class_names), max(len(series), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * k + 0.4 * n), 3.8))
     width = 0.8 / n
     x = np.arange(k)
+    absent_drawn = False
     for i, (name, values) in enumerate(series):
+        pos = x - 0.4 + width * (i + 0.5)
         vals = [0.0 if v is None else v for v in values]
-        bars = ax.bar(x - 0.4 + width * (i + 0.5), vals, width, label=name)
-        for b, v in zip(bars, values, strict=True):
-            if v is None:
-                b.set_hatch("//")
+        ax.bar(pos, vals, width, label=name, **bar_style(i))
+        missing = [p for p, v in zip(pos, values, strict=True) if v is None]
+        if missing:
+            label = None if absent_drawn else _ABSENT
+            ax.plot(missing, [0.0] * len(missing), "x", color="black", ms=5, clip_on=False, label=label)
+            absent_drawn = True
     ax.set_xticks(x, class_names, rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
     ax.legend(fontsize=7, ncol=min(n, 4), loc="upper left", bbox_to_anchor=(0, -0.3), frameon=False)
     save_figure(fig, path)

@@ -19,6 +19,15 @@ from archbench.store.record import StageIndex
 
 FIGURE_MAX_SIDE = 900  # figure panels are decimated to at most this many pixels a side
 SCORE_COLUMNS = ["n_pixels", "n_unmapped", "overall_accuracy", "kappa", "f1_macro"]
+# How the report shows map_scores.csv (StageIndex.Column): units in the headers, fractions in % as top-1 is.
+SCORE_DISPLAY = {
+    "n_pixels": {"label": "scored pixels", "digits": 0},
+    "n_unmapped": {"label": "not mapped (pixels)", "digits": 0},
+    "overall_accuracy": {"label": "overall accuracy (%)", "scale": 100.0, "digits": 2},
+    "kappa": {"label": "kappa", "digits": 3},
+    "f1_macro": {"label": "F1 macro (%)", "scale": 100.0, "digits": 2},
+    "map_file": {"label": "map file"},
+}
 
 
 def collect_entries(run_dirs: list[Path], scene: Scene, out: Path) -> list[dict[str, Any]]:
@@ -155,10 +164,16 @@ def _index(scene: Scene, entries: list[dict[str, Any]], subset: str) -> dict[str
             {
                 "path": "maps_per_class_f1.png",
                 "caption": f"Per-class F1 of every model on {subset.replace('_', ' ')} "
-                "pixels (hatched: class absent from the subset).",
+                "pixels; models told apart by grey and hatch (×: class absent from the subset).",
             },
         ],
-        "tables": [{"title": "Map accuracy against the reference raster", "csv": "map_scores.csv"}],
+        "tables": [
+            {
+                "title": "Map accuracy against the reference raster",
+                "csv": "map_scores.csv",
+                "columns": SCORE_DISPLAY,
+            }
+        ],
         "notes": [f"Split: {s}." for s in splits]
         + [f"{k}: {v}." for k, v in SUBSET_DEFINITIONS.items() if any(k in e["scores"] for e in entries)]
         + [

@@ -21,6 +21,7 @@ from archbench.config import ProfileSpec, SweepConfig
 from archbench.stages.base import Stage, StageContext, pyplot, save_figure, stage_output
 from archbench.store.layout import RunLayout
 from archbench.store.record import PROFILE_HEADLINE_KEYS, RunRecord, StageIndex
+from archbench.util.figstyle import series_style
 
 if TYPE_CHECKING:
     import torch
@@ -29,6 +30,27 @@ if TYPE_CHECKING:
 
 HEADLINE_KEYS = PROFILE_HEADLINE_KEYS
 CSV_NAME = "profile.csv"
+# How the report shows profile.csv (StageIndex.Column): each header with its unit; the CSV keeps raw values.
+CSV_DISPLAY: dict[str, dict[str, Any]] = {
+    "run_resolution": {"label": "run resolution (px)"},
+    "resolution": {"label": "resolution (px)"},
+    "params_total": {"label": "params"},
+    "params_trainable": {"label": "trainable params"},
+    "flops": {"label": "FLOPs / image", "digits": 0},
+    "macs": {"label": "MACs / image", "digits": 0},
+    "gmacs": {"label": "GMACs / image", "digits": 3},
+    "gflops": {"label": "GFLOPs / image", "digits": 3},
+    "latency_ms_p50": {"label": "latency p50, batch 1 (ms)", "digits": 2},
+    "latency_ms_p90": {"label": "latency p90, batch 1 (ms)", "digits": 2},
+    "throughput_img_s": {"label": "throughput (img/s)", "digits": 1},
+    "train_step_ms": {"label": "train step (ms)", "digits": 1},
+    "train_throughput_img_s": {"label": "train throughput (img/s)", "digits": 1},
+    "peak_memory_mb": {"label": "peak memory (MB)", "digits": 0},
+    "top1": {"label": "top-1 (%)", "scale": 100.0, "digits": 2},
+    "train_wall_seconds": {"label": "training wall time (s)", "digits": 1},
+    "train_images_per_s": {"label": "training img/s", "digits": 1},
+    "time_to_best_s": {"label": "time to best (s)", "digits": 1},
+}
 
 
 def run_input(rec: RunRecord) -> tuple[int, tuple[int, int]]:
@@ -286,7 +308,7 @@ def write_sweep_summary(
         {
             "title": "Profile",
             "figures": figures,
-            "tables": [{"title": "Cost per run and resolution", "csv": CSV_NAME}],
+            "tables": [{"title": "Cost per run and resolution", "csv": CSV_NAME, "columns": CSV_DISPLAY}],
             "notes": [n for n in notes if n],
         }
     )
@@ -320,12 +342,12 @@ def _figures(rows: list[dict[str, Any]], out: Path) -> list[dict[str, str]]:
         ]
         fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
         for ax, (key, label) in zip(axes, panels, strict=True):
-            for model in sorted({r["model"] for r in ok}):
+            for i, model in enumerate(sorted({r["model"] for r in ok})):
                 pts = sorted(
                     {(r["resolution"], r[key]) for r in ok if r["model"] == model and r.get(key) is not None}
                 )
                 if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=model)
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], label=model, **series_style(i))
             ax.set_xlabel("resolution (px)")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
@@ -333,9 +355,16 @@ def _figures(rows: list[dict[str, Any]], out: Path) -> list[dict[str, str]]:
         save(fig, "cost_vs_resolution.png", "Latency, throughput and peak memory vs resolution")
     if with_acc:
         fig, ax = plt.subplots(figsize=(5.5, 4))
-        for model in sorted({r["model"] for r in with_acc}):
+        for i, model in enumerate(sorted({r["model"] for r in with_acc})):
             runs = [r for r in with_acc if r["model"] == model]
-            ax.scatter([r["gflops"] for r in runs], [r["top1"] for r in runs], label=model)
+            style = series_style(i)
+            ax.plot(
+                [r["gflops"] for r in runs],
+                [r["top1"] for r in runs],
+                ls="none",
+                label=model,
+                **{k: v for k, v in style.items() if k != "linestyle"},
+            )
         ax.set_xscale("log")
         ax.set_xlabel("GFLOPs per image (run's resolution)")
         ax.set_ylabel("test top-1")
