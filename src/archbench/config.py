@@ -371,7 +371,18 @@ class TuneSpec(_Strict):
     metric: Literal["val_acc", "val_loss"] = Field("val_acc", description="validation split only")
     pruner: Literal["median", "successive_halving", "none"] = "median"
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=100)
-    storage: str | None = Field(None, description="SQLite file; null: <sweep>/tune/optuna.db")
+    storage: str | None = Field(
+        None,
+        description="the studies' file: SQLite (WAL), or Optuna's journal when it ends in .journal (for a "
+        "cluster whose nodes share only a network filesystem); null: <sweep>/tune/optuna.db",
+    )
+    parallel: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="trials trained at once on the executor (ray); the local executor trains one at a time. "
+        "Not part of any run's identity",
+    )
 
     @field_validator("seeds")
     @classmethod

@@ -13,7 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from archbench.execution.types import Executor, Reporter, SilentReporter, SweepContext, SweepSummary
+from archbench.execution.types import (
+    Executor,
+    Refill,
+    Reporter,
+    ReporterFor,
+    SilentReporter,
+    SweepContext,
+    SweepSummary,
+)
 from archbench.store.layout import SweepLayout
 from archbench.store.record import read_record
 from archbench.sweep.expand import sweep_dir
@@ -44,9 +52,11 @@ def run_sweep(
     should_stop: Callable[[], bool] = lambda: False,
     executor: Executor | None = None,
     plan_runs: list[PlannedRun] | None = None,
+    reporter_for: ReporterFor | None = None,
+    refill: Refill | None = None,
 ) -> SweepSummary:
     """Write the plan (`plan_runs`, default `runs`: tuning plans more than it runs), then hand the runs to an
-    executor (default: the serial local loop)."""
+    executor (default: the one the sweep names). `reporter_for` and `refill`: see SweepContext."""
     rep = reporter or SilentReporter()
     root = write_plan(cfg, runs if plan_runs is None else plan_runs, source_text)
     summary = SweepSummary(sweep_dir=root)
@@ -54,7 +64,7 @@ def run_sweep(
     rep.sweep_started(len(runs), todo)
     if executor is None:
         executor = create_executor(cfg.executor)
-    executor.run_all(SweepContext(cfg, root, runs, rep, should_stop, summary))
+    executor.run_all(SweepContext(cfg, root, runs, rep, should_stop, summary, reporter_for, refill))
     return summary
 
 
