@@ -333,7 +333,10 @@ def trial_states():
     got = {}
     for d in runs.iterdir() if runs.exists() else []:
         if d.name.startswith("trial-") and (d / "record.json").exists():
-            got[d.name] = json.loads((d / "record.json").read_text())["status"]
+            status = json.loads((d / "record.json").read_text())["status"]
+            if status == "running" and (d / "checkpoints" / "last.pt").exists():
+                status = "running, epoch 1 saved"  # where hang@trial holds it
+            got[d.name] = status
     return got
 
 # A: trial 2 of each cell hangs after its first epoch; once both hang (the 4 others finished), the
@@ -343,7 +346,7 @@ a = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STD
 deadline = time.time() + 400
 def both_hang():
     states = list(trial_states().values())
-    return states.count("completed") == 4 and states.count("running") == 2
+    return states.count("completed") == 4 and states.count("running, epoch 1 saved") == 2
 while time.time() < deadline and not both_hang():
     time.sleep(0.5)
 result = {"a_reached": both_hang(), "a_states": trial_states()}
