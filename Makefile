@@ -48,6 +48,7 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/report_scale.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/startup.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/augment_epoch.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/ray_overhead.py
 
 clean:
 	rm -rf results reports .pytest_cache .mypy_cache .ruff_cache

@@ -132,26 +132,18 @@ def sweep_figure(epochs: int) -> dict[str, Any]:
     }
 
 
-class _Clock:
+def _clock() -> Any:
     """A reporter that notes when each run's end reaches the sweep's process."""
+    from archbench.execution.types import SilentReporter
 
-    def __init__(self) -> None:
-        self.ends: list[float] = []
+    class Clock(SilentReporter):
+        def __init__(self) -> None:
+            self.ends: list[float] = []
 
-    def sweep_started(self, total: int, todo: int) -> None:
-        pass
+        def run_finished(self, planned: Any, outcome: str, record: Any) -> None:
+            self.ends.append(time.perf_counter())
 
-    def run_started(self, planned: Any, index: int, total: int, epochs: int) -> None:
-        pass
-
-    def batch(self, epoch: int, done: int, total: int, loss: float, acc: float, ips: float) -> None:
-        pass
-
-    def epoch(self, stats: dict[str, Any]) -> None:
-        pass
-
-    def run_finished(self, planned: Any, outcome: str, record: Any) -> None:
-        self.ends.append(time.perf_counter())
+    return Clock()
 
 
 def _warm_cycle(tmp: Path, tag: str, ray: bool) -> float:
@@ -165,7 +157,7 @@ def _warm_cycle(tmp: Path, tag: str, ray: bool) -> float:
     cfg = load_sweep_text(
         _sweep_text(tmp / tag, model="tiny_cnn", epochs=1, runs=WARM_RUNS, cpu=cpus, limit=30)
     )
-    clock = _Clock()
+    clock = _clock()
     executor = RayExecutor(cfg.executor) if ray else LocalExecutor()
     summary = run_sweep(cfg, expand_sweep(cfg), reporter=clock, executor=executor)
     assert summary.count("trained") == WARM_RUNS, summary.outcomes

@@ -135,6 +135,20 @@ class _Protocol:
         total = (n_trials + len(self.tune.seeds)) * len(self._cells)
         self.rep.sweep_started(total, total - done_trials - done_finals)
 
+    def _run(self, runs: list[PlannedRun], plan_runs: list[PlannedRun], **hooks: Any) -> SweepSummary:
+        """The protocol's runs through the ordinary sweep path, on its executor (`hooks`: run_sweep's
+        reporter_for and refill)."""
+        return run_sweep(
+            self.cfg,
+            runs,
+            source_text=self.source_text,
+            reporter=RunsReporter(self.rep),
+            should_stop=self.should_stop,
+            executor=self.executor,
+            plan_runs=plan_runs,
+            **hooks,
+        )
+
     def _absorb(self, s: SweepSummary, into: dict[str, str]) -> None:
         self.out.summary.outcomes.update(s.outcomes)
         self.out.summary.reasons.update(s.reasons)
@@ -151,14 +165,9 @@ class _Protocol:
         first = self._ask_more()
         if not first:
             return
-        s = run_sweep(
-            self.cfg,
+        s = self._run(
             first,
-            source_text=self.source_text,
-            reporter=RunsReporter(self.rep),
-            should_stop=self.should_stop,
-            plan_runs=self.known_trials(),
-            executor=self.executor,
+            self.known_trials(),
             reporter_for=TrialPruning(self.tune, str(self.storage)),
             refill=self._refill,
         )
@@ -251,15 +260,7 @@ class _Protocol:
         """Phase 2: each cell's best configuration over the seeds, evaluated once on the test split."""
         finals, self.out.cells_without_best = self.best_finals()
         if finals:
-            s = run_sweep(
-                self.cfg,
-                finals,
-                source_text=self.source_text,
-                reporter=RunsReporter(self.rep),
-                should_stop=self.should_stop,
-                executor=self.executor,
-                plan_runs=self.known_trials() + finals,
-            )
+            s = self._run(finals, self.known_trials() + finals)
             self._absorb(s, self.out.finals)
         return finals
 
