@@ -28,6 +28,12 @@ class TrialReporter:
     def __init__(self, inner: Reporter, trial: Any, metric: str, epochs: int) -> None:
         self.inner, self.trial, self.metric, self.epochs = inner, trial, metric, epochs
 
+    def __getattr__(self, name: str) -> Any:
+        """Reporter methods not overridden here pass straight to the inner reporter."""
+        if name == "inner":  # not set yet (e.g. while copying): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     def sweep_started(self, total: int, todo: int) -> None:
         pass  # announced once for the whole protocol
 
