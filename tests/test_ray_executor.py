@@ -296,3 +296,155 @@ def test_case23_node_removed_mid_run_retries_on_the_other_node_and_resumes(
     assert rec.resumes == 1 and len(rec.history) == 2  # resumed after epoch 1, not restarted
     assert any(e["event"] == "owner_died" for e in rec.events)
     _same_numbers(rec, _records(reference)[run.name])
+
+
+TUNED_SWEEP = """
+name: tuned
+output_dir: {out}
+data: {{kind: digits, limit_per_class: 40}}
+model: {{name: tiny_cnn}}
+train: {{epochs: 2, batch_size: 64, threads: 1}}
+grid:
+  model.name: [tiny_cnn, simple_cnn]
+tune:
+  space:
+    train.lr: {{type: loguniform, low: 0.01, high: 0.2}}
+  trials: 3
+  pruner: none
+  seeds: [0]
+  parallel: 2
+executor:
+  kind: ray
+"""
+
+TUNED_SCRIPT = """
+import json, os, subprocess, sys, time
+from pathlib import Path
+from ray.cluster_utils import Cluster
+from archbench.store.lock import RunClaim
+
+sweep, out, report = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+cluster.wait_for_nodes()
+cli = [sys.executable, "-m", "archbench", "run", sweep, "--address", cluster.address]
+runs = out / "tuned" / "runs"
+
+def trial_states():
+    got = {}
+    for d in runs.iterdir() if runs.exists() else []:
+        if d.name.startswith("trial-") and (d / "record.json").exists():
+            status = json.loads((d / "record.json").read_text())["status"]
+            if status == "running" and (d / "checkpoints" / "last.pt").exists():
+                status = "running, epoch 1 saved"  # where hang@trial holds it
+            got[d.name] = status
+    return got
+
+# A: trial 2 of each cell hangs after its first epoch; once both hang (the 4 others finished), the
+# driver is SIGKILLed.
+env = dict(os.environ, ARCHBENCH_FAULT="hang@trial:2")
+a = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+deadline = time.time() + 400
+def both_hang():
+    states = list(trial_states().values())
+    return states.count("completed") == 4 and states.count("running, epoch 1 saved") == 2
+while time.time() < deadline and not both_hang():
+    time.sleep(0.5)
+result = {"a_reached": both_hang(), "a_states": trial_states()}
+a.kill()
+result["a_out"] = a.communicate()[0][-3000:]
+deadline = time.time() + 120  # Ray ends the dead driver's workers: their claims come free
+def claimed():
+    out = []
+    for d in runs.iterdir():
+        c = RunClaim(d)
+        if c.try_acquire():
+            c.release()
+        else:
+            out.append(d.name)
+    return out
+while time.time() < deadline and claimed():
+    time.sleep(0.5)
+finished = {d.name: (d / "record.json").read_text() for d in runs.iterdir()
+            if trial_states().get(d.name) == "completed"}
+
+# B: run again; nothing finished is repeated.
+b = subprocess.run(cli, env=dict(os.environ), capture_output=True, text=True, timeout=400)
+result["b"] = {"rc": b.returncode, "out": b.stdout[-3000:], "err": b.stderr[-3000:]}
+result["unchanged"] = all((runs / n / "record.json").read_text() == t for n, t in finished.items())
+result["finished_before"] = sorted(finished)
+report.write_text(json.dumps(result))
+cluster.shutdown()
+"""
+
+
+@needs_netns
+@pytest.mark.reliability
+def test_tuned_sweep_runs_trials_at_once_on_ray_with_equal_budgets_and_resumes_after_a_driver_kill(
+    tmp_path: Path,
+) -> None:
+    """`tune.parallel: 2` on a 2-CPU Ray cluster: trials of a cell train at the same time (their record
+    intervals overlap), every cell spends the same trials and epochs as one at a time would, and a driver
+    SIGKILLed with two trials half done is rerun without repeating a finished trial."""
+    out = tmp_path / "results"
+    sweep = tmp_path / "tuned.yaml"
+    sweep.write_text(textwrap.dedent(TUNED_SWEEP.format(out=out)))
+    res = _cluster_script(tmp_path, TUNED_SCRIPT, sweep, out)
+    assert res["a_reached"], res
+    b = res["b"]
+    assert b["rc"] == 0, b
+    assert "2 requeued from a dead process" in b["out"], b
+    assert res["unchanged"] and len(res["finished_before"]) == 4, res
+
+    runs = out / "tuned" / "runs"
+    trials = [
+        r for r in (read_record(d) for d in runs.iterdir()) if r and r.tune and r.tune["role"] == "trial"
+    ]
+    assert len(trials) == 6 and all(r.status == "completed" and len(r.history) == 2 for r in trials)
+    resumed = [r for r in trials if r.resumes]
+    assert len(resumed) == 2 and all(r.resumes == 1 for r in resumed)
+    assert all(sum(e["event"] == "started" for e in r.events) == 1 + r.resumes for r in trials)
+
+    # Overlap, from the records of trials that ran once: some pair trained at the same time.
+    once = [(r.started_at, r.ended_at) for r in trials if not r.resumes]
+    assert any(max(s1, s2) < min(e1, e2) for i, (s1, e1) in enumerate(once) for (s2, e2) in once[i + 1 :]), (
+        once
+    )
+
+    summary = json.loads((out / "tuned" / "tune" / "summary.json").read_text())
+    assert [(c["spent"]["trials"], c["spent"]["epochs"]) for c in summary["cells"]] == [(3, 6), (3, 6)]
+    assert summary["equal_budget"]
+    assert [c["spent"]["abandoned_and_requeued"] for c in summary["cells"]] == [1, 1]
+
+
+SIGTERM_SCRIPT = """
+import json, signal, subprocess, sys, time
+from pathlib import Path
+
+sweep, out, report = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+cli = [sys.executable, "-m", "archbench", "run", sweep, "--executor", "ray"]
+proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+runs = out / "tiny" / "runs"
+deadline = time.time() + 300
+def checkpointed():
+    found = runs.iterdir() if runs.exists() else []
+    return [d.name for d in found if (d / "checkpoints" / "last.pt").exists()]
+while time.time() < deadline and not checkpointed():
+    time.sleep(0.3)
+proc.send_signal(signal.SIGTERM)
+text, _ = proc.communicate(timeout=120)
+report.write_text(json.dumps({"rc": proc.returncode, "out": text[-3000:], "checkpointed": checkpointed()}))
+"""
+
+
+@needs_netns
+@pytest.mark.reliability
+def test_sigterm_stops_a_ray_sweep_and_its_running_runs_end_killed(tmp_path: Path) -> None:
+    """RELIABILITY case 6 on Ray: ray.init's own SIGTERM handler (which aborts the driver) is replaced by
+    the sweep's, so the running runs are cancelled, checkpoint at their next step and end `killed`."""
+    out = tmp_path / "results"
+    sweep = _sweep(tmp_path, "s.yaml", out, "[sgd, adam]")
+    sweep.write_text(sweep.read_text().replace("epochs: 2", "epochs: 200"))
+    res = _cluster_script(tmp_path, SIGTERM_SCRIPT, sweep, out)
+    assert res["rc"] == 130, res
+    killed = [read_record(out / "tiny" / "runs" / name) for name in res["checkpointed"]]
+    assert killed and all(r is not None and r.status == "killed" for r in killed), res

@@ -236,7 +236,7 @@ def test_trial_pruned_before_its_last_epoch_but_completed_at_it(tmp_path: Path) 
     import optuna
 
     from archbench.tune import plan
-    from archbench.tune.protocol import _TrialReporter
+    from archbench.tune.trials import TrialReporter as _TrialReporter
 
     # A real pruner that prunes at every step it is asked about (val_acc is never above 2).
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
@@ -270,3 +270,127 @@ def test_median_pruner_prunes_nothing_before_epoch_3(tmp_path: Path) -> None:
     assert decisions == [False, False, True, True]  # epochs 1 and 2 never pruned, as the README says
     readme = (REPO / "README.md").read_text()
     assert "nothing is pruned before epoch 3" in readme
+
+
+def test_tune_parallel_changes_no_run_id_or_spec_hash(tmp_path: Path) -> None:
+    """`tune.parallel` is how trials are scheduled, not what they train: cells, trial and final runs keep
+    their ids and spec hashes."""
+    from archbench.tune import plan
+
+    def ids(text: str) -> list[tuple[str, str]]:
+        cfg = _cfg(tmp_path, text)
+        (cell,) = expand_sweep(cfg)
+        trial = plan.trial_run(cell, {"train.lr": 0.05, "train.optimizer": "sgd"}, "s", 0)
+        finals = plan.final_runs(cfg, cell, dict(trial.tune["params"]), "s", 0)  # type: ignore[index]
+        return [(r.run_id, r.spec_hash) for r in [cell, trial, *finals]]
+
+    parallel = TUNE_SWEEP.replace("  trials: 3", "  trials: 3\n  parallel: 4")
+    assert _cfg(tmp_path, parallel).tune.parallel == 4
+    assert ids(parallel) == ids(TUNE_SWEEP)
+    with pytest.raises(ConfigError, match="tune.parallel"):
+        _cfg(tmp_path, TUNE_SWEEP.replace("  trials: 3", "  trials: 3\n  parallel: 0"))
+
+
+TWO_CELLS = TUNE_SWEEP.replace("model.name: [tiny_cnn]", "model.name: [tiny_cnn, simple_cnn]")
+
+
+def _tune_in_steps(cfg: Any, parallel: int) -> dict[str, Any]:
+    """run_tuned's steps with `parallel` trials asked ahead (the local executor still trains one at a
+    time): the protocol's bookkeeping of trials in flight, without a cluster. Returns summary.json."""
+    from archbench.tune.protocol import _Protocol
+    from archbench.tune.summary import write_summary
+
+    cells = expand_sweep(cfg)
+    p = _Protocol(cfg, cells, None, SilentReporter(), lambda: False)
+    p.parallel = parallel
+    p.tune_cells()
+    finals = p.run_finals()
+    assert p.out.exit_code == 0 and not p.asked
+    return write_summary(cfg, p.root, cells, p.names, p.opened, finals)
+
+
+def test_trials_in_flight_spend_the_same_budget_per_cell_whatever_parallel(tmp_path: Path) -> None:
+    """Same trials and epochs per compared cell with 1 or 3 trials in flight; running trials count against
+    the trial budget and reserve their most epochs against the epoch cap."""
+    spent = {}
+    for n in (1, 3):
+        cfg = _cfg(tmp_path / f"p{n}", TWO_CELLS)
+        summary = _tune_in_steps(cfg, n)
+        spent[n] = [(c["spent"]["trials"], c["spent"]["epochs"]) for c in summary["cells"]]
+        assert summary["equal_budget"]
+    assert spent[1] == spent[3] == [(3, 6), (3, 6)]  # 3 trials × 2 epochs each (pruner none)
+
+    from archbench.tune.protocol import _Protocol
+
+    capped = TWO_CELLS.replace("  trials: 3", "  trials: 3\n  epochs: 5")
+    cfg = _cfg(tmp_path / "cap", capped)
+    p = _Protocol(cfg, expand_sweep(cfg), None, SilentReporter(), lambda: False)
+    p.parallel = 8
+    asked = p._ask_more()  # nothing trained yet: only what the budgets allow while every trial runs
+    per_cell = [sum(1 for r in asked if r.spec.model.name == m) for m in ("tiny_cnn", "simple_cnn")]
+    assert per_cell == [2, 2]  # 2 + 2 epochs reserved; a third could make 6 > 5
+
+
+PRUNING_IN_A_WORKER = """
+import json, sys
+from archbench.config import TuneSpec
+from archbench.tune.study import trial_in_this_process
+tune = TuneSpec.model_validate(json.loads(sys.argv[1]))
+trial = trial_in_this_process(tune, sys.argv[2], "cell", int(sys.argv[3]))
+decisions = []
+for epoch in range(1, 5):
+    trial.report(0.1, step=epoch)
+    decisions.append(bool(trial.should_prune()))
+print(json.dumps(decisions))
+"""
+
+
+@pytest.mark.parametrize("storage", ["optuna.db", "studies.journal"])
+def test_a_trial_trained_in_another_process_reports_to_the_shared_storage(
+    tmp_path: Path, storage: str
+) -> None:
+    """The process that trains a trial (a Ray worker) opens it from the storage: its epochs reach the
+    driver's study, and its pruner reads the other trials' values from the same file."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from archbench.tune import study as studies
+
+    cfg = _cfg(tmp_path, TUNE_SWEEP.replace("pruner: none", "pruner: median"))
+    path = tmp_path / storage
+    st = studies.open_study(cfg.tune, path, "cell", 0, concurrent=True)
+    for _ in range(2):  # the median pruner's startup trials, finished by the driver
+        t = st.ask()
+        for epoch in range(1, 5):
+            t.report(0.9, step=epoch)
+        st.tell(t, 0.9)
+    worse = st.ask()
+    env = {"PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
+    args = [cfg.tune.model_dump_json(), str(path), str(worse.number)]
+    r = subprocess.run(
+        [sys.executable, "-c", PRUNING_IN_A_WORKER, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == [False, False, True, True]  # pruned from epoch 3, on the driver's trials
+    (frozen,) = [t for t in st.get_trials(deepcopy=False) if t.number == worse.number]
+    assert frozen.intermediate_values == {1: 0.1, 2: 0.1, 3: 0.1, 4: 0.1}
+    if path.suffix == ".db":
+        with sqlite3.connect(path) as con:
+            assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_dry_run_says_how_many_trials_run_at_once(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep.yaml"
+    text = textwrap.dedent(TUNE_SWEEP.format(out=tmp_path / "results"))
+    sweep.write_text(text.replace("  trials: 3", "  trials: 3\n  parallel: 2"))
+    local = run_cli("run", str(sweep), "--dry-run")
+    ray = run_cli("run", str(sweep), "--dry-run", "--executor", "ray")
+    assert local.returncode == ray.returncode == 0, local.stderr + ray.stderr
+    assert "one at a time (tune.parallel needs ray)" in local.stdout
+    assert "up to 2 at once" in ray.stdout
+    assert not (tmp_path / "results").exists()

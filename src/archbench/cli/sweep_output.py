@@ -140,6 +140,9 @@ def print_tune_plan(console: Console, cfg: Any, cells: list[Any]) -> None:
     console.print(literal("\n".join(lines)), soft_wrap=True)
     space = ", ".join(f"{k} ({p.type})" for k, p in t.space.items())
     epochs = f", at most {t.epochs} epochs" if t.epochs else ""
+    if t.parallel > 1:  # the local executor trains one run at a time
+        ray = cfg.executor.kind == "ray"
+        epochs += f", up to {t.parallel} at once" if ray else ", one at a time (tune.parallel needs ray)"
     console.print(
         literal(
             f"phase 1: {t.trials} trials per cell{epochs} over {space}; {t.metric} on val, "

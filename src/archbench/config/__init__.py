@@ -32,8 +32,9 @@ from archbench.config.stages import (
     MapSpec,
     ProfileSpec,
 )
+from archbench.config.tracking import MlflowSpec, TrackingSpec
 
-__all__ = ["AugmentSpec", "EarlyStoppingSpec", "EmaSpec", "RandAugmentSpec", "ResizedCropSpec"]
+__all__ = ["AugmentSpec", "EarlyStoppingSpec", "EmaSpec", "MlflowSpec", "RandAugmentSpec", "ResizedCropSpec"]
 
 from archbench.util.units import parse_bytes
 
@@ -408,7 +409,18 @@ class TuneSpec(_Strict):
         max_length=100,
         description="seeds of the final runs of each compared cell's best configuration",
     )
-    storage: str | None = Field(None, description="SQLite file; null: <sweep>/tune/optuna.db")
+    storage: str | None = Field(
+        None,
+        description="the studies' file: SQLite (WAL), or Optuna's journal when it ends in .journal (for a "
+        "cluster whose nodes share only a network filesystem); null: <sweep>/tune/optuna.db",
+    )
+    parallel: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="trials trained at once on the executor (ray); the local executor trains one at a time. "
+        "Not part of any run's identity",
+    )
 
     @field_validator("seeds")
     @classmethod
@@ -416,30 +428,6 @@ class TuneSpec(_Strict):
         if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be distinct non-negative integers; found {seeds}")
         return seeds
-
-
-class MlflowSpec(_Strict):
-    """`tracking.mlflow`: mirror every run into MLflow (the local record stays the truth)."""
-
-    uri: str = Field(
-        ..., min_length=1, description="tracking URI: http://host:5000 or sqlite:///path/mlflow.db"
-    )
-    experiment: str | None = Field(None, description="MLflow experiment; null: the sweep's name")
-    timeout_s: float = Field(
-        10.0,
-        gt=0,
-        le=3600,
-        description="the most a run waits for MLflow when it ends; the rest goes to the outbox",
-    )
-    log_models: bool = Field(
-        False, description="also log each completed run's evaluated checkpoint as an MLflow PyTorch model"
-    )
-
-
-class TrackingSpec(_Strict):
-    """`tracking:` in a sweep file. Not part of any run's identity."""
-
-    mlflow: MlflowSpec | None = Field(None, description="mirror every run into MLflow; null: no tracking")
 
 
 class SweepConfig(_Strict):

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from archbench.execution.cooperate import run_done, settle_held_runs
-from archbench.execution.types import Executor, Reporter, SilentReporter, SweepContext, SweepSummary
+from archbench.execution.types import (
+    Executor,
+    Refill,
+    Reporter,
+    ReporterFor,
+    SilentReporter,
+    SweepContext,
+    SweepSummary,
+)
 from archbench.store.layout import SweepLayout
 from archbench.store.plans import save_plan
 from archbench.sweep.expand import sweep_dir
@@ -46,13 +54,15 @@ def run_sweep(
     should_stop: Callable[[], bool] = lambda: False,
     executor: Executor | None = None,
     plan_runs: list[PlannedRun] | None = None,
+    reporter_for: ReporterFor | None = None,
+    refill: Refill | None = None,
     wait: bool = False,
     on_wait: Callable[[list[PlannedRun]], None] | None = None,
 ) -> SweepSummary:
     """Write the plan (`plan_runs`, default `runs`: tuning plans more than it runs), hand the runs to an
-    executor (default: the serial local loop), then settle the runs other processes held (`cooperate.py`;
-    `wait`: until none is held; `on_wait` hears which runs it waits for). A spec that already has a folder
-    in the sweep folder runs there (`reuse_run_folders`)."""
+    executor (default: the one the sweep names; `reporter_for` and `refill`: see SweepContext), then settle
+    the runs other processes held (`cooperate.py`; `wait`: until none is held; `on_wait` hears which runs it
+    waits for). A spec that already has a folder in the sweep folder runs there (`reuse_run_folders`)."""
     rep = reporter or SilentReporter()
     root = sweep_dir(cfg)
     runs = reuse_run_folders(root, runs)
@@ -62,7 +72,7 @@ def run_sweep(
     rep.sweep_started(len(runs), todo)
     if executor is None:
         executor = create_executor(cfg.executor)
-    sweep = SweepContext(cfg, root, runs, rep, should_stop, summary)
+    sweep = SweepContext(cfg, root, runs, rep, should_stop, summary, reporter_for, refill)
     executor.run_all(sweep)
     settle_held_runs(executor, sweep, wait=wait, on_wait=on_wait)
     return summary

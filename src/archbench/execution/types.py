@@ -8,6 +8,7 @@ of trained|skipped|failed|killed|busy|pruned); a `SweepSummary` collects them fo
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -87,10 +88,19 @@ class SweepSummary:
         return 3 if self.count("busy") else 0
 
 
+ReporterFor = Callable[["PlannedRun", Reporter], Reporter]
+"""Builds a run's reporter in the process that runs it, around the reporter found there (picklable)."""
+
+Refill = Callable[[RunOutcome], "list[PlannedRun]"]
+"""Told each finished run's outcome in the sweep's process; returns more runs to queue (tuning's next
+trials)."""
+
+
 @dataclass
 class SweepContext:
     """One sweep as an executor receives it: the runs to execute under `root`, whom to tell, when to stop,
-    and the summary to fill in."""
+    and the summary to fill in. `reporter_for` wraps each run's reporter where the run executes (a tuning
+    trial reports its epochs to its study from there); `refill` adds runs as others finish."""
 
     cfg: SweepConfig
     root: Path
@@ -98,9 +108,14 @@ class SweepContext:
     reporter: Reporter
     should_stop: Callable[[], bool]
     summary: SweepSummary
+    reporter_for: ReporterFor | None = None
+    refill: Refill | None = None
 
 
 class Executor(Protocol):
-    """Runs the planned runs of a sweep, each through `runner.execute_run`, and fills in the summary."""
+    """Runs the planned runs of a sweep, each through `runner.execute_run`, and fills in the summary.
+    Within `session()`, what an executor starts (a Ray instance, warm workers) serves every `run_all`."""
 
     def run_all(self, sweep: SweepContext) -> None: ...
+
+    def session(self) -> AbstractContextManager[None]: ...

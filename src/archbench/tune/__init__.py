@@ -4,6 +4,7 @@ Phase 1 tunes every compared grid cell with the same Optuna budget on the valida
 ordinary archbench run tagged `role: trial`, test split withheld); phase 2 trains each cell's best
 configuration over `tune.seeds` and evaluates it on test (`role: final`). Modules, in data order:
 plan.py (pure: cells, trial and final run specs), study.py (Optuna storage, sampling, stale trials, budget),
+trials.py (a trial where it trains: epochs reported to the shared storage, the pruner asked there),
 protocol.py (the loop, side effects), summary.py (summary.json, the report's tuning section and figures).
 """
 

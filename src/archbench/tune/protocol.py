@@ -1,9 +1,10 @@
 """The tuning protocol's loop: owns phase 1 (tune each compared cell) and phase 2 (repeat each best).
 
 Side effects live here: it opens the studies, trains every trial and final run through the ordinary
-`run_sweep` path — trials one at a time on the local executor (the pruner hears each epoch in this
-process), final runs on the sweep's configured executor — and writes the tuning summary.
-A trial's pruning decision comes from the trainer's per-epoch callback (validation metric of that epoch).
+`run_sweep` path on the sweep's configured executor — up to `tune.parallel` trials at once on Ray (one at
+a time on the local executor), each next trial asked as soon as one ends — and writes the tuning summary.
+The driver asks and tells every trial; the process that trains a trial reports its epochs to the study
+through the shared storage and asks the pruner there (trials.py).
 """
 
 from __future__ import annotations
@@ -13,16 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archbench.config import SweepConfig
-from archbench.execution.driver import run_done, run_sweep
-from archbench.execution.local import LocalExecutor
-from archbench.execution.types import Reporter, SilentReporter, SweepSummary
+from archbench.execution.driver import create_executor, run_done, run_sweep, write_plan
+from archbench.execution.types import Reporter, RunOutcome, SilentReporter, SweepSummary
 from archbench.store.layout import SweepLayout
 from archbench.store.record import RunRecord, read_record
 from archbench.sweep.expand import PlannedRun, sweep_dir
 from archbench.tune import plan
 from archbench.tune import study as studies
-from archbench.util import faults
-from archbench.util.errors import RunPruned
+from archbench.tune.trials import RunsReporter, TrialPruning
 
 
 @dataclass
@@ -40,39 +39,6 @@ class TuneOutcome:
         if self.summary.stopped:
             return 130
         return 1 if any(v == "failed" for v in self.finals.values()) or self.cells_without_best else 0
-
-
-class _TrialReporter:
-    """Passes progress through to the user's reporter; reports each epoch's validation metric to Optuna
-    and stops the run (RunPruned) when the pruner says so, before its last epoch."""
-
-    def __init__(self, inner: Reporter, trial: Any, metric: str, epochs: int) -> None:
-        self.inner, self.trial, self.metric, self.epochs = inner, trial, metric, epochs
-
-    def sweep_started(self, total: int, todo: int) -> None:
-        pass  # announced once for the whole protocol
-
-    def run_started(self, planned: PlannedRun, index: int, total: int, epochs: int) -> None:
-        self.inner.run_started(planned, index, total, epochs)
-
-    def run_resumed(self, planned: PlannedRun, epoch: int, step: int) -> None:
-        self.inner.run_resumed(planned, epoch, step)
-
-    def batch(self, epoch: int, done: int, total: int, loss: float, acc: float, ips: float) -> None:
-        self.inner.batch(epoch, done, total, loss, acc, ips)
-
-    def run_finished(self, planned: PlannedRun, outcome: str, record: RunRecord | None) -> None:
-        self.inner.run_finished(planned, outcome, record)
-
-    def epoch(self, stats: dict[str, Any]) -> None:
-        self.inner.epoch(stats)
-        if faults.active("kill@trial", self.trial.number):
-            faults.die()  # after the epoch's checkpoint: the trial is RUNNING, its run half done
-        epoch = int(stats["epoch"])
-        self.trial.report(float(stats[self.metric]), step=epoch)
-        # A trial that trained its last epoch has nothing left to save: it is completed, never pruned.
-        if epoch < self.epochs and self.trial.should_prune():
-            raise RunPruned(f"pruned after epoch {epoch}: {self.metric}={stats[self.metric]:.4f}")
 
 
 def trial_value(record: RunRecord, metric: str) -> float | None:
@@ -96,11 +62,21 @@ def run_tuned(
 
     p = _Protocol(cfg, cells, source_text, reporter or SilentReporter(), should_stop)
     p.announce()
-    for cell, name, st in p.cells():  # phase 1: the same budget for every cell, on the validation split only
-        p.tune_cell(cell, name, st)
-    finals = p.run_finals() if not p.out.summary.stopped else []
+    with p.executor.session():  # one Ray (and its warm workers) for both phases
+        p.tune_cells()  # phase 1: the same budget for every cell, on the validation split only
+        finals = p.run_finals() if not p.out.summary.stopped else []
     write_summary(cfg, p.root, cells, p.names, p.opened, finals)
     return p.out
+
+
+@dataclass
+class _AskedTrial:
+    """A trial the driver asked for and has not told yet, with the run that trains it."""
+
+    cell: int
+    trial: Any
+    params: dict[str, Any]
+    planned: PlannedRun
 
 
 class _Protocol:
@@ -121,8 +97,17 @@ class _Protocol:
         self.out = TuneOutcome(summary=SweepSummary(sweep_dir=self.root))
         self._cells = cells
         self.names = [plan.study_name(c) for c in cells]
-        db = studies.storage_path(cfg, self.root)
-        self.opened = [studies.open_study(self.tune, db, name, cfg.seed) for name in self.names]
+        # The local executor trains one run at a time: asking for more trials ahead would only let the
+        # sampler propose them knowing less.
+        self.parallel = self.tune.parallel if cfg.executor.kind == "ray" else 1
+        self.executor = create_executor(cfg.executor)
+        self.storage = studies.storage_path(cfg, self.root).resolve()
+        self.opened = [
+            studies.open_study(self.tune, self.storage, name, cfg.seed, concurrent=self.parallel > 1)
+            for name in self.names
+        ]
+        self.asked: dict[str, list[_AskedTrial]] = {}  # run id -> trials waiting for that run
+        self.held: set[int] = set()  # cells whose trial another live sweep is training
 
     def cells(self) -> list[tuple[PlannedRun, str, Any]]:
         """(cell, study name, study) for every compared cell."""
@@ -151,6 +136,20 @@ class _Protocol:
         total = (n_trials + len(self.tune.seeds)) * len(self._cells)
         self.rep.sweep_started(total, total - done_trials - done_finals)
 
+    def _run(self, runs: list[PlannedRun], plan_runs: list[PlannedRun], **hooks: Any) -> SweepSummary:
+        """The protocol's runs through the ordinary sweep path, on its executor (`hooks`: run_sweep's
+        reporter_for and refill)."""
+        return run_sweep(
+            self.cfg,
+            runs,
+            source_text=self.source_text,
+            reporter=RunsReporter(self.rep),
+            should_stop=self.should_stop,
+            executor=self.executor,
+            plan_runs=plan_runs,
+            **hooks,
+        )
+
     def _absorb(self, s: SweepSummary, into: dict[str, str]) -> None:
         self.out.summary.outcomes.update(s.outcomes)
         self.out.summary.reasons.update(s.reasons)
@@ -159,46 +158,88 @@ class _Protocol:
 
     # ------------------------------------------------------------------------------------ phase 1
 
-    def tune_cell(self, cell: PlannedRun, name: str, st: Any) -> None:
-        """Trials of one cell until its budget is spent, a stop is asked, or another sweep holds it."""
-        self.out.requeued += len(studies.requeue_stale(st, SweepLayout(self.root)))
-        while not self.out.summary.stopped and self._budget_left(cell, st):
+    def tune_cells(self) -> None:
+        """Trials of every cell, up to `parallel` at once, each next one asked as soon as one ends, until
+        every cell's budget is spent, a stop is asked, or another sweep holds the cells left."""
+        for st in self.opened:
+            self.out.requeued += len(studies.requeue_stale(st, SweepLayout(self.root)))
+        first = self._ask_more()
+        if not first:
+            return
+        s = self._run(
+            first,
+            self.known_trials(),
+            reporter_for=TrialPruning(self.tune, str(self.storage)),
+            refill=self._refill,
+        )
+        self._absorb(s, self.out.trials)
+        for run_id in list(self.asked):  # stopped before their runs ended (or began)
+            self._settle(run_id, s.outcomes.get(run_id, "killed"))
+
+    def _ask_more(self) -> list[PlannedRun]:
+        """New trial runs while fewer than `parallel` runs are in flight: each from the first cell whose
+        budget allows one more (so with one at a time, cell after cell as always)."""
+        runs: list[PlannedRun] = []
+        while len(self.asked) < self.parallel and not self.out.summary.stopped:
             if self.should_stop():
                 self.out.summary.stopped = True
-                return
-            if not self._run_trial(cell, name, st):
-                return  # another live sweep is tuning this cell
+                break
+            todo = [
+                i
+                for i, (c, _, st) in enumerate(self.cells())
+                if i not in self.held and self._budget_left(c, st)
+            ]
+            if not todo:
+                break
+            planned = self._ask(todo[0])
+            if planned is not None:
+                runs.append(planned)
+        return runs
 
     def _budget_left(self, cell: PlannedRun, st: Any) -> bool:
+        """Room for one more trial: under `trials`, and under `epochs` even if every running trial (and
+        the next) trains its most epochs."""
+        from optuna.trial import TrialState
+
         spent = studies.spent_trials(st)
         if len(spent) >= self.tune.trials:
             return False
         if self.tune.epochs is None:
             return True
-        used = sum(int(t.user_attrs.get("epochs", 0)) for t in spent)
-        return used + plan.max_trial_epochs(self.cfg, cell) <= self.tune.epochs  # the next could overrun it
+        most = plan.max_trial_epochs(self.cfg, cell)
+        used = sum(
+            int(t.user_attrs.get("epochs", most if t.state == TrialState.RUNNING else 0)) for t in spent
+        )
+        return used + most <= self.tune.epochs  # the next could overrun it
 
-    def _run_trial(self, cell: PlannedRun, name: str, st: Any) -> bool:
-        """Ask for a trial, train it as an ordinary run, tell the study; False: another sweep holds it."""
+    def _ask(self, i: int) -> PlannedRun | None:
+        """Ask cell i's study for a trial; its run, or None when a trial with the same parameters (the same
+        run) is already in flight: this one is told that run's result when it ends."""
+        cell, name, st = self.cells()[i]
         trial = st.ask()
         params = studies.sample(trial, self.tune)
         planned = plan.trial_run(cell, params, name, trial.number)
         trial.set_user_attr("run_id", planned.run_id)
-        s = run_sweep(
-            self.cfg,
-            [planned],
-            source_text=self.source_text,
-            reporter=_TrialReporter(self.rep, trial, self.tune.metric, planned.spec.train.epochs),
-            should_stop=self.should_stop,
-            executor=LocalExecutor(),  # the pruner hears each epoch here, in the study's process
-            plan_runs=self.known_trials(),
-        )
-        self._absorb(s, self.out.trials)
-        outcome = s.outcomes.get(planned.run_id, "failed")
-        rec = read_record(SweepLayout(self.root).run_dir(planned.run_id))
-        if rec is not None:
-            trial.set_user_attr("epochs", len(rec.history))
-        return _tell(st, trial, params, outcome, rec, self.tune.metric)
+        waiting = self.asked.setdefault(planned.run_id, [])
+        waiting.append(_AskedTrial(i, trial, params, planned))
+        return planned if len(waiting) == 1 else None
+
+    def _refill(self, out: RunOutcome) -> list[PlannedRun]:
+        """A run ended (the executor tells it in this process): tell its trials, ask for the next ones."""
+        self._settle(out.run_id, out.outcome)
+        more = self._ask_more()
+        if more:
+            write_plan(self.cfg, self.known_trials(), self.source_text)
+        return more
+
+    def _settle(self, run_id: str, outcome: str) -> None:
+        """Tell the study how the run of these trials ended; a cell whose run another sweep holds is left."""
+        rec = read_record(SweepLayout(self.root).run_dir(run_id))
+        for a in self.asked.pop(run_id, []):
+            if rec is not None:
+                a.trial.set_user_attr("epochs", len(rec.history))
+            if not _tell(self.opened[a.cell], a.trial, a.params, outcome, rec, self.tune.metric):
+                self.held.add(a.cell)  # another live sweep is tuning this cell
 
     # ------------------------------------------------------------------------------------ phase 2
 
@@ -220,14 +261,7 @@ class _Protocol:
         """Phase 2: each cell's best configuration over the seeds, evaluated once on the test split."""
         finals, self.out.cells_without_best = self.best_finals()
         if finals:
-            s = run_sweep(
-                self.cfg,
-                finals,
-                source_text=self.source_text,
-                reporter=_FinalReporter(self.rep),
-                should_stop=self.should_stop,
-                plan_runs=self.known_trials() + finals,
-            )
+            s = self._run(finals, self.known_trials() + finals)
             self._absorb(s, self.out.finals)
         return finals
 
@@ -254,14 +288,6 @@ def _tell(
     else:
         st.tell(trial, value)
     return True
-
-
-class _FinalReporter(_TrialReporter):
-    def __init__(self, inner: Reporter) -> None:
-        self.inner = inner
-
-    def epoch(self, stats: dict[str, Any]) -> None:
-        self.inner.epoch(stats)
 
 
 __all__ = ["TuneOutcome", "run_tuned", "trial_value"]

@@ -1,8 +1,9 @@
 """Optuna studies of a tuned sweep: owns storage, sampler, pruner, sampling, stale trials and the budget.
 
-One study per compared cell, all in one SQLite file (default `<sweep>/tune/optuna.db`), opened with
+One study per compared cell, all in one file (default `<sweep>/tune/optuna.db`), opened with
 `load_if_exists=True` so a rerun continues where the last process stopped. Trials are driven by
-ask/tell: the caller trains each one as an ordinary archbench run. Optuna is imported lazily.
+ask/tell: the caller trains each one as an ordinary archbench run, possibly in another process (a Ray
+worker) that reports the trial's epochs into the same file. Optuna is imported lazily.
 """
 
 from __future__ import annotations
@@ -23,25 +24,60 @@ def storage_path(cfg: SweepConfig, root: Path) -> Path:
     return Path(cfg.tune.storage) if cfg.tune.storage else SweepLayout(root).optuna_db
 
 
-def open_study(tune: TuneSpec, storage: Path, name: str, seed: int) -> Any:
+def open_storage(path: Path | str) -> Any:
+    """The studies' storage, shared by every process that trains a trial of them.
+
+    A `.journal` file is Optuna's JournalStorage (its own file lock works on a network filesystem: for a
+    cluster whose nodes share only that). Anything else is SQLite in WAL mode, so the processes reporting
+    epochs and the one asking for trials do not wait for each other's reads; WAL needs every process on one
+    host (a local Ray, or a cluster whose trials all run on the head's filesystem)."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage.parent.mkdir(parents=True, exist_ok=True)
-    pruner: optuna.pruners.BasePruner
+    path = Path(path).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".journal":
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    import sqlite3
+
+    con = sqlite3.connect(path, timeout=_SQLITE_BUSY_S)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")  # kept by the file: every later connection uses it
+    finally:
+        con.close()
+    return optuna.storages.RDBStorage(
+        f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": _SQLITE_BUSY_S}}
+    )
+
+
+_SQLITE_BUSY_S = 60  # a writer waits this long for another process's write before it fails
+
+
+def make_pruner(tune: TuneSpec) -> Any:
+    """The pruner of `tune.pruner`; the same in the driver and in every process that trains a trial."""
+    import optuna
+
     if tune.pruner == "median":
         # The first two trials always finish; steps are epochs (1, 2, ...) and Optuna prunes from step
         # n_warmup_steps on (not after it): none is pruned before epoch 3.
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3)
-    elif tune.pruner == "successive_halving":
-        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
-    else:
-        pruner = optuna.pruners.NopPruner()
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3)
+    if tune.pruner == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(tune: TuneSpec, storage: Path, name: str, seed: int, concurrent: bool = False) -> Any:
+    """The study of one cell. `concurrent`: trials will run at once, so the sampler treats a running
+    trial as a poor result (TPE's constant liar) instead of proposing its parameters again."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        storage=f"sqlite:///{storage.resolve()}",
+        storage=open_storage(storage),
         study_name=name,
         direction="maximize" if tune.metric == "val_acc" else "minimize",
-        pruner=pruner,
+        pruner=make_pruner(tune),
         load_if_exists=True,
     )
     # A seeded sampler per study, so one sweep file proposes the same trials. The seed also counts the
@@ -49,9 +85,21 @@ def open_study(tune: TuneSpec, storage: Path, name: str, seed: int) -> Any:
     done = len(study.get_trials(deepcopy=False))
     study_seed = int(hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()[:8], 16) + done
     study.sampler = optuna.samplers.TPESampler(
-        seed=study_seed, n_startup_trials=max(2, min(10, tune.trials // 2))
+        seed=study_seed, n_startup_trials=max(2, min(10, tune.trials // 2)), constant_liar=concurrent
     )
     return study
+
+
+def trial_in_this_process(tune: TuneSpec, storage: Path | str, name: str, number: int) -> Any:
+    """Trial `number` of study `name`, opened from the storage in this process (a worker training it): its
+    reports go to the storage and its pruner reads the other trials' values from there."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    store = open_storage(storage)
+    trial_id = store.get_trial_id_from_study_id_trial_number(store.get_study_id_from_name(name), number)
+    study = optuna.load_study(study_name=name, storage=store, pruner=make_pruner(tune))
+    return optuna.trial.Trial(study, trial_id)
 
 
 def sample(trial: Any, tune: TuneSpec) -> dict[str, Any]:

@@ -302,9 +302,7 @@ def _importances(summary: dict[str, Any]) -> tuple[dict[str, dict[str, float]], 
     problems = []
     for c in summary["cells"]:
         try:
-            st = optuna.load_study(
-                study_name=c["study"], storage=f"sqlite:///{Path(summary['storage']).resolve()}"
-            )
+            st = optuna.load_study(study_name=c["study"], storage=studies.open_storage(summary["storage"]))
             out[str(c["label"])] = dict(optuna.importance.get_param_importances(st))
         except (ValueError, RuntimeError) as exc:
             problems.append(f"{c['label']}: no parameter importances ({exc})")

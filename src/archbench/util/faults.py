@@ -6,6 +6,8 @@ Syntax: comma-separated `what@where[#run-substring]`, for example
   hang@step:17          stop forever before step 17 (a stuck run, for driver-kill tests)
   hangonce@step:17      stop before step 17 unless the run resumed (held there until its node is removed)
   term@step:5           send SIGTERM to this process just before step 5
+  kill@trial:3          SIGKILL the process training tuning trial 3 (of any study) after its first epoch
+  hang@trial:3          stop forever there instead
   nan@step:3            make the loss at step 3 non-finite
   oom@step:2            raise torch.cuda.OutOfMemoryError in the forward pass at step 2
   kill@checkpoint_write die half-way through writing a checkpoint (`:N`: the N-th write of this process)
