@@ -267,9 +267,9 @@ def test_median_pruner_prunes_nothing_before_epoch_3(tmp_path: Path) -> None:
     for epoch in range(1, 5):
         worse.report(0.1, step=epoch)
         decisions.append(worse.should_prune())
-    assert decisions == [False, False, True, True]  # epochs 1 and 2 never pruned, as the README says
-    readme = (REPO / "README.md").read_text()
-    assert "nothing is pruned before epoch 3" in readme
+    assert decisions == [False, False, True, True]  # epochs 1 and 2 never pruned, as the docs say
+    guide = (REPO / "docs" / "guide" / "fair-comparisons-tune-every-architecture.md").read_text()
+    assert "nothing is pruned before epoch 3" in guide
 
 
 def test_tune_parallel_changes_no_run_id_or_spec_hash(tmp_path: Path) -> None:
