@@ -212,8 +212,8 @@ SEED_DOC = "model init, data order and augmentation (0 ≤ seed < 2^63); the spl
 RECIPE_HELP = "a named recipe (config/recipes/NAME.yaml): sets data.augment and its train keys; null: none"
 
 
-class RunSpec(_Strict):
-    """One fully resolved configuration: what a run trains and how."""
+class RunSections(_Strict):
+    """The sections that say what a run trains and how: a sweep file's base settings and each run's spec."""
 
     @field_validator("recipe")
     @classmethod
@@ -228,6 +228,11 @@ class RunSpec(_Strict):
     eval: EvalSpec = Field(default_factory=EvalSpec, description=EVAL_DOC)
     seed: int = Field(0, ge=0, le=SEED_MAX, description=SEED_DOC)
     recipe: str | None = Field(None, description=RECIPE_HELP)
+
+
+class RunSpec(RunSections):
+    """One fully resolved configuration: what a run trains and how."""
+
     written_paths: dict[str, WrittenPath] = Field(
         default_factory=dict,
         description="dotted key -> each relative path of this spec as written; not part of the identity",
@@ -430,19 +435,13 @@ class TuneSpec(_Strict):
         return seeds
 
 
-class SweepConfig(_Strict):
+class SweepConfig(RunSections):
     """A whole sweep file: base settings plus a grid of dotted keys mapped to lists of values."""
 
     name: str = Field(
         ..., min_length=1, max_length=1000, description="the sweep's name: its folder is <output_dir>/<name>/"
     )
     output_dir: str = Field("results", description="where <name>/ goes; relative to the sweep file")
-    data: DataSpec = Field(default_factory=DataSpec, description=DATA_DOC)
-    model: ModelSpec = Field(default_factory=ModelSpec, description=MODEL_DOC)
-    train: TrainSpec = Field(default_factory=TrainSpec, description=TRAIN_DOC)
-    eval: EvalSpec = Field(default_factory=EvalSpec, description=EVAL_DOC)
-    seed: int = Field(0, ge=0, le=SEED_MAX, description=SEED_DOC)
-    recipe: str | None = Field(None, description=RECIPE_HELP)
     max_runs: int = Field(
         DEFAULT_MAX_RUNS, ge=1, description="refuse a grid whose product has more runs than this"
     )
