@@ -14,7 +14,7 @@ from archbench.report.html import escape as html_escape
 from archbench.report.textformats import md_escape, tex_escape
 from archbench.store.record import read_record
 from archbench.store.results import neutralise_csv_cell, rows_to_csv
-from archbench.tracking.mlflow import desired_state, flatten
+from archbench.tracking.mlflow import SweepTarget, desired_state, flatten
 from archbench.util.escape import visible
 from archbench.util.terminal import literal
 from conftest import image_folder_sweep, run_cli
@@ -66,7 +66,9 @@ def test_a_class_named_with_escapes_reaches_no_output_raw(tmp_path: Path) -> Non
     (run_dir,) = (sweep_dir / "runs").iterdir()
     rec = read_record(run_dir)
     assert rec is not None and "\x1b[31mred" in (rec.class_names or [])  # the record keeps the truth
-    want = desired_state(run_dir, rec)
+    # A sweep target without a client: the tags and params are computed, nothing is sent.
+    target = SweepTarget(cl=None, exp_id="0", root=sweep_dir, key="key", parent_id="parent")
+    want = desired_state(run_dir, rec, target)
     for text in [*want.tags.values(), *want.params.values()]:
         assert not RAW.search(text.encode()) and "\n" not in text
     assert want.tags["archbench.sweep"] == "sweep\\x1b[2J"
