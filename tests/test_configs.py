@@ -120,3 +120,18 @@ def test_gpu_suite_cpu_smoke_prints_one_summary() -> None:
     assert out["achieved_tflops"] > 0 and out["forward_gflops_per_image"] > 0
     names = [b["benchmark"] for b in out["bench"]]
     assert names == ["step_throughput", "data_path", "syncs_per_step"]
+
+
+def test_unquoted_on_off_in_yaml_mean_the_words_and_hash_the_same() -> None:
+    """YAML 1.1 reads `amp: on` as true; the sweep takes it as "on", with the id of the quoted spelling."""
+    from archbench.sweep.expand import expand_sweep, load_sweep_text
+
+    def ids(train: str) -> list[str]:
+        text = "name: t\noutput_dir: /tmp/x\ndata: {kind: digits}\nmodel: {name: tiny_cnn}\n"
+        text += f"train: {train}\n"
+        return [spec.run_id for spec in expand_sweep(load_sweep_text(text))]
+
+    assert ids("{amp: on, channels_last: off}") == ids('{amp: "on", channels_last: "off"}')
+    assert ids("{amp: on}") != ids("{amp: off}")
+    with pytest.raises(Exception, match="train.amp"):
+        load_sweep_text("name: t\ndata: {kind: digits}\ntrain: {amp: 3}\n")

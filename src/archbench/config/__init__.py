@@ -186,6 +186,12 @@ class TrainSpec(_Strict):
         """The checkpoint names (`best`, `last`) a completed run keeps."""
         return ("best", "last") if self.keep_checkpoints == "both" else (self.keep_checkpoints,)
 
+    @field_validator("amp", "channels_last", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, v: Any) -> Any:
+        """YAML 1.1 reads an unquoted `on`/`off` as true/false: take them as the words they were."""
+        return ("on" if v else "off") if isinstance(v, bool) else v
+
 
 class EvalSpec(_Strict):
     batch_size: int = Field(256, ge=1, description="images per evaluation batch")
