@@ -87,15 +87,22 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     )
 
 
+def run_sweep_text(tmp: Path, sweep_text: str) -> Path:
+    """Write `sweep_text` (dedented) to `tmp/sweep.yaml`, run it with the CLI from `tmp` and assert it exits
+    0; returns the sweep file."""
+    sweep = tmp / "sweep.yaml"
+    sweep.write_text(textwrap.dedent(sweep_text))
+    res = run_cli("run", str(sweep), cwd=tmp)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return sweep
+
+
 def run_one(tmp_path: Path, sweep_text: str) -> tuple[Path, Any]:
     """Write a one-run sweep (its `output_dir` is `results` beside it), run it with the CLI, and return
     (the run folder, its completed record)."""
     from archbench.store.record import read_record
 
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(textwrap.dedent(sweep_text))
-    res = run_cli("run", str(sweep), cwd=tmp_path)
-    assert res.returncode == 0, res.stdout + res.stderr
+    run_sweep_text(tmp_path, sweep_text)
     (run_dir,) = (p for sweep_dir in (tmp_path / "results").iterdir() for p in (sweep_dir / "runs").iterdir())
     rec = read_record(run_dir)
     assert rec is not None and rec.status == "completed" and rec.metrics is not None

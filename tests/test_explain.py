@@ -4,7 +4,6 @@ ResNet-18, one epoch each, explained by the `explain:` stage and by `archbench e
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 
 from archbench.store.record import read_record
-from conftest import run_cli
+from conftest import run_cli, run_sweep_text
 
 SWEEP = """
 name: xai
@@ -33,10 +32,7 @@ explain: {{images: 4, methods: [gradcam, ig, saliency, attention], select: mista
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("explain")
-    path = tmp / "sweep.yaml"
-    path.write_text(textwrap.dedent(SWEEP.format(out=tmp / "results")))
-    res = run_cli("run", str(path), cwd=tmp)
-    assert res.returncode == 0, res.stdout + res.stderr
+    path = run_sweep_text(tmp, SWEEP.format(out=tmp / "results"))
     # The second pass is the runner's path for completed runs: stages missing from a record run then. (The
     # runner in this tree runs stages only there; once it runs them right after evaluation, this is a no-op.)
     res = run_cli("run", str(path), cwd=tmp)

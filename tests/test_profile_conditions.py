@@ -10,7 +10,6 @@ import json
 import statistics
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 from archbench.config import ModelSpec, TrainSpec
 from archbench.stages.profile.conditions import MIN_STEADY_ITERS, NOISY_SPREAD, noisy_reasons, verdict
 from archbench.store.record import read_record
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_sweep_text
 
 SWEEP = """
 name: cond
@@ -36,10 +35,7 @@ QUICK = ["--batch-sizes", "1,4", "--iters", "10", "--warmup", "1", "--budget", "
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny run trained with `threads: 1` and profiled by the stage right after training."""
     tmp = tmp_path_factory.mktemp("conditions")
-    yaml = tmp / "sweep.yaml"
-    yaml.write_text(textwrap.dedent(SWEEP.format(out=tmp / "results")))
-    res = run_cli("run", str(yaml), cwd=tmp)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    run_sweep_text(tmp, SWEEP.format(out=tmp / "results"))
     return tmp / "results" / "cond"
 
 
