@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from archbench.engine.optim import build_optimizer, build_scheduler
 from archbench.models import create_model
 from archbench.store.record import read_record
 from conftest import run_cli
+from test_recipes_train import only_run, recipe_sweep, refused_at_planning
 
 REPO = Path(__file__).resolve().parents[1]
 VIT = "timm:vit_tiny_patch16_224"
@@ -70,31 +70,16 @@ def test_without_layer_decay_there_is_one_group_and_no_id_changes() -> None:
 
 
 def test_a_model_without_layer_groups_is_refused_at_planning(tmp_path: Path) -> None:
-    res = run_cli(
-        "run", str(REPO / "configs" / "quickstart.yaml"), "--set", f"output_dir={tmp_path / 'out'}",
-        "--set", "train.layer_decay=0.8", cwd=tmp_path,
-    )  # fmt: skip
-    assert res.returncode == 2, res.stdout + res.stderr
-    lines = [ln for ln in res.stderr.splitlines() if "train.layer_decay" in ln]
-    assert len(lines) == 2 and "tiny_cnn" in lines[0] and "resnet18" in lines[1], res.stderr
+    lines = refused_at_planning(tmp_path, "quickstart.yaml", "train.layer_decay", "train.layer_decay=0.8")
+    assert len(lines) == 2 and "tiny_cnn" in lines[0] and "resnet18" in lines[1], lines
     assert all("no layer groups" in ln for ln in lines)
-    assert not (tmp_path / "out").exists()  # refused before anything was created
 
 
 def test_a_tiny_vit_trains_with_layer_decay_and_records_it(tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(
-        textwrap.dedent(f"""
-        name: ld
-        output_dir: {tmp_path / "results"}
-        data: {{kind: digits, resolution: 32, limit_per_class: 4}}
-        model: {{name: "{VIT}"}}
-        train: {{epochs: 1, batch_size: 32, optimizer: adamw, lr: 0.001, threads: 1, layer_decay: 0.75}}
-        """)
-    )
-    res = run_cli("run", str(sweep), cwd=tmp_path)
+    sweep = recipe_sweep(tmp_path, "optimizer: adamw, layer_decay: 0.75", epochs=1)
+    sets = (f"model.name={VIT}", "data.resolution=32", "data.limit_per_class=4", "train.lr=0.001")
+    res = run_cli("run", str(sweep), *[a for s in sets for a in ("--set", s)], cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
-    (run_dir,) = (tmp_path / "results" / "ld" / "runs").iterdir()
-    rec = read_record(run_dir)
+    rec = read_record(only_run(tmp_path))
     assert rec is not None and rec.status == "completed"
     assert rec.spec.train.layer_decay == 0.75

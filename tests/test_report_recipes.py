@@ -4,7 +4,6 @@ whether the ranking of the other configurations holds under each recipe."""
 from __future__ import annotations
 
 import csv
-import textwrap
 from pathlib import Path
 
 from archbench.report.analysis import ConfigSummary
@@ -12,6 +11,7 @@ from archbench.report.collect import Configuration
 from archbench.report.recipes import ranking_verdict, rankings_by_recipe, swapped_pairs
 from archbench.report.stats import Estimate
 from conftest import run_cli
+from test_recipes_train import recipe_sweep
 
 
 def summary(recipe: str | None, model: str, top1: float) -> ConfigSummary:
@@ -56,20 +56,12 @@ def test_one_recipe_or_none_says_nothing() -> None:
 
 
 def test_a_recipe_sweep_report_groups_by_recipe(tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(
-        textwrap.dedent(f"""
-        name: recipes
-        output_dir: {tmp_path / "results"}
-        data: {{kind: digits, limit_per_class: 30}}
-        train: {{epochs: 1, batch_size: 64, threads: 1}}
-        grid: {{recipe: [basic, strong], model.name: [tiny_cnn, simple_cnn]}}
-        """)
-    )
-    res = run_cli("run", str(sweep), cwd=tmp_path)
+    grid = "grid: {recipe: [basic, strong], model.name: [tiny_cnn, simple_cnn]}\n"
+    sweep = recipe_sweep(tmp_path, "", epochs=1, extra=grid)
+    res = run_cli("run", str(sweep), "--set", "data.limit_per_class=30", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     out = tmp_path / "report"
-    res = run_cli("report", str(tmp_path / "results" / "recipes"), "--out", str(out))
+    res = run_cli("report", str(tmp_path / "results" / "r"), "--out", str(out))
     assert res.returncode == 0, res.stdout + res.stderr
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "By recipe" in md and "Configurations by recipe" in md
