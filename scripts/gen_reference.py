@@ -37,6 +37,7 @@ EXAMPLES: dict[str, str] = {
     "recipe": "strong",
     "train.early_stopping": "{patience: 5, min_delta: 0.001}",
     "train.ema": "{decay: 0.999}",
+    "train.layer_decay": "0.75",
     "data.augment.randaugment": "{num_ops: 2, magnitude: 9}",
     "data.augment.random_resized_crop": "{scale: [0.35, 1.0], ratio: [0.75, 1.33]}",
     "name": "my_images",

@@ -32,6 +32,16 @@ def recipe_sweep(tmp: Path, train: str, augment: str = "{}", epochs: int = 3, ex
     return path
 
 
+def refused_at_planning(tmp: Path, config: str, key: str, *sets: str) -> list[str]:
+    """Run configs/`config` with `--set` overrides into tmp/out; it must exit 2 having created nothing.
+    Returns the lines of its error output that name `key`."""
+    args = [a for s in (f"output_dir={tmp / 'out'}", *sets) for a in ("--set", s)]
+    res = run_cli("run", str(REPO / "configs" / config), *args, cwd=tmp)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert not (tmp / "out").exists()  # refused before anything was created
+    return [ln for ln in res.stderr.splitlines() if key in ln]
+
+
 def only_run(tmp: Path) -> Path:
     (run_dir,) = (tmp / "results" / "r" / "runs").iterdir()
     return run_dir

@@ -97,6 +97,7 @@ LATER_KEYS: dict[tuple[str, ...], Any] = {
     ("train", "keep_checkpoints"): "both",
     ("train", "ema"): None,
     ("train", "early_stopping"): None,
+    ("train", "layer_decay"): None,
     ("recipe",): None,
     **LATER_AUGMENT_KEYS,
 }
@@ -175,6 +176,13 @@ class TrainSpec(_Strict):
     )
     ema: EmaSpec | None = Field(None, description="weights EMA; null: off")
     early_stopping: EarlyStoppingSpec | None = Field(None, description="null: train every epoch")
+    layer_decay: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="layer-wise lr decay (timm models with layer groups): the lr of the k-th group below "
+        "the head is lr * layer_decay**k; null: one lr",
+    )
     keep_checkpoints: Literal["both", "best", "last"] = Field(
         "both",
         description="which checkpoints a completed run keeps (the rollback copies *.prev.pt are always "

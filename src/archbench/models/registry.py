@@ -126,6 +126,26 @@ def _check_options(spec: ModelSpec, family: str) -> None:
         )
 
 
+def layer_decay_refusal(name: str) -> str:
+    """The one line that says `train.layer_decay` cannot apply to model `name`."""
+    return (
+        f"train.layer_decay: model {name} has no layer groups (most timm models define them, through "
+        "group_matcher; torchvision and archbench's small CNNs do not); use a timm:NAME model or leave "
+        "layer_decay unset"
+    )
+
+
+def layer_decay_problem(name: str) -> str | None:
+    """Why `train.layer_decay` cannot apply to model `name` (None: it can). Only timm models have layer
+    groups (timm's `auto_group_layers` fallback would group other models by parameter count, or not at
+    all); a timm name is built on the meta device (no memory, no weights) to ask its class."""
+    if model_family(name) != "timm":
+        return layer_decay_refusal(name)
+    from archbench.models.timm_family import timm_has_layer_groups
+
+    return None if timm_has_layer_groups(name[len(TIMM_PREFIX) :]) else layer_decay_refusal(name)
+
+
 def create_model(
     spec: ModelSpec, in_chans: int, num_classes: int, *, image_size: int | None = None
 ) -> nn.Module:

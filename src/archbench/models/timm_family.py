@@ -73,6 +73,21 @@ def build_timm(args: BuildArgs) -> Built:
     return Built(model, _stages(model, name) if spec.freeze > 0 else [], info)
 
 
+def timm_has_layer_groups(name: str) -> bool:
+    """Does timm model `name` define `group_matcher` (the layers `train.layer_decay` scales)? Built on the
+    meta device: no memory, no init cost. A model that will not build there is given the benefit of the
+    doubt; the optimizer checks the real one (engine/optim.py)."""
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(name, pretrained=False)
+    except Exception:  # noqa: BLE001 - any build failure here is the build's to report, at run time
+        return True
+    return callable(getattr(model, "group_matcher", None))
+
+
 def _input_size_info(name: str, image_size: int | None, pretrained: bool) -> dict[str, Any]:
     """For a timm model with a fixed input size: the run's size, the native one, and whether it is resized.
 

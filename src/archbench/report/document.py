@@ -13,6 +13,7 @@ from typing import Any
 
 from archbench.report.analysis import Analysis
 from archbench.report.figures import FigureFile
+from archbench.report.recipes import recipe_verdict
 from archbench.report.stats import ALPHA
 from archbench.report.tables import Table, estimate_text, stage_table
 from archbench.util.paths import slugify
@@ -132,7 +133,8 @@ def _glance(a: Analysis) -> str:
         runner_up = next((c for c in tested if c.a == 0 and c.b == 1), None)
         if runner_up is not None:
             text += f" Best vs second: {runner_up.verdict}."
-    return text
+    verdict = recipe_verdict(a)
+    return f"{text} {verdict}" if verdict else text
 
 
 STATS_METHOD = (
@@ -200,7 +202,18 @@ def _configurations(w: _Writer, a: Analysis) -> None:
     for section in a.data.stages:
         w.para(section.protocol or "")
     w.table("configurations")
+    _by_recipe(w, a)
     w.figure("accuracy")
+
+
+def _by_recipe(w: _Writer, a: Analysis) -> None:
+    """When the runs differ by recipe (grid axis `recipe`): each recipe's ranking, and whether it holds."""
+    verdict = recipe_verdict(a)
+    if not verdict:
+        return
+    w.heading("By recipe", "by-recipe", level=3)
+    w.para(verdict)
+    w.table("by_recipe")
 
 
 def _training_and_cost(w: _Writer, a: Analysis) -> None:

@@ -73,6 +73,22 @@ def model_problems(runs: list[PlannedRun]) -> list[str]:
     return problems
 
 
+def layer_decay_problems(runs: list[PlannedRun]) -> list[str]:
+    """`train.layer_decay` on a model without layer groups (anything but timm models): one line each."""
+    from archbench.models import check_model_name, layer_decay_problem
+
+    problems: list[str] = []
+    for name in dict.fromkeys(r.spec.model.name for r in runs if r.spec.train.layer_decay is not None):
+        try:
+            check_model_name(name)
+        except ConfigError:
+            continue  # model_problems names it
+        problem = layer_decay_problem(name)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
 def data_problems(runs: list[PlannedRun]) -> list[str]:
     from archbench.data.identity import decode_identity
     from archbench.data.registry import data_problems as check
@@ -207,7 +223,8 @@ def tracking_problems(cfg: SweepConfig) -> list[str]:
 
 def plan_problems(cfg: SweepConfig, runs: list[PlannedRun]) -> list[str]:
     """Every problem that can be found before anything is created, one line each (empty: good to go)."""
-    problems = model_problems(runs) + data_problems(runs) + output_problems(sweep_dir(cfg))
+    problems = model_problems(runs) + layer_decay_problems(runs) + data_problems(runs)
+    problems += output_problems(sweep_dir(cfg))
     problems += sweep_path_problems(cfg) + tracking_problems(cfg) + executor_problems(cfg, runs)
     return list(dict.fromkeys(problems))  # de-duplicated, in order
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from archbench.report.analysis import Analysis, ConfigSummary
+from archbench.report.recipes import recipe_rankings
 from archbench.report.tables.base import (
     Col,
     Table,
@@ -68,6 +69,29 @@ def configurations_table(a: Analysis) -> Table:
     )
     rows = [_configuration_cols(s) for s in a.summaries]
     return build_table("configurations", "Configurations", rows, note=note, tex_skip=("runs",))
+
+
+def recipes_table(a: Analysis) -> Table:
+    """One row per configuration grouped by recipe (the `recipe` grid axis), ranked within its recipe."""
+    rows = [
+        [
+            Col("recipe", r.recipe),
+            Col("rank", rank),
+            Col("configuration", name),
+            Col("n", s.top1.n),
+            shown("top-1 (%)", s.top1.mean, estimate_text(s.top1, 100.0, 2)),
+            *estimate_cols("top-1", s.top1, 100.0, " (%)"),
+            runs_col(s.run_ids),
+        ]
+        for r in recipe_rankings(a)
+        for s, name, rank in zip(r.summaries, r.names, r.ranks, strict=True)
+    ]
+    note = (
+        "The configurations of the table above grouped by training recipe (grid axis `recipe`), ranked by "
+        "mean top-1 within each recipe; configuration: its other grid values. A change of order between "
+        "recipes is a change of the means; which differences are significant is under Statistics."
+    )
+    return build_table("by_recipe", "Configurations by recipe", rows, note=note, tex_skip=("runs",))
 
 
 def _profile_cols(s: ConfigSummary) -> list[Col]:

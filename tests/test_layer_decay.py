@@ -1,0 +1,85 @@
+"""`train.layer_decay` (issue 27): per-layer learning rates from timm's layer groups, refused elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from archbench.config import ModelSpec, RunSpec, TrainSpec, spec_hash
+from archbench.engine.optim import build_optimizer, build_scheduler
+from archbench.models import create_model
+from archbench.store.record import read_record
+from conftest import run_cli
+from test_recipes_train import only_run, recipe_sweep, refused_at_planning
+
+REPO = Path(__file__).resolve().parents[1]
+VIT = "timm:vit_tiny_patch16_224"
+
+
+def tiny_vit() -> torch.nn.Module:
+    return create_model(ModelSpec(name=VIT), in_chans=3, num_classes=10, image_size=32)
+
+
+def lr_of(opt: torch.optim.Optimizer) -> dict[int, float]:
+    """Each parameter's learning rate (by id), from the optimizer's groups."""
+    return {id(p): float(g["lr"]) for g in opt.param_groups for p in g["params"]}
+
+
+def test_vit_layers_get_learning_rates_that_decrease_toward_the_input() -> None:
+    model = tiny_vit()
+    opt = build_optimizer(model, TrainSpec(lr=0.1, layer_decay=0.75, weight_decay=0.05))
+    lr = lr_of(opt)
+    named = dict(model.named_parameters())
+    assert set(lr) == {id(p) for p in named.values()}  # every parameter is trained, once
+    depth = len(model.blocks)  # type: ignore[arg-type]
+    # timm's ViT groups: stem (patch_embed, cls_token, pos_embed) = 0, block i = i + 1, then norm and head.
+    assert lr[id(named["head.weight"])] == pytest.approx(0.1)
+    assert lr[id(named["patch_embed.proj.weight"])] == pytest.approx(0.1 * 0.75 ** (depth + 1))
+    blocks = [lr[id(named[f"blocks.{i}.attn.qkv.weight"])] for i in range(depth)]
+    assert all(a < b for a, b in zip(blocks, blocks[1:], strict=False))  # strictly rising toward the head
+    assert lr[id(named["patch_embed.proj.weight"])] < blocks[0]
+    # Weight decay is the run's, on every parameter, as without layer decay.
+    assert {g["weight_decay"] for g in opt.param_groups} == {0.05}
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_the_schedule_keeps_each_layers_ratio(schedule: str) -> None:
+    model = tiny_vit()
+    train = TrainSpec(lr=0.1, layer_decay=0.5, schedule=schedule, epochs=2, optimizer="adamw")
+    opt = build_optimizer(model, train)
+    sched = build_scheduler(opt, train, steps_per_epoch=4)
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    lrs = [g["lr"] for g in opt.param_groups]
+    scales = [g["lr_scale"] for g in opt.param_groups]
+    top = lrs[scales.index(1.0)]
+    assert top > 0
+    assert lrs == pytest.approx([top * s for s in scales])
+
+
+def test_without_layer_decay_there_is_one_group_and_no_id_changes() -> None:
+    assert len(build_optimizer(tiny_vit(), TrainSpec()).param_groups) == 1
+    res = run_cli("run", str(REPO / "configs" / "quickstart.yaml"), "--dry-run", cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    assert "tiny_cnn_sgd_0.05-dded763f50" in res.stdout and "resnet18_adam_0.002-62e5d5468d" in res.stdout
+    assert "layer_decay" not in RunSpec().identity()["train"]
+    assert spec_hash(RunSpec.model_validate({"train": {"layer_decay": 0.8}})) != spec_hash(RunSpec())
+
+
+def test_a_model_without_layer_groups_is_refused_at_planning(tmp_path: Path) -> None:
+    lines = refused_at_planning(tmp_path, "quickstart.yaml", "train.layer_decay", "train.layer_decay=0.8")
+    assert len(lines) == 2 and "tiny_cnn" in lines[0] and "resnet18" in lines[1], lines
+    assert all("no layer groups" in ln for ln in lines)
+
+
+def test_a_tiny_vit_trains_with_layer_decay_and_records_it(tmp_path: Path) -> None:
+    sweep = recipe_sweep(tmp_path, "optimizer: adamw, layer_decay: 0.75", epochs=1)
+    sets = (f"model.name={VIT}", "data.resolution=32", "data.limit_per_class=4", "train.lr=0.001")
+    res = run_cli("run", str(sweep), *[a for s in sets for a in ("--set", s)], cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rec = read_record(only_run(tmp_path))
+    assert rec is not None and rec.status == "completed"
+    assert rec.spec.train.layer_decay == 0.75
