@@ -557,6 +557,57 @@ def test_rerun_of_map_rf_keeps_the_random_forest_row(mapped_sweep: dict[str, Any
     )
 
 
+def test_map_outputs_carry_intervals_paired_tests_and_areas(mapped_sweep: dict[str, Any]) -> None:
+    """The sweep's map folder: bootstrap intervals, McNemar (Holm) against the forest in words, and
+    error-adjusted areas; the paired counts recomputed here from the GeoTIFFs and the label raster."""
+    import csv
+
+    from sklearn.metrics import accuracy_score
+
+    sweep = mapped_sweep["sweep"]
+    assert _invoke("map", str(sweep), "--rf", "--rf-trees", "5").exit_code == 0
+    out = sweep / "stages" / "map"
+    index = json.loads((out / "index.json").read_text())
+    block = index["assessment"]
+    assert block["ci_method"] == "bootstrap" and block["resamples"] >= 200
+    assert any(
+        n.startswith("Against the Random Forest (random_forest) on never in training") for n in index["notes"]
+    )
+    assert {t["csv"] for t in index["tables"]} >= {"map_accuracy.csv", "map_pairwise.csv", "map_areas.csv"}
+    rows = list(csv.DictReader((out / "map_accuracy.csv").open()))
+    assert {r["subset"] for r in rows} == {"all_labelled", "never_in_training"} and len(rows) == 6
+    for r in rows:
+        assert (
+            float(r["overall_accuracy_low"])
+            <= float(r["overall_accuracy"])
+            <= float(r["overall_accuracy_high"])
+        )
+    # all_labelled: OA and the McNemar counts from the rasters themselves (every pixel is labelled).
+    with rasterio.open(mapped_sweep["scene"].parent / "labels.tif") as src:
+        ref = src.read(1).ravel()
+    maps = {}
+    for r in (r for r in rows if r["subset"] == "all_labelled"):
+        with rasterio.open(
+            out / ("random_forest.tif" if r["model"] == "random_forest" else f"{r['run_id']}.tif")
+        ) as m:
+            maps[r["model"]] = m.read(1).ravel()
+        ok = maps[r["model"]] != 0
+        assert float(r["overall_accuracy"]) == pytest.approx(accuracy_score(ref[ok], maps[r["model"]][ok]))
+    pairs = block["pairwise"]["all_labelled"]
+    assert len(pairs) == 3 and all(p["p_holm"] >= p["p_value"] for p in pairs)
+    for p in pairs:
+        a, b = maps[p["map_a"]], maps[p["map_b"]]
+        both = (a != 0) & (b != 0)
+        assert p["only_a_right"] == int((both & (a == ref) & (b != ref)).sum())
+        assert p["only_b_right"] == int((both & (a != ref) & (b == ref)).sum())
+    areas = list(csv.DictReader((out / "map_areas.csv").open()))
+    for model in maps:
+        mine = [r for r in areas if r["model"] == model]
+        assert {r["unit"] for r in mine} == {"ha"}  # a projected CRS in metres, 30 m pixels: 0.09 ha
+        total = sum(float(r["adjusted_area"]) for r in mine)
+        assert total == pytest.approx(0.09 * int((maps[model] != 0).sum()))
+
+
 def test_map_with_nothing_to_map_is_one_error_line_and_no_output_path(
     mapped_sweep: dict[str, Any], tmp_path: Path
 ) -> None:
