@@ -188,7 +188,8 @@ def _index(scene: Scene, entries: list[dict[str, Any]], subset: str) -> dict[str
         "notes": [f"Split: {s}." for s in splits]
         + [f"{k}: {v}." for k, v in SUBSET_DEFINITIONS.items() if any(k in e["scores"] for e in entries)]
         + [
-            "Maps are uint8 GeoTIFFs on the label raster's grid (CRS and transform), nodata where any band "
+            "Maps are uint8 Cloud-Optimized GeoTIFFs (512-px tiles, DEFLATE, internal overviews) on the "
+            "label raster's grid (CRS and transform), nodata where any band "
             "is nodata, with a colour table and tags naming the run id and checkpoint sha256.",
             "random_forest: scikit-learn RandomForestClassifier on the per-pixel band values of the same "
             "training pixels (no spatial context).",
