@@ -174,6 +174,27 @@ def test_block_split_keeps_training_patches_off_test_patches(tmp_path: Path) -> 
     assert cheb.min() > patch - 1
     assert sorted(map(tuple, np.argwhere(unpack_mask(raw.info["test_pixels"])))) == sorted(map(tuple, test))
     assert raw.info["split"] == "block" and raw.info["test_blocks"]
+    # The record's leakage audit states what was achieved, recomputed here by brute force (30 m pixels).
+    audit = raw.info["leakage_audit"]
+    euclid = np.sqrt(((train[:, None, :] - test[None, :, :]) ** 2).sum(-1))
+    assert audit["min_distance_px"] == pytest.approx(euclid.min()) and audit["min_distance_px"] > 2 * (
+        patch // 2
+    )
+    assert (
+        audit["min_distance_map_units"] == pytest.approx(30.0 * euclid.min())
+        and audit["map_units"] == "metre"
+    )
+    assert audit["test_within_patch_radius"] == audit["test_patches_overlapping_training_patches"] == 0
+    assert (audit["split"], audit["block_size"], audit["buffer_px"]) == ("block", 12, 4)
+    # The same scene split at random: test centres sit next to training centres, and the audit counts them.
+    spec = spec.model_copy(update={"options": {**spec.options, "split": "random"}})
+    rand = load_raster_patches(spec)
+    ra = rand.info["leakage_audit"]
+    train = np.array([centre_of(p) for p in rand.train_x])
+    test = np.array([centre_of(p) for p in rand.test_x])
+    cheb = np.abs(train[:, None, :] - test[None, :, :]).max(-1).min(0)
+    assert ra["test_within_patch_radius"] == int((cheb <= patch // 2).sum()) > 0 and ra["buffer_px"] == 0
+    assert ra["min_distance_px"] == pytest.approx(1.0)
 
 
 # --- windowed prediction and the map GeoTIFF -----------------------------------------------------------
