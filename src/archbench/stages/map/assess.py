@@ -30,6 +30,9 @@ ACCURACY_DISPLAY = {
     "kappa": {"label": "kappa", "digits": 3},
     "kappa_low": {"label": "kappa 95% low", "digits": 3},
     "kappa_high": {"label": "kappa 95% high", "digits": 3},
+    "f1_macro": {"label": "F1 macro (%)", "scale": 100.0, "digits": 2},
+    "f1_macro_low": {"label": "F1 95% low", **_CI},
+    "f1_macro_high": {"label": "F1 95% high", **_CI},
 }
 PAIRWISE_DISPLAY = {
     "oa_a": {"label": "OA A (%)", "scale": 100.0, "digits": 2},
