@@ -156,6 +156,7 @@ def _areas(
         for j, name in enumerate(scene.class_names):
             row = {"model": e["label"], "sample": subset, "class": name, "unit": unit}
             row |= {"mapped_pixels": int(m["mapped"][j]), "sample_pixels": a["sample_pixels"][j]}
+            row["unsampled_stratum"] = j in a["unsampled_strata"]  # mapped, no sample: its area is lost
             rows.append(row | {key: a[key][j] for key in AREA_DISPLAY})
     return rows, unit
 
