@@ -174,6 +174,27 @@ def test_block_split_keeps_training_patches_off_test_patches(tmp_path: Path) -> 
     assert cheb.min() > patch - 1
     assert sorted(map(tuple, np.argwhere(unpack_mask(raw.info["test_pixels"])))) == sorted(map(tuple, test))
     assert raw.info["split"] == "block" and raw.info["test_blocks"]
+    # The record's leakage audit states what was achieved, recomputed here by brute force (30 m pixels).
+    audit = raw.info["leakage_audit"]
+    euclid = np.sqrt(((train[:, None, :] - test[None, :, :]) ** 2).sum(-1))
+    assert audit["min_distance_px"] == pytest.approx(euclid.min()) and audit["min_distance_px"] > 2 * (
+        patch // 2
+    )
+    assert (
+        audit["min_distance_map_units"] == pytest.approx(30.0 * euclid.min())
+        and audit["map_units"] == "metre"
+    )
+    assert audit["test_within_patch_radius"] == audit["test_patches_overlapping_training_patches"] == 0
+    assert (audit["split"], audit["block_size"], audit["buffer_px"]) == ("block", 12, 4)
+    # The same scene split at random: test centres sit next to training centres, and the audit counts them.
+    spec = spec.model_copy(update={"options": {**spec.options, "split": "random"}})
+    rand = load_raster_patches(spec)
+    ra = rand.info["leakage_audit"]
+    train = np.array([centre_of(p) for p in rand.train_x])
+    test = np.array([centre_of(p) for p in rand.test_x])
+    cheb = np.abs(train[:, None, :] - test[None, :, :]).max(-1).min(0)
+    assert ra["test_within_patch_radius"] == int((cheb <= patch // 2).sum()) > 0 and ra["buffer_px"] == 0
+    assert ra["min_distance_px"] == pytest.approx(1.0)
 
 
 # --- windowed prediction and the map GeoTIFF -----------------------------------------------------------
@@ -269,9 +290,20 @@ def test_map_geotiff_keeps_crs_transform_colours_and_tags(noisy_scene: Path, tmp
         cmap = m.colormap(1)
         assert cmap[1] == (255, 0, 0, 255) and cmap[3] == (0, 0, 255, 255)
         assert m.tags()["run_id"] == "r1" and m.tags()["checkpoint_sha256"] == "ab"
+        # A Cloud-Optimized GeoTIFF: 512-px tiles, lossless compression, internal overviews.
+        assert m.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and m.profile["tiled"]
+        assert m.block_shapes == [(512, 512)] and m.compression.name.lower() == "deflate"
+        assert m.overviews(1) == [2] and m.descriptions == ("land-cover class value",)
         a = m.read(1)
+        assert set(np.unique(m.read(1, out_shape=(12, 15)))) <= {0, 1, 2, 3}  # overviews keep class values
     assert n == int((a != 0).sum()) == 23 * 29 - 9
     assert (a[5:8, 10:13] == 0).all() and set(np.unique(a[a != 0])) <= {1, 2, 3}
+    try:
+        from rio_cogeo.cogeo import cog_validate
+    except ImportError:  # rio-cogeo is optional: the layout checks above stand in for it
+        return
+    valid, errors, _ = cog_validate(str(out))
+    assert valid, errors
 
 
 def test_scores_match_scikit_learn() -> None:
@@ -555,6 +587,57 @@ def test_rerun_of_map_rf_keeps_the_random_forest_row(mapped_sweep: dict[str, Any
     assert (
         sorted(_table_rows(first.output)) == sorted(_table_rows(again.output)) == [*run_ids, "random_forest"]
     )
+
+
+def test_map_outputs_carry_intervals_paired_tests_and_areas(mapped_sweep: dict[str, Any]) -> None:
+    """The sweep's map folder: bootstrap intervals, McNemar (Holm) against the forest in words, and
+    error-adjusted areas; the paired counts recomputed here from the GeoTIFFs and the label raster."""
+    import csv
+
+    from sklearn.metrics import accuracy_score
+
+    sweep = mapped_sweep["sweep"]
+    assert _invoke("map", str(sweep), "--rf", "--rf-trees", "5").exit_code == 0
+    out = sweep / "stages" / "map"
+    index = json.loads((out / "index.json").read_text())
+    block = index["assessment"]
+    assert block["ci_method"] == "bootstrap" and block["resamples"] >= 200
+    assert any(
+        n.startswith("Against the Random Forest (random_forest) on never in training") for n in index["notes"]
+    )
+    assert {t["csv"] for t in index["tables"]} >= {"map_accuracy.csv", "map_pairwise.csv", "map_areas.csv"}
+    rows = list(csv.DictReader((out / "map_accuracy.csv").open()))
+    assert {r["subset"] for r in rows} == {"all_labelled", "never_in_training"} and len(rows) == 6
+    for r in rows:
+        assert (
+            float(r["overall_accuracy_low"])
+            <= float(r["overall_accuracy"])
+            <= float(r["overall_accuracy_high"])
+        )
+    # all_labelled: OA and the McNemar counts from the rasters themselves (every pixel is labelled).
+    with rasterio.open(mapped_sweep["scene"].parent / "labels.tif") as src:
+        ref = src.read(1).ravel()
+    maps = {}
+    for r in (r for r in rows if r["subset"] == "all_labelled"):
+        with rasterio.open(
+            out / ("random_forest.tif" if r["model"] == "random_forest" else f"{r['run_id']}.tif")
+        ) as m:
+            maps[r["model"]] = m.read(1).ravel()
+        ok = maps[r["model"]] != 0
+        assert float(r["overall_accuracy"]) == pytest.approx(accuracy_score(ref[ok], maps[r["model"]][ok]))
+    pairs = block["pairwise"]["all_labelled"]
+    assert len(pairs) == 3 and all(p["p_holm"] >= p["p_value"] for p in pairs)
+    for p in pairs:
+        a, b = maps[p["map_a"]], maps[p["map_b"]]
+        both = (a != 0) & (b != 0)
+        assert p["only_a_right"] == int((both & (a == ref) & (b != ref)).sum())
+        assert p["only_b_right"] == int((both & (a != ref) & (b == ref)).sum())
+    areas = list(csv.DictReader((out / "map_areas.csv").open()))
+    for model in maps:
+        mine = [r for r in areas if r["model"] == model]
+        assert {r["unit"] for r in mine} == {"ha"}  # a projected CRS in metres, 30 m pixels: 0.09 ha
+        total = sum(float(r["adjusted_area"]) for r in mine)
+        assert total == pytest.approx(0.09 * int((maps[model] != 0).sum()))
 
 
 def test_map_with_nothing_to_map_is_one_error_line_and_no_output_path(

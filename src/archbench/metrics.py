@@ -1,4 +1,5 @@
-"""Test-set metrics from saved predictions: owns every number the record stores about the test split.
+"""Test-set metrics from saved predictions: owns every number the record stores about the test split, and
+the paired-test primitives (exact McNemar, Holm) that the report and the map stage share.
 
 Pure numpy with scikit-learn's definitions (checked against it in tests/test_evaluate.py; no torch), so
 evaluation, `archbench verify` and the report compute the same values from `predictions.npz`. The loss is
@@ -7,6 +8,7 @@ float64 — from the logits when they are stored, else from the probabilities �
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -71,4 +73,29 @@ def metrics_from_predictions(
     return out
 
 
-__all__ = ["metrics_from_predictions", "cross_entropy"]
+def mcnemar_p_values(b: Any, c: Any) -> Any:
+    """Exact two-sided McNemar p-values for arrays of discordant counts, in one vectorised call.
+
+    Binomial(b + c, 1/2) is symmetric, so the two-sided p is 2·P(X ≤ min(b, c)), capped at 1 (b = c: 1).
+    """
+    from scipy.special import bdtr  # the binomial CDF (scipy.stats.binom.cdf), without scipy.stats
+
+    b, c = np.asarray(b, dtype=np.int64), np.asarray(c, dtype=np.int64)
+    n = b + c
+    p = np.minimum(1.0, 2.0 * bdtr(np.minimum(b, c), n, 0.5))
+    return np.where(n == 0, 1.0, p)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (step-down, monotone), in the input order."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+__all__ = ["metrics_from_predictions", "cross_entropy", "mcnemar_p_values", "holm"]

@@ -248,6 +248,46 @@ def _split_description(opts: RasterOptions, fraction: float, split_info: dict[st
     return f"random: stratified {fraction:.0%} of labelled pixels (patches overlap the split)"
 
 
+def leakage_audit(
+    shape: tuple[int, int], train_idx: np.ndarray, test_idx: np.ndarray, halo: int, opts: RasterOptions,
+    transform: Any, crs: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """What the split achieved, measured rather than promised: the smallest Euclidean distance between a
+    training-pool centre (train + validation) and a test centre, in pixels and map units, and how many test
+    centres fall inside a training patch (Chebyshev distance ≤ halo: 0 for `split: block`) or have a patch
+    overlapping one (≤ 2·halo). Centres only: a pixel inside a patch but not a centre is not a sample."""
+    from scipy.spatial import cKDTree
+
+    w = shape[1]
+    train = np.stack([train_idx // w, train_idx % w], 1).astype(np.float64)
+    test = np.stack([test_idx // w, test_idx % w], 1).astype(np.float64)
+    px, py = abs(float(transform.a)), abs(float(transform.e))
+    units = getattr(crs, "linear_units", None) if crs is not None else None
+    out: dict[str, Any] = {
+        "split": opts.split,
+        "block_size": opts.block_size if opts.split == "block" else None,
+        "buffer_px": 2 * halo if opts.split == "block" else 0,
+        "patch_size": opts.patch_size,
+        "halo": halo,
+        "map_units": units or None,
+        "distance": "Euclidean between patch centres: training pool (train + validation) to test",
+        "min_distance_px": None,
+        "min_distance_map_units": None,
+        "test_within_patch_radius": 0,
+        "test_patches_overlapping_training_patches": 0,
+    }
+    if train.size == 0 or test.size == 0:
+        return out
+    d_px, _ = cKDTree(train).query(test, k=1)
+    d_map, _ = cKDTree(train[:, ::-1] * [px, py]).query(test[:, ::-1] * [px, py], k=1)
+    cheb, _ = cKDTree(train).query(test, k=1, p=np.inf)
+    out["min_distance_px"] = float(d_px.min())
+    out["min_distance_map_units"] = float(d_map.min())
+    out["test_within_patch_radius"] = int((cheb <= halo).sum())
+    out["test_patches_overlapping_training_patches"] = int((cheb <= 2 * halo).sum())
+    return out
+
+
 def sample_centres(
     spec: DataSpec, opts: RasterOptions, scene: Any, reader: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -316,6 +356,9 @@ def load_raster_patches(spec: DataSpec) -> RawDataset:
         "train_pixels": pack_mask(_centre_mask(labels.shape, train_idx)),
         # Centres of the test split, in the order of the test arrays (row-major).
         "test_pixels": pack_mask(_centre_mask(labels.shape, test_idx)),
+        "leakage_audit": leakage_audit(
+            labels.shape, train_idx, test_idx, halo, opts, scene.grid.transform, scene.grid.crs
+        ),
     }
     return RawDataset(
         train_x=train_x,

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from archbench.metrics import holm, mcnemar_p_values
+
 ALPHA = 0.05  # family-wise error rate for the Holm correction; 95% intervals
 BOOTSTRAP_SAMPLES = 10_000
 BOOTSTRAP_SEED = 0  # fixed: the same records always give the same report
@@ -118,20 +120,6 @@ class McNemar:
     p_value: float
 
 
-def mcnemar_p_values(b: Any, c: Any) -> Any:
-    """Exact two-sided McNemar p-values for arrays of discordant counts, in one vectorised call.
-
-    Binomial(b + c, 1/2) is symmetric, so the two-sided p is 2·P(X ≤ min(b, c)), capped at 1 (b = c: 1).
-    """
-    import numpy as np
-    from scipy.special import bdtr  # the binomial CDF (scipy.stats.binom.cdf), without scipy.stats
-
-    b, c = np.asarray(b, dtype=np.int64), np.asarray(c, dtype=np.int64)
-    n = b + c
-    p = np.minimum(1.0, 2.0 * bdtr(np.minimum(b, c), n, 0.5))
-    return np.where(n == 0, 1.0, p)
-
-
 def mcnemar_from_counts(b: int, c: int) -> McNemar:
     return McNemar(b, c, float(mcnemar_p_values([b], [c])[0]))
 
@@ -145,18 +133,6 @@ def mcnemar_exact(y_true: Any, pred_a: Any, pred_b: Any) -> McNemar:
         raise ValueError(f"prediction shapes differ: y_true {y.shape}, A {a.shape}, B {b.shape}")
     ra, rb = a == y, b == y
     return mcnemar_from_counts(int(np.sum(ra & ~rb)), int(np.sum(~ra & rb)))
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm–Bonferroni adjusted p-values (step-down, monotone), in the input order."""
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    adjusted = [1.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
 
 
 @dataclass

@@ -11,6 +11,7 @@ standardisation are the ones the run was trained and tested with.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,6 +61,15 @@ def _rgba(color: str, alpha: int = 255) -> tuple[int, int, int, int]:
     return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16), alpha
 
 
+COG_BLOCK = 512  # COG tile side; overviews halve down to a coarsest side of at most OVERVIEW_MIN_SIDE
+OVERVIEW_MIN_SIDE = 256
+
+
+def _overview_count(height: int, width: int) -> int:
+    """Overview levels so the coarsest side is at most OVERVIEW_MIN_SIDE (at least one level)."""
+    return max(1, math.ceil(math.log2(max(height, width, 1) / OVERVIEW_MIN_SIDE)))
+
+
 def write_map(
     path: Path,
     grid: Grid,
@@ -68,11 +78,15 @@ def write_map(
     colors: tuple[str, ...] | list[str],
     tags: dict[str, str],
 ) -> int:
-    """Write a uint8 class-value GeoTIFF window by window (temp file, then rename); returns pixels mapped.
+    """Write a uint8 class-value Cloud-Optimized GeoTIFF; returns pixels mapped.
 
-    Same CRS and transform as `grid`; nodata where nothing was classified; one colour-table entry per class.
+    Window by window into a temporary GeoTIFF, then copied by GDAL's COG driver (512-px tiles, DEFLATE,
+    internal overviews by nearest neighbour, so they stay class values) and renamed into place. Same CRS
+    and transform as `grid`; nodata where nothing was classified; one colour-table entry per class; the
+    tags and the colour table survive the copy.
     """
     import rasterio
+    import rasterio.shutil
 
     nodata = map_nodata(class_values)
     lut = np.full(256, nodata, dtype=np.uint8)
@@ -92,6 +106,7 @@ def write_map(
         profile.update(tiled=True, blockxsize=256, blockysize=256)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.tif")
+    cog = path.with_name(f".{path.stem}.cog-{os.getpid()}.tif")
     mapped = 0
     try:
         with rasterio.open(tmp, "w", **profile) as dst:
@@ -105,10 +120,14 @@ def write_map(
             dst.write_colormap(1, cmap)
             dst.update_tags(**tags)
             dst.set_band_description(1, "land-cover class value")
-        os.replace(tmp, path)
-    except BaseException:
+        rasterio.shutil.copy(
+            tmp, cog, driver="COG", BLOCKSIZE=COG_BLOCK, COMPRESS="DEFLATE", OVERVIEWS="IGNORE_EXISTING",
+            OVERVIEW_RESAMPLING="NEAREST", OVERVIEW_COUNT=_overview_count(grid.height, grid.width),
+        )  # fmt: skip
+        os.replace(cog, path)
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
+        cog.unlink(missing_ok=True)
     return mapped
 
 

@@ -25,6 +25,21 @@ SUBSET_DEFINITIONS = {
 }
 
 
+def subset_masks(info: dict[str, Any], same: bool) -> dict[str, np.ndarray | None]:
+    """The scored subsets of a run's training data block `info` as grid masks (None: every labelled pixel);
+    the never-in-training and test-block subsets only when the mapped scene is the one the run trained on."""
+    from archbench.data.raster import block_mask, dilate, unpack_mask
+
+    subsets: dict[str, np.ndarray | None] = {"all_labelled": None, "never_in_training": None}
+    if same:
+        covered = dilate(unpack_mask(info["train_pixels"]), int(info["halo"]))
+        subsets["never_in_training"] = ~covered
+        if info.get("split") == "block":
+            h, w = (int(v) for v in info["train_pixels"]["shape"])
+            subsets["test_blocks"] = block_mask((h, w), int(info["block_size"]), info["test_blocks"])
+    return subsets
+
+
 def confusion_matrices(
     reader: SceneReader,
     map_path: Path,

@@ -143,19 +143,6 @@ def _training_scene(rec: Any, cache: _SceneCache) -> tuple[Scene, dict[str, Any]
     return cache.get(Path(info["scene_file"]), info.get("root"))
 
 
-def _subsets(info: dict[str, Any], same: bool) -> dict[str, np.ndarray | None]:
-    from archbench.data.raster import block_mask, dilate, unpack_mask
-
-    subsets: dict[str, np.ndarray | None] = {"all_labelled": None, "never_in_training": None}
-    if same:
-        covered = dilate(unpack_mask(info["train_pixels"]), int(info["halo"]))
-        subsets["never_in_training"] = ~covered
-        if info.get("split") == "block":
-            h, w = (int(v) for v in info["train_pixels"]["shape"])
-            subsets["test_blocks"] = block_mask((h, w), int(info["block_size"]), info["test_blocks"])
-    return subsets
-
-
 def _check_run(run_dir: Path, rec: Any, scene: Scene) -> None:
     from archbench.util.paths import file_sha256
 
@@ -189,7 +176,7 @@ def _forest_for(
     from archbench.data.scene import SceneReader
     from archbench.stages.map.forest import fit_forest
     from archbench.stages.map.predict import predict_windows, write_map
-    from archbench.stages.map.score import score_map
+    from archbench.stages.map.score import score_map, subset_masks
     from archbench.store.record import now_iso
     from archbench.util.paths import atomic_write_text
 
@@ -212,7 +199,7 @@ def _forest_for(
         )
         n = write_map(map_path, scene.grid, windows, scene.class_values, scene.colors, tags)
         seconds = time.perf_counter() - t0
-        scores = score_map(reader, map_path, _subsets(info, same))
+        scores = score_map(reader, map_path, subset_masks(info, same))
     entry = {
         "name": name,
         "scene": {"name": scene.name, "scene_file": str(scene.path), "same_as_training": same},
@@ -288,7 +275,7 @@ class MapStage(Stage):
         """Map the scene window by window with the run's network, score it, and (rf) the baseline's too."""
         from archbench.data.scene import SceneReader
         from archbench.stages.map.predict import net_classifier, predict_windows, run_tags, write_map
-        from archbench.stages.map.score import score_map
+        from archbench.stages.map.score import score_map, subset_masks
         from archbench.store.record import now_iso
 
         job: _MapJob = prepared
@@ -303,7 +290,7 @@ class MapStage(Stage):
             tags = run_tags(rec, scene.name)
             n = write_map(map_path, scene.grid, windows, scene.class_values, scene.colors, tags)
             seconds = time.perf_counter() - t0
-            scores = score_map(reader, map_path, _subsets(info, job.same))
+            scores = score_map(reader, map_path, subset_masks(info, job.same))
         block = _map_block(rec, job, map_path, scores)
         block["prediction"] = _prediction(n, seconds, spec, patch, device)
         block["created_at"] = now_iso()

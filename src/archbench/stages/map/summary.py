@@ -1,5 +1,6 @@
 """The map stage's sweep-level outputs: owns `<out>/maps_*.png`, `map_scores.csv` and `index.json` (what the
-report embeds), redrawn from every map of one scene in the folder (nets first, then baselines).
+report embeds), redrawn from every map of one scene in the folder (nets first, then baselines); the
+intervals, paired tests and areas beside them come from `assess`.
 
 Reads only files: the runs' `map` blocks and the baselines' JSON beside their maps; never predicts.
 """
@@ -49,6 +50,7 @@ def collect_entries(run_dirs: list[Path], scene: Scene, out: Path) -> list[dict[
                 "run_id": rec.run_id,
                 "model": rec.spec.model.name,
                 "map_path": str(out / block["map_file"]),
+                "_data_info": (rec.data or {}).get("info"),  # the run's subsets, for the paired tests
             }
         )
     counts: dict[str, int] = {}
@@ -64,9 +66,12 @@ def collect_entries(run_dirs: list[Path], scene: Scene, out: Path) -> list[dict[
         except (OSError, ValueError):
             continue
         if b.get("scene", {}).get("name") == scene.name and (out / b["map_file"]).is_file():
+            # The forest's subsets are those of the run whose training pixels it was fitted on.
+            info = next((e["_data_info"] for e in nets if e["run_id"] == b.get("training_pixels_of")), None)
             baselines.append(
-                {**b, "run_id": b["name"], "label": b["name"], "map_path": str(out / b["map_file"])}
-            )
+                {**b, "run_id": b["name"], "label": b["name"], "map_path": str(out / b["map_file"]),
+                 "_data_info": info}
+            )  # fmt: skip
     return nets + baselines
 
 
@@ -75,9 +80,15 @@ def write_sweep_outputs(scene: Scene, entries: list[dict[str, Any]], out: Path) 
     subset = (
         "never_in_training" if all("never_in_training" in e["scores"] for e in entries) else "all_labelled"
     )
+    from archbench.stages.map.assess import assess_maps
+
     _draw(scene, entries, out, subset)
     _write_scores_csv(entries, out / "map_scores.csv")
     index = _index(scene, entries, subset)
+    assessment = assess_maps(scene, entries, out, subset)
+    index["tables"] += assessment["tables"]
+    index["notes"] += assessment["notes"]
+    index["assessment"] = assessment["assessment"]
     StageIndex.model_validate(index).write(out)
     return index
 
@@ -177,7 +188,8 @@ def _index(scene: Scene, entries: list[dict[str, Any]], subset: str) -> dict[str
         "notes": [f"Split: {s}." for s in splits]
         + [f"{k}: {v}." for k, v in SUBSET_DEFINITIONS.items() if any(k in e["scores"] for e in entries)]
         + [
-            "Maps are uint8 GeoTIFFs on the label raster's grid (CRS and transform), nodata where any band "
+            "Maps are uint8 Cloud-Optimized GeoTIFFs (512-px tiles, DEFLATE, internal overviews) on the "
+            "label raster's grid (CRS and transform), nodata where any band "
             "is nodata, with a colour table and tags naming the run id and checkpoint sha256.",
             "random_forest: scikit-learn RandomForestClassifier on the per-pixel band values of the same "
             "training pixels (no spatial context).",
