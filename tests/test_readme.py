@@ -34,7 +34,8 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import REPO, SHARED, SHARED_DATA, run_cli
+from conftest import REPO, SHARED, SHARED_DATA
+from helpers import cli
 
 README = REPO / "README.md"
 FENCE = re.compile(r"^```(\w*)\s*$")
@@ -190,7 +191,7 @@ def _ensure_sweeps(words: list[str], ws: Path) -> None:
     for w in words[1:]:
         m = re.match(r"^results/([A-Za-z0-9_]+)/?$", w)
         if m and not (ws / w).exists() and (REPO / "configs" / f"{m.group(1)}.yaml").is_file():
-            res = run_cli(*_small(["run", f"configs/{m.group(1)}.yaml"]), cwd=ws)
+            res = cli(*_small(["run", f"configs/{m.group(1)}.yaml"]), cwd=ws)
             assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
 
 
@@ -226,7 +227,7 @@ def run_bash_block(block: Block, ws: Path) -> list[str]:
         assert words[0] == "archbench", f"README line {block.line}: unknown command {cmd!r}"
         args = _small(words[1:])
         _ensure_sweeps(words, ws)
-        res = run_cli(*args, cwd=ws)
+        res = cli(*args, cwd=ws)
         ok = (0, 1) if args[0] == "profile" else (0,)
         assert res.returncode in ok, (
             f"README line {block.line}: {cmd}\n(ran: {' '.join(args)})\n"
