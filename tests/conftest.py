@@ -4,6 +4,7 @@ helpers.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -51,6 +52,16 @@ def tiny_sweep(
     out = out or tmp_path / "results"
     path = tmp_path / "sweep.yaml"
     path.write_text(textwrap.dedent(TINY_SWEEP.format(out=out, epochs=epochs, optimizers=optimizers)))
+    return path
+
+
+def imagefolder_sweep(tmp_path: Path, root: Path, name: str = "tiny") -> Path:
+    """A one-run sweep file: the default model, one epoch, one thread, on the image folder `root`."""
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        f"name: {json.dumps(name)}\noutput_dir: {tmp_path / 'results'}\n"
+        f"data: {{kind: imagefolder, root: {root}}}\ntrain: {{epochs: 1, threads: 1}}\n"
+    )
     return path
 
 

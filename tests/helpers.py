@@ -64,26 +64,22 @@ def _scoped_process_state(cwd: Path | None, env: dict[str, str]) -> Iterator[Non
     """Working directory, environment, signal handlers, torch threads and the CLI's --debug flag as they
     were, whatever the command changed."""
     from archbench.cli import app as app_module
+    from archbench.util.env import scoped_env
 
-    saved_env = {k: os.environ.get(k) for k in [*env, *CLI_ENV_REMOVED]}
     saved_cwd = os.getcwd()
     saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     saved_debug = dict(app_module._debug)
     torch = sys.modules.get("torch")
     saved_threads = torch.get_num_threads() if torch is not None else None
-    for k in CLI_ENV_REMOVED:
-        os.environ.pop(k, None)
-    os.environ.update(env)
     try:
-        os.chdir(cwd or REPO)
-        yield
+        with scoped_env(restore=[*CLI_ENV_REMOVED, *env]):
+            for k in CLI_ENV_REMOVED:
+                os.environ.pop(k, None)
+            os.environ.update(env)
+            os.chdir(cwd or REPO)
+            yield
     finally:
         os.chdir(saved_cwd)
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         for s, handler in saved_signals.items():
             signal.signal(s, handler)
         app_module._debug.clear()

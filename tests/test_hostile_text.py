@@ -4,36 +4,24 @@ rich markup and terminal escapes in names are printed literally, CSV cells canno
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from conftest import imagefolder_sweep
 from helpers import cli, one_line_error
+from test_data import make_class_tree
 
 pytestmark = pytest.mark.reliability
 
 
 def test_markup_and_escapes_in_names_are_printed_literally(tmp_path: Path) -> None:
-    from PIL import Image
 
-    rng = np.random.default_rng(0)
     classes = ["[bold]cat[/]", "\x1b[2Jdog"]
-    for split, n in (("train", 10), ("test", 3)):
-        for c, cls in enumerate(classes):
-            d = tmp_path / "imgs" / split / cls
-            d.mkdir(parents=True)
-            for i in range(n):
-                arr = rng.integers(0, 80, (8, 8, 3), dtype=np.uint8) + 60 * c
-                Image.fromarray(arr.astype(np.uint8)).save(d / f"{i}.png")
+    make_class_tree(tmp_path / "imgs" / "train", classes, 10)
+    make_class_tree(tmp_path / "imgs" / "test", classes, 3)
     name = "a[/]b[link=http://x]c\x1b[31mred"
-    sweep = tmp_path / "s.yaml"
-    sweep.write_text(
-        f"name: {json.dumps(name)}\noutput_dir: {tmp_path / 'results'}\n"
-        f"data: {{kind: imagefolder, root: {tmp_path / 'imgs'}}}\ntrain: {{epochs: 1, threads: 1}}\n"
-    )
-    res = cli("run", str(sweep), cwd=tmp_path)
+    res = cli("run", str(imagefolder_sweep(tmp_path, tmp_path / "imgs", name)), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout + res.stderr
     assert "sweep a[/]b[link=http://x]c\\x1b[31mred: 1 runs: 1 trained" in out

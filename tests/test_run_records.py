@@ -14,8 +14,9 @@ import pytest
 from archbench.engine.evaluate import metrics_from_predictions
 from archbench.store.record import SCHEMA_VERSION, read_record
 from archbench.store.results import load_results
-from conftest import tiny_sweep
+from conftest import imagefolder_sweep, tiny_sweep
 from helpers import cli, only_run
+from test_data import make_class_tree
 
 
 @pytest.fixture(scope="module")
@@ -103,23 +104,11 @@ def test_predictions_name_the_test_samples(finished_sweep: Path) -> None:
 
 @pytest.mark.reliability
 def test_imagefolder_sweep_end_to_end_records_class_map(tmp_path: Path) -> None:
-    from PIL import Image
 
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 12), ("test", 4)):
-        for c, cls in enumerate(("cat", "dog", "eel")):
-            d = tmp_path / "imgs" / split / cls
-            d.mkdir(parents=True)
-            for i in range(n):
-                arr = rng.integers(0, 80, (12, 12, 3), dtype=np.uint8) + 60 * c
-                Image.fromarray(arr.astype(np.uint8)).save(d / f"{i}.png")
+    make_class_tree(tmp_path / "imgs" / "train", ["cat", "dog", "eel"], 12, size=(12, 12))
+    make_class_tree(tmp_path / "imgs" / "test", ["cat", "dog", "eel"], 4, size=(12, 12))
     (tmp_path / "imgs" / "train" / ".ipynb_checkpoints").mkdir()
-    sweep = tmp_path / "s.yaml"
-    sweep.write_text(
-        f"name: tiny\noutput_dir: {tmp_path / 'results'}\n"
-        f"data: {{kind: imagefolder, root: {tmp_path / 'imgs'}}}\ntrain: {{epochs: 1, threads: 1}}\n"
-    )
-    res = cli("run", str(sweep), cwd=tmp_path)
+    res = cli("run", str(imagefolder_sweep(tmp_path, tmp_path / "imgs")), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     rec = read_record(only_run(tmp_path / "results"))
     assert rec is not None and rec.data is not None
