@@ -18,6 +18,7 @@ from archbench.models import build_info, create_model
 from archbench.util.errors import CheckpointError, ConfigError, MissingWeightsError
 from helpers import cli
 from test_models import TIMM_SMALL, build
+from test_studies import STUDIES, cifar10_root, failure_details, smoke_args
 
 
 def test_pretrained_local_file_loads_everything_but_a_mismatched_head(tmp_path: Path) -> None:
@@ -241,3 +242,18 @@ def test_weights_pattern_matching_nothing_is_one_line_and_exit_2() -> None:
     res = cli("weights", "resnet_9000*")
     assert res.returncode == 2
     assert "no model with ImageNet weights matches 'resnet_9000*'" in res.stderr
+
+
+def test_study_without_the_imagenet_weights_names_file_and_url(hf_cache: Path) -> None:
+    tmp_path = hf_cache
+    args = smoke_args(STUDIES["three_families"])
+    i = args.index("model.pretrained=null")
+    overrides = args[: i - 1] + args[i + 1 :]  # the smoke override without its `--set model.pretrained=null`
+    res = cli(
+        "run", str(STUDIES["three_families"]), *overrides, "--set", f"output_dir={tmp_path / 'out'}",
+        "--set", f"data.root={cifar10_root(tmp_path)}", "--set", "grid.model.name=[resnet50]",
+    )  # fmt: skip
+    out = " ".join((res.stdout + res.stderr + failure_details(tmp_path / "out")).split())
+    assert res.returncode != 0
+    assert "resnet50-11ad3fa6.pth" in out
+    assert "https://download.pytorch.org/models/resnet50-11ad3fa6.pth" in out

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from archbench.store.record import read_record
-from conftest import REPO, SHARED_DATA, run_cli
+from conftest import REPO, SHARED_DATA
 from helpers import cli
 from test_data import cifar_batch, dump_pickle, make_class_tree
 
@@ -132,25 +132,9 @@ def test_set_reaches_the_sweep_sections_that_smoke_overrides_shrink() -> None:
 # --- a study without its weights or data --------------------------------------------------------------
 
 
-def _failure_details(out: Path) -> str:
+def failure_details(out: Path) -> str:
     """The failure details of any run records under `out` (a run that failed at load time keeps it there)."""
     return " ".join(str(json.loads(p.read_text()).get("failure_detail")) for p in out.rglob("record.json"))
-
-
-def test_study_without_the_imagenet_weights_names_file_and_url(tmp_path: Path) -> None:
-    env = {"TORCH_HOME": str(tmp_path / "torch"), "HF_HOME": str(tmp_path / "hf")}
-    args = smoke_args(STUDIES["three_families"])
-    i = args.index("model.pretrained=null")
-    overrides = args[: i - 1] + args[i + 1 :]  # the smoke override without its `--set model.pretrained=null`
-    res = run_cli(
-        "run", str(STUDIES["three_families"]), *overrides, "--set", f"output_dir={tmp_path / 'out'}",
-        "--set", f"data.root={cifar10_root(tmp_path)}", "--set", "grid.model.name=[resnet50]",
-        env=env,
-    )  # fmt: skip
-    out = " ".join((res.stdout + res.stderr + _failure_details(tmp_path / "out")).split())
-    assert res.returncode != 0
-    assert "resnet50-11ad3fa6.pth" in out
-    assert "https://download.pytorch.org/models/resnet50-11ad3fa6.pth" in out
 
 
 def test_cifar100_study_without_its_data_says_what_to_get(tmp_path: Path) -> None:
@@ -158,7 +142,7 @@ def test_cifar100_study_without_its_data_says_what_to_get(tmp_path: Path) -> Non
         "run", str(STUDIES["cifar100_resnet18"]), *smoke_args(STUDIES["cifar100_resnet18"]),
         "--set", f"output_dir={tmp_path / 'out'}", "--set", f"data.root={tmp_path / 'nowhere'}",
     )  # fmt: skip
-    out = " ".join((res.stdout + res.stderr + _failure_details(tmp_path / "out")).split())
+    out = " ".join((res.stdout + res.stderr + failure_details(tmp_path / "out")).split())
     assert res.returncode != 0
     assert "cifar-100-python" in out and str(tmp_path / "nowhere") in out
 
