@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import REPO, SHARED, SHARED_DATA
+from conftest import REPO, SHARED, SHARED_DATA, run_cli
 from helpers import cli
 
 README = REPO / "README.md"
@@ -227,7 +227,8 @@ def run_bash_block(block: Block, ws: Path) -> list[str]:
         assert words[0] == "archbench", f"README line {block.line}: unknown command {cmd!r}"
         args = _small(words[1:])
         _ensure_sweeps(words, ws)
-        res = cli(*args, cwd=ws)
+        # In this process, except a local Ray instance: it would start inside the test process.
+        res = (run_cli if "ray" in args else cli)(*args, cwd=ws)
         ok = (0, 1) if args[0] == "profile" else (0,)
         assert res.returncode in ok, (
             f"README line {block.line}: {cmd}\n(ran: {' '.join(args)})\n"
