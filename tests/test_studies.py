@@ -153,7 +153,7 @@ def test_cifar100_study_without_its_data_says_what_to_get(tmp_path: Path) -> Non
 def _run_smoke(name: str, tmp_path: Path, *extra: str) -> Path:
     out = tmp_path / "results"
     path = STUDIES[name]
-    res = cli("run", str(path), *smoke_args(path), "--set", f"output_dir={out}", *extra, timeout=1200)
+    res = cli("run", str(path), *smoke_args(path), "--set", f"output_dir={out}", *extra)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     sweep = out / name
     assert (sweep / "plan.json").is_file()
