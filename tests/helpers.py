@@ -61,24 +61,27 @@ CLI_ENV_REMOVED = ("ARCHBENCH_FAULT",)
 
 @contextmanager
 def _scoped_process_state(cwd: Path | None, env: dict[str, str]) -> Iterator[None]:
-    """Working directory, environment, signal handlers, torch threads and the CLI's --debug flag as they
-    were, whatever the command changed."""
+    """Working directory, environment (every variable: MLflow's client settings are set with setdefault),
+    signal handlers, torch threads and the CLI's --debug flag as they were, whatever the command changed."""
     from archbench.cli import app as app_module
     from archbench.util.env import scoped_env
 
     saved_cwd = os.getcwd()
+    saved_names = set(os.environ)
     saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     saved_debug = dict(app_module._debug)
     torch = sys.modules.get("torch")
     saved_threads = torch.get_num_threads() if torch is not None else None
     try:
-        with scoped_env(restore=[*CLI_ENV_REMOVED, *env]):
+        with scoped_env(restore=[*saved_names, *CLI_ENV_REMOVED, *env]):
             for k in CLI_ENV_REMOVED:
                 os.environ.pop(k, None)
             os.environ.update(env)
             os.chdir(cwd or REPO)
             yield
     finally:
+        for k in set(os.environ) - saved_names:  # set by the command (scoped_env put back the others)
+            os.environ.pop(k, None)
         os.chdir(saved_cwd)
         for s, handler in saved_signals.items():
             signal.signal(s, handler)

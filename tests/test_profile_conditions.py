@@ -19,7 +19,8 @@ import pytest
 from archbench.config import ModelSpec, TrainSpec
 from archbench.stages.profile.conditions import MIN_STEADY_ITERS, NOISY_SPREAD, noisy_reasons, verdict
 from archbench.store.record import read_record
-from conftest import REPO, run_cli
+from conftest import REPO
+from helpers import cli
 
 SWEEP = """
 name: cond
@@ -38,7 +39,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("conditions")
     yaml = tmp / "sweep.yaml"
     yaml.write_text(textwrap.dedent(SWEEP.format(out=tmp / "results")))
-    res = run_cli("run", str(yaml), cwd=tmp)
+    res = cli("run", str(yaml), cwd=tmp)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     return tmp / "results" / "cond"
 
@@ -166,7 +167,7 @@ def test_config_refuses_a_bad_budget_or_thread_count(tmp_path: Path) -> None:
     for bad in ("budget_s: -1", "budget_s: .inf", "threads: 0"):
         yaml = tmp_path / "bad.yaml"
         yaml.write_text(f"name: bad\ndata: {{kind: digits}}\nprofile: {{{bad}}}\n")
-        res = run_cli("run", str(yaml), "--dry-run", cwd=tmp_path)
+        res = cli("run", str(yaml), "--dry-run", cwd=tmp_path)
         assert res.returncode == 2 and "profile." in res.stderr, (bad, res.stderr)
 
 

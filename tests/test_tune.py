@@ -389,8 +389,8 @@ def test_dry_run_says_how_many_trials_run_at_once(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep.yaml"
     text = textwrap.dedent(TUNE_SWEEP.format(out=tmp_path / "results"))
     sweep.write_text(text.replace("  trials: 3", "  trials: 3\n  parallel: 2"))
-    local = run_cli("run", str(sweep), "--dry-run")
-    ray = run_cli("run", str(sweep), "--dry-run", "--executor", "ray")
+    local = cli("run", str(sweep), "--dry-run")
+    ray = cli("run", str(sweep), "--dry-run", "--executor", "ray")
     assert local.returncode == ray.returncode == 0, local.stderr + ray.stderr
     assert "one at a time (tune.parallel needs ray)" in local.stdout
     assert "up to 2 at once" in ray.stdout
