@@ -462,6 +462,7 @@ def test_mnist_missing_root_says_what_to_put_where(tmp_path: Path) -> None:
         create_dataset(spec("mnist", tmp_path))
 
 
+# RELIABILITY.md case 16: labels out of range (10 of 10 classes here; -1 in a CIFAR batch below).
 @pytest.mark.reliability
 def test_label_out_of_range_is_rejected_in_preflight_with_count_and_indices(tmp_path: Path) -> None:
     labels = np.tile(np.arange(10), 3)

@@ -104,6 +104,7 @@ def test_predictions_name_the_test_samples(finished_sweep: Path) -> None:
 
 @pytest.mark.reliability
 def test_imagefolder_sweep_end_to_end_records_class_map(tmp_path: Path) -> None:
+    """RELIABILITY.md case 17: hidden folders never become classes; the class map is in the record."""
     make_class_tree(tmp_path / "imgs" / "train", ["cat", "dog", "eel"], 12, size=(12, 12))
     make_class_tree(tmp_path / "imgs" / "test", ["cat", "dog", "eel"], 4, size=(12, 12))
     (tmp_path / "imgs" / "train" / ".ipynb_checkpoints").mkdir()
