@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 
 from archbench.config import DataSpec
 from archbench.data import cache, create_dataset
-from conftest import run_cli
+from helpers import cli, wait_until
 
 
 def _write_folder(root: Path, per_class: int = 6) -> Path:
@@ -77,7 +76,7 @@ def test_damaged_store_detected_set_aside_and_rebuilt(tmp_path: Path) -> None:
     data[-3] ^= 0xFF  # one flipped byte in the pixels
     path.write_bytes(bytes(data))
 
-    res = run_cli("cache", "verify", "--dir", str(store))
+    res = cli("cache", "verify", "--dir", str(store))
     assert res.returncode == 1 and "train_x.npy: sha256 differs" in res.stdout, res.stdout + res.stderr
 
     cache.store._verified.clear()  # as in a fresh process
@@ -88,11 +87,11 @@ def test_damaged_store_detected_set_aside_and_rebuilt(tmp_path: Path) -> None:
     statuses = sorted(e.status for e in cache.list_stores(store))
     assert statuses == ["ok", "set-aside"]
 
-    res = run_cli("cache", "verify", "--dir", str(store))
+    res = cli("cache", "verify", "--dir", str(store))
     assert res.returncode == 0 and f"{key}: ok" in res.stdout
-    res = run_cli("cache", "ls", "--dir", str(store))
+    res = cli("cache", "ls", "--dir", str(store))
     assert res.returncode == 0 and "set-aside" in res.stdout and "2 entries" in res.stdout
-    res = run_cli("cache", "clear", "--dir", str(store))
+    res = cli("cache", "clear", "--dir", str(store))
     assert res.returncode == 0 and "removed 2 entries" in res.stdout
     assert cache.list_stores(store) == []
 
@@ -118,6 +117,16 @@ _CHILD = textwrap.dedent(
 )
 
 
+def _blocked_on_a_lock() -> set[int]:
+    """Pids waiting for a lock now: the `->` lines of /proc/locks ("1: -> FLOCK ADVISORY WRITE <pid> ...")."""
+    pids = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        parts = line.split()
+        if len(parts) > 5 and parts[1] == "->":
+            pids.add(int(parts[5]))
+    return pids
+
+
 def test_two_processes_one_writer_the_other_maps(tmp_path: Path) -> None:
     """Two real processes ask for the same dataset while its key is locked; exactly one decodes."""
     root, store = _write_folder(tmp_path / "imgs"), tmp_path / "cache"
@@ -136,8 +145,13 @@ def test_two_processes_one_writer_the_other_maps(tmp_path: Path) -> None:
         )
         for _ in range(2)
     ]
-    time.sleep(3)
-    assert all(p.poll() is None for p in procs), "a child finished while the key was locked"
+
+    def both_waiting() -> bool:
+        assert all(p.poll() is None for p in procs), "a child finished while the key was locked"
+        return {p.pid for p in procs} <= _blocked_on_a_lock()
+
+    # Seen blocked on a lock (the kernel's list of waiting flocks): not merely slow to start.
+    wait_until(both_waiting, 300, "both children to wait on the locked key")
     fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
     outs = []
@@ -160,10 +174,10 @@ def test_prepare_command_decodes_once(tmp_path: Path) -> None:
         f"data: {{kind: imagefolder, root: {root}, cache_dir: {store}}}\n"
         "grid:\n  train.lr: [0.1, 0.01]\n  data.resolution: [8, 16]\n"
     )
-    res = run_cli("prepare", str(sweep))
+    res = cli("prepare", str(sweep))
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("decoded in") == 1 and "cached" not in res.stdout  # 4 runs, one dataset
-    res = run_cli("prepare", str(sweep))
+    res = cli("prepare", str(sweep))
     assert res.returncode == 0 and res.stdout.count("cached") == 1
     assert not (tmp_path / "out").exists()  # preparing trains nothing
 

@@ -8,7 +8,8 @@ import shutil
 import textwrap
 from pathlib import Path
 
-from conftest import run_cli, tiny_sweep
+from conftest import tiny_sweep
+from helpers import cli
 
 
 def _checkpoint_files(run_dir: Path) -> list[str]:
@@ -34,7 +35,7 @@ def test_finished_runs_keep_at_most_two_checkpoint_files(tmp_path: Path) -> None
             """
         )
     )
-    res = run_cli("run", str(sweep), cwd=tmp_path)
+    res = cli("run", str(sweep), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     sd = tmp_path / "results" / "keep"
     kept = {}
@@ -52,25 +53,25 @@ def test_finished_runs_keep_at_most_two_checkpoint_files(tmp_path: Path) -> None
         ("best", "best"): ["best.pt"],
         ("last", "last"): ["last.pt"],
     }
-    res = run_cli("verify", str(sd))
+    res = cli("verify", str(sd))
     assert res.returncode == 0, res.stdout
-    assert "sweep keep: 4 runs: 4 skipped" in run_cli("run", str(sweep), cwd=tmp_path).stdout
+    assert "sweep keep: 4 runs: 4 skipped" in cli("run", str(sweep), cwd=tmp_path).stdout
 
 
 def test_rollback_copies_left_by_an_older_version_go_when_the_run_is_skipped(tmp_path: Path) -> None:
     sweep = tiny_sweep(tmp_path, epochs=1, optimizers="[sgd]")
-    assert run_cli("run", str(sweep), cwd=tmp_path).returncode == 0
+    assert cli("run", str(sweep), cwd=tmp_path).returncode == 0
     (run_dir,) = (tmp_path / "results" / "tiny" / "runs").iterdir()
     for name in ("best", "last"):  # what a finished run of an older archbench kept
         shutil.copy(run_dir / "checkpoints" / f"{name}.pt", run_dir / "checkpoints" / f"{name}.prev.pt")
-    res = run_cli("run", str(sweep), cwd=tmp_path)
+    res = cli("run", str(sweep), cwd=tmp_path)
     assert res.returncode == 0 and "1 skipped" in res.stdout, res.stdout
     assert _checkpoint_files(run_dir) == ["best.pt", "last.pt"]
 
 
 def test_keeping_only_the_other_checkpoint_than_the_evaluated_one_is_refused(tmp_path: Path) -> None:
     sweep = tiny_sweep(tmp_path, epochs=1, optimizers="[sgd]")
-    res = run_cli("run", str(sweep), "--set", "train.keep_checkpoints=last", cwd=tmp_path)
+    res = cli("run", str(sweep), "--set", "train.keep_checkpoints=last", cwd=tmp_path)
     assert res.returncode == 2 and not (tmp_path / "results").exists()
     (line,) = res.stderr.strip().splitlines()
     assert "would delete the evaluated checkpoint (eval.checkpoint: best)" in line

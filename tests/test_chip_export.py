@@ -21,7 +21,7 @@ from rasterio.transform import Affine
 from archbench.config import DataSpec
 from archbench.data import create_dataset
 from archbench.data.raster import load_raster_patches, unpack_mask
-from conftest import run_cli
+from helpers import cli
 
 TRANSFORM = Affine(30.0, 0.0, 630000.0, 0.0, -30.0, 230000.0)
 CRS = "EPSG:32119"
@@ -85,7 +85,7 @@ def test_scene_chips_are_the_runs_patches_in_native_dtype_and_read_back_as_a_ras
 ) -> None:
     scene, bands = write_scene(tmp_path / "scene")
     out = tmp_path / "chips"
-    res = run_cli("prepare", str(_sweep(tmp_path, scene)), "--chips", str(out), cwd=tmp_path)
+    res = cli("prepare", str(_sweep(tmp_path, scene)), "--chips", str(out), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "kind: raster_folder" in res.stdout and "uint16" in res.stdout
     manifest = json.loads((out / "chips.json").read_text())
@@ -123,11 +123,11 @@ def test_chips_refuse_an_existing_folder_and_a_sweep_without_a_scene(tmp_path: P
     out = tmp_path / "chips"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    res = run_cli("prepare", str(_sweep(tmp_path, scene)), "--chips", str(out), cwd=tmp_path)
+    res = cli("prepare", str(_sweep(tmp_path, scene)), "--chips", str(out), cwd=tmp_path)
     assert res.returncode == 2 and "already exists and is not an empty folder" in res.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     digits = tmp_path / "digits.yaml"
     digits.write_text("name: d\noutput_dir: results\ndata: {kind: digits}\nmodel: {name: tiny_cnn}\n")
-    res = run_cli("prepare", str(digits), "--chips", str(tmp_path / "new"), cwd=tmp_path)
+    res = cli("prepare", str(digits), "--chips", str(tmp_path / "new"), cwd=tmp_path)
     assert res.returncode == 2 and "raster_patches" in res.stderr and "digits" in res.stderr
     assert res.stderr.count("error:") == 1 and not (tmp_path / "new").exists()

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from archbench.store.record import read_record
-from conftest import REPO, SHARED_DATA, run_cli
+from conftest import REPO, SHARED_DATA
+from helpers import cli
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
@@ -25,25 +26,27 @@ def test_every_config_is_valid_and_expands(tmp_path: Path) -> None:
         if "../shared" in text and not SHARED_DATA.is_dir():
             continue  # its dry run reads the scene's headers (case 14 preflight); CI has ../shared
         extra = ["--set", f"data.root={tmp_path}"] if "root: null" in text else []
-        res = run_cli("run", str(cfg), "--dry-run", *extra, cwd=REPO)
+        res = cli("run", str(cfg), "--dry-run", *extra, cwd=REPO)
         assert res.returncode == 0, f"{cfg.name}: {res.stderr}"
 
 
 def _smoke(cfg: Path, tmp_path: Path, *overrides: str) -> list:
     args = ["run", str(cfg), "--set", f"output_dir={tmp_path}", "--set", "train.epochs=1", *overrides]
-    res = run_cli(*args, cwd=REPO)
+    res = cli(*args, cwd=REPO)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     records = [read_record(d) for d in tmp_path.glob("*/runs/*")]
     assert records and all(r is not None and r.status == "completed" for r in records)
     return records
 
 
+@pytest.mark.slow  # trains four runs, ResNet-18 among them
 def test_quickstart_smoke(tmp_path: Path) -> None:
     records = _smoke(REPO / "configs" / "quickstart.yaml", tmp_path, "--set", "data.limit_per_class=30")
     assert len(records) == 4
     assert {r.spec.model.name for r in records} == {"tiny_cnn", "resnet18"}
 
 
+@pytest.mark.slow  # trains four runs, ResNet-18 among them
 def test_cifar10_resnet_grid_smoke_on_shared_jpegs(tmp_path: Path) -> None:
     root = SHARED_DATA / "cifar10_jpg"
     if not root.is_dir():

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli, tiny_sweep
+from conftest import REPO, tiny_sweep
+from helpers import cli
 
 pytestmark = pytest.mark.reliability
 
@@ -101,7 +102,7 @@ def test_two_sweeps_ending_at_different_times_agree(tmp_path: Path) -> None:
     summary = next(ln for ln in b_out.splitlines() if ln.startswith("sweep tiny: 3 runs:"))
     assert "busy" not in summary and summary.endswith("1 trained, 2 skipped"), summary
     _trained_once(runs, 3)
-    assert run_cli("verify", str(runs.parent)).returncode == 0
+    assert cli("verify", str(runs.parent)).returncode == 0
 
 
 def test_wait_waits_for_the_runs_another_process_holds(tmp_path: Path) -> None:

@@ -460,3 +460,29 @@ def test_mnist_missing_root_says_what_to_put_where(tmp_path: Path) -> None:
     (tmp_path / "t10k-images-idx3-ubyte").unlink()
     with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte: file is missing"):
         create_dataset(spec("mnist", tmp_path))
+
+
+# RELIABILITY.md case 16: labels out of range (10 of 10 classes here; -1 in a CIFAR batch below).
+@pytest.mark.reliability
+def test_label_out_of_range_is_rejected_in_preflight_with_count_and_indices(tmp_path: Path) -> None:
+    labels = np.tile(np.arange(10), 3)
+    labels[[4, 17]] = 10
+    raw = tmp_path / "MNIST" / "raw"
+    for prefix in ("train", "t10k"):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", np.zeros((len(labels), 28, 28)), 2051)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels, 2049)
+    with pytest.raises(DatasetError) as info:
+        create_dataset(DataSpec(kind="mnist", root=str(tmp_path)))
+    msg = str(info.value)
+    assert "2 label(s) outside [0, 10)" in msg and "4, 17" in msg
+
+
+@pytest.mark.reliability
+def test_negative_label_in_cifar_batch_is_rejected(tmp_path: Path) -> None:
+    folder = write_cifar10(tmp_path)
+    batch = cifar_batch(20, 10, seed=3)
+    batch[b"labels"][7] = -1
+    dump_pickle(folder / "data_batch_3", batch)
+    with pytest.raises(DatasetError) as info:
+        create_dataset(DataSpec(kind="cifar10", root=str(tmp_path)))
+    assert "-1" in str(info.value)

@@ -24,6 +24,7 @@ from archbench.store.record import RunRecord, read_record
 from archbench.sweep.expand import load_sweep_text
 from archbench.util.errors import ConfigError
 from conftest import REPO, run_cli
+from helpers import cli
 
 EPOCHS = 2
 BATCH = 64
@@ -59,8 +60,10 @@ def last_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def trained(tmp: Path, processes: int) -> Path:
-    """The run folder of an uninterrupted run on `processes` processes."""
-    res = run_cli("run", str(ddp_sweep(tmp, processes)), cwd=tmp)
+    """The run folder of an uninterrupted run on `processes` processes (one: in this process; more: the
+    driver in a subprocess of its own, as a user starts it, with its rank processes)."""
+    run = cli if processes == 1 else run_cli
+    res = run("run", str(ddp_sweep(tmp, processes)), cwd=tmp)
     assert res.returncode == 0, res.stdout + res.stderr
     return the_run(tmp)[0]
 
@@ -96,7 +99,7 @@ def test_processes_default_to_whole_gpus_and_bad_combinations_are_config_errors(
 
 def test_bad_resources_exit_2_with_one_line_and_create_nothing(tmp_path: Path) -> None:
     sweep = ddp_sweep(tmp_path, 2)
-    res = run_cli("run", str(sweep), "--set", "executor.resources.gpu=0.5", cwd=tmp_path)
+    res = cli("run", str(sweep), "--set", "executor.resources.gpu=0.5", cwd=tmp_path)
     assert res.returncode == 2, res.stdout + res.stderr
     (line,) = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
     assert "needs whole GPUs" in line

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from archbench.store.record import read_record
-from conftest import run_cli, tiny_sweep
+from conftest import tiny_sweep
+from helpers import cli
 
 pytestmark = pytest.mark.reliability
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.reliability
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished two-run sweep (digits, tiny_cnn, sgd and adam, 1 epoch), never modified."""
     base = tmp_path_factory.mktemp("deep")
-    res = run_cli("run", str(tiny_sweep(base, epochs=1)), cwd=base)
+    res = cli("run", str(tiny_sweep(base, epochs=1)), cwd=base)
     assert res.returncode == 0, res.stdout + res.stderr
     return base / "results" / "tiny"
 
@@ -35,7 +36,7 @@ def test_every_untouched_run_reproduces_bitwise(finished: Path) -> None:
     sgd, _ = _runs(finished)
     rec = read_record(sgd)
     assert rec is not None and rec.reproduce == {"compare": "bitwise", "threads": 1}
-    res = run_cli("verify", str(finished), "--deep")
+    res = cli("verify", str(finished), "--deep")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "every checkpoint re-evaluates to its predictions" in res.stdout
 
@@ -50,9 +51,9 @@ def test_a_consistent_swap_passes_plain_verify_and_is_named_by_deep_verify(
     rec["metrics"] = other["metrics"]
     rec["artifacts"]["predictions.npz"] = other["artifacts"]["predictions.npz"]
     (sgd / "record.json").write_text(json.dumps(rec, indent=2))
-    plain = run_cli("verify", str(tmp_path / "tiny"))
+    plain = cli("verify", str(tmp_path / "tiny"))
     assert plain.returncode == 0, plain.stdout + plain.stderr  # every hash and metric is consistent
-    deep = run_cli("verify", str(tmp_path / "tiny"), "--deep")
+    deep = cli("verify", str(tmp_path / "tiny"), "--deep")
     assert deep.returncode == 1, deep.stdout + deep.stderr
     assert f"1 of 2 runs NOT verified: {sgd.name}" in deep.stdout
     assert f"{sgd.name}: NOT VERIFIED: deep: logits differ from predictions.npz (bitwise rule" in deep.stdout

@@ -17,7 +17,9 @@ from archbench.store.results import neutralise_csv_cell, rows_to_csv
 from archbench.tracking.mlflow import SweepTarget, desired_state, flatten
 from archbench.util.escape import visible
 from archbench.util.terminal import literal
-from conftest import image_folder_sweep, run_cli
+from conftest import imagefolder_sweep
+from helpers import cli
+from test_data import make_class_tree
 
 pytestmark = pytest.mark.reliability
 
@@ -39,13 +41,15 @@ def test_visible_shows_every_control_character_and_keeps_text() -> None:
 
 
 def test_a_class_named_with_escapes_reaches_no_output_raw(tmp_path: Path) -> None:
-    sweep = image_folder_sweep(tmp_path, ["cat", "\x1b[31mred", "new\nline"], name="sweep\x1b[2J")
-    run = run_cli("run", str(sweep), cwd=tmp_path)
+    classes = ["cat", "\x1b[31mred", "new\nline"]
+    make_class_tree(tmp_path / "imgs" / "train", classes, 10)
+    make_class_tree(tmp_path / "imgs" / "test", classes, 3)
+    run = cli("run", str(imagefolder_sweep(tmp_path, tmp_path / "imgs", "sweep\x1b[2J")), cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     (sweep_dir,) = (tmp_path / "results").iterdir()
-    report = run_cli("report", str(sweep_dir), cwd=tmp_path)
+    report = cli("report", str(sweep_dir), cwd=tmp_path)
     assert report.returncode == 0, report.stdout + report.stderr
-    listing = run_cli("ls", str(sweep_dir), "--format", "csv", cwd=tmp_path)
+    listing = cli("ls", str(sweep_dir), "--format", "csv", cwd=tmp_path)
     for out in (run, report, listing):
         assert not RAW.search((out.stdout + out.stderr).encode())
     files = [

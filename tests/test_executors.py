@@ -11,7 +11,8 @@ from archbench.config import ExecutorSpec, ResourcesSpec
 from archbench.sweep.expand import expand_sweep, load_sweep_text
 from archbench.tracking import outbox
 from archbench.util.errors import ConfigError
-from conftest import run_cli, tiny_sweep
+from conftest import tiny_sweep
+from helpers import cli
 
 BASE = """
 name: t
@@ -55,7 +56,7 @@ def test_task_resources_default_to_threads_and_a_gpu_only_when_the_cluster_has_o
 
 def test_unknown_executor_flag_exits_2_and_creates_nothing(tmp_path: Path) -> None:
     sweep = tiny_sweep(tmp_path)
-    r = run_cli("run", str(sweep), "--executor", "slurm")
+    r = cli("run", str(sweep), "--executor", "slurm")
     assert r.returncode == 2 and "expected local or ray" in r.stderr
     assert not (tmp_path / "results").exists()
 

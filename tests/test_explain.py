@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from archbench.store.record import read_record
-from conftest import run_cli, run_sweep_text
+from conftest import run_sweep_text
+from helpers import cli
 
 SWEEP = """
 name: xai
@@ -35,7 +36,7 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = run_sweep_text(tmp, SWEEP.format(out=tmp / "results"))
     # The second pass is the runner's path for completed runs: stages missing from a record run then. (The
     # runner in this tree runs stages only there; once it runs them right after evaluation, this is a no-op.)
-    res = run_cli("run", str(path), cwd=tmp)
+    res = cli("run", str(path), cwd=tmp)
     assert res.returncode == 0, res.stdout + res.stderr
     return tmp / "results" / "xai"
 
@@ -228,7 +229,7 @@ def test_family_without_target_layer_is_skipped_not_crashing() -> None:
 
 def test_explain_command_on_an_existing_sweep(sweep_dir: Path) -> None:
     before = {name: rec.stages["explain"] for name, (_, rec) in _runs(sweep_dir).items()}
-    res = run_cli("explain", str(sweep_dir), "--methods", "gradcam")
+    res = cli("explain", str(sweep_dir), "--methods", "gradcam")
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.count("explained ") == 2
     out = sweep_dir / "stages" / "explain"
@@ -250,7 +251,7 @@ def test_explain_command_on_an_existing_sweep(sweep_dir: Path) -> None:
         assert block["methods_run"] == ["gradcam", "ig", "saliency"]
         assert set(_heatmaps(run_dir)) >= {"gradcam", "ig", "saliency"}
         np.testing.assert_allclose(_heatmaps(run_dir)["gradcam"].shape, (4, 16, 16))
-    bad = run_cli("explain", str(sweep_dir), "--methods", "gradcam,lime")
+    bad = cli("explain", str(sweep_dir), "--methods", "gradcam,lime")
     assert bad.returncode == 2 and "lime" in bad.stderr
 
 

@@ -11,7 +11,7 @@ from archbench.config import ModelSpec, RunSpec, TrainSpec, spec_hash
 from archbench.engine.optim import build_optimizer, build_scheduler
 from archbench.models import create_model
 from archbench.store.record import read_record
-from conftest import run_cli
+from helpers import cli
 from test_recipes_train import only_run, recipe_sweep, refused_at_planning
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def test_the_schedule_keeps_each_layers_ratio(schedule: str) -> None:
 
 def test_without_layer_decay_there_is_one_group_and_no_id_changes() -> None:
     assert len(build_optimizer(tiny_vit(), TrainSpec()).param_groups) == 1
-    res = run_cli("run", str(REPO / "configs" / "quickstart.yaml"), "--dry-run", cwd=REPO)
+    res = cli("run", str(REPO / "configs" / "quickstart.yaml"), "--dry-run", cwd=REPO)
     assert res.returncode == 0, res.stderr
     assert "tiny_cnn_sgd_0.05-dded763f50" in res.stdout and "resnet18_adam_0.002-62e5d5468d" in res.stdout
     assert "layer_decay" not in RunSpec().identity()["train"]
@@ -78,7 +78,7 @@ def test_a_model_without_layer_groups_is_refused_at_planning(tmp_path: Path) -> 
 def test_a_tiny_vit_trains_with_layer_decay_and_records_it(tmp_path: Path) -> None:
     sweep = recipe_sweep(tmp_path, "optimizer: adamw, layer_decay: 0.75", epochs=1)
     sets = (f"model.name={VIT}", "data.resolution=32", "data.limit_per_class=4", "train.lr=0.001")
-    res = run_cli("run", str(sweep), *[a for s in sets for a in ("--set", s)], cwd=tmp_path)
+    res = cli("run", str(sweep), *[a for s in sets for a in ("--set", s)], cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     rec = read_record(only_run(tmp_path))
     assert rec is not None and rec.status == "completed"

@@ -8,9 +8,6 @@ so every patch says which pixel it is centred on. The North Carolina tests use t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ from archbench.stages.map.predict import assemble, predict_windows, write_map
 from archbench.stages.map.score import scores_from_confusion
 from archbench.store.record import read_record
 from archbench.util.errors import ConfigError, DatasetError
+from helpers import cli
 
 REPO = Path(__file__).resolve().parents[1]
 NC = Path(__file__).resolve().parents[2] / "shared" / "data" / "landsat7_north_carolina_landcover"
@@ -431,19 +429,6 @@ def test_scene_file_errors_carry_file_and_line(sparse_scene: Any) -> None:
     assert [b.name for b in open_scene(scene.parent / "multi.yaml").bands] == ["blue", "green", "red"]
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
-    env.pop("ARCHBENCH_FAULT", None)
-    return subprocess.run(
-        [sys.executable, "-m", "archbench", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 @pytest.mark.reliability
 def test_wrong_band_count_fails_the_run_before_training(sparse_scene: Any, tmp_path: Path) -> None:
     scene, *_ = sparse_scene
@@ -474,9 +459,6 @@ def test_wrong_band_count_fails_the_run_before_training(sparse_scene: Any, tmp_p
 @pytest.mark.reliability
 def test_wrong_band_count_is_a_config_error_before_anything_exists(sparse_scene: Any, tmp_path: Path) -> None:
     """Planning reads the scene's headers: the CLI exits 2 and creates no folder (RELIABILITY.md case 14)."""
-    import subprocess
-    import sys
-
     scene, *_ = sparse_scene
     out = tmp_path / "results"
     sweep = tmp_path / "sweep.yaml"
@@ -484,9 +466,7 @@ def test_wrong_band_count_is_a_config_error_before_anything_exists(sparse_scene:
         f"name: bands\noutput_dir: {out}\ndata:\n  kind: raster_patches\n"
         f"  options: {{scene: {scene}, patch_size: 3, split: random, in_chans: 4}}\n"
     )
-    res = subprocess.run(
-        [sys.executable, "-m", "archbench", "run", str(sweep)], capture_output=True, text=True, timeout=300
-    )
+    res = cli("run", str(sweep))
     assert res.returncode == 2, res.stdout + res.stderr
     assert "in_chans=4" in res.stderr and not out.exists()
 
@@ -664,10 +644,11 @@ def _need_nc() -> None:
         pytest.skip(f"the North Carolina scene is absent ({NC}); CI provides ../shared/data")
 
 
+@pytest.mark.slow
 def test_north_carolina_end_to_end(tmp_path: Path) -> None:
     _need_nc()
     scene = REPO / "configs" / "scenes" / "nc_landsat7.yaml"
-    res = run_cli(
+    res = cli(
         "run", str(REPO / "configs" / "landcover_nc.yaml"),
         "--set", f"output_dir={tmp_path / 'results'}",
         "--set", f"data.root={NC}",
@@ -686,7 +667,7 @@ def test_north_carolina_end_to_end(tmp_path: Path) -> None:
     assert trained is not None and "error" not in trained.stages["map"], trained.stages.get("map")
     with rasterio.open(trained.stages["map"]["map_path"]) as m:
         from_run = m.read(1)
-    res = run_cli(
+    res = cli(
         "map", str(sweep), "--scene", str(scene), "--rf", "--rf-trees", "30", "--window", "200", cwd=tmp_path
     )
     assert res.returncode == 0, res.stdout + res.stderr
@@ -719,11 +700,12 @@ def test_north_carolina_end_to_end(tmp_path: Path) -> None:
         assert (out / fig["path"]).stat().st_size > 10_000
     csv_text = (out / "map_scores.csv").read_text()
     assert "random_forest" in csv_text and "tiny_cnn" in csv_text and "never_in_training" in csv_text
-    res = run_cli("report", str(sweep), "--formats", "html", cwd=tmp_path)
+    res = cli("report", str(sweep), "--formats", "html", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Land-cover maps" in (sweep / "report" / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_another_real_scene_from_a_scene_file_alone(tmp_path: Path) -> None:
     """One multiband file (4 of the NC bands, cropped), sparse labels regrouped into 3 other class values."""
     _need_nc()
@@ -772,9 +754,9 @@ def test_another_real_scene_from_a_scene_file_alone(tmp_path: Path) -> None:
         train: {{epochs: 1, threads: 2, optimizer: adam, lr: 0.003}}
         """)
     )
-    res = run_cli("run", "sweep.yaml", cwd=tmp_path)
+    res = cli("run", "sweep.yaml", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
-    res = run_cli("map", "results/crop", cwd=tmp_path)  # the run's own scene file, nothing else
+    res = cli("map", "results/crop", cwd=tmp_path)  # the run's own scene file, nothing else
     assert res.returncode == 0, res.stdout + res.stderr
     (run_dir,) = list((tmp_path / "results" / "crop" / "runs").iterdir())
     rec = read_record(run_dir)

@@ -1,4 +1,5 @@
-"""Tests of archbench.models: every name builds and trains, every ModelSpec option works, files are safe."""
+"""Tests of archbench.models: every name builds and trains, every ModelSpec option works, a ViT is built for
+the run's resolution. (Pretrained weights: test_pretrained_weights.py.)"""
 
 from __future__ import annotations
 
@@ -6,10 +7,8 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # timm/HF hub lookups must never reach for the network here
 
-import pickle
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +16,8 @@ import torch
 from torch import nn
 
 from archbench.config import ModelSpec
-from archbench.models import check_model_name, create_model, model_family, model_names
-from archbench.util.errors import CheckpointError, ConfigError, MissingWeightsError, UnknownModelError
+from archbench.models import build_info, check_model_name, create_model, model_family, model_names
+from archbench.util.errors import ConfigError, UnknownModelError
 
 TIMM_SMALL = "timm:resnet10t"
 FIRST_CONV = {
@@ -225,139 +224,17 @@ def test_dropout_shows_up_before_the_final_linear() -> None:
     assert build(TIMM_SMALL, dropout=0.25).drop_rate == 0.25
 
 
-# --- pretrained weights --------------------------------------------------------------------------------
+# --- built for the run's resolution --------------------------------------------------------------------
 
 
-def test_pretrained_local_file_loads_everything_but_a_mismatched_head(tmp_path: Path) -> None:
-    source = build("resnet18", num_classes=10).state_dict()
-    for wrap, path in [
-        (lambda sd: sd, tmp_path / "raw.pt"),
-        (lambda sd: {"model": sd, "epoch": 3}, tmp_path / "model.pt"),
-        (lambda sd: {"state_dict": {f"module.{k}": v for k, v in sd.items()}}, tmp_path / "ddp.pth"),
-    ]:
-        torch.save(wrap(source), path)
-        loaded = build("resnet18", num_classes=5, pretrained=str(path)).state_dict()
-        for key, value in source.items():
-            if key.startswith("fc."):
-                assert loaded[key].shape[0] == 5
-            else:
-                assert torch.equal(loaded[key], value), key
-
-
-def test_pretrained_local_file_adapts_the_first_conv_to_in_chans(tmp_path: Path) -> None:
-    source = build("resnet18").state_dict()
-    torch.save(source, tmp_path / "w.pt")
-    model = build("resnet18", in_chans=1, pretrained=str(tmp_path / "w.pt"))
-    assert torch.allclose(model.conv1.weight, source["conv1.weight"].sum(dim=1, keepdim=True))
-
-
-def test_pretrained_file_for_another_architecture_is_a_config_error(tmp_path: Path) -> None:
-    torch.save({"nothing.like.resnet": torch.zeros(3)}, tmp_path / "other.pt")
-    with pytest.raises(ConfigError, match="no tensor"):
-        build("resnet18", pretrained=str(tmp_path / "other.pt"))
-
-
-def test_missing_pretrained_file_names_the_path(tmp_path: Path) -> None:
-    path = tmp_path / "nope.pt"
-    with pytest.raises(MissingWeightsError, match="nope.pt"):
-        build("tiny_cnn", pretrained=str(path))
-
-
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-@pytest.mark.reliability
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-@pytest.mark.parametrize("writer", ["torch.save", "pickle-2", "pickle-5"])
-def test_checkpoint_with_a_code_payload_is_refused_and_never_runs(tmp_path: Path, writer: str) -> None:
-    marker = tmp_path / "pwned_x"
-    path = tmp_path / "evil.pt"
-    content = {"conv1.weight": torch.zeros(1), "payload": _Payload(marker)}
-    if writer == "torch.save":
-        torch.save(content, path)
-    else:
-        path.write_bytes(pickle.dumps(content, protocol=int(writer[-1])))
-    with pytest.raises(CheckpointError, match="refused"):
-        build("resnet18", pretrained=str(path))
-    assert not marker.exists()
-
-
-@pytest.mark.parametrize(
-    ("content", "reason"), [(b"not a checkpoint", "refused"), (b"", "unreadable"), (None, "holds a list")]
-)
-def test_unreadable_or_non_state_dict_files_are_checkpoint_errors(
-    tmp_path: Path, content: bytes | None, reason: str
-) -> None:
-    path = tmp_path / "bad.pt"
-    if content is None:
-        torch.save([1, 2, 3], path)
-    else:
-        path.write_bytes(content)
-    with pytest.raises(CheckpointError, match=reason):
-        build("tiny_cnn", pretrained=str(path))
-
-
-@pytest.fixture
-def empty_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
-    return tmp_path
-
-
-def _tv_weights_file(name: str) -> str:
-    import torchvision
-
-    return torchvision.models.get_model_weights(name).DEFAULT.url.rsplit("/", 1)[-1]
-
-
-def test_imagenet_weights_missing_say_which_file_to_put_where(empty_torch_home: Path) -> None:
-    with pytest.raises(MissingWeightsError) as info:
-        build("resnet18", pretrained="imagenet")
-    message = str(info.value)
-    assert _tv_weights_file("resnet18") in message
-    assert str(empty_torch_home / "torch" / "hub" / "checkpoints") in message
-    assert "https://download.pytorch.org/models/" in message
-
-
-def test_imagenet_weights_are_loaded_from_the_hub_cache(empty_torch_home: Path) -> None:
-    import torchvision
-
-    source = torchvision.models.resnet18(weights=None).state_dict()
-    folder = empty_torch_home / "torch" / "hub" / "checkpoints"
-    folder.mkdir(parents=True)
-    torch.save(source, folder / _tv_weights_file("resnet18"))
-    model = build("resnet18", in_chans=1, num_classes=4, pretrained="imagenet")
-    assert torch.equal(model.layer1[0].conv1.weight, source["layer1.0.conv1.weight"])
-    assert torch.allclose(model.conv1.weight, source["conv1.weight"].sum(dim=1, keepdim=True))
-    assert model.fc.out_features == 4
-
-
-def test_imagenet_weights_missing_for_timm(empty_torch_home: Path) -> None:
-    with pytest.raises(MissingWeightsError, match="timm/resnet10t"):
-        build(TIMM_SMALL, pretrained="imagenet")
-
-
-def test_imagenet_weights_are_loaded_from_the_hf_cache_for_timm(empty_torch_home: Path) -> None:
-    import timm
-    from safetensors.torch import save_file
-
-    source = timm.create_model("resnet10t", pretrained=False).state_dict()
-    repo = empty_torch_home / "hf" / "models--timm--resnet10t.c3_in1k"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text("0" * 40)
-    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
-    save_file(source, str(repo / "snapshots" / ("0" * 40) / "model.safetensors"))
-    model = build(TIMM_SMALL, in_chans=3, num_classes=7, pretrained="imagenet")
-    assert torch.equal(model.layer1[0].conv1.weight, source["layer1.0.conv1.weight"])
-    assert model.fc.out_features == 7
-
-
-def test_imagenet_is_refused_for_the_small_cnns() -> None:
-    with pytest.raises(ConfigError, match="imagenet is not available"):
-        build("tiny_cnn", pretrained="imagenet")
+def test_torchvision_vit_is_built_for_the_run_resolution_and_says_so() -> None:
+    model = create_model(ModelSpec(name="vit_b_16"), 3, 10, image_size=48)
+    info = build_info(model)
+    assert info == {
+        "input_size": 48,
+        "native_input_size": 224,
+        "patch_grid": [3, 3],
+        "pos_embed_interpolated": False,  # random init: nothing to interpolate
+    }
+    assert model.encoder.pos_embedding.shape == (1, 1 + 9, 768)
+    assert model(torch.zeros(1, 3, 48, 48)).shape == (1, 10)

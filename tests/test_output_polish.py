@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO
+from helpers import cli
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
@@ -70,7 +71,7 @@ def wide_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("wide")
     sweep = tmp / "sweep.yaml"
     sweep.write_text(textwrap.dedent(WIDE_SWEEP.format(out=tmp / "results")))
-    res = run_cli("run", str(sweep))
+    res = cli("run", str(sweep))
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     return tmp / "results" / "wide_listing"
 
@@ -89,11 +90,11 @@ def test_ls_on_a_90_column_terminal_prints_no_line_wider_than_90(wide_sweep: Pat
     assert max(len(line) for line in lines) <= 90, text
     rows = [ln for ln in lines if "tiny_cnn_" in ln]
     assert len(rows) == 2, text  # one line per run: never wrapped
-    ids = {r["run_id"] for r in json.loads(run_cli("ls", str(wide_sweep), "--format", "json").stdout)}
+    ids = {r["run_id"] for r in json.loads(cli("ls", str(wide_sweep), "--format", "json").stdout)}
     assert all(any(i in ln for ln in rows) for i in ids), text  # run ids whole
     assert "not shown at this width:" in text and "--wide" in text
     # Not a terminal: as wide as its content (logs and pipes keep every column).
-    piped = run_cli("ls", str(wide_sweep), env={"COLUMNS": "90"})
+    piped = cli("ls", str(wide_sweep), env={"COLUMNS": "90"})
     assert "train.weight_decay" in piped.stdout and "f1_macro" in piped.stdout
 
 
@@ -297,7 +298,7 @@ def test_profile_figures_tell_models_apart_without_colour(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_report_of_a_verified_sweep_says_so_as_success(wide_sweep: Path, tmp_path: Path) -> None:
-    res = run_cli("report", str(wide_sweep), "--out", str(tmp_path / "r"), "--formats", "html,md")
+    res = cli("report", str(wide_sweep), "--out", str(tmp_path / "r"), "--formats", "html,md")
     assert res.returncode == 0, res.stderr
     md = (tmp_path / "r" / "report.md").read_text()
     assert "> **✓ VERIFIED:** Every number in this report verified" in md

@@ -10,7 +10,8 @@ import pytest
 from archbench.store.record import read_record
 from archbench.sweep.expand import expand_sweep, load_sweep
 from archbench.util.errors import ConfigError
-from conftest import REPO, run_cli
+from conftest import REPO
+from helpers import cli
 from test_data import write_image
 
 # Spec hashes computed at main 4b7ea9c, before paths followed the sweep file (relative paths were then
@@ -154,7 +155,7 @@ def test_a_sweep_with_a_relative_data_root_runs_from_another_folder(tmp_path: Pa
     _image_folder(ws / "imgs")
     (ws / "s.yaml").write_text(SWEEP)
     elsewhere.mkdir()
-    res = run_cli("run", "../ws/s.yaml", cwd=elsewhere)
+    res = cli("run", "../ws/s.yaml", cwd=elsewhere)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert not (elsewhere / "results").exists()  # output_dir (default results) follows the file too
     (run_dir,) = (ws / "results" / "imgs" / "runs").iterdir()
@@ -163,7 +164,7 @@ def test_a_sweep_with_a_relative_data_root_runs_from_another_folder(tmp_path: Pa
     assert rec.spec.data.root == str(ws / "imgs")  # the record keeps the path resolved and as written
     assert rec.spec.written_paths["data.root"].written == "imgs"
     # The same run from the file's own folder: same id, nothing to train.
-    res = run_cli("run", "s.yaml", cwd=ws)
+    res = cli("run", "s.yaml", cwd=ws)
     assert res.returncode == 0 and "1 skipped" in res.stdout, res.stdout[-2000:] + res.stderr[-2000:]
 
 
@@ -172,11 +173,11 @@ def test_set_paths_are_relative_to_the_working_directory_and_dry_run_shows_them(
     _image_folder(ws / "imgs")
     _image_folder(tmp_path / "data" / "imgs")
     (ws / "s.yaml").write_text(SWEEP)
-    res = run_cli("run", "ws/s.yaml", "--dry-run", cwd=tmp_path)
+    res = cli("run", "ws/s.yaml", "--dry-run", cwd=tmp_path)
     assert res.returncode == 0 and not res.stderr, res.stderr
     assert f"path data.root: {ws / 'imgs'} (as written: imgs)" in res.stdout.splitlines()
     assert f"path output_dir: {ws / 'results'} (as written: results)" in res.stdout.splitlines()
-    res = run_cli(
+    res = cli(
         "run",
         "ws/s.yaml",
         "--dry-run",
@@ -225,7 +226,7 @@ def test_a_bad_set_names_the_argument_never_a_line_of_the_file(
 ) -> None:
     sweep = tmp_path / "s.yaml"
     sweep.write_text(BAD_SET)
-    res = run_cli("run", str(sweep), "--set", arg, cwd=tmp_path)
+    res = cli("run", str(sweep), "--set", arg, cwd=tmp_path)
     assert res.returncode == 2
     assert res.stderr.splitlines() == [expected]
     assert not (tmp_path / "results").exists()

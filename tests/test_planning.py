@@ -10,7 +10,8 @@ import pytest
 
 from archbench.config import DataSpec
 from archbench.data.registry import data_problems, dataset_kinds, dataset_layout
-from conftest import run_cli, tiny_sweep
+from conftest import tiny_sweep
+from helpers import cli
 
 CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
 IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"]
@@ -54,7 +55,7 @@ def test_missing_files_are_listed_one_per_line_with_the_layout(tmp_path: Path) -
 
 def test_wrong_data_root_exits_2_naming_the_layout_and_creates_nothing(tmp_path: Path) -> None:
     sweep = tiny_sweep(tmp_path, out=tmp_path / "out")
-    res = run_cli(
+    res = cli(
         "run",
         str(sweep),
         "--set",
@@ -74,7 +75,7 @@ def test_wrong_data_root_exits_2_naming_the_layout_and_creates_nothing(tmp_path:
     assert not (tmp_path / "out").exists()
     # An output_dir that is a file: one more line, still nothing created.
     (tmp_path / "afile").write_text("x")
-    res = run_cli("run", str(sweep), "--set", f"output_dir={tmp_path / 'afile' / 'r'}", cwd=tmp_path)
+    res = cli("run", str(sweep), "--set", f"output_dir={tmp_path / 'afile' / 'r'}", cwd=tmp_path)
     assert res.returncode == 2
     assert "is not a folder" in res.stderr and (tmp_path / "afile").read_text() == "x"
 
@@ -90,9 +91,7 @@ def test_a_run_failing_at_run_time_prints_reason_and_fix(tmp_path: Path) -> None
             Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
     (root / "b" / "broken.png").write_bytes(b"not a png")  # passes planning (layout), fails decoding
     sweep = tiny_sweep(tmp_path, epochs=1, optimizers="[sgd]")
-    res = run_cli(
-        "run", str(sweep), "--set", "data.kind=imagefolder", "--set", f"data.root={root}", cwd=tmp_path
-    )
+    res = cli("run", str(sweep), "--set", "data.kind=imagefolder", "--set", f"data.root={root}", cwd=tmp_path)
     assert res.returncode == 1, res.stdout + res.stderr
     # The run's own line (timestamped when not a terminal) and the sweep summary carry reason and fix.
     lines = [ln for ln in res.stdout.splitlines() if "BadImageFilesError" in ln]

@@ -16,7 +16,8 @@ from archbench.sweep.endpoints import ray_address_problems, reach, tracking_uri_
 from archbench.sweep.expand import expand_sweep, load_sweep_text
 from archbench.util.errors import ConfigError
 from archbench.util.machine import usable_cores
-from conftest import run_cli, tiny_sweep
+from conftest import tiny_sweep
+from helpers import cli
 
 pytestmark = pytest.mark.reliability
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.reliability
 def refused(tmp_path: Path, *args: str, sweep: Path | None = None) -> str:
     """Run the CLI on a one-run digits sweep; it must exit 2 with one error line and create nothing."""
     sweep = sweep or tiny_sweep(tmp_path, epochs=1, optimizers="[sgd]", out=tmp_path / "out")
-    res = run_cli("run", str(sweep), *args, cwd=tmp_path, timeout=120)
+    res = cli("run", str(sweep), *args, cwd=tmp_path)
     assert res.returncode == 2, res.stdout + res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
@@ -124,7 +125,7 @@ def test_tracking_uris_no_mlflow_store_accepts_are_refused_and_nothing_is_create
 
 def test_sync_with_an_unusable_uri_is_one_line_exit_2(tmp_path: Path) -> None:
     (tmp_path / "s" / "runs").mkdir(parents=True)
-    res = run_cli("sync", str(tmp_path / "s"), "--mlflow-uri", "foo://bar", cwd=tmp_path, timeout=120)
+    res = cli("sync", str(tmp_path / "s"), "--mlflow-uri", "foo://bar", cwd=tmp_path)
     assert res.returncode == 2, res.stdout + res.stderr
     (line,) = res.stderr.strip().splitlines()
     assert line.startswith("error: --mlflow-uri 'foo://bar': scheme 'foo' is not one MLflow accepts")
@@ -204,7 +205,7 @@ def test_a_sweep_folder_that_is_a_symlink_out_of_output_dir_is_one_line_exit_2(t
     (tmp_path / "out").mkdir()
     os.symlink(elsewhere, tmp_path / "out" / "tiny")
     sweep = tiny_sweep(tmp_path, epochs=1, optimizers="[sgd]", out=tmp_path / "out")
-    res = run_cli("run", str(sweep), cwd=tmp_path, timeout=120)
+    res = cli("run", str(sweep), cwd=tmp_path)
     assert res.returncode == 2, res.stdout + res.stderr
     (line,) = res.stderr.strip().splitlines()
     assert "the sweep folder" in line and "is a symlink to" in line and str(elsewhere) in line

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import run_cli
+from helpers import cli
 from shipping import CLASSES, image_sweep, invoke, raster_sweep, train
 from test_maps import write_tif
 
@@ -34,7 +34,7 @@ def test_predicting_the_test_folder_reproduces_the_recorded_top1(image_run: Path
     rec = json.loads((image_run / "record.json").read_text())
     test = Path(rec["spec"]["data"]["root"]) / "test"
     out = tmp_path / "p.csv"
-    res = run_cli("predict", str(image_run), str(test), "--out", str(out), "--top-k", "2", "--device", "cpu")
+    res = cli("predict", str(image_run), str(test), "--out", str(out), "--top-k", "2", "--device", "cpu")
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"12 images predicted by {rec['run_id']}" in res.stdout
     rows = _rows(out)
@@ -80,7 +80,7 @@ def test_a_scene_gives_a_map_with_the_recorded_class_at_every_test_pixel(tmp_pat
     run_dir = train(sweep)
     rec = json.loads((run_dir / "record.json").read_text())
     out = tmp_path / "map.tif"
-    res = run_cli("predict", str(run_dir), str(scene), "--out", str(out), "--device", "cpu")
+    res = cli("predict", str(run_dir), str(scene), "--out", str(out), "--device", "cpu")
     assert res.returncode == 0, res.stdout + res.stderr
     with rasterio.open(out) as m:
         values = m.read(1)

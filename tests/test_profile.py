@@ -17,7 +17,7 @@ import pytest
 
 from archbench.config import ModelSpec
 from archbench.store.record import read_record
-from conftest import run_cli
+from helpers import cli
 
 # torchvision's weight metadata (`_ops`, `num_params`) for these, at the resolution the table uses.
 PUBLISHED = [
@@ -122,11 +122,11 @@ def profiled_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object
     tmp = tmp_path_factory.mktemp("profile_sweep")
     yaml = tmp / "sweep.yaml"
     yaml.write_text(textwrap.dedent(SWEEP.format(out=tmp / "results", profile=PROFILE)))
-    first = run_cli("run", str(yaml), cwd=tmp)
+    first = cli("run", str(yaml), cwd=tmp)
     assert first.returncode == 0, first.stdout + first.stderr
     runs = sorted((tmp / "results" / "prof" / "runs").iterdir())
     after_first = {r.name: (read_record(r) or None) for r in runs}
-    second = run_cli("run", str(yaml), cwd=tmp)
+    second = cli("run", str(yaml), cwd=tmp)
     assert second.returncode == 0, second.stdout + second.stderr
     return {"tmp": tmp, "runs": runs, "after_first": after_first, "second": second}
 
@@ -199,7 +199,7 @@ def test_flops_grow_with_resolution(profiled_sweep: dict[str, object]) -> None:
 def test_ls_shows_profile_columns_and_sweep_table_is_written(profiled_sweep: dict[str, object]) -> None:
     tmp = profiled_sweep["tmp"]
     assert isinstance(tmp, Path)
-    res = run_cli("ls", str(tmp / "results" / "prof"), cwd=tmp)
+    res = cli("ls", str(tmp / "results" / "prof"), cwd=tmp)
     assert res.returncode == 0, res.stderr
     for column in ("gmacs", "latency_ms_p50", "throughput_img_s", "peak_memory_mb"):
         assert column in res.stdout
@@ -242,7 +242,7 @@ def test_one_failing_size_does_not_stop_the_others(one_thread: None) -> None:
 
 
 def test_cli_profile_prints_published_params() -> None:
-    res = run_cli(
+    res = cli(
         "profile", "resnet18", "--resolutions", "64", "--device", "cpu", "--iters", "2", "--threads", "1"
     )
     assert res.returncode == 0, res.stdout + res.stderr
@@ -251,7 +251,7 @@ def test_cli_profile_prints_published_params() -> None:
 
 
 def test_cli_profile_json_and_bad_input() -> None:
-    res = run_cli(
+    res = cli(
         "profile", "tiny_cnn", "--resolutions", "16,32", "--device", "cpu", "--iters", "1", "--warmup", "0",
         "--threads", "1", "--batch-sizes", "1,4", "--no-memory", "--num-classes", "10", "--json",
     )  # fmt: skip
@@ -260,9 +260,9 @@ def test_cli_profile_json_and_bad_input() -> None:
     assert [r["resolution"] for r in report["results"]] == [16, 32]
     assert report["results"][0]["flops"] < report["results"][1]["flops"]
     assert report["results"][0]["throughput_batch"] == 4 and "peak_memory_mb" not in report["results"][0]
-    bad = run_cli("profile", "resnet_9000", "--device", "cpu")
+    bad = cli("profile", "resnet_9000", "--device", "cpu")
     assert bad.returncode == 2 and "resnet18" in bad.stderr  # nearest names suggested, nothing measured
-    bad = run_cli("profile", "tiny_cnn", "--resolutions", "0,abc")
+    bad = cli("profile", "tiny_cnn", "--resolutions", "0,abc")
     assert bad.returncode == 2 and "--resolutions" in bad.stderr
 
 

@@ -18,7 +18,8 @@ import pytest
 from archbench.config import ModelSpec, TrainSpec
 from archbench.stages.profile.conditions import MIN_STEADY_ITERS, NOISY_SPREAD, noisy_reasons, verdict
 from archbench.store.record import read_record
-from conftest import REPO, run_cli, run_sweep_text
+from conftest import REPO, run_sweep_text
+from helpers import cli
 
 SWEEP = """
 name: cond
@@ -162,7 +163,7 @@ def test_config_refuses_a_bad_budget_or_thread_count(tmp_path: Path) -> None:
     for bad in ("budget_s: -1", "budget_s: .inf", "threads: 0"):
         yaml = tmp_path / "bad.yaml"
         yaml.write_text(f"name: bad\ndata: {{kind: digits}}\nprofile: {{{bad}}}\n")
-        res = run_cli("run", str(yaml), "--dry-run", cwd=tmp_path)
+        res = cli("run", str(yaml), "--dry-run", cwd=tmp_path)
         assert res.returncode == 2 and "profile." in res.stderr, (bad, res.stderr)
 
 

@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 
 from archbench.store.record import read_record
-from conftest import REPO, run_cli
+from conftest import REPO
+from helpers import cli
 
 QUICK = ["--batch-sizes", "1,2", "--iters", "1", "--warmup", "0", "--no-memory", "--no-train-step"]
 
 
 @pytest.mark.slow
 def test_profile_a_sweep_profiles_the_trained_models(tmp_path: Path) -> None:
-    res = run_cli(
+    res = cli(
         "run",
         str(REPO / "configs" / "quickstart.yaml"),
         "--set",
@@ -32,7 +33,7 @@ def test_profile_a_sweep_profiles_the_trained_models(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     sweep = tmp_path / "quickstart"
     records = {d.name: read_record(d) for d in (sweep / "runs").iterdir()}
-    res = run_cli("profile", str(sweep), "--json", *QUICK, cwd=tmp_path)
+    res = cli("profile", str(sweep), "--json", *QUICK, cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     report = json.loads(res.stdout)
     assert report["assumed"] == []
@@ -47,7 +48,7 @@ def test_profile_a_sweep_profiles_the_trained_models(tmp_path: Path) -> None:
     # One run folder works too; a name with the same options gives the same count, a bare name does not.
     rid, rec = next((k, v) for k, v in records.items() if k.startswith("resnet18"))
     assert rec is not None and rec.params is not None
-    res = run_cli("profile", str(sweep / "runs" / rid), "--json", *QUICK, cwd=tmp_path)
+    res = cli("profile", str(sweep / "runs" / rid), "--json", *QUICK, cwd=tmp_path)
     (row,) = json.loads(res.stdout)["results"]
     assert row["params_total"] == rec.params["total"]
     opts = [
@@ -62,11 +63,11 @@ def test_profile_a_sweep_profiles_the_trained_models(tmp_path: Path) -> None:
         "--resolutions",
         "8",
     ]
-    res = run_cli("profile", "resnet18", *opts, "--json", *QUICK, cwd=tmp_path)
+    res = cli("profile", "resnet18", *opts, "--json", *QUICK, cwd=tmp_path)
     explicit = json.loads(res.stdout)
     assert explicit["assumed"] == [] and explicit["results"][0]["params_total"] == rec.params["total"]
     assert explicit["results"][0]["gmacs"] == row["gmacs"]
-    res = run_cli("profile", "resnet18", "--resolutions", "8", *QUICK, cwd=tmp_path)
+    res = cli("profile", "resnet18", "--resolutions", "8", *QUICK, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert (
         "assumed (not given) for resnet18: stem=imagenet, pool=avg, in_chans=3, num_classes=1000"
@@ -76,7 +77,7 @@ def test_profile_a_sweep_profiles_the_trained_models(tmp_path: Path) -> None:
 
 def test_profile_of_a_folder_without_runs_is_exit_2(tmp_path: Path) -> None:
     (tmp_path / "empty_sweep" / "runs").mkdir(parents=True)
-    res = run_cli("profile", str(tmp_path / "empty_sweep"), cwd=tmp_path)
+    res = cli("profile", str(tmp_path / "empty_sweep"), cwd=tmp_path)
     assert res.returncode == 2 and "no completed run" in res.stderr
 
 

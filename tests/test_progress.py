@@ -6,18 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from archbench.cli.progress import PlainReporter, progress_every
-from conftest import REPO, run_cli, tiny_sweep
+from conftest import start_cli, tiny_sweep
+from helpers import cli, wait_until
 
 
 def test_plain_lines_come_at_the_configured_cadence() -> None:
@@ -45,36 +42,24 @@ def test_progress_every_from_option_env_or_default(monkeypatch) -> None:  # type
     assert progress_every(0.0) == 0.0
 
 
-def _wait_for(pred, timeout: float, proc: subprocess.Popen[bytes]) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        assert proc.poll() is None, "the sweep ended before the condition was seen"
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting")
-
-
 @pytest.mark.slow
 def test_redirected_run_writes_progress_and_ls_shows_it_while_running(tmp_path: Path) -> None:
     sweep = tiny_sweep(tmp_path, epochs=200, optimizers="[sgd, adam]")
     log = tmp_path / "log.txt"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ARCHBENCH_PROGRESS_EVERY": "0"}
-    env.pop("ARCHBENCH_FAULT", None)
     with open(log, "wb") as f:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "archbench", "run", str(sweep)], cwd=REPO, stdout=f, stderr=f, env=env
-        )
+        # PYTHONUNBUFFERED empty (off): the lines must be flushed by archbench itself.
+        env = {"ARCHBENCH_PROGRESS_EVERY": "0", "PYTHONUNBUFFERED": ""}
+        proc = start_cli("run", str(sweep), env=env, stdout=f, stderr=f)
     try:
         # Lines reach the file while the process still runs (flushed, not buffered until exit).
-        _wait_for(lambda: " step " in log.read_text(), 120, proc)
+        wait_until(lambda: " step " in log.read_text(), 120, "a progress line in the log", alive=proc)
         text = log.read_text()
         line = next(ln for ln in text.splitlines() if " step " in ln)
         assert "run 1/2 " in line and "epoch 1/200" in line and "img/s" in line and "ETA" in line
         # history.csv and the record's history are written every epoch, so ls sees progress and ETA.
         run_dirs = sweep.parent / "results" / "tiny" / "runs"
-        _wait_for(lambda: any(run_dirs.glob("*/history.csv")), 120, proc)
-        res = run_cli("ls", str(sweep.parent / "results" / "tiny"), "--format", "json")
+        wait_until(lambda: any(run_dirs.glob("*/history.csv")), 120, "history.csv", alive=proc)
+        res = cli("ls", str(sweep.parent / "results" / "tiny"), "--format", "json")
         assert res.returncode == 0, res.stderr
         rows = json.loads(res.stdout)
         running = [r for r in rows if r["status"] == "running"]
@@ -88,7 +73,7 @@ def test_redirected_run_writes_progress_and_ls_shows_it_while_running(tmp_path: 
         proc.wait(timeout=120)
     assert proc.returncode == 130
     # Not a terminal, a narrow COLUMNS: the table is still as wide as its content.
-    res = run_cli("ls", str(sweep.parent / "results" / "tiny"), env={"COLUMNS": "40"})
+    res = cli("ls", str(sweep.parent / "results" / "tiny"), env={"COLUMNS": "40"})
     assert res.returncode == 0, res.stderr
     rows_csv = list(csv.DictReader(io.StringIO((sweep.parent / "results/tiny/results.csv").read_text())))
     for r in rows_csv:
@@ -97,7 +82,7 @@ def test_redirected_run_writes_progress_and_ls_shows_it_while_running(tmp_path: 
     for col in ("status", "model.name", "train.optimizer", "progress", "top1"):
         assert col in header
     assert "…" not in res.stdout
-    res = run_cli("ls", str(sweep.parent / "results" / "tiny"), "--format", "csv")
+    res = cli("ls", str(sweep.parent / "results" / "tiny"), "--format", "csv")
     assert res.returncode == 0 and res.stdout.startswith("run_id,sweep,status")
-    res = run_cli("ls", str(sweep.parent / "results" / "tiny"), "--format", "yaml")
+    res = cli("ls", str(sweep.parent / "results" / "tiny"), "--format", "yaml")
     assert res.returncode == 2 and "--format" in res.stderr

@@ -25,7 +25,8 @@ from archbench.data.registry import data_problems, training_pool
 from archbench.engine.augment import BatchMaker, DeviceSplit
 from archbench.engine.sources import HostSplit
 from archbench.util.errors import ConfigError, DatasetError
-from conftest import run_cli, run_one
+from conftest import run_one
+from helpers import cli
 
 BANDS = [f"B{i:02d}" for i in range(1, 14)]
 CLASSES = ("crop", "forest", "water")
@@ -248,7 +249,7 @@ def test_mixed_chip_sizes_stop_the_run_at_planning_with_exit_2(tmp_path: Path) -
     write_chip(bad, chip_values(2, np.random.default_rng(0), size=6), BANDS, None, GEOREF)
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(textwrap.dedent(CHIP_SWEEP.format(out=tmp_path / "results", root=root)))
-    res = run_cli("run", str(sweep), cwd=tmp_path)
+    res = cli("run", str(sweep), cwd=tmp_path)
     assert res.returncode == 2, res.stdout + res.stderr
     lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and str(bad) in lines[0] and "6x6" in lines[0]

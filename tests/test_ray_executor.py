@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from archbench.store.record import read_record
-from conftest import REPO, run_cli
+from conftest import REPO
+from helpers import cli
 
 pytest.importorskip("ray")
 
@@ -96,7 +97,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The local executor's records for sgd and adam: what Ray must reproduce."""
     tmp = tmp_path_factory.mktemp("ref")
     out = tmp / "results"
-    r = run_cli("run", str(_sweep(tmp, "s.yaml", out, "[sgd, adam]")))
+    r = cli("run", str(_sweep(tmp, "s.yaml", out, "[sgd, adam]")))
     assert r.returncode == 0, r.stdout + r.stderr
     return out
 
@@ -134,6 +135,7 @@ CLUSTER_SCRIPT = """
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 from ray.cluster_utils import Cluster
+from helpers import wait_until  # tests/ is on PYTHONPATH
 
 sweep, out, report = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
@@ -151,14 +153,15 @@ result["a"] = {"rc": a.returncode, "out": a.stdout, "err": a.stderr[-3000:]}
 env = dict(os.environ, ARCHBENCH_FAULT="hang@step:30#adamw")
 b = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 runs = out / "tiny" / "runs"
-deadline = time.time() + 300
 def adamw_in_epoch_2():
     for d in runs.iterdir():
         if "adamw" in d.name and (d / "checkpoints" / "last.pt").exists():
             return json.loads((d / "record.json").read_text())["status"] == "running"
     return False
-while time.time() < deadline and not adamw_in_epoch_2():
-    time.sleep(0.5)
+try:
+    wait_until(adamw_in_epoch_2, 300, "adamw in epoch 2", every=0.5)
+except AssertionError:
+    pass  # reported as b_reached: false; the cluster is still shut down below
 result["b_reached"] = adamw_in_epoch_2()
 time.sleep(2)
 b.kill()
@@ -224,6 +227,7 @@ from pathlib import Path
 import ray
 from ray.cluster_utils import Cluster
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from helpers import wait_until  # tests/ is on PYTHONPATH
 
 sweep, out, report = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
@@ -254,9 +258,10 @@ def running_record():
             if rec["status"] == "running":
                 return rec
     return None
-deadline = time.time() + 300
-while time.time() < deadline and running_record() is None:
-    time.sleep(0.5)
+try:
+    wait_until(running_record, 300, "the run's first checkpoint", every=0.5)
+except AssertionError:
+    pass  # reported as no first_attempt; the cluster is still shut down below
 first = running_record()
 if first is not None:
     result["first_attempt"] = {"node": first["host"].get("ray_node_id"), "history": len(first["history"])}

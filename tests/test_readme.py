@@ -38,6 +38,7 @@ import pytest
 import yaml
 
 from conftest import REPO, SHARED, SHARED_DATA, run_cli
+from helpers import cli
 
 README = REPO / "README.md"
 DOCS = REPO / "docs"
@@ -267,7 +268,7 @@ def _ensure_sweeps(words: list[str], ws: Path) -> None:
     for w in words[1:]:
         m = re.match(r"^results/([A-Za-z0-9_]+)/?$", w)
         if m and not (ws / w).exists() and (REPO / "configs" / f"{m.group(1)}.yaml").is_file():
-            res = run_cli(*_small(["run", f"configs/{m.group(1)}.yaml"]), cwd=ws)
+            res = cli(*_small(["run", f"configs/{m.group(1)}.yaml"]), cwd=ws)
             assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
 
 
@@ -303,7 +304,8 @@ def run_bash_block(block: Block, ws: Path) -> list[str]:
         assert words[0] == "archbench", f"{block.where}: unknown command {cmd!r}"
         args = _small(words[1:])
         _ensure_sweeps(words, ws)
-        res = run_cli(*args, cwd=ws)
+        # In this process, except a local Ray instance: it would start inside the test process.
+        res = (run_cli if "ray" in args else cli)(*args, cwd=ws)
         if res.returncode == 2 and args[0] == "run" and (why := missing_input(res.stderr)):
             pytest.skip(f"{block.where}: {cmd}: not on this machine: {why}")
         ok = (0, 1) if args[0] == "profile" else (0,)

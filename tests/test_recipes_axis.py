@@ -7,7 +7,7 @@ from pathlib import Path
 from archbench.config.recipe import recipe_names
 from archbench.store.record import read_record
 from archbench.sweep.expand import expand_sweep, load_sweep_text
-from conftest import run_cli
+from helpers import cli
 from test_recipes_train import only_run, recipe_sweep
 
 GRID = """
@@ -33,13 +33,13 @@ def test_recipe_axis_sets_augment_and_train_keys_then_other_axes_apply() -> None
 
 def test_unknown_recipe_is_one_line_exit_2(tmp_path: Path) -> None:
     sweep = recipe_sweep(tmp_path, "", extra="recipe: fancy\n")
-    res = run_cli("run", str(sweep), "--dry-run", cwd=tmp_path)
+    res = cli("run", str(sweep), "--dry-run", cwd=tmp_path)
     assert res.returncode == 2 and "unknown recipe 'fancy' (known: basic, strong)" in res.stderr
 
 
 def test_strong_recipe_trains_on_digits(tmp_path: Path) -> None:
     sweep = recipe_sweep(tmp_path, "", epochs=1, extra="recipe: strong\n")
-    res = run_cli("run", str(sweep), cwd=tmp_path)
+    res = cli("run", str(sweep), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     rec = read_record(only_run(tmp_path))
     assert rec is not None and rec.status == "completed" and rec.spec.recipe == "strong"

@@ -12,6 +12,7 @@ from archbench.config import RunSpec, spec_hash
 from archbench.store.checkpoint import load_checkpoint, state_digest
 from archbench.store.record import read_record
 from conftest import run_cli
+from helpers import cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,7 @@ def refused_at_planning(tmp: Path, config: str, key: str, *sets: str) -> list[st
     """Run configs/`config` with `--set` overrides into tmp/out; it must exit 2 having created nothing.
     Returns the lines of its error output that name `key`."""
     args = [a for s in (f"output_dir={tmp / 'out'}", *sets) for a in ("--set", s)]
-    res = run_cli("run", str(REPO / "configs" / config), *args, cwd=tmp)
+    res = cli("run", str(REPO / "configs" / config), *args, cwd=tmp)
     assert res.returncode == 2, res.stdout + res.stderr
     assert not (tmp / "out").exists()  # refused before anything was created
     return [ln for ln in res.stderr.splitlines() if key in ln]
@@ -49,7 +50,7 @@ def only_run(tmp: Path) -> Path:
 
 def test_defaults_keep_every_shipped_run_id() -> None:
     """New keys at their defaults stay out of the identity: the quickstart's ids are the ones from before."""
-    res = run_cli("run", str(REPO / "configs" / "quickstart.yaml"), "--dry-run", cwd=REPO)
+    res = cli("run", str(REPO / "configs" / "quickstart.yaml"), "--dry-run", cwd=REPO)
     assert res.returncode == 0, res.stderr
     for rid in ("tiny_cnn_sgd_0.05-dded763f50", "resnet18_adam_0.002-62e5d5468d"):
         assert rid in res.stdout
@@ -63,7 +64,7 @@ def test_ema_and_early_stopping_are_recorded(tmp_path: Path) -> None:
     sweep = recipe_sweep(
         tmp_path, "ema: {decay: 0.9}, early_stopping: {patience: 1, min_delta: 0.5}", epochs=6
     )
-    res = run_cli("run", str(sweep), cwd=tmp_path)
+    res = cli("run", str(sweep), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     rec = read_record(only_run(tmp_path))
     assert rec is not None and rec.status == "completed"
@@ -89,7 +90,7 @@ def test_sigkill_mid_epoch_with_ema_resumes_bitwise(tmp_path: Path) -> None:
     train = "ema: {decay: 0.95}, early_stopping: {patience: 2}"
     ref = tmp_path / "ref"
     ref.mkdir()
-    assert run_cli("run", str(recipe_sweep(ref, train)), cwd=ref).returncode == 0
+    assert cli("run", str(recipe_sweep(ref, train)), cwd=ref).returncode == 0
     killed = tmp_path / "killed"
     killed.mkdir()
     sweep = recipe_sweep(killed, train)

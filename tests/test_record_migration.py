@@ -10,7 +10,7 @@ import pytest
 
 from archbench.config import spec_hash
 from archbench.store.record import SCHEMA_VERSION, RunRecord, migrate, read_record
-from conftest import run_cli
+from helpers import cli
 
 FIXTURE = Path(__file__).parent / "fixtures" / "record_v1" / "record.json"
 SWEEP = """
@@ -52,7 +52,7 @@ def test_v1_record_is_read_migrated_and_skipped_not_retrained(tmp_path: Path) ->
 
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(SWEEP.format(out=tmp_path / "results"))
-    res = run_cli("run", str(sweep), cwd=tmp_path)
+    res = cli("run", str(sweep), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "1 skipped" in res.stdout and "trained" not in res.stdout.split("runs:")[-1]
     assert not (run_dir / "checkpoints").exists()  # nothing was trained

@@ -25,7 +25,8 @@ from archbench.engine.artifacts import load_predictions
 from archbench.report import build_report
 from archbench.report.stats import holm, mcnemar_exact
 from archbench.store.record import RunRecord, read_record, write_record
-from conftest import REPO, run_cli
+from conftest import REPO
+from helpers import cli
 
 SWEEP_YAML = """
 name: reportsweep
@@ -57,7 +58,7 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("report_sweep")
     yaml_path = tmp / "sweep.yaml"
     yaml_path.write_text(textwrap.dedent(SWEEP_YAML.format(out=tmp / "results")))
-    res = run_cli("run", str(yaml_path), cwd=tmp, env={"ARCHBENCH_FAULT": f"nan@step:2#{FAILING}"})
+    res = cli("run", str(yaml_path), cwd=tmp, env={"ARCHBENCH_FAULT": f"nan@step:2#{FAILING}"})
     assert res.returncode == 1, res.stdout + res.stderr  # one run fails by design
     return tmp / "results" / "reportsweep"
 
@@ -65,7 +66,7 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def report_dir(sweep_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report_out") / "report"
-    res = run_cli("report", str(sweep_dir), "--out", str(out))
+    res = cli("report", str(sweep_dir), "--out", str(out))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "report.html" in res.stdout
     return out

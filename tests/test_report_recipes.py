@@ -10,7 +10,7 @@ from archbench.report.analysis import ConfigSummary
 from archbench.report.collect import Configuration
 from archbench.report.recipes import ranking_verdict, rankings_by_recipe, swapped_pairs
 from archbench.report.stats import Estimate
-from conftest import run_cli
+from helpers import cli
 from test_recipes_train import recipe_sweep
 
 
@@ -58,10 +58,10 @@ def test_one_recipe_or_none_says_nothing() -> None:
 def test_a_recipe_sweep_report_groups_by_recipe(tmp_path: Path) -> None:
     grid = "grid: {recipe: [basic, strong], model.name: [tiny_cnn, simple_cnn]}\n"
     sweep = recipe_sweep(tmp_path, "", epochs=1, extra=grid)
-    res = run_cli("run", str(sweep), "--set", "data.limit_per_class=30", cwd=tmp_path)
+    res = cli("run", str(sweep), "--set", "data.limit_per_class=30", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     out = tmp_path / "report"
-    res = run_cli("report", str(tmp_path / "results" / "r"), "--out", str(out))
+    res = cli("report", str(tmp_path / "results" / "r"), "--out", str(out))
     assert res.returncode == 0, res.stdout + res.stderr
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "By recipe" in md and "Configurations by recipe" in md

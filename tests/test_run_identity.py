@@ -13,7 +13,8 @@ from pathlib import Path
 
 from archbench.config import RunSpec, spec_hash
 from archbench.store.record import read_record
-from conftest import run_cli, tiny_sweep
+from conftest import tiny_sweep
+from helpers import cli
 
 
 def _records(sweep_dir: Path) -> dict[str, dict]:
@@ -33,10 +34,10 @@ def _each_spec_completed_once(sweep_dir: Path) -> None:
 def test_seed_axis_added_trains_only_new_specs_reverted_trains_nothing(tmp_path: Path) -> None:
     sweep = tiny_sweep(tmp_path, epochs=1)
     sd = tmp_path / "results" / "tiny"
-    assert run_cli("run", str(sweep), cwd=tmp_path).returncode == 0
+    assert cli("run", str(sweep), cwd=tmp_path).returncode == 0
     first = sorted(p.name for p in (sd / "runs").iterdir())
 
-    res = run_cli("run", str(sweep), "--set", "grid.seed=[0,1]", cwd=tmp_path)
+    res = cli("run", str(sweep), "--set", "grid.seed=[0,1]", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "sweep: 4 runs, 2 already done, 2 to train" in res.stdout
     assert "2 trained, 2 skipped" in res.stdout
@@ -47,19 +48,19 @@ def test_seed_axis_added_trains_only_new_specs_reverted_trains_nothing(tmp_path:
     _each_spec_completed_once(sd)
     assert len(_records(sd)) == 4
 
-    res = run_cli("run", str(sweep), cwd=tmp_path)  # back to the first file
+    res = cli("run", str(sweep), cwd=tmp_path)  # back to the first file
     assert res.returncode == 0, res.stdout + res.stderr
     assert "sweep: 2 runs, 2 already done, 0 to train" in res.stdout and "2 skipped" in res.stdout
     assert "no longer plans 2" in res.stdout and "NOT verified" not in res.stdout
     _each_spec_completed_once(sd)
-    res = run_cli("verify", str(sd))
+    res = cli("verify", str(sd))
     assert res.returncode == 0, res.stdout
     assert res.stdout.count("verified (not in the current plan)") == 2
 
     reordered = tmp_path / "reordered.yaml"
     text = sweep.read_text().replace("  model.name: [tiny_cnn]\n", "")
     reordered.write_text(text.replace("grid:\n", "grid:\n  seed: [1, 0]\n") + "  model.name: [tiny_cnn]\n")
-    res = run_cli("run", str(reordered), cwd=tmp_path)
+    res = cli("run", str(reordered), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "sweep: 4 runs, 4 already done, 0 to train" in res.stdout
     _each_spec_completed_once(sd)
@@ -69,7 +70,7 @@ def test_a_folder_made_before_the_rule_keeps_its_runs(tmp_path: Path) -> None:
     """Migration: main's layout (plan.json only, records without the new key) extended with an axis."""
     sweep = tiny_sweep(tmp_path, epochs=1)
     sd = tmp_path / "results" / "tiny"
-    assert run_cli("run", str(sweep), cwd=tmp_path).returncode == 0
+    assert cli("run", str(sweep), cwd=tmp_path).returncode == 0
     shutil.rmtree(sd / "plans")
     (sd / ".plan.lock").unlink()
     for d in (sd / "runs").iterdir():
@@ -79,7 +80,7 @@ def test_a_folder_made_before_the_rule_keeps_its_runs(tmp_path: Path) -> None:
         assert read_record(d) is not None  # same spec hash without the key
     old = {d.name: (d / "record.json").read_text() for d in (sd / "runs").iterdir()}
 
-    res = run_cli("run", str(sweep), "--set", "grid.seed=[0,1]", cwd=tmp_path)
+    res = cli("run", str(sweep), "--set", "grid.seed=[0,1]", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "2 already done, 2 to train" in res.stdout
     for name, text in old.items():
@@ -90,7 +91,7 @@ def test_a_folder_made_before_the_rule_keeps_its_runs(tmp_path: Path) -> None:
     versions = sorted((sd / "plans").glob("plan-*.json"))
     assert len(versions) == 2  # the plan found in plan.json was filed before the new one
     _each_spec_completed_once(sd)
-    assert run_cli("verify", str(sd)).returncode == 0
+    assert cli("verify", str(sd)).returncode == 0
 
 
 def test_specs_that_read_differently_but_resolve_alike_are_one_run() -> None:

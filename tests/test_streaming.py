@@ -17,6 +17,7 @@ from archbench.engine.sources import HostSplit, choose_path, open_sources
 from archbench.store.checkpoint import load_checkpoint, state_digest
 from archbench.store.record import read_record
 from conftest import run_cli, tiny_sweep
+from helpers import cli
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ def _weights(out: Path) -> tuple[str, Path]:
 def test_sigkill_during_streamed_epoch_resumes_bitwise(tmp_path: Path) -> None:
     ref_dir = tmp_path / "ref"
     ref_dir.mkdir()
-    res = run_cli("run", str(tiny_sweep(ref_dir, epochs=EPOCHS, optimizers="[sgd]")), cwd=ref_dir)
+    res = cli("run", str(tiny_sweep(ref_dir, epochs=EPOCHS, optimizers="[sgd]")), cwd=ref_dir)
     assert res.returncode == 0, res.stderr
     reference, _ = _weights(ref_dir / "results")
 
@@ -93,7 +94,7 @@ def test_sigkill_during_streamed_epoch_resumes_bitwise(tmp_path: Path) -> None:
     step = random.randint(BATCHES_PER_EPOCH + 1, 2 * BATCHES_PER_EPOCH - 2)  # inside the second epoch
     killed = run_cli("run", str(sweep), *stream, cwd=tmp_path, env={"ARCHBENCH_FAULT": f"kill@step:{step}"})
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
-    resumed = run_cli("run", str(sweep), *stream, cwd=tmp_path)
+    resumed = cli("run", str(sweep), *stream, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     weights, run_dir = _weights(tmp_path / "results")
     assert weights == reference, f"streamed run resumed after SIGKILL at step {step} differs"

@@ -13,12 +13,10 @@ import shlex
 from pathlib import Path
 
 import pytest
-import torch
 
-from archbench.config import ModelSpec
-from archbench.models import build_info, create_model
 from archbench.store.record import read_record
-from conftest import REPO, SHARED_DATA, run_cli
+from conftest import REPO, SHARED_DATA
+from helpers import cli
 from test_data import cifar_batch, dump_pickle, make_class_tree
 
 STUDIES_DIR = REPO / "configs" / "studies"
@@ -95,7 +93,7 @@ def test_study_dry_run_lists_the_full_size_plan(name: str) -> None:
     path = STUDIES[name]
     if "../shared" in path.read_text() and not SHARED_DATA.is_dir():
         pytest.skip("its plan reads the shared data's headers; CI has ../shared")
-    res = run_cli("run", str(path), "--dry-run", cwd=REPO)
+    res = cli("run", str(path), "--dry-run", cwd=REPO)
     assert res.returncode == 0, res.stderr[-2000:]
     assert f"{FULL_SIZE_RUNS[name]} runs" in res.stdout
 
@@ -131,152 +129,20 @@ def test_set_reaches_the_sweep_sections_that_smoke_overrides_shrink() -> None:
         load_sweep(path, ["explain.images=0"])
 
 
-# --- models built for the run's resolution --------------------------------------------------------------
+# --- a study without its weights or data --------------------------------------------------------------
 
 
-def test_torchvision_vit_is_built_for_the_run_resolution_and_says_so() -> None:
-    model = create_model(ModelSpec(name="vit_b_16"), 3, 10, image_size=48)
-    info = build_info(model)
-    assert info == {
-        "input_size": 48,
-        "native_input_size": 224,
-        "patch_grid": [3, 3],
-        "pos_embed_interpolated": False,  # random init: nothing to interpolate
-    }
-    assert model.encoder.pos_embedding.shape == (1, 1 + 9, 768)
-    assert model(torch.zeros(1, 3, 48, 48)).shape == (1, 10)
-
-
-@pytest.fixture
-def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty torch hub and Hugging Face cache for this test (the loaders read them at call time)."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    return tmp_path
-
-
-def put_in_hf_cache(cache: Path, repo_id: str, tensors: dict[str, torch.Tensor]) -> Path:
-    """Lay out a file as `huggingface_hub` caches it: models--ORG--NAME/{refs/main, snapshots/REV/...}."""
-    from safetensors.torch import save_file
-
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    revision = "0" * 40
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(revision)
-    snapshot = repo / "snapshots" / revision
-    snapshot.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(snapshot / "model.safetensors"))
-    return snapshot / "model.safetensors"
-
-
-def test_timm_vit_pretrained_at_another_resolution_interpolates_position_embeddings(hf_cache: Path) -> None:
-    import timm
-    from timm.layers import resample_abs_pos_embed
-    from timm.models import get_pretrained_cfg
-
-    source = timm.create_model("vit_tiny_patch16_224", pretrained=False).state_dict()
-    repo_id = get_pretrained_cfg("vit_tiny_patch16_224").hf_hub_id
-    put_in_hf_cache(hf_cache / "hf" / "hub", repo_id, source)
-
-    spec = ModelSpec(name="timm:vit_tiny_patch16_224", pretrained="imagenet")
-    model = create_model(spec, 3, 5, image_size=48)
-    info = build_info(model)
-    assert info == {
-        "input_size": 48,
-        "native_input_size": 224,
-        "pos_embed_interpolated": True,
-        "patch_grid": [3, 3],
-    }
-    expected = resample_abs_pos_embed(source["pos_embed"], new_size=(3, 3), num_prefix_tokens=1)
-    assert model.pos_embed.shape == (1, 1 + 9, 192)
-    assert torch.allclose(model.pos_embed, expected)
-    assert torch.equal(model.blocks[0].attn.qkv.weight, source["blocks.0.attn.qkv.weight"])
-    assert model(torch.zeros(2, 3, 48, 48)).shape == (2, 5)
-
-    native = create_model(spec, 3, 5, image_size=224)
-    assert build_info(native)["pos_embed_interpolated"] is False
-    assert torch.equal(native.pos_embed, source["pos_embed"])
-    cnn = create_model(ModelSpec(name="timm:resnet10t"), 3, 5, image_size=48)
-    assert build_info(cnn) == {}  # any input size: nothing about the build depends on it
-
-
-# --- archbench weights ----------------------------------------------------------------------------------
-
-
-def weights_json(env_home: Path, *args: str) -> list[dict]:
-    env = {"TORCH_HOME": str(env_home / "torch"), "HF_HOME": str(env_home / "hf")}
-    res = run_cli("weights", *args, "--json", env=env)
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout)
-
-
-def test_weights_lists_torchvision_files_present_and_absent(tmp_path: Path) -> None:
-    import torchvision
-
-    url = torchvision.models.get_model_weights("resnet50").DEFAULT.url
-    folder = tmp_path / "torch" / "hub" / "checkpoints"
-    folder.mkdir(parents=True)
-    (folder / url.rsplit("/", 1)[-1]).write_bytes(b"a fake file: listing never reads it")
-
-    rows = {r["model"]: r for r in weights_json(tmp_path, "resnet*")}
-    assert sorted(rows) == ["resnet101", "resnet152", "resnet18", "resnet34", "resnet50"]
-    present = rows["resnet50"]
-    assert present["present"] is True and present["found"] == str(folder / present["file"])
-    assert present["url"] == url and present["url"].startswith("https://download.pytorch.org/models/")
-    absent = rows["resnet18"]
-    assert absent["present"] is False and absent["found"] is None
-    assert absent["expected"] == str(folder / absent["file"])
-    assert absent["url"].endswith(absent["file"])
-    everything = {r["model"] for r in weights_json(tmp_path)}
-    assert {"vit_b_16", "efficientnet_b3", "resnet152"} <= everything and "tiny_cnn" not in everything
-
-
-def test_weights_lists_timm_files_in_the_hf_cache(tmp_path: Path) -> None:
-    from timm.models import get_pretrained_cfg
-
-    repo_id = get_pretrained_cfg("vit_tiny_patch16_224").hf_hub_id
-    put_in_hf_cache(tmp_path / "hf" / "hub", repo_id, {"w": torch.zeros(1)})
-    rows = {r["model"]: r for r in weights_json(tmp_path, "timm:vit_tiny_patch16_*")}
-    tiny = rows["timm:vit_tiny_patch16_224"]
-    assert tiny["present"] is True and tiny["found"].endswith("model.safetensors")
-    assert tiny["url"] == f"https://huggingface.co/{repo_id}/resolve/main/model.safetensors"
-    assert rows["timm:vit_tiny_patch16_384"]["present"] is False
-
-
-def test_weights_pattern_matching_nothing_is_one_line_and_exit_2() -> None:
-    res = run_cli("weights", "resnet_9000*")
-    assert res.returncode == 2
-    assert "no model with ImageNet weights matches 'resnet_9000*'" in res.stderr
-
-
-def _failure_details(out: Path) -> str:
+def failure_details(out: Path) -> str:
     """The failure details of any run records under `out` (a run that failed at load time keeps it there)."""
     return " ".join(str(json.loads(p.read_text()).get("failure_detail")) for p in out.rglob("record.json"))
 
 
-def test_study_without_the_imagenet_weights_names_file_and_url(tmp_path: Path) -> None:
-    env = {"TORCH_HOME": str(tmp_path / "torch"), "HF_HOME": str(tmp_path / "hf")}
-    args = smoke_args(STUDIES["three_families"])
-    i = args.index("model.pretrained=null")
-    overrides = args[: i - 1] + args[i + 1 :]  # the smoke override without its `--set model.pretrained=null`
-    res = run_cli(
-        "run", str(STUDIES["three_families"]), *overrides, "--set", f"output_dir={tmp_path / 'out'}",
-        "--set", f"data.root={cifar10_root(tmp_path)}", "--set", "grid.model.name=[resnet50]",
-        env=env,
-    )  # fmt: skip
-    out = " ".join((res.stdout + res.stderr + _failure_details(tmp_path / "out")).split())
-    assert res.returncode != 0
-    assert "resnet50-11ad3fa6.pth" in out
-    assert "https://download.pytorch.org/models/resnet50-11ad3fa6.pth" in out
-
-
 def test_cifar100_study_without_its_data_says_what_to_get(tmp_path: Path) -> None:
-    res = run_cli(
+    res = cli(
         "run", str(STUDIES["cifar100_resnet18"]), *smoke_args(STUDIES["cifar100_resnet18"]),
         "--set", f"output_dir={tmp_path / 'out'}", "--set", f"data.root={tmp_path / 'nowhere'}",
     )  # fmt: skip
-    out = " ".join((res.stdout + res.stderr + _failure_details(tmp_path / "out")).split())
+    out = " ".join((res.stdout + res.stderr + failure_details(tmp_path / "out")).split())
     assert res.returncode != 0
     assert "cifar-100-python" in out and str(tmp_path / "nowhere") in out
 
@@ -287,7 +153,7 @@ def test_cifar100_study_without_its_data_says_what_to_get(tmp_path: Path) -> Non
 def _run_smoke(name: str, tmp_path: Path, *extra: str) -> Path:
     out = tmp_path / "results"
     path = STUDIES[name]
-    res = run_cli("run", str(path), *smoke_args(path), "--set", f"output_dir={out}", *extra, timeout=1200)
+    res = cli("run", str(path), *smoke_args(path), "--set", f"output_dir={out}", *extra)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     sweep = out / name
     assert (sweep / "plan.json").is_file()
@@ -301,7 +167,7 @@ def _records(sweep: Path) -> list:
 
 
 def _report(sweep: Path) -> dict:
-    res = run_cli("report", str(sweep), "--formats", "html,md,csv")
+    res = cli("report", str(sweep), "--formats", "html,md,csv")
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     manifest = json.loads((sweep / "report" / "report_manifest.json").read_text())
     assert (sweep / "report" / "report.html").is_file()
@@ -315,7 +181,7 @@ def test_smoke_landcover_resnet_depth(tmp_path: Path) -> None:
     sweep = _run_smoke("landcover_resnet_depth", tmp_path)
     records = _records(sweep)
     assert len(records) == 2 and {r.seed for r in records} == {0, 1}
-    res = run_cli("map", str(sweep), "--rf", "--threads", "1")
+    res = cli("map", str(sweep), "--rf", "--threads", "1")
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     for rec in _records(sweep):
         scores = rec.stages["map"]["scores"]

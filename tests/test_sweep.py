@@ -9,7 +9,8 @@ import pytest
 
 from archbench.sweep.expand import expand_sweep, load_sweep, load_sweep_text, spec_hash, validate_names
 from archbench.util.errors import ConfigError, UnknownModelError
-from conftest import REPO, run_cli
+from conftest import REPO
+from helpers import cli, one_line_error
 
 BASE = """
 name: s
@@ -104,7 +105,7 @@ def test_unsafe_yaml_tag_never_executes(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     p = tmp_path / "evil.yaml"
     p.write_text(f"name: !!python/object/apply:os.system ['touch {marker}']\n")
-    res = run_cli("run", str(p), cwd=tmp_path)
+    res = cli("run", str(p), cwd=tmp_path)
     assert res.returncode == 2, res.stderr
     assert not marker.exists()
 
@@ -125,20 +126,20 @@ def test_cli_config_errors_exit_2_and_create_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out"
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"name: s\noutput_dir: {out}\ntrain:\n  epochs: 1\n  batchsize: 4\n")
-    res = run_cli("run", str(bad), cwd=tmp_path)
+    res = cli("run", str(bad), cwd=tmp_path)
     assert res.returncode == 2
     assert "train.batchsize" in res.stderr and f"{bad}:5" in res.stderr
     assert not out.exists()
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text(f"name: s\noutput_dir: {out}\nmodel: {{name: resnet_9000}}\n")
-    res = run_cli("run", str(unknown), cwd=tmp_path)
+    res = cli("run", str(unknown), cwd=tmp_path)
     assert res.returncode == 2 and "resnet_9000" in res.stderr and "resnet50" in res.stderr
     assert not out.exists()
 
 
 def test_dry_run_lists_the_classic_12_run_grid() -> None:
     # A dry run reads no data, so it works whether or not ../shared is present.
-    res = run_cli(
+    res = cli(
         "run",
         "configs/cifar10_resnet_grid.yaml",
         "--set",
@@ -160,3 +161,16 @@ def test_model_option_conflicts_fail_the_sweep_before_any_run() -> None:
     runs = expand_sweep(load_sweep_text(BASE + "model: {stem: cifar}\ngrid: {model.name: [resnet18, vgg11]}"))
     with pytest.raises(ConfigError, match="stem: cifar"):
         validate_names(runs)
+
+
+@pytest.mark.reliability
+def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(tmp_path: Path) -> None:
+    p = tmp_path / "s.yaml"
+    p.write_text("name: s\ntrain: {epochs: x}\n")
+    line = one_line_error(cli("run", str(p), cwd=tmp_path))
+    assert f"{p}:2: train.epochs" in line
+    missing = tmp_path / "nope.yaml"
+    line = one_line_error(cli("run", str(missing), cwd=tmp_path))
+    assert str(missing) in line
+    res = cli("--debug", "ls", str(tmp_path / "empty"), cwd=tmp_path)
+    assert res.returncode == 2

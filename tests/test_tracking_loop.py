@@ -16,6 +16,7 @@ import pytest
 
 from archbench.store.record import read_record
 from conftest import TINY_SWEEP, run_cli
+from helpers import cli
 
 pytest.importorskip("mlflow")
 
@@ -111,7 +112,7 @@ def assert_folder_mirrored(uri: str, sweep_root: Path) -> dict[str, Any]:
 def test_case44_two_folders_one_store_then_a_kill_between_record_and_tracking(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sweep = _sweep(tmp_path / "sweep.yaml", tmp_path / "first", uri)
-    a = run_cli("run", str(sweep))
+    a = cli("run", str(sweep))
     assert a.returncode == 0, a.stdout + a.stderr
     first = assert_folder_mirrored(uri, tmp_path / "first" / "tiny")
 
@@ -138,7 +139,7 @@ def test_case44_two_folders_one_store_then_a_kill_between_record_and_tracking(tm
     assert all(r.info.lifecycle_stage == "active" for r in all_runs(uri))  # nothing deleted, anywhere
     assert len(all_runs(uri)) == 2 * (1 + 2)  # two parents, two children each
 
-    quiet = run_cli("run", str(sweep))  # MLflow holds everything: nothing sent, nothing said
+    quiet = cli("run", str(sweep))  # MLflow holds everything: nothing sent, nothing said
     assert quiet.returncode == 0 and "tracking:" not in quiet.stdout, quiet.stdout
 
 
@@ -151,14 +152,14 @@ def _closed_port() -> int:
 def test_unreachable_mlflow_prints_the_exact_sync_command_that_then_catches_up(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{_closed_port()}"
     sweep = _sweep(tmp_path / "sweep.yaml", tmp_path / "out", dead, optimizers="[sgd]")
-    r = run_cli("run", str(sweep), "--set", "tracking.mlflow.timeout_s=5")
+    r = cli("run", str(sweep), "--set", "tracking.mlflow.timeout_s=5")
     assert r.returncode == 0, r.stdout + r.stderr
     root = (tmp_path / "out" / "tiny").resolve()
     command = f"archbench sync {shlex.quote(str(root))} --mlflow-uri {dead} --experiment loop-exp"
     assert f"tracking: MLflow at {dead} cannot be reached (" in r.stdout, r.stdout
     assert f"send what it has not seen later with: {command}" in r.stdout, r.stdout
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    s = run_cli(*shlex.split(command)[1:-4], "--mlflow-uri", uri, "--experiment", "loop-exp")
+    s = cli(*shlex.split(command)[1:-4], "--mlflow-uri", uri, "--experiment", "loop-exp")
     assert s.returncode == 0 and "1 created" in s.stdout, s.stdout + s.stderr
     assert_folder_mirrored(uri, root)
 
@@ -171,7 +172,7 @@ def test_log_models_parent_tags_and_experiment_kind(tmp_path: Path) -> None:
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sweep = _sweep(tmp_path / "sweep.yaml", tmp_path / "out", uri, optimizers="[sgd]", log_models=True)
-    r = run_cli("run", str(sweep))
+    r = cli("run", str(sweep))
     assert r.returncode == 0, r.stdout + r.stderr
     root = tmp_path / "out" / "tiny"
     state = assert_folder_mirrored(uri, root)
@@ -196,7 +197,7 @@ def test_log_models_parent_tags_and_experiment_kind(tmp_path: Path) -> None:
     # it holds this very record, not duplicated; the empty tag goes; the model is not logged again.
     c.delete_tag(child["mlflow_id"], "archbench.sweep_key")
     c.set_tag(child["mlflow_id"], "archbench.failure_reason", "")
-    s = run_cli("sync", str(root), "--mlflow-uri", uri)
+    s = cli("sync", str(root), "--mlflow-uri", uri)
     assert s.returncode == 0 and "0 created, 1 updated, 0 unchanged" in s.stdout, s.stdout + s.stderr
     after = assert_folder_mirrored(uri, root)
     assert after["children"][rid][0]["mlflow_id"] == child["mlflow_id"]

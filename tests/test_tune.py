@@ -17,6 +17,7 @@ from archbench.store.record import read_record
 from archbench.sweep.expand import expand_sweep, load_sweep_text
 from archbench.util.errors import ConfigError, DatasetError, RunPruned
 from conftest import REPO, run_cli
+from helpers import cli
 
 TUNE_SWEEP = """
 name: tuned
@@ -91,7 +92,7 @@ def test_bad_tune_section_exits_2_and_creates_nothing(tmp_path: Path) -> None:
     sweep.write_text(
         textwrap.dedent(TUNE_SWEEP.format(out=tmp_path / "results")).replace("trials: 3", "trials: 0")
     )
-    res = run_cli("run", str(sweep), cwd=tmp_path)
+    res = cli("run", str(sweep), cwd=tmp_path)
     assert res.returncode == 2
     assert "sweep.yaml:" in res.stderr and "tune.trials" in res.stderr
     assert not (tmp_path / "results").exists()
@@ -187,7 +188,7 @@ def test_tune_digits_killed_mid_tuning_resumes_without_repeating_trials(tmp_path
         if rec is not None and rec.status in ("completed", "pruned"):
             finished[d.name] = (d / "record.json").read_bytes()
     assert len(finished) == 3  # trials 0-2 of the first cell; trial 3 died after its first epoch
-    second = run_cli(*args)
+    second = cli(*args)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "1 requeued from a dead process" in second.stdout
     for name, before in finished.items():  # finished trials are not repeated
@@ -204,7 +205,7 @@ def test_tune_digits_killed_mid_tuning_resumes_without_repeating_trials(tmp_path
     summary = json.loads((tmp_path / "tune_digits" / "tune" / "summary.json").read_text())
     assert [c["spent"]["trials"] for c in summary["cells"]] == [6, 6] and summary["equal_budget"]
     assert summary["cells"][0]["spent"]["abandoned_and_requeued"] == 1
-    report = run_cli("report", str(tmp_path / "tune_digits"))
+    report = cli("report", str(tmp_path / "tune_digits"))
     assert report.returncode == 0, report.stderr
     md = (tmp_path / "tune_digits" / "report" / "report.md").read_text()
     assert "## Tuning" in md and "Protocol: each of the 2 compared configurations" in md
@@ -388,8 +389,8 @@ def test_dry_run_says_how_many_trials_run_at_once(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep.yaml"
     text = textwrap.dedent(TUNE_SWEEP.format(out=tmp_path / "results"))
     sweep.write_text(text.replace("  trials: 3", "  trials: 3\n  parallel: 2"))
-    local = run_cli("run", str(sweep), "--dry-run")
-    ray = run_cli("run", str(sweep), "--dry-run", "--executor", "ray")
+    local = cli("run", str(sweep), "--dry-run")
+    ray = cli("run", str(sweep), "--dry-run", "--executor", "ray")
     assert local.returncode == ray.returncode == 0, local.stderr + ray.stderr
     assert "one at a time (tune.parallel needs ray)" in local.stdout
     assert "up to 2 at once" in ray.stdout
