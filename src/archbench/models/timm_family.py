@@ -70,6 +70,9 @@ def build_timm(args: BuildArgs) -> Built:
         grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
         if grid is not None:
             info["patch_grid"] = [int(g) for g in grid]
+    if pretrained and args.in_chans != 3:
+        # timm fits the first conv while loading (its adapt_input_conv); the dataset's band names are unused
+        info["input_bands_from"] = "cyclic tiling of the pretrained channels (timm's adapt_input_conv)"
     return Built(model, _stages(model, name) if spec.freeze > 0 else [], info)
 
 
