@@ -198,3 +198,29 @@ def test_band_map_enters_the_run_identity_only_when_set() -> None:
     unset = plain.model_copy(update={"model": ModelSpec(pretrained="x.pt")})
     assert mapped.identity()["model"]["band_map"] == {"red": "nir"}
     assert spec_hash(mapped) != spec_hash(unset) and "band_map" not in unset.identity()["model"]
+
+
+def test_timm_imagenet_weights_are_placed_by_band_name_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """timm tiles the filters while loading; archbench then re-places the file's own filters by name."""
+    import timm
+    from safetensors.torch import save_file
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
+    torch.manual_seed(2)
+    source = timm.create_model("resnet10t", pretrained=False).state_dict()
+    repo = tmp_path / "hf" / "models--timm--resnet10t.c3_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    save_file(source, str(repo / "snapshots" / ("0" * 40) / "model.safetensors"))
+    rgb = source["conv1.0.weight"]
+    spec = ModelSpec(name="timm:resnet10t", pretrained="imagenet")
+    model = create_model(spec, 6, 2, band_names=BANDS)
+    placed = {"red": 0, "green": 1, "blue": 2}
+    assert torch.allclose(model.conv1[0].weight, expected_conv(rgb, BANDS, placed))
+    assert build_info(model)["input_bands"]["red"] == "red"
+    tiled = create_model(spec, 4, 2)
+    assert torch.allclose(tiled.conv1[0].weight, adapt_input_conv(4, rgb))
+    assert "cyclic tiling" in build_info(tiled)["input_bands_from"]

@@ -126,11 +126,6 @@ def _check_options(spec: ModelSpec, family: str) -> None:
         )
     if spec.band_map and spec.pretrained is None:
         raise ConfigError("model.band_map places pretrained filters; set model.pretrained or drop band_map")
-    if spec.band_map and family == "timm" and spec.pretrained == "imagenet":
-        raise ConfigError(
-            f"model.band_map: {spec.name} with pretrained: imagenet has its first conv adapted by timm "
-            "(cyclic tiling); band_map applies to torchvision models and local weights files"
-        )
 
 
 def layer_decay_refusal(name: str) -> str:
