@@ -205,16 +205,13 @@ def test_timm_imagenet_weights_are_placed_by_band_name_too(
 ) -> None:
     """timm tiles the filters while loading; archbench then re-places the file's own filters by name."""
     import timm
-    from safetensors.torch import save_file
+
+    from test_models import put_in_hf_cache
 
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
     torch.manual_seed(2)
     source = timm.create_model("resnet10t", pretrained=False).state_dict()
-    repo = tmp_path / "hf" / "models--timm--resnet10t.c3_in1k"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text("0" * 40)
-    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
-    save_file(source, str(repo / "snapshots" / ("0" * 40) / "model.safetensors"))
+    put_in_hf_cache(tmp_path / "hf", "timm/resnet10t.c3_in1k", source)
     rgb = source["conv1.0.weight"]
     spec = ModelSpec(name="timm:resnet10t", pretrained="imagenet")
     model = create_model(spec, 6, 2, band_names=BANDS)

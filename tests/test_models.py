@@ -343,16 +343,22 @@ def test_imagenet_weights_missing_for_timm(empty_torch_home: Path) -> None:
         build(TIMM_SMALL, pretrained="imagenet")
 
 
-def test_imagenet_weights_are_loaded_from_the_hf_cache_for_timm(empty_torch_home: Path) -> None:
-    import timm
+def put_in_hf_cache(cache: Path, repo_id: str, state: dict[str, torch.Tensor]) -> None:
+    """Lay `state` out as the Hugging Face cache holds a downloaded `model.safetensors` of `repo_id`."""
     from safetensors.torch import save_file
 
-    source = timm.create_model("resnet10t", pretrained=False).state_dict()
-    repo = empty_torch_home / "hf" / "models--timm--resnet10t.c3_in1k"
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text("0" * 40)
     (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
-    save_file(source, str(repo / "snapshots" / ("0" * 40) / "model.safetensors"))
+    save_file(state, str(repo / "snapshots" / ("0" * 40) / "model.safetensors"))
+
+
+def test_imagenet_weights_are_loaded_from_the_hf_cache_for_timm(empty_torch_home: Path) -> None:
+    import timm
+
+    source = timm.create_model("resnet10t", pretrained=False).state_dict()
+    put_in_hf_cache(empty_torch_home / "hf", "timm/resnet10t.c3_in1k", source)
     model = build(TIMM_SMALL, in_chans=3, num_classes=7, pretrained="imagenet")
     assert torch.equal(model.layer1[0].conv1.weight, source["layer1.0.conv1.weight"])
     assert model.fc.out_features == 7
