@@ -56,6 +56,7 @@ EXAMPLES: dict[str, str] = {
     "model": "{name: resnet18, stem: cifar}",
     "model.name": "resnet18",
     "model.pretrained": "imagenet",
+    "model.band_map": "{red: nir}",
     "train": "{epochs: 30, lr: 0.1}",
     "train.grad_clip": "1.0",
     "train.deterministic": "true",

@@ -56,7 +56,11 @@ def write_folder(
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 write_chip(
-                    folder / f"{cls}_{i:03d}.tif", chip_values(c, rng, size), names or [], nodata, GEOREF
+                    folder / f"{cls}_{i:03d}.tif",
+                    chip_values(c, rng, size, len(names or BANDS)),
+                    names or [],
+                    nodata,
+                    GEOREF,
                 )
     return root
 

@@ -99,6 +99,7 @@ LATER_KEYS: dict[tuple[str, ...], Any] = {
     ("train", "early_stopping"): None,
     ("train", "layer_decay"): None,
     ("recipe",): None,
+    ("model", "band_map"): None,
     **LATER_AUGMENT_KEYS,
 }
 # `deterministic: auto` replaced the default `true` and computes the same wherever records were made (CPU);
@@ -117,6 +118,9 @@ class ModelSpec(_Strict):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the final linear layer")
     pretrained: str | None = Field(
         None, description="null, a local weights file (relative to the sweep file), or 'imagenet'"
+    )
+    band_map: dict[Literal["red", "green", "blue"], str] | None = Field(
+        None, description="which dataset band gets each pretrained RGB filter, e.g. {red: nir}; null: by name"
     )
 
 

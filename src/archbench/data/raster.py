@@ -111,6 +111,11 @@ def preflight(spec: DataSpec) -> tuple[RasterOptions, Any]:
     return opts, scene
 
 
+def band_names(spec: DataSpec) -> list[str]:
+    """The scene's band names in input order, from its scene file (planning hook: no pixels read)."""
+    return [b.name for b in preflight(spec)[1].bands]
+
+
 # --- masks stored in records ---------------------------------------------------------------------------
 
 

@@ -439,6 +439,11 @@ def _pool_rows(listing: Listing, spec: DataSpec) -> dict[str, np.ndarray]:
     return out
 
 
+def band_names(spec: DataSpec) -> list[str]:
+    """The chips' band names in input order (planning hook: headers only, no pixels read)."""
+    return preflight(spec)[3].names
+
+
 @register_dataset(KIND)
 def load_raster_folder(spec: DataSpec) -> RawDataset:
     """Folders of multispectral chips (GeoTIFF or .npy), any band count, native dtype, nodata filled."""

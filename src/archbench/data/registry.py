@@ -219,7 +219,8 @@ def _loader(kind: str) -> Loader:
 
 def family_module(kind: str) -> Any:
     """The module that implements `kind`, for its optional hooks: `preflight(spec)`, `check_files(spec)`,
-    `LAYOUTS`, and for the prepared-data cache `PREPARED_CACHE = False` (opt out) and
+    `band_names(spec)` (the bands' names in input order, for `model.band_map` at planning), `LAYOUTS`, and
+    for the prepared-data cache `PREPARED_CACHE = False` (opt out) and
     `source_identity(spec) -> str` (what identifies the source beyond its files, e.g. a library release)."""
     _loader(kind)
     return importlib.import_module(f"{__package__}.{_FAMILY_MODULES[kind]}")

@@ -92,8 +92,9 @@ def _build(
     cl = channels_last_enabled(t, device)
     image_size = spec.data.resolution or bundle.native_size[0]
     model = create_model(
-        spec.model, in_chans=bundle.in_chans, num_classes=bundle.num_classes, image_size=image_size
-    ).to(device)
+        spec.model, in_chans=bundle.in_chans, num_classes=bundle.num_classes, image_size=image_size,
+        band_names=bundle.info.get("band_names"),
+    ).to(device)  # fmt: skip
     if cl:
         model = model.to(memory_format=torch.channels_last)
     params = count_params(model)

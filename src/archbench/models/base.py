@@ -22,7 +22,8 @@ NEAREST = 5
 
 @dataclass(frozen=True)
 class BuildArgs:
-    """Everything an entrypoint needs; `image_size` only matters to families with a fixed input size (vit)."""
+    """Everything an entrypoint needs; `image_size` only matters to families with a fixed input size (vit),
+    `band_names` only to pretrained first convs."""
 
     name: str
     family: str
@@ -30,6 +31,7 @@ class BuildArgs:
     in_chans: int
     num_classes: int
     image_size: int | None = None
+    band_names: tuple[str, ...] | None = None  # the dataset's band names, in input order (see bands.py)
 
 
 @dataclass

@@ -124,6 +124,8 @@ def _check_options(spec: ModelSpec, family: str) -> None:
             f"model.pretrained: imagenet is not available for {spec.name!r} (no published weights); "
             "use null or a local weights file"
         )
+    if spec.band_map and spec.pretrained is None:
+        raise ConfigError("model.band_map places pretrained filters; set model.pretrained or drop band_map")
 
 
 def layer_decay_refusal(name: str) -> str:
@@ -147,7 +149,12 @@ def layer_decay_problem(name: str) -> str | None:
 
 
 def create_model(
-    spec: ModelSpec, in_chans: int, num_classes: int, *, image_size: int | None = None
+    spec: ModelSpec,
+    in_chans: int,
+    num_classes: int,
+    *,
+    image_size: int | None = None,
+    band_names: list[str] | tuple[str, ...] | None = None,
 ) -> nn.Module:
     """Build the model a `ModelSpec` describes: the only way archbench constructs a model.
 
@@ -156,7 +163,8 @@ def create_model(
     `spec.freeze` stages. `image_size` is the square input size; only families with a fixed input size use
     it (torchvision vit, default 224; timm models whose pretrained config says `fixed_input_size`, such as
     ViT/DeiT/Swin): they are built for it, and pretrained position embeddings are interpolated to the new
-    patch grid. `build_info(model)` tells what was done.
+    patch grid. `band_names` (the dataset's, in input order) place RGB-pretrained first-conv filters on the
+    bands of those names, or as `spec.band_map` says (bands.py). `build_info(model)` tells what was done.
     Frozen means `requires_grad=False` only: BatchNorm layers in frozen stages still update their running
     statistics in train mode.
     """
@@ -165,7 +173,8 @@ def create_model(
         raise ConfigError(f"model needs in_chans >= 1 and num_classes >= 1, got {in_chans} and {num_classes}")
     family = model_family(spec.name)
     _check_options(spec, family)
-    args = BuildArgs(spec.name, family, spec, in_chans, num_classes, image_size)
+    bands = tuple(band_names) if band_names is not None else None
+    args = BuildArgs(spec.name, family, spec, in_chans, num_classes, image_size, bands)
     prefix = _prefix_of(spec.name)
     if prefix is not None:
         built = _PREFIXES[prefix].build(args)
@@ -181,7 +190,8 @@ def create_model(
     if spec.pretrained is not None and spec.pretrained != "imagenet":
         from archbench.models.weights import load_local_weights
 
-        load_local_weights(built.model, spec.pretrained)
+        loaded = load_local_weights(built.model, spec.pretrained, bands, spec.band_map)
+        built.info.update(loaded["input_conv"])
     for _, params in built.stages[: spec.freeze]:
         for param in params:
             param.requires_grad_(False)

@@ -28,9 +28,10 @@ def adapt_input_conv(in_chans: int, weight: torch.Tensor) -> torch.Tensor:
 
 
 def first_conv_for(
-    conv: nn.Conv2d, in_chans: int, pretrained: bool, init: Callable[[nn.Conv2d], None]
+    conv: nn.Conv2d, in_chans: int, weight: torch.Tensor | None, init: Callable[[nn.Conv2d], None]
 ) -> nn.Conv2d:
-    """A copy of `conv` taking `in_chans` inputs: pretrained weights adapted, otherwise freshly `init`ed."""
+    """A copy of `conv` taking `in_chans` inputs: given `weight` (already fitted to `in_chans`, e.g. by
+    `adapt_input_conv`) and `conv`'s bias, otherwise freshly `init`ed."""
     new = nn.Conv2d(
         in_chans,
         conv.out_channels,
@@ -42,9 +43,9 @@ def first_conv_for(
         bias=conv.bias is not None,
         padding_mode=conv.padding_mode,
     )
-    if pretrained:
+    if weight is not None:
         with torch.no_grad():
-            new.weight.copy_(adapt_input_conv(in_chans, conv.weight))
+            new.weight.copy_(weight)
             if conv.bias is not None and new.bias is not None:
                 new.bias.copy_(conv.bias)
     else:

@@ -4,13 +4,15 @@ Options map onto timm's keywords (`in_chans`, `num_classes`, `drop_rate`, `globa
 `img_size` for models whose pretrained config has a fixed input size, when the run's differs); only those
 that differ from timm's defaults are passed, so a model lacking one still builds. `stem: cifar` is not
 defined here. Stages for `freeze` are timm's coarse layer groups (stem first, then the blocks), head
-excluded. ImageNet weights are used only if timm's default file is already in the local caches.
+excluded. ImageNet weights are used only if timm's default file is already in the local caches; RGB
+first-conv filters are then re-placed on the bands named red/green/blue (bands.py), as for torchvision.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -56,11 +58,13 @@ def build_timm(args: BuildArgs) -> Built:
         # A fixed-size model (ViT, DeiT, Swin...) is built for the run's input; timm resamples pretrained
         # position embeddings to the new patch grid when it loads them (`checkpoint_filter_fn`).
         kwargs["img_size"] = info["input_size"]
+    file: Path | None = None
     if pretrained:
         from archbench.models.weights import timm_pretrained_file
 
         # A local file overrides timm's download sources; timm still adapts the first conv and the head.
-        kwargs["pretrained_cfg_overlay"] = {"file": str(timm_pretrained_file(name))}
+        file = timm_pretrained_file(name)
+        kwargs["pretrained_cfg_overlay"] = {"file": str(file)}
     try:
         model = timm.create_model(name, pretrained=pretrained, **kwargs)
     except TypeError as exc:
@@ -70,7 +74,42 @@ def build_timm(args: BuildArgs) -> Built:
         grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
         if grid is not None:
             info["patch_grid"] = [int(g) for g in grid]
+    if file is not None:
+        info.update(_first_conv_by_band(model, file, args))
     return Built(model, _stages(model, name) if spec.freeze > 0 else [], info)
+
+
+def _first_conv_by_band(model: nn.Module, file: Path, args: BuildArgs) -> dict[str, Any]:
+    """timm fitted the first conv while loading (its `adapt_input_conv`, cyclic tiling); with RGB weights
+    and bands named red/green/blue (or `model.band_map`), place the file's own filters by name instead
+    (bands.py). Returns what the record's model_build says about it."""
+    import torch
+
+    from archbench.models.bands import adapt_pretrained_input
+    from archbench.models.weights import read_state_dict
+
+    first = getattr(model, "pretrained_cfg", {}).get("first_conv")
+    key = f"{first}.weight" if isinstance(first, str) else None
+    param = dict(model.named_parameters()).get(key) if key else None
+    source = read_state_dict(file).get(key) if key and param is not None else None
+    if (
+        param is None
+        or source is None
+        or source.shape[:1] + source.shape[2:] != param.shape[:1] + param.shape[2:]
+    ):
+        if args.spec.band_map:
+            raise ConfigError(f"model.band_map: cannot find the first conv of {args.name} in {file}")
+        tiled = args.in_chans != 3
+        return (
+            {"input_bands_from": "cyclic tiling of the pretrained channels (timm's adapt_input_conv)"}
+            if tiled
+            else {}
+        )
+    weight, info = adapt_pretrained_input(source, args.in_chans, args.band_names, args.spec.band_map)
+    if "input_bands" in info:  # else timm's own tiling (the same as adapt_input_conv's) stays
+        with torch.no_grad():
+            param.copy_(weight)
+    return info
 
 
 def timm_has_layer_groups(name: str) -> bool:

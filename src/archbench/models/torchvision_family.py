@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,8 +23,9 @@ import torchvision
 from torch import nn
 from torchvision.models.mobilenetv2 import MobileNetV2
 
+from archbench.models.bands import fit_first_conv
 from archbench.models.base import BuildArgs, Built
-from archbench.models.surgery import first_conv_for, kaiming_fan_out, params_of, set_head_dropout, stages_of
+from archbench.models.surgery import kaiming_fan_out, params_of, set_head_dropout, stages_of
 from archbench.models.weights import torchvision_imagenet_state_dict
 from archbench.util.errors import CheckpointError, ConfigError
 
@@ -113,6 +115,13 @@ def _linear_head(in_features: int, num_classes: int, family: str) -> nn.Linear:
     return fc  # resnet keeps nn.Linear's default init, as torchvision does
 
 
+def _first_conv(
+    conv: nn.Conv2d, args: BuildArgs, pretrained: bool, init: Callable[[nn.Conv2d], None]
+) -> tuple[nn.Conv2d, dict[str, Any]]:
+    """The first conv fitted to the run's bands (see bands.py), and what the record says about it."""
+    return fit_first_conv(conv, args.in_chans, pretrained, init, args.band_names, args.spec.band_map)
+
+
 def _resnet(model: Any, args: BuildArgs, pretrained: bool) -> Built:
     spec = args.spec
     if spec.stem == "cifar":
@@ -121,21 +130,21 @@ def _resnet(model: Any, args: BuildArgs, pretrained: bool) -> Built:
         model.conv1 = nn.Conv2d(args.in_chans, model.conv1.out_channels, 3, stride=1, padding=1, bias=False)
         kaiming_fan_out(model.conv1)
         model.maxpool = nn.Identity()
-    elif args.in_chans != 3:
-        model.conv1 = first_conv_for(model.conv1, args.in_chans, pretrained, kaiming_fan_out)
+        info: dict[str, Any] = {}
+    else:
+        model.conv1, info = _first_conv(model.conv1, args, pretrained, kaiming_fan_out)
     if spec.pool == "max":
         model.avgpool = nn.AdaptiveMaxPool2d(1)  # the attribute name is what ResNet.forward calls
     fc = _linear_head(model.fc.in_features, args.num_classes, "resnet")
     model.fc = nn.Sequential(nn.Dropout(spec.dropout), fc) if spec.dropout > 0 else fc
     stages = [("stem", params_of(model.conv1, model.bn1))]
     stages += stages_of((f"layer{i}", getattr(model, f"layer{i}")) for i in range(1, 5))
-    return Built(model, stages)
+    return Built(model, stages, info)
 
 
 def _vgg(model: Any, args: BuildArgs, pretrained: bool) -> Built:
     spec = args.spec
-    if args.in_chans != 3:
-        model.features[0] = first_conv_for(model.features[0], args.in_chans, pretrained, kaiming_fan_out)
+    model.features[0], info = _first_conv(model.features[0], args, pretrained, kaiming_fan_out)
     if spec.pool == "max":
         model.avgpool = nn.AdaptiveMaxPool2d(7)
     model.classifier[-1] = _linear_head(model.classifier[-1].in_features, args.num_classes, "vgg")
@@ -147,21 +156,18 @@ def _vgg(model: Any, args: BuildArgs, pretrained: bool) -> Built:
         if isinstance(layer, nn.MaxPool2d):
             stages.append((f"block{len(stages) + 1}", params_of(*block)))
             block = []
-    return Built(model, stages)
+    return Built(model, stages, info)
 
 
 def _mobile(model: Any, args: BuildArgs, pretrained: bool) -> Built:
     """MobileNet v2/v3 and EfficientNet share a layout: features[0][0] stem conv, avgpool, classifier."""
     spec = args.spec
-    if args.in_chans != 3:
-        model.features[0][0] = first_conv_for(
-            model.features[0][0], args.in_chans, pretrained, kaiming_fan_out
-        )
+    model.features[0][0], info = _first_conv(model.features[0][0], args, pretrained, kaiming_fan_out)
     if spec.pool == "max":
         model.avgpool = nn.AdaptiveMaxPool2d(1)
     model.classifier[-1] = _linear_head(model.classifier[-1].in_features, args.num_classes, args.family)
     set_head_dropout(model.classifier, spec.dropout)
-    return Built(model, stages_of((f"features.{i}", block) for i, block in enumerate(model.features)))
+    return Built(model, stages_of((f"features.{i}", block) for i, block in enumerate(model.features)), info)
 
 
 def _vit_conv_init(conv: nn.Conv2d) -> None:
@@ -173,8 +179,7 @@ def _vit_conv_init(conv: nn.Conv2d) -> None:
 
 def _vit(model: Any, args: BuildArgs, pretrained: bool) -> Built:
     spec = args.spec
-    if args.in_chans != 3:
-        model.conv_proj = first_conv_for(model.conv_proj, args.in_chans, pretrained, _vit_conv_init)
+    model.conv_proj, info = _first_conv(model.conv_proj, args, pretrained, _vit_conv_init)
     head = model.heads.head
     layers = OrderedDict((name, module) for name, module in model.heads.named_children() if name != "head")
     if spec.dropout > 0:
@@ -184,4 +189,4 @@ def _vit(model: Any, args: BuildArgs, pretrained: bool) -> Built:
     model.num_classes = args.num_classes
     stages = [("patch_embed", params_of(model.conv_proj, model.class_token, model.encoder.pos_embedding))]
     stages += stages_of((f"encoder.layers.{i}", layer) for i, layer in enumerate(model.encoder.layers))
-    return Built(model, stages)
+    return Built(model, stages, info)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from archbench.models.surgery import adapt_input_conv
+from archbench.models.bands import BandMap, adapt_pretrained_input
 from archbench.util.errors import CheckpointError, ConfigError, MissingWeightsError
 
 _log = logging.getLogger(__name__)
@@ -84,11 +84,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_local_weights(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
-    """Load a local weights file into `model` as far as it fits; returns what was loaded and skipped.
+def load_local_weights(
+    model: nn.Module,
+    path: str | Path,
+    band_names: tuple[str, ...] | None = None,
+    band_map: BandMap | None = None,
+) -> dict[str, Any]:
+    """Load a local weights file into `model` as far as it fits; returns what was loaded and skipped, and
+    under "input_conv" what the record's model_build says about the first conv.
 
     Tensors whose shape does not match (typically the head, for another number of classes) are dropped;
-    the first conv's weight, when it differs only in its input channels, is adapted (`adapt_input_conv`).
+    the first conv's weight, when it differs at most in its input channels, is fitted to the dataset's
+    bands (`adapt_pretrained_input`: by band name when RGB weights meet named bands, else cyclic tiling).
     Raises `ConfigError` when not a single tensor fits: the file is for another architecture.
     """
     source = read_state_dict(path)
@@ -96,14 +103,15 @@ def load_local_weights(model: nn.Module, path: str | Path) -> dict[str, list[str
     first_conv = next((key for key, value in target.items() if value.ndim == 4), None)
     fitting: dict[str, torch.Tensor] = {}
     dropped: list[str] = []
+    input_conv: dict[str, Any] = {}
     for key, value in source.items():
         want = target.get(key)
         if want is None:
             continue
-        if value.shape == want.shape:
+        if key == first_conv and value.ndim == 4 and _same_but_in_chans(value.shape, want.shape):
+            fitting[key], input_conv = adapt_pretrained_input(value, want.shape[1], band_names, band_map)
+        elif value.shape == want.shape:
             fitting[key] = value
-        elif key == first_conv and value.ndim == 4 and _same_but_in_chans(value.shape, want.shape):
-            fitting[key] = adapt_input_conv(want.shape[1], value)
         else:
             dropped.append(f"{key} {tuple(value.shape)} -> {tuple(want.shape)}")
     if not fitting:
@@ -112,7 +120,8 @@ def load_local_weights(model: nn.Module, path: str | Path) -> dict[str, list[str
             "is the file for another architecture?"
         )
     result = model.load_state_dict(fitting, strict=False)
-    report = {
+    report: dict[str, Any] = {
+        "input_conv": input_conv,
         "loaded": sorted(fitting),
         "dropped_shape_mismatch": dropped,
         "missing": list(result.missing_keys),

@@ -245,7 +245,8 @@ class RunRecord(BaseModel):
     model_build: dict[str, Any] = Field(
         default_factory=dict,
         description="how the network was built for this run's input: a ViT's input_size, native_input_size, "
-        "patch_grid, pos_embed_interpolated (empty for models that take any size)",
+        "patch_grid, pos_embed_interpolated; for pretrained first convs on named or non-RGB bands, "
+        "input_bands (band -> pretrained channel or 'mean RGB'), input_bands_from, input_conv_scale",
     )
     distributed: DistributedBlock | None = Field(
         None, description="data-parallel training: backend, world size, global and per-rank batch, lr rule"

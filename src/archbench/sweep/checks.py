@@ -73,6 +73,36 @@ def model_problems(runs: list[PlannedRun]) -> list[str]:
     return problems
 
 
+def band_map_problems(runs: list[PlannedRun]) -> list[str]:
+    """`model.band_map` naming a band the dataset lacks (asked of the family's `band_names(spec)` hook, which
+    reads the scene file or chip headers, no pixels), or a dataset kind that names no bands: one line each."""
+    from archbench.data.registry import error_lines, family_module
+    from archbench.models.bands import rgb_assignment
+    from archbench.util.errors import DatasetError
+
+    problems: list[str] = []
+    for r in runs:
+        band_map, data = r.spec.model.band_map, r.spec.data
+        if not band_map:
+            continue
+        try:
+            names_of = getattr(family_module(data.kind), "band_names", None)
+            names = names_of(data) if names_of is not None else None
+        except (ConfigError, DatasetError):
+            continue  # data_problems names what is wrong with the data
+        if names_of is None:
+            problems.append(
+                f"model.band_map: data.kind={data.kind} does not name its bands; band_map needs "
+                "raster_patches (a scene file) or raster_folder"
+            )
+            continue
+        try:
+            rgb_assignment(names, band_map)
+        except ConfigError as exc:
+            problems.extend(error_lines(exc))
+    return problems
+
+
 def layer_decay_problems(runs: list[PlannedRun]) -> list[str]:
     """`train.layer_decay` on a model without layer groups (anything but timm models): one line each."""
     from archbench.models import check_model_name, layer_decay_problem
@@ -223,7 +253,9 @@ def tracking_problems(cfg: SweepConfig) -> list[str]:
 
 def plan_problems(cfg: SweepConfig, runs: list[PlannedRun]) -> list[str]:
     """Every problem that can be found before anything is created, one line each (empty: good to go)."""
-    problems = model_problems(runs) + layer_decay_problems(runs) + data_problems(runs)
+    problems = (
+        model_problems(runs) + layer_decay_problems(runs) + data_problems(runs) + band_map_problems(runs)
+    )
     problems += output_problems(sweep_dir(cfg))
     problems += sweep_path_problems(cfg) + tracking_problems(cfg) + executor_problems(cfg, runs)
     return list(dict.fromkeys(problems))  # de-duplicated, in order
