@@ -57,6 +57,7 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/startup.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/augment_epoch.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/ray_overhead.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/map_speed.py
 
 # The README's captured command output (docs/outputs/, quoted in README.md), with date, commit and load.
 # Run on an idle machine: a few minutes on 2 CPU cores; needs ../shared/data.
