@@ -700,9 +700,28 @@ def test_north_carolina_end_to_end(tmp_path: Path) -> None:
         assert (out / fig["path"]).stat().st_size > 10_000
     csv_text = (out / "map_scores.csv").read_text()
     assert "random_forest" in csv_text and "tiny_cnn" in csv_text and "never_in_training" in csv_text
+    # On the real scene (issue 26's acceptance): intervals, McNemar against the forest, areas, COGs, audit.
+    assessment = index["assessment"]
+    UNSEEN = "never_in_training"
+    (pair,) = assessment["pairwise"][UNSEEN]
+    assert {pair["map_a"], pair["map_b"]} == {"tiny_cnn", "random_forest"} and 0 <= pair["p_holm"] <= 1
+    acc = [r for r in assessment["accuracy"] if (r["model"], r["subset"]) == ("tiny_cnn", UNSEEN)]
+    assert acc[0]["overall_accuracy_low"] <= acc[0]["overall_accuracy"] <= acc[0]["overall_accuracy_high"]
+    areas = [r for r in assessment["areas"]["rows"] if r["model"] == "tiny_cnn"]
+    with rasterio.open(NC / "strata.tif") as ref:
+        pixel_ha = abs(ref.transform.a * ref.transform.e) / 10_000
+    assert len(areas) == 7 and assessment["areas"]["unit"] == "ha"
+    assert sum(r["adjusted_area"] for r in areas) == pytest.approx(int((values != 0).sum()) * pixel_ha)
+    from rio_cogeo.cogeo import cog_validate
+
+    assert cog_validate(block["map_path"])[0] and cog_validate(rf["map_path"])[0]
+    audit = info["leakage_audit"]
+    assert audit["split"] == "block" and audit["test_within_patch_radius"] == 0
+    assert audit["min_distance_px"] > 0
     res = cli("report", str(sweep), "--formats", "html", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "Land-cover maps" in (sweep / "report" / "report.html").read_text()
+    html = (sweep / "report" / "report.html").read_text()
+    assert "Land-cover maps" in html and "McNemar" in html
 
 
 @pytest.mark.slow
