@@ -1,4 +1,4 @@
-"""The five reference studies (configs/studies/): full-size plans, smoke runs end to end, weights, errors.
+"""The reference studies (configs/studies/): full-size plans, smoke runs end to end, weights, errors.
 
 Each study file carries its CPU smoke override as `# smoke: --set ...` header lines (the documented command
 is `archbench run FILE $(sed -n 's/^# smoke: //p' FILE)`); the slow tests run exactly those arguments,
@@ -68,8 +68,8 @@ def cifar10_root(tmp_path: Path) -> Path:
 # --- the five files at full size ----------------------------------------------------------------------
 
 
-def test_five_studies_each_with_a_documented_header() -> None:
-    assert len(STUDIES) == 5, sorted(STUDIES)
+def test_every_study_has_a_documented_header() -> None:
+    assert len(STUDIES) == 6, sorted(STUDIES)
     for name, path in STUDIES.items():
         text = path.read_text(encoding="utf-8")
         header = text.split("\nname:", 1)[0]
@@ -85,6 +85,7 @@ FULL_SIZE_RUNS = {
     "three_families": 9,  # 3 families x 3 seeds
     "cifar100_resnet18": 3,  # 3 seeds
     "resolution_sweep": 45,  # 3 models x 5 resolutions x 3 seeds
+    "vit_vs_resnet_recipes": 12,  # 2 models x 2 recipes x 3 seeds
 }
 
 
@@ -255,3 +256,23 @@ def test_smoke_resolution_sweep(tmp_path: Path) -> None:
         else:
             assert rec.model_build == {}
     _report(sweep)
+
+
+@pytest.mark.slow
+def test_smoke_vit_vs_resnet_recipes(tmp_path: Path) -> None:
+    sweep = _run_smoke("vit_vs_resnet_recipes", tmp_path, "--set", f"data.root={cifar10_root(tmp_path)}")
+    records = _records(sweep)
+    assert sorted((r.spec.model.name, r.spec.recipe) for r in records) == [
+        ("resnet18", "basic"),
+        ("resnet18", "strong"),
+        ("timm:vit_small_patch8_224", "basic"),
+        ("timm:vit_small_patch8_224", "strong"),
+    ]
+    for rec in records:
+        if rec.spec.model.name.startswith("timm:vit"):
+            assert rec.model_build["patch_grid"] == [4, 4]  # 8-px patches of a 32-px image
+        strong = rec.spec.recipe == "strong"
+        assert (rec.spec.train.ema is not None) == strong and bool(rec.spec.data.augment.mixup) == strong
+    _report(sweep)
+    md = (sweep / "report" / "report.md").read_text()
+    assert "By recipe" in md
