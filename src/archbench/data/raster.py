@@ -6,19 +6,25 @@ Options (`data.options`), checked strictly before anything reads pixels:
     patch_size: 9        # odd; the map predictor uses the same size (halo = patch_size // 2)
     per_class: 200       # training-pool centres per class (stratified, seeded); "all" keeps every one
     test_per_class: 200  # test centres per class; default: same as per_class
-    split: block         # block: test = whole spatial blocks; random: stratified over pixels
-    block_size: 32       # block side in pixels (split: block)
+    split: block         # block: test = whole spatial blocks; random: stratified over pixels;
+                         # block_kfold: spatial k-fold cross-validation, one fold per run
+    block_size: 32       # block side in pixels (split: block, block_kfold)
+    folds: 5             # split: block_kfold: the number of folds (at least 2)
+    fold: 0              # split: block_kfold: this run's fold, 0..folds-1 (a grid axis runs them all)
     in_chans: 6          # optional: the band count the models expect; a mismatch is a config error
     window: 256          # read window side in pixels (memory is bounded by it)
 
 `data.root`, when set, replaces the scene file's `root` (relative like `scene`). The test split
 is `data.test_fraction` of the labelled pixels (random) or of the labelled pixels by whole blocks (block).
+With `block_kfold` the blocks holding labelled pixels are dealt to `folds` folds (seeded by `split_seed`,
+balanced by labelled-pixel count); fold `fold`'s blocks are the test split and `test_fraction` is unused.
 
-Honest splits. With `block`, every training centre lies more than 2·halo pixels from any test block, so
-no training patch overlaps any test patch (a buffer on the training side). The common path then carves
-the validation split from the training pool at random, so validation patches may overlap training ones;
-only the test split is spatially independent. With `random`, neighbouring overlapping patches sit on
-both sides of the line and test accuracy is optimistic; the record says which split was used.
+Honest splits. With `block` (and each fold of `block_kfold`), every training centre lies more than 2·halo
+pixels from any test block, so no training patch overlaps any test patch (a buffer on the training side).
+The common path then carves the validation split from the training pool at random, so validation patches
+may overlap training ones; only the test split is spatially independent. With `random`, neighbouring
+overlapping patches sit on both sides of the line and test accuracy is optimistic; the record says which
+split was used.
 
 Nodata. A centre is sampled only where every band is valid. Inside a patch, nodata and off-grid pixels
 are filled with the band's mean over the valid pixels of the training-pool patches (`info.fill_values`),
@@ -55,8 +61,10 @@ class RasterOptions(BaseModel):
     patch_size: int = Field(9, ge=1, le=65)
     per_class: int | Literal["all"] = "all"
     test_per_class: int | Literal["all"] | None = None
-    split: Literal["random", "block"] = "block"
+    split: Literal["random", "block", "block_kfold"] = "block"
     block_size: int = Field(32, ge=4, le=4096)
+    folds: int = Field(5, ge=2, le=1000)
+    fold: int | None = Field(None, ge=0)
     in_chans: int | None = Field(None, ge=1)
     window: int = Field(256, ge=16, le=8192)
 
@@ -77,7 +85,7 @@ class RasterOptions(BaseModel):
 
 def parse_options(spec: DataSpec) -> RasterOptions:
     try:
-        return RasterOptions.model_validate(spec.options)
+        opts = RasterOptions.model_validate(spec.options)
     except ValidationError as exc:
         msgs = []
         for err in exc.errors():
@@ -86,6 +94,36 @@ def parse_options(spec: DataSpec) -> RasterOptions:
             found = "" if err["type"] == "missing" else f"; found {err.get('input')!r}"
             msgs.append(f"data.options.{loc}: {msg}{found}")
         raise ConfigError("data.kind=raster_patches: " + "; ".join(msgs)) from None
+    _check_folds(opts)
+    return opts
+
+
+def _check_folds(opts: RasterOptions) -> None:
+    """`fold`/`folds` belong to `split: block_kfold`, which runs exactly one fold per run."""
+    given = opts.model_fields_set & {"fold", "folds"}
+    if opts.split != "block_kfold" and given:
+        raise ConfigError(
+            f"data.options.{sorted(given)[0]}: only used with split: block_kfold (split is {opts.split}); "
+            "remove it or set data.options.split: block_kfold"
+        )
+    if opts.split != "block_kfold":
+        return
+    if opts.fold is None:
+        raise ConfigError(
+            "data.options.fold: split: block_kfold runs one fold per run; add the grid axis "
+            f"data.options.fold: {list(range(opts.folds))} (under grid:) to run every fold"
+        )
+    if opts.fold >= opts.folds:
+        raise ConfigError(
+            f"data.options.fold: {opts.fold} is not a fold of folds: {opts.folds} (use 0..{opts.folds - 1})"
+        )
+
+
+def options_record(opts: RasterOptions) -> dict[str, Any]:
+    """The options as a record states them (k-fold keys only for split: block_kfold: records of the other
+    splits keep their fields)."""
+    skip = None if opts.split == "block_kfold" else {"folds", "fold"}
+    return opts.model_dump(mode="json", exclude=skip)
 
 
 LAYOUTS = {
@@ -168,6 +206,25 @@ def _random_split(
     return train.reshape(labels.shape), test.reshape(labels.shape), {}
 
 
+def _block_ids(centres: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """The row-major ids of the blocks holding a centre, and how many centres each holds."""
+    rr, cc = np.nonzero(centres)
+    ids = (rr // block) * -(-centres.shape[1] // block) + cc // block
+    return np.unique(ids, return_counts=True)
+
+
+def _buffered_split(
+    labels: np.ndarray, centres: np.ndarray, test_blocks: list[int], block: int, halo: int, n_cls: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Test = the centres inside the test blocks; training = the centres more than 2·halo pixels from every
+    test block, so no training patch overlaps a test patch. Also the per-class counts of both."""
+    test_area = block_mask(labels.shape, block, test_blocks)
+    train = centres & ~dilate(test_area, 2 * halo)
+    test = centres & test_area
+    n_train, n_test = (np.bincount(labels[m], minlength=n_cls)[:n_cls] for m in (train, test))
+    return train, test, n_train, n_test
+
+
 def _block_split(
     labels: np.ndarray, centres: np.ndarray, fraction: float, block: int, halo: int, n_cls: int,
     rng: np.random.Generator,
@@ -175,12 +232,8 @@ def _block_split(
     """Whole blocks go to test until they hold `fraction` of the labelled pixels; training centres keep
     a 2·halo buffer from every test block. Retries seeded draws until every class is in training (and,
     if possible, in test)."""
-    h, w = labels.shape
-    nbc = -(-w // block)
-    rr, cc = np.nonzero(centres)
-    ids = (rr // block) * nbc + cc // block
-    uniq, counts = np.unique(ids, return_counts=True)
-    target = fraction * rr.size
+    uniq, counts = _block_ids(centres, block)
+    target = fraction * counts.sum()
     fallback = None
     for attempt in range(_BLOCK_SPLIT_TRIES):
         order = rng.permutation(uniq.size)
@@ -188,11 +241,7 @@ def _block_split(
         n_test = int(np.searchsorted(cum, target) + 1)
         n_test = min(max(n_test, 1), uniq.size - 1)
         test_blocks = sorted(int(b) for b in uniq[order[:n_test]])
-        test_area = block_mask((h, w), block, test_blocks)
-        train = centres & ~dilate(test_area, 2 * halo)
-        test = centres & test_area
-        n_train = np.bincount(labels[train], minlength=n_cls)[:n_cls]
-        n_tst = np.bincount(labels[test], minlength=n_cls)[:n_cls]
+        train, test, n_train, n_tst = _buffered_split(labels, centres, test_blocks, block, halo, n_cls)
         info = {"test_blocks": test_blocks, "attempt": attempt}
         if (n_train >= 2).all():
             if (n_tst >= 1).all():
@@ -204,6 +253,49 @@ def _block_split(
         f"split: block could not keep every class in training in {_BLOCK_SPLIT_TRIES} draws "
         f"(block_size={block}, test_fraction={fraction}); use a smaller block_size or split: random"
     )
+
+
+def assign_folds(counts: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
+    """The fold of each block, balanced by labelled-pixel count: greedy, largest block first to the fold
+    holding the fewest pixels so far. The seeded shuffle decides between blocks of equal count (whole
+    blocks usually are), the lower fold index between equally loaded folds."""
+    order = rng.permutation(counts.size)
+    order = order[np.argsort(-counts[order], kind="stable")]
+    load = np.zeros(folds, dtype=np.int64)
+    fold = np.empty(counts.size, dtype=np.int64)
+    for b in order:
+        fold[b] = f = int(np.argmin(load))
+        load[f] += counts[b]
+    return fold
+
+
+def _kfold_split(
+    labels: np.ndarray, centres: np.ndarray, opts: RasterOptions, halo: int, class_names: list[str],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:  # fmt: skip
+    """Fold `opts.fold` of a spatial k-fold: its blocks are the test split, training keeps the `block`
+    split's 2·halo buffer from them. The assignment depends only on the scene, block size and split_seed,
+    so the runs of one sweep share it and their test splits partition the labelled blocks."""
+    block, k, fold = opts.block_size, opts.folds, int(opts.fold or 0)
+    uniq, counts = _block_ids(centres, block)
+    if uniq.size < k:
+        raise DatasetError(
+            f"split: block_kfold: {uniq.size} block(s) of {block}px hold labelled pixels, fewer than "
+            f"folds: {k}; use a smaller block_size or fewer folds"
+        )
+    fold_of = assign_folds(counts, k, rng)
+    test_blocks = sorted(int(b) for b in uniq[fold_of == fold])
+    train, test, n_train, _ = _buffered_split(labels, centres, test_blocks, block, halo, len(class_names))
+    short = [name for name, n in zip(class_names, n_train, strict=True) if n < 2]
+    if short:
+        raise DatasetError(
+            f"split: block_kfold fold {fold} of {k}: fewer than 2 training centres of class(es) "
+            f"{', '.join(short)} outside the buffer; use a smaller block_size, fewer folds or another "
+            "data.split_seed"
+        )
+    pixels = np.bincount(fold_of, weights=counts, minlength=k).astype(np.int64)
+    info = {"test_blocks": test_blocks, "folds": k, "fold": fold, "fold_pixels": pixels.tolist()}
+    return train, test, info
 
 
 def _sample(
@@ -243,12 +335,19 @@ def _centre_mask(shape: tuple[int, ...], flat_idx: np.ndarray) -> np.ndarray:
 
 
 def _split_description(opts: RasterOptions, fraction: float, split_info: dict[str, Any], halo: int) -> str:
+    blocks = len(split_info.get("test_blocks", []))
+    buffer = f"training centres > {2 * halo}px from any test block (no training patch overlaps a test patch)"
     if opts.split == "block":
-        blocks = len(split_info.get("test_blocks", []))
         return (
             f"block: {opts.block_size}px blocks, {blocks} test blocks holding "
-            f"~{fraction:.0%} of labelled pixels, training centres > {2 * halo}px from any test block "
-            "(no training patch overlaps a test patch)"
+            f"~{fraction:.0%} of labelled pixels, {buffer}"
+        )
+    if opts.split == "block_kfold":
+        pixels = split_info["fold_pixels"]
+        share = pixels[split_info["fold"]] / max(sum(pixels), 1)
+        return (
+            f"block_kfold: fold {split_info['fold']} of {split_info['folds']}, {opts.block_size}px blocks, "
+            f"{blocks} test blocks holding {share:.0%} of labelled pixels, {buffer}"
         )
     return f"random: stratified {fraction:.0%} of labelled pixels (patches overlap the split)"
 
@@ -259,8 +358,9 @@ def leakage_audit(
 ) -> dict[str, Any]:  # fmt: skip
     """What the split achieved, measured rather than promised: the smallest Euclidean distance between a
     training-pool centre (train + validation) and a test centre, in pixels and map units, and how many test
-    centres fall inside a training patch (Chebyshev distance ≤ halo: 0 for `split: block`) or have a patch
-    overlapping one (≤ 2·halo). Centres only: a pixel inside a patch but not a centre is not a sample."""
+    centres fall inside a training patch (Chebyshev distance ≤ halo: 0 for `block` and `block_kfold`) or
+    have a patch overlapping one (≤ 2·halo). Centres only: a pixel inside a patch but not a centre is not
+    a sample."""
     from scipy.spatial import cKDTree
 
     w = shape[1]
@@ -270,8 +370,8 @@ def leakage_audit(
     units = getattr(crs, "linear_units", None) if crs is not None else None
     out: dict[str, Any] = {
         "split": opts.split,
-        "block_size": opts.block_size if opts.split == "block" else None,
-        "buffer_px": 2 * halo if opts.split == "block" else 0,
+        "block_size": None if opts.split == "random" else opts.block_size,
+        "buffer_px": 0 if opts.split == "random" else 2 * halo,
         "patch_size": opts.patch_size,
         "halo": halo,
         "map_units": units or None,
@@ -281,6 +381,8 @@ def leakage_audit(
         "test_within_patch_radius": 0,
         "test_patches_overlapping_training_patches": 0,
     }
+    if opts.split == "block_kfold":
+        out["folds"], out["fold"] = opts.folds, opts.fold
     if train.size == 0 or test.size == 0:
         return out
     d_px, _ = cKDTree(train).query(test, k=1)
@@ -311,6 +413,8 @@ def sample_centres(
         train_m, test_m, split_info = _block_split(
             labels, centres, spec.test_fraction, opts.block_size, halo, n_cls, rng
         )
+    elif opts.split == "block_kfold":
+        train_m, test_m, split_info = _kfold_split(labels, centres, opts, halo, list(scene.class_names), rng)
     else:
         train_m, test_m, split_info = _random_split(labels, centres, spec.test_fraction, rng)
     train_idx = _sample(labels, train_m, opts.per_class, n_cls, rng)
@@ -321,7 +425,7 @@ def sample_centres(
 
 @register_dataset("raster_patches")
 def load_raster_patches(spec: DataSpec) -> RawDataset:
-    """Square patches of a multiband satellite scene centred on labelled pixels (block or random split)."""
+    """Square patches of a multiband satellite scene centred on labelled pixels (block, k-fold or random)."""
     from archbench.data.scene import SceneReader, gather_patches
 
     opts, scene = preflight(spec)
@@ -341,13 +445,13 @@ def load_raster_patches(spec: DataSpec) -> RawDataset:
     info: dict[str, Any] = {
         "source": "raster_patches",
         "scene": {**scene.provenance(), "root": str(Path(spec.root).resolve()) if spec.root else None},
-        "options": opts.model_dump(mode="json"),
+        "options": options_record(opts),
         "patch_size": opts.patch_size,
         "halo": halo,
         "split": opts.split,
         "split_description": _split_description(opts, spec.test_fraction, split_info, halo),
         "split_seed": spec.split_seed,
-        "block_size": opts.block_size if opts.split == "block" else None,
+        "block_size": None if opts.split == "random" else opts.block_size,
         **split_info,
         "class_values": list(scene.class_values),
         "class_to_idx": {n: i for i, n in enumerate(scene.class_names)},

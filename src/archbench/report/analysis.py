@@ -182,12 +182,13 @@ def _rank(summaries: list[ConfigSummary]) -> list[ConfigSummary]:
 
 
 def _paired_runs(a: ConfigSummary, b: ConfigSummary) -> tuple[list[tuple[int, str, str, Any, Any, Any]], str]:
-    by_seed_b = {r.seed: r for r in b.runs if r.predictions is not None}
+    # Replicates pair by seed and, in a spatial k-fold, by fold (the same test blocks).
+    by_seed_b = {(r.seed, r.fold): r for r in b.runs if r.predictions is not None}
     paired, note = [], ""
     for ra in a.runs:
-        rb = by_seed_b.get(ra.seed)
+        rb = by_seed_b.get((ra.seed, ra.fold))
         if ra.predictions is None or rb is None or rb.predictions is None:
-            if ra.predictions is None or any(r.seed == ra.seed for r in b.runs):
+            if ra.predictions is None or any((r.seed, r.fold) == (ra.seed, ra.fold) for r in b.runs):
                 note = note or f"seed {ra.seed}: predictions.npz missing or unreadable"
             continue
         pa, pb = ra.predictions, rb.predictions
@@ -210,8 +211,11 @@ def compare_all(summaries: list[ConfigSummary]) -> list[PairComparison]:
             items.append((i, j, paired))
             notes.append(note)
     out = compare_pairs(items)
+    fold_of_run = {r.run_id: r.fold for s in summaries for r in s.runs}
     for comp, note in zip(out, notes, strict=True):
         comp.note = comp.note or note
+        for t in comp.seed_tests:
+            t.fold = fold_of_run.get(t.run_a)
     apply_holm(out)
     return out
 

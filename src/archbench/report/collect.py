@@ -13,10 +13,12 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from archbench.config import canonical_json
+from archbench.report.replicates import fold_of, folds_in, is_replicate_axis, without_replicate
 from archbench.store.layout import INDEX_NAME, RunLayout, SweepLayout, sweep_of
 from archbench.store.record import RunRecord, read_record
 from archbench.store.results import find_runs, find_sweep_dirs, run_axes
@@ -72,6 +74,12 @@ class RunEntry:
         seed = spec.get("seed")
         return seed if isinstance(seed, int) else None
 
+    @cached_property  # read per pair of runs when comparing: the spec is dumped once
+    def fold(self) -> int | None:
+        """Its fold of a spatial k-fold (`split: block_kfold`), else None."""
+        spec = _entry_spec(self)
+        return fold_of(spec) if spec is not None else None
+
     @property
     def axes(self) -> dict[str, Any]:
         """Its record's grid values, completed by its plan entry's (`run_axes`)."""
@@ -97,7 +105,7 @@ class RunEntry:
 
 @dataclass
 class Configuration:
-    """Runs that differ only in their seed."""
+    """Runs that differ only in their seed (and, in a spatial k-fold, their fold: replicates.py)."""
 
     key: str
     label: str
@@ -110,7 +118,15 @@ class Configuration:
 
     @property
     def completed(self) -> list[RunEntry]:
-        return sorted((r for r in self.runs if r.completed), key=lambda r: (r.seed or 0, r.run_id))
+        return sorted(
+            (r for r in self.runs if r.completed), key=lambda r: (r.seed or 0, r.fold or 0, r.run_id)
+        )
+
+    @property
+    def folds(self) -> int | None:
+        """k of a spatial k-fold configuration, as its completed records state it; else None."""
+        ks = {folds_in(r.record.data) for r in self.completed if r.record is not None}
+        return max((k for k in ks if k is not None), default=None)
 
 
 @dataclass
@@ -194,18 +210,15 @@ def _load_predictions(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]
     return preds, sha256_bytes(raw)
 
 
-def spec_without_seed(spec: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in spec.items() if k != "seed"}
-
-
 def config_key(spec: dict[str, Any]) -> str:
-    """Hash of the run spec without its seed: runs sharing it are seeds of one configuration."""
-    return hashlib.sha256(canonical_json(spec_without_seed(spec)).encode()).hexdigest()
+    """Hash of the run spec without its seed (and k-fold fold): runs sharing it are its replicates."""
+    return hashlib.sha256(canonical_json(without_replicate(spec)).encode()).hexdigest()
 
 
 def test_set_key(spec: dict[str, Any]) -> str:
-    """Hash of the data settings that decide which examples are in the test split."""
-    data = {k: v for k, v in (spec.get("data") or {}).items() if k not in _NOT_TEST_SET}
+    """Hash of the data settings that decide which examples are in the test split (a k-fold
+    configuration's folds together: its runs pair with another's fold by fold)."""
+    data = {k: v for k, v in (without_replicate(spec).get("data") or {}).items() if k not in _NOT_TEST_SET}
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
@@ -217,7 +230,7 @@ def _entry_spec(entry: RunEntry) -> dict[str, Any] | None:
 
 
 def _label_for(axes: dict[str, Any], model: str) -> str:
-    parts = [str(v) for k, v in axes.items() if k != "seed"]
+    parts = [str(v) for v in axes.values()]
     return visible(" · ".join(parts) if parts else model)  # labels go into figures and tables as text
 
 
@@ -236,7 +249,11 @@ def group_configurations(runs: list[RunEntry], several_sweeps: bool) -> list[Con
             )
         ident = (entry.sweep_dir, key)
         if ident not in configs:
-            axes = {k: visible(v) if isinstance(v, str) else v for k, v in entry.axes.items() if k != "seed"}
+            axes = {
+                k: visible(v) if isinstance(v, str) else v
+                for k, v in entry.axes.items()
+                if not is_replicate_axis(k, spec)
+            }
             model = visible(model)
             label = _label_for(axes, model) if spec is not None else entry.run_id
             if several_sweeps:
@@ -270,7 +287,7 @@ def _disambiguate(configs: list[Configuration]) -> None:
     for group in by_label.values():
         if len(group) < 2:
             continue
-        flat = [_flatten(spec_without_seed(c.spec)) if c.spec else {} for c in group]
+        flat = [_flatten(without_replicate(c.spec)) if c.spec else {} for c in group]
         keys = sorted({k for f in flat for k in f})
         differ = [k for k in keys if len({canonical_json(f.get(k)) for f in flat}) > 1]
         for c, f in zip(group, flat, strict=True):
@@ -451,11 +468,11 @@ def collect(path: Path, every_run: bool = False) -> ReportData:
             "predictions.npz (archbench verify)."
         )
     for c in configs:
-        fps = {r.record.data_fingerprint for r in c.completed if r.record is not None}
-        if len(fps) > 1:
+        by_fold = {(r.fold, r.record.data_fingerprint) for r in c.completed if r.record is not None}
+        if len(by_fold) > len({fold for fold, _ in by_fold}):  # each k-fold fold has its own data
             data.warnings.append(
                 f"configuration {c.label}: its runs were trained on different data (fingerprints "
-                f"{', '.join(sorted(str(f)[:12] for f in fps))}); its seeds are not comparable"
+                f"{', '.join(sorted({str(f)[:12] for _, f in by_fold}))}); its seeds are not comparable"
             )
         for r in c.completed:
             if r.predictions is None:

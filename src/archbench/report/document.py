@@ -106,6 +106,9 @@ def banners(a: Analysis) -> list[Block]:
                 severity="warning",
             )
         )
+    folds = sorted({k for s in a.summaries if (k := s.config.folds)})
+    if folds:
+        out.append(Block("banner", kfold_text(folds), severity="info"))
     if not a.summaries:
         out.append(Block("banner", "No completed run: there is nothing to aggregate yet.", severity="error"))
     for w in a.data.warnings:
@@ -113,6 +116,17 @@ def banners(a: Analysis) -> list[Block]:
     for ok in a.data.successes:  # shown as good news, never in a warning's box
         out.append(Block("banner", ok, severity="success"))
     return out
+
+
+def kfold_text(folds: list[int]) -> str:
+    """What a spatial k-fold configuration's row means (its runs that differ only by fold are one row)."""
+    return (
+        f"k-fold spatial CV: {' or '.join(map(str, folds))} folds (data.options.split: block_kfold). A "
+        "configuration's runs that differ only by their fold (and seed) are one row: n = folds × seeds, and "
+        "its mean, spread and interval are over them. Each fold is tested on its own spatial blocks, so "
+        "the spread is between regions of the scene as well as between trainings; pairwise tests pair "
+        "runs by fold and seed."
+    )
 
 
 def _glance(a: Analysis) -> str:

@@ -143,6 +143,7 @@ class SeedTest:
     test: McNemar
     diff: float  # acc(A) - acc(B) on this seed
     p_holm: float = 1.0
+    fold: int | None = None  # the spatial k-fold's fold both runs tested on (None: not a k-fold)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from archbench.report.analysis import Analysis
-from archbench.report.stats import ALPHA, PairComparison
+from archbench.report.stats import ALPHA, PairComparison, SeedTest
 from archbench.report.tables.base import (
     Col,
     Table,
@@ -25,6 +25,17 @@ def seeds_paired_text(seeds: list[int]) -> str:
     return f"{len(seeds)} (seed{'s' if len(seeds) > 1 else ''} {which})"
 
 
+def _replicate(t: SeedTest) -> str:
+    """A seed pair's name: its seed, and in a spatial k-fold its fold (`f2 s0`)."""
+    return f"s{t.seed}" if t.fold is None else f"f{t.fold} s{t.seed}"
+
+
+def _paired_text(tests: list[SeedTest]) -> str:
+    if all(t.fold is None for t in tests):
+        return seeds_paired_text([t.seed for t in tests])
+    return f"{len(tests)} (fold × seed: {', '.join(_replicate(t) for t in tests)})"
+
+
 def _comparison_cols(a: Analysis, c: PairComparison) -> list[Col]:
     tests = c.seed_tests
     seeds = [t.seed for t in tests]
@@ -32,12 +43,17 @@ def _comparison_cols(a: Analysis, c: PairComparison) -> list[Col]:
     return [
         Col("A", a.summaries[c.a].label),
         Col("B", a.summaries[c.b].label),
-        shown("seeds paired", len(seeds), seeds_paired_text(seeds)),
+        shown("seeds paired", len(seeds), _paired_text(tests)),
         saved("paired seeds", " ".join(map(str, seeds))),
+        *(
+            []
+            if all(t.fold is None for t in tests)
+            else [saved("paired folds", " ".join(str(t.fold) for t in tests))]
+        ),
         shown("Δ top-1 A−B (pp)", None if c.diff.mean is None else 100 * c.diff.mean, estimate_text(c.diff)),
         *estimate_cols("delta top-1 A-B", c.diff, 100.0, " (pp)"),
         saved("delta CI method", c.diff.ci_method),
-        shown("b/c per seed", "; ".join(f"s{t.seed}: {t.test.b}/{t.test.c}" for t in tests)),
+        shown("b/c per seed", "; ".join(f"{_replicate(t)}: {t.test.b}/{t.test.c}" for t in tests)),
         saved("b (only A right)", sum(t.test.b for t in tests)),
         saved("c (only B right)", sum(t.test.c for t in tests)),
         shown("McNemar p", p, fmt_p(p)),
@@ -70,6 +86,7 @@ def seed_tests_table(a: Analysis) -> Table:
             Col("A", a.summaries[c.a].label),
             Col("B", a.summaries[c.b].label),
             Col("seed", t.seed),
+            *([] if t.fold is None else [Col("fold", t.fold)]),
             Col("run A", t.run_a),
             Col("run B", t.run_b),
             Col("b (only A right)", t.test.b),

@@ -21,7 +21,7 @@ SUBSET_DEFINITIONS = {
         "labelled pixels outside every training-pool patch (train + validation centres, dilated by the "
         "patch radius): the network never saw them, as a centre or inside a patch"
     ),
-    "test_blocks": "labelled pixels inside the spatial test blocks (split: block only)",
+    "test_blocks": "labelled pixels inside the spatial test blocks (split: block or block_kfold)",
 }
 
 
@@ -34,7 +34,7 @@ def subset_masks(info: dict[str, Any], same: bool) -> dict[str, np.ndarray | Non
     if same:
         covered = dilate(unpack_mask(info["train_pixels"]), int(info["halo"]))
         subsets["never_in_training"] = ~covered
-        if info.get("split") == "block":
+        if info.get("split") in ("block", "block_kfold"):
             h, w = (int(v) for v in info["train_pixels"]["shape"])
             subsets["test_blocks"] = block_mask((h, w), int(info["block_size"]), info["test_blocks"])
     return subsets
