@@ -1,10 +1,11 @@
-# archbench: `make demo` runs the offline quickstart sweep; `make test` runs lint, types, the docs build and tests.
+# archbench: `make demo` runs the offline quickstart sweep; `make test` runs lint, types, the docs build and the
+# fast tests; `make test-slow` the slow end-to-end tests (CI runs both).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck docs pytest browser clean venv bench readme-outputs
+.PHONY: demo test test-slow test-all lint typecheck docs pytest browser clean venv bench readme-outputs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,12 +42,17 @@ browser:
 	    timeout 900 apt-get install -y -q chromium >/dev/null 2>&1 && echo "browser: installed chromium"; } || \
 	  echo "browser: chromium not available; the report-rendering test will skip"
 
-# The fast set (pyproject's addopts deselect `slow`), then the slow end-to-end set: both always run.
+# `make test` (≤ 10 min here): lint, types, the docs build and the fast set (pyproject's addopts deselect
+# `slow`). `make test-slow`: the slow end-to-end set (~25-35 min on 2 cores). CI (.ci/run) runs both.
 pytest: $(STAMP) browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
 test: lint typecheck docs pytest
+
+test-slow: $(STAMP) browser
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
+
+test-all: test test-slow
 
 # Benchmarks: each script prints one JSON line (ratios from interleaved A/B pairs, load average recorded).
 bench: $(STAMP)
