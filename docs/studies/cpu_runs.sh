@@ -5,7 +5,7 @@
 set -u
 OUT=${1:?usage: $0 OUT_DIR [STUDY...]}
 shift
-STUDIES=${*:-"landcover cifar10 families resolution"}
+STUDIES=${*:-"landcover cifar10 families resolution recipes"}
 AB=${ARCHBENCH:-archbench}
 CIFAR_JPG=${CIFAR_JPG:-../shared/data/cifar10_jpg}
 
@@ -56,6 +56,12 @@ for s in $STUDIES; do
       --set grid.seed=[0] --set profile.batch_sizes=[1,8] --set profile.iters=5 --set profile.warmup=2 \
       --set explain.images=2
     step resolution-report $AB report "$OUT"/resolution_sweep --formats html,md,csv
+    ;;
+  recipes)
+    step recipes-run nice -n 19 $AB run configs/studies/vit_vs_resnet_recipes.yaml --set output_dir="$OUT" \
+      --set data.limit_per_class=40 --set data.test_limit_per_class=50 \
+      --set train.epochs=3 --set train.batch_size=32 --set train.warmup_epochs=0 --set train.threads=1
+    step recipes-report $AB report "$OUT"/vit_vs_resnet_recipes --formats html,md,csv
     ;;
   *) echo "unknown study $s" >&2; exit 2 ;;
   esac
