@@ -572,7 +572,7 @@ def test_map_outputs_carry_intervals_paired_tests_and_areas(mapped_sweep: dict[s
     error-adjusted areas; the paired counts recomputed here from the GeoTIFFs and the label raster."""
     import csv
 
-    from sklearn.metrics import accuracy_score
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
     sweep = mapped_sweep["sweep"]
     assert _invoke("map", str(sweep), "--rf", "--rf-trees", "5").exit_code == 0
@@ -584,7 +584,18 @@ def test_map_outputs_carry_intervals_paired_tests_and_areas(mapped_sweep: dict[s
         n.startswith("Against the Random Forest (random_forest) on never in training") for n in index["notes"]
     )
     assert {t["csv"] for t in index["tables"]} >= {"map_accuracy.csv", "map_pairwise.csv", "map_areas.csv"}
-    rows = list(csv.DictReader((out / "map_accuracy.csv").open()))
+    every_row = list(csv.DictReader((out / "map_accuracy.csv").open()))
+    # Each run's own test patches, scored from its predictions.npz beside the map's subsets.
+    patches = [r for r in every_row if r["subset"] == "test_patches"]
+    assert len(patches) == 2 and "random_forest" not in {r["model"] for r in patches}
+    for r in patches:
+        run_dir = sweep / "runs" / r["run_id"]
+        rec, pred = read_record(run_dir), np.load(run_dir / "predictions.npz")
+        assert rec is not None and float(r["overall_accuracy"]) == pytest.approx(rec.metrics.top1)
+        assert float(r["balanced_accuracy"]) == pytest.approx(
+            balanced_accuracy_score(pred["y_true"], pred["y_pred"])
+        )
+    rows = [r for r in every_row if r["subset"] != "test_patches"]
     assert {r["subset"] for r in rows} == {"all_labelled", "never_in_training"} and len(rows) == 6
     for r in rows:
         assert (

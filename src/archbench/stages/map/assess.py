@@ -17,6 +17,9 @@ import numpy as np
 from archbench.data.scene import UNLABELLED, Scene
 
 SUBSET_ORDER = ("never_in_training", "test_blocks", "all_labelled")
+# The run's own test set (balanced patches, scored at evaluation): shown beside the map's subsets so that a
+# run's test top-1 and its map OA can be read together (class distribution and balanced accuracy differ).
+TEST_PATCHES = "test_patches"
 _CI = {"scale": 100.0, "digits": 1}
 ACCURACY_DISPLAY = {
     "subset": {"label": "subset"},
@@ -97,16 +100,33 @@ def _pixels(scene: Scene, entries: list[dict[str, Any]]) -> tuple[np.ndarray, li
     return ref_l, maps
 
 
+def _test_patch_confusion(e: dict[str, Any], k: int) -> np.ndarray | None:
+    """The confusion matrix (reference rows) of a run's test patches, from its recorded predictions."""
+    path = Path(e.get("_run_dir") or "") / "predictions.npz"
+    if not e.get("_run_dir") or not path.is_file():
+        return None
+    with np.load(path) as z:
+        y_true, y_pred = np.asarray(z["y_true"], np.int64), np.asarray(z["y_pred"], np.int64)
+    if not y_true.size or max(int(y_true.max()), int(y_pred.max())) >= k:
+        return None
+    return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+
+
 def _accuracy_rows(
     entries: list[dict[str, Any]], names: list[str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Bootstrap intervals of every map's scores on every subset: summary rows and per-class rows."""
+    """Bootstrap intervals of every map's scores on every subset, and of each run's test patches: summary
+    rows and per-class rows."""
     from archbench.stages.map.accuracy import CLASS_METRICS, SUMMARY_METRICS, bootstrap_scores
 
     summary, per_class = [], []
     for e in entries:
-        for sub in (s for s in SUBSET_ORDER if s in e["scores"]):
-            b = bootstrap_scores(e["scores"][sub]["confusion_matrix"])
+        matrices = {s: e["scores"][s]["confusion_matrix"] for s in SUBSET_ORDER if s in e["scores"]}
+        patches = _test_patch_confusion(e, len(names))
+        if patches is not None:
+            matrices[TEST_PATCHES] = patches
+        for sub, cm in matrices.items():
+            b = bootstrap_scores(cm)
             row: dict[str, Any] = {"model": e["label"], "run_id": e["run_id"], "subset": sub}
             row |= {"n_pixels": b["n_pixels"], "ci_method": b["method"]}
             for m in SUMMARY_METRICS:
@@ -161,9 +181,42 @@ def _areas(
     return rows, unit
 
 
+def _notes(
+    entries: list[dict[str, Any]], pairwise: dict[str, list[dict[str, Any]]], unit: str, subset: str
+) -> list[str]:
+    """The index notes: how intervals were made, each subset's verdict against the forest, the areas."""
+    from archbench.stages.map.accuracy import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, forest_sentence
+
+    forests = [e["label"] for e in entries if str(e.get("name", "")).startswith("random_forest")]
+    notes = [
+        f"Intervals: 95% percentile bootstrap over the scored pixels ({BOOTSTRAP_RESAMPLES} resamples, seed "
+        f"{BOOTSTRAP_SEED}): the pixels are every labelled pixel of the subset, not a probability sample, so "
+        "the stratified-sampling variances do not apply. Balanced accuracy (the mean of the per-class "
+        "producer's accuracies) weighs every class alike; overall accuracy weighs them by their share of the "
+        "subset (map_class_accuracy.csv lists each subset's class distribution), so the two differ most on "
+        "imbalanced subsets and on subsets whose class mix differs from the balanced test patches. The "
+        f"`{TEST_PATCHES}` rows are each run's own test set (its predictions.npz, as evaluated), scored the "
+        "same way: a run's test top-1 and its map's OA can differ because the scene's class mix is not that "
+        "of the test patches; compare balanced accuracy across the rows.",
+    ]
+    for sub, rows in pairwise.items():
+        for forest in forests:
+            notes.append(forest_sentence(sub, rows, forest))
+    if not forests and pairwise:
+        notes.append(
+            "No Random-Forest map (archbench map --rf): map_pairwise.csv holds the tests between the maps."
+        )
+    notes.append(
+        f"Error-adjusted areas ({unit}): the stratified estimator of Olofsson et al. (2014), strata = map "
+        f"classes, the labelled {subset.replace('_', ' ')} pixels as the reference sample, 95% CI = "
+        "±1.96·SE; valid only insofar as those pixels represent their map class (not a random sample)."
+    )
+    return notes
+
+
 def assess_maps(scene: Scene, entries: list[dict[str, Any]], out: Path, subset: str) -> dict[str, Any]:
     """Write the four CSVs; return the index's additions: `tables`, `notes` and the `assessment` block."""
-    from archbench.stages.map.accuracy import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, forest_sentence
+    from archbench.stages.map.accuracy import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 
     ref_l, maps = _pixels(scene, entries)
     summary, per_class = _accuracy_rows(entries, list(scene.class_names))
@@ -192,27 +245,7 @@ def assess_maps(scene: Scene, entries: list[dict[str, Any]], out: Path, subset: 
     ]
     _write_csv(out / "map_pairwise.csv", pair_fields, pair_rows)
     _write_csv(out / "map_areas.csv", list(areas[0]) if areas else ["model"], areas)
-    forests = [e["label"] for e in entries if str(e.get("name", "")).startswith("random_forest")]
-    notes = [
-        f"Intervals: 95% percentile bootstrap over the scored pixels ({BOOTSTRAP_RESAMPLES} resamples, seed "
-        f"{BOOTSTRAP_SEED}): the pixels are every labelled pixel of the subset, not a probability sample, so "
-        "the stratified-sampling variances do not apply. Balanced accuracy (the mean of the per-class "
-        "producer's accuracies) weighs every class alike; overall accuracy weighs them by their share of the "
-        "subset (map_class_accuracy.csv lists each subset's class distribution), so the two differ most on "
-        "imbalanced subsets and on subsets whose class mix differs from the balanced test patches.",
-    ]
-    for sub, rows in pairwise.items():
-        for forest in forests:
-            notes.append(forest_sentence(sub, rows, forest))
-    if not forests and pairwise:
-        notes.append(
-            "No Random-Forest map (archbench map --rf): map_pairwise.csv holds the tests between the maps."
-        )
-    notes.append(
-        f"Error-adjusted areas ({unit}): the stratified estimator of Olofsson et al. (2014), strata = map "
-        f"classes, the labelled {subset.replace('_', ' ')} pixels as the reference sample, 95% CI = "
-        "±1.96·SE; valid only insofar as those pixels represent their map class (not a random sample)."
-    )
+    notes = _notes(entries, pairwise, unit, subset)
     tables = [
         _table("Map accuracy with 95% bootstrap intervals", "map_accuracy.csv", ACCURACY_DISPLAY),
         _table(

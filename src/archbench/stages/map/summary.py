@@ -51,6 +51,7 @@ def collect_entries(run_dirs: list[Path], scene: Scene, out: Path) -> list[dict[
                 "model": rec.spec.model.name,
                 "map_path": str(out / block["map_file"]),
                 "_data_info": (rec.data or {}).get("info"),  # the run's subsets, for the paired tests
+                "_run_dir": str(run_dir),  # its predictions.npz: the test patches' scores beside the map's
             }
         )
     counts: dict[str, int] = {}
