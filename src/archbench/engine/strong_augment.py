@@ -19,6 +19,7 @@ resize is bilinear without antialiasing; erasing is one try, constant (0 after n
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -155,15 +156,37 @@ def _blend_source(x: torch.Tensor, op: torch.Tensor) -> torch.Tensor:
     """What brightness, colour, contrast and sharpness blend each image with (PIL's ImageEnhance)."""
     gray = _gray(x)
     mean = gray.mean(dim=(1, 2, 3), keepdim=True).expand_as(x)
-    kernel = torch.ones(3, 3, device=x.device)
-    kernel[1, 1] = 5.0
-    kernel = (kernel / 13.0).expand(x.shape[1], 1, 3, 3)
-    blurred = x.clone()
-    blurred[..., 1:-1, 1:-1] = F.conv2d(x, kernel, groups=x.shape[1])  # borders kept, as PIL does
     k = op[:, None, None, None]
     out = torch.where(k == OPS.index("color"), gray, torch.zeros_like(x))
     out = torch.where(k == OPS.index("contrast"), mean, out)
-    return torch.where(k == OPS.index("sharpness"), blurred, out)
+    sharp = (op == OPS.index("sharpness")).nonzero().squeeze(1)
+    if sharp.numel():  # the blur only for the images that drew sharpness (each image is blurred alone)
+        kernel = torch.ones(3, 3, device=x.device)
+        kernel[1, 1] = 5.0
+        kernel = (kernel / 13.0).expand(x.shape[1], 1, 3, 3)
+        blurred = x[sharp].clone()
+        blurred[..., 1:-1, 1:-1] = F.conv2d(x[sharp], kernel, groups=x.shape[1])  # borders kept, as PIL does
+        out[sharp] = blurred
+    return out
+
+
+def _equalize(x: torch.Tensor) -> torch.Tensor:
+    """PIL's ImageOps.equalize of images in [0, 1], on their 8-bit values."""
+    import torchvision.transforms.v2.functional as TF
+
+    return TF.equalize((x * 255).round().to(torch.uint8)).float() / 255
+
+
+def _on_drawn(
+    x: torch.Tensor, op: torch.Tensor, name: str, fn: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """`fn` (a per-image op) applied to the images that drew `name`, the others unchanged."""
+    idx = (op == OPS.index(name)).nonzero().squeeze(1)
+    if not idx.numel():
+        return x
+    x = x.clone()
+    x[idx] = fn(x[idx])
+    return x
 
 
 def colour_round(
@@ -173,7 +196,6 @@ def colour_round(
     import torchvision.transforms.v2.functional as TF
 
     x = _affine(x, op, m, table)
-    k = op[:, None, None, None]
     mag = m.abs().long()
     enhance = op.ge(OPS.index("brightness")) & op.le(OPS.index("sharpness"))
     factor = torch.where(enhance, 1.0 + table["enhance"].to(x.device)[mag] * m.sign(), 1.0)
@@ -185,9 +207,8 @@ def colour_round(
     x = torch.floor(x * 255 / step) * step / 255
     thr = torch.where(op == OPS.index("solarize"), table["solarize"].to(x.device)[mag], 2.0)
     x = torch.where(x >= thr[:, None, None, None], 1.0 - x, x)
-    x = torch.where(k == OPS.index("autocontrast"), TF.autocontrast(x), x)
-    equalized = TF.equalize((x * 255).round().to(torch.uint8)).float() / 255
-    return torch.where(k == OPS.index("equalize"), equalized, x)
+    x = _on_drawn(x, op, "autocontrast", TF.autocontrast)
+    return _on_drawn(x, op, "equalize", _equalize)
 
 
 def colour_ops(x: torch.Tensor, ops: torch.Tensor, aug: AugmentSpec) -> torch.Tensor:
