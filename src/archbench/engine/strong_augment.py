@@ -177,38 +177,42 @@ def _equalize(x: torch.Tensor) -> torch.Tensor:
     return TF.equalize((x * 255).round().to(torch.uint8)).float() / 255
 
 
-def _on_drawn(
-    x: torch.Tensor, op: torch.Tensor, name: str, fn: Callable[[torch.Tensor], torch.Tensor]
+def _on_images(
+    x: torch.Tensor, drawn: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]
 ) -> torch.Tensor:
-    """`fn` (a per-image op) applied to the images that drew `name`, the others unchanged."""
-    idx = (op == OPS.index(name)).nonzero().squeeze(1)
+    """`x` with the images where `drawn` is true replaced by `fn(their indices)` (a per-image op)."""
+    idx = drawn.nonzero().squeeze(1)
     if not idx.numel():
         return x
     x = x.clone()
-    x[idx] = fn(x[idx])
+    x[idx] = fn(idx)
     return x
 
 
 def colour_round(
     x: torch.Tensor, op: torch.Tensor, m: torch.Tensor, table: dict[str, torch.Tensor]
 ) -> torch.Tensor:
-    """One TrivialAugment/RandAugment op per image of `x` (float in [0, 1]); `m` is the signed bin."""
+    """One TrivialAugment/RandAugment op per image of `x` (float in [0, 1]); `m` is the signed bin. Each op
+    is computed for the images that drew it only (the others pass through unchanged, as they would)."""
     import torchvision.transforms.v2.functional as TF
 
-    x = _affine(x, op, m, table)
     mag = m.abs().long()
+    affine = op.ge(OPS.index("shear_x")) & op.le(OPS.index("rotate"))
+    x = _on_images(x, affine, lambda i: _affine(x[i], op[i], m[i], table))
     enhance = op.ge(OPS.index("brightness")) & op.le(OPS.index("sharpness"))
-    factor = torch.where(enhance, 1.0 + table["enhance"].to(x.device)[mag] * m.sign(), 1.0)
-    x = (factor[:, None, None, None] * x + (1 - factor[:, None, None, None]) * _blend_source(x, op)).clamp_(
-        0, 1
-    )
+
+    def blend(i: torch.Tensor) -> torch.Tensor:
+        factor = (1.0 + table["enhance"].to(x.device)[mag[i]] * m[i].sign())[:, None, None, None]
+        return (factor * x[i] + (1 - factor) * _blend_source(x[i], op[i])).clamp_(0, 1)
+
+    x = _on_images(x, enhance, blend)
     bits = torch.where(op == OPS.index("posterize"), table["posterize"].to(x.device)[mag], 8.0)
     step = (2.0 ** (8 - bits))[:, None, None, None]
-    x = torch.floor(x * 255 / step) * step / 255
-    thr = torch.where(op == OPS.index("solarize"), table["solarize"].to(x.device)[mag], 2.0)
-    x = torch.where(x >= thr[:, None, None, None], 1.0 - x, x)
-    x = _on_drawn(x, op, "autocontrast", TF.autocontrast)
-    return _on_drawn(x, op, "equalize", _equalize)
+    x = torch.floor(x * 255 / step) * step / 255  # every image: the ops work on 8-bit values
+    thr = table["solarize"].to(x.device)[mag][:, None, None, None]
+    x = _on_images(x, op == OPS.index("solarize"), lambda i: torch.where(x[i] >= thr[i], 1.0 - x[i], x[i]))
+    x = _on_images(x, op == OPS.index("autocontrast"), lambda i: TF.autocontrast(x[i]))
+    return _on_images(x, op == OPS.index("equalize"), lambda i: _equalize(x[i]))
 
 
 def colour_ops(x: torch.Tensor, ops: torch.Tensor, aug: AugmentSpec) -> torch.Tensor:
