@@ -37,7 +37,8 @@ def test_every_torch_load_in_the_source_passes_weights_only_true() -> None:
     """The one source rule of case 21 that stays a test: no linter in this toolchain can require a keyword
     on a call (ruff's banned-api bans a name outright; bandit's B614 is not run here). The other rules are
     ruff's banned-api in pyproject.toml (`[tool.ruff.lint.flake8-tidy-imports.banned-api]`): pickle.load(s),
-    yaml.load/unsafe_load and yaml's unsafe Loaders (case 21), and DataLoader (case 11: no worker process)."""
+    yaml.load/unsafe_load and yaml's unsafe Loaders (case 21), and DataLoader (case 11: no worker process);
+    tests/test_source_rules.py runs that rule and shows it catches each breach."""
     problems = []
     for path in sorted((REPO / "src" / "archbench").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
