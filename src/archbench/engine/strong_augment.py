@@ -18,6 +18,7 @@ resize is bilinear without antialiasing; erasing is one try, constant (0 after n
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -33,6 +34,7 @@ OPS = (
     "brightness", "color", "contrast", "sharpness", "posterize", "solarize", "autocontrast", "equalize",
 )  # fmt: skip
 SIGNED = frozenset(OPS[1:10])
+_SIGNED_OPS = torch.tensor([o in SIGNED for o in OPS])  # per op: does its magnitude take a random sign
 STRONG_KEYS = ("vflip", "rot90", "rrc", "ops", "erase", "mix")
 
 
@@ -109,8 +111,10 @@ def resized_crop(x: torch.Tensor, u: torch.Tensor, aug: AugmentSpec, size: tuple
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+@functools.lru_cache(maxsize=8)
 def _magnitudes(wide: bool, w: int) -> dict[str, torch.Tensor]:
-    """torchvision's magnitude tables (TrivialAugmentWide when `wide`, else RandAugment), per bin."""
+    """torchvision's magnitude tables (TrivialAugmentWide when `wide`, else RandAugment), per bin; made once
+    per (wide, width), not per batch (read only)."""
     lin = torch.linspace
     steps = torch.arange(BINS).float()
     return {
@@ -220,7 +224,7 @@ def colour_ops(x: torch.Tensor, ops: torch.Tensor, aug: AugmentSpec) -> torch.Te
     magnitude), each round one op per image."""
     rounds = ops.shape[0] // 3
     op, mag, sign = ops[:rounds].long(), ops[rounds : 2 * rounds], ops[2 * rounds :]
-    signed = torch.tensor([o in SIGNED for o in OPS], device=x.device)
+    signed = _SIGNED_OPS.to(x.device)
     for r in range(rounds):
         wide = aug.trivial_augment and r == 0
         bins = (

@@ -192,14 +192,17 @@ def neutralise_csv_cell(value: Any) -> Any:
     return "'" + value if value[:1] in ("=", "+", "-", "@") else value
 
 
-def rows_to_csv(rows: list[dict[str, Any]]) -> str:
-    cols: list[str] = []
-    for r in rows:
-        for k in r:
-            if k not in cols:
-                cols.append(k)
+def rows_to_csv(rows: list[dict[str, Any]], fields: list[str] | None = None) -> str:
+    """CSV text of `rows`, text cells neutralised; columns in first-seen key order, or `fields` (keys
+    outside them left out; a header alone when there are no rows)."""
+    cols: list[str] = list(fields or [])
+    if fields is None:
+        for r in rows:
+            for k in r:
+                if k not in cols:
+                    cols.append(k)
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols)
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
     for r in rows:
         w.writerow({k: neutralise_csv_cell(v) for k, v in r.items()})

@@ -7,8 +7,6 @@ come from `accuracy` (bootstrap intervals, McNemar with Holm) and `area` (Olofss
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +56,10 @@ def _table(title: str, name: str, columns: dict[str, Any] | None) -> dict[str, A
 
 
 def _write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    from archbench.store.results import rows_to_csv
     from archbench.util.paths import atomic_write_text
 
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, rows_to_csv(rows, fields))
 
 
 def _pixels(scene: Scene, entries: list[dict[str, Any]]) -> tuple[np.ndarray, list[dict[str, Any]]]:

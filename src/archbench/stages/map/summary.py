@@ -7,8 +7,6 @@ Reads only files: the runs' `map` blocks and the baselines' JSON beside their ma
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -141,18 +139,16 @@ def _draw(scene: Scene, entries: list[dict[str, Any]], out: Path, subset: str) -
 
 def _write_scores_csv(entries: list[dict[str, Any]], path: Path) -> None:
     """One row per map and scored subset."""
+    from archbench.store.results import rows_to_csv
     from archbench.util.paths import atomic_write_text
 
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["model", "run_id", "subset", *SCORE_COLUMNS, "map_file"])
-    w.writeheader()
-    for e in entries:
-        for sub, s in e["scores"].items():
-            w.writerow(
-                {"model": e["label"], "run_id": e["run_id"], "subset": sub, "map_file": e["map_file"]}
-                | {k: s[k] for k in SCORE_COLUMNS}
-            )
-    atomic_write_text(path, buf.getvalue())
+    rows = [
+        {"model": e["label"], "run_id": e["run_id"], "subset": sub, "map_file": e["map_file"]}
+        | {k: s[k] for k in SCORE_COLUMNS}
+        for e in entries
+        for sub, s in e["scores"].items()
+    ]
+    atomic_write_text(path, rows_to_csv(rows, ["model", "run_id", "subset", *SCORE_COLUMNS, "map_file"]))
 
 
 def _index(scene: Scene, entries: list[dict[str, Any]], subset: str) -> dict[str, Any]:
