@@ -43,9 +43,10 @@ browser:
 	  echo "browser: chromium not available; the report-rendering test will skip"
 
 # `make test` (≤ 10 min here): lint, types, the docs build and the fast set (pyproject's addopts deselect
-# `slow`). `make test-slow`: the slow end-to-end set (~25-35 min on 2 cores). CI (.ci/run) runs both.
+# `slow`), spread over the cores by pytest-xdist (one worker per core, at most 4). `make test-slow`: the slow
+# end-to-end set, one test at a time (~15 min on 2 cores). CI (.ci/run) runs both.
 pytest: $(STAMP) browser
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n auto --maxprocesses 4
 
 test: lint typecheck docs pytest
 
