@@ -41,3 +41,15 @@ def test_one_run_digits_sweep_imports_no_heavy_library(tmp_path: Path) -> None:
     assert report["rc"] == 0, res.stdout + res.stderr
     assert "torch" in report["modules"] and "archbench" in report["modules"]  # the probe saw the run
     assert [m for m in HEAVY if m in report["modules"]] == []
+
+
+def test_planning_imports_no_torch(tmp_path: Path) -> None:
+    """Planning (`run --dry-run`: load, expand, every planning check) never imports torch, so a sweep run on
+    Ray pays torch's import only in its workers, not first in the driver too."""
+    sweep = tiny_sweep(tmp_path, epochs=1)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
+    probe = PROBE.replace("sys.argv[1]]", 'sys.argv[1], "--dry-run"]')
+    res = subprocess.run([sys.executable, "-c", probe, str(sweep)], env=env, capture_output=True, text=True)
+    report = json.loads(res.stderr.strip().splitlines()[-1])
+    assert report["rc"] == 0 and ": 2 runs" in res.stdout, res.stdout + res.stderr
+    assert "archbench" in report["modules"] and "torch" not in report["modules"]
