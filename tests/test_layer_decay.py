@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ import torch
 from archbench.config import ModelSpec, RunSpec, TrainSpec, spec_hash
 from archbench.engine.optim import build_optimizer, build_scheduler
 from archbench.models import create_model
+from archbench.store.checkpoint import load_checkpoint, state_digest
 from archbench.store.record import read_record
+from conftest import run_cli
 from helpers import cli
 from test_recipes_train import only_run, recipe_sweep, refused_at_planning
 
@@ -83,3 +86,40 @@ def test_a_tiny_vit_trains_with_layer_decay_and_records_it(tmp_path: Path) -> No
     rec = read_record(only_run(tmp_path))
     assert rec is not None and rec.status == "completed"
     assert rec.spec.train.layer_decay == 0.75
+
+
+def _layer_decay_sweep(tmp: Path) -> tuple[Path, list[str]]:
+    """The tiny ViT with layer decay and a cosine schedule: 3 short epochs (8 digits per class, batch 16)."""
+    sweep = recipe_sweep(tmp, "optimizer: adamw, layer_decay: 0.75, schedule: cosine", epochs=3)
+    sets = (f"model.name={VIT}", "data.resolution=32", "data.limit_per_class=8", "train.lr=0.001",
+            "train.batch_size=16")  # fmt: skip
+    return sweep, [a for s in sets for a in ("--set", s)]
+
+
+def _final_state(tmp: Path) -> tuple[str, list[float], list[float]]:
+    """The weights' digest, then each optimizer group's learning rate and its layer-decay scale, from the
+    run's last checkpoint."""
+    state = load_checkpoint(only_run(tmp) / "checkpoints" / "last.pt")
+    groups = state["optimizer"]["param_groups"]
+    return state_digest(state["model"]), [g["lr"] for g in groups], [g.get("lr_scale", 1.0) for g in groups]
+
+
+@pytest.mark.reliability
+def test_sigkill_mid_epoch_with_layer_decay_resumes_bitwise(tmp_path: Path) -> None:
+    """Killed in epoch 2 and resumed, a layer-decay run ends with the same weights and the same per-group
+    learning rates (each group's scale and the schedule's position) as a run never stopped."""
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    ref.mkdir()
+    killed.mkdir()
+    sweep, sets = _layer_decay_sweep(ref)
+    assert cli("run", str(sweep), *sets, cwd=ref).returncode == 0
+    sweep, sets = _layer_decay_sweep(killed)
+    res = run_cli("run", str(sweep), *sets, cwd=killed, env={"ARCHBENCH_FAULT": "kill@step:7"})
+    assert res.returncode == -signal.SIGKILL, res.stdout + res.stderr
+    again = run_cli("run", str(sweep), *sets, cwd=killed)
+    assert again.returncode == 0, again.stdout + again.stderr
+    digest, lrs, scales = _final_state(killed)
+    assert (digest, lrs, scales) == _final_state(ref)
+    assert len(set(scales)) > 2  # the groups really have different rates
+    rec = read_record(only_run(killed))
+    assert rec is not None and rec.resumes == 1 and rec.status == "completed"
