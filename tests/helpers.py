@@ -139,3 +139,26 @@ def only_run(out: Path, sweep: str = "tiny") -> Path:
     """The run folder of a one-run sweep under the output folder `out`."""
     (run_dir,) = (out / sweep / "runs").iterdir()
     return run_dir
+
+
+def set_args(*sets: str) -> list[str]:
+    """`--set KEY=VALUE` command-line arguments, one pair per override."""
+    return [a for s in sets for a in ("--set", s)]
+
+
+def random_png_folder(root: Path, *, per_class: int = 6, palette: bool = False) -> Path:
+    """An image folder root/a, root/b of `per_class` random 8×8 RGB PNGs each (seed 0). `palette`: saved as
+    palette images with byte transparency, which Pillow warns about when it converts them to RGB."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            im = Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
+            if palette:
+                im.convert("P").save(root / cls / f"{i}.png", transparency=bytes([0, 128, 255]))
+            else:
+                im.save(root / cls / f"{i}.png")
+    return root

@@ -14,7 +14,7 @@ from archbench.models import create_model
 from archbench.store.checkpoint import load_checkpoint, state_digest
 from archbench.store.record import read_record
 from conftest import run_cli
-from helpers import cli
+from helpers import cli, set_args
 from test_recipes_train import only_run, recipe_sweep, refused_at_planning
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def test_a_model_without_layer_groups_is_refused_at_planning(tmp_path: Path) -> 
 def test_a_tiny_vit_trains_with_layer_decay_and_records_it(tmp_path: Path) -> None:
     sweep = recipe_sweep(tmp_path, "optimizer: adamw, layer_decay: 0.75", epochs=1)
     sets = (f"model.name={VIT}", "data.resolution=32", "data.limit_per_class=4", "train.lr=0.001")
-    res = cli("run", str(sweep), *[a for s in sets for a in ("--set", s)], cwd=tmp_path)
+    res = cli("run", str(sweep), *set_args(*sets), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     rec = read_record(only_run(tmp_path))
     assert rec is not None and rec.status == "completed"
@@ -93,7 +93,7 @@ def _layer_decay_sweep(tmp: Path) -> tuple[Path, list[str]]:
     sweep = recipe_sweep(tmp, "optimizer: adamw, layer_decay: 0.75, schedule: cosine", epochs=3)
     sets = (f"model.name={VIT}", "data.resolution=32", "data.limit_per_class=8", "train.lr=0.001",
             "train.batch_size=16")  # fmt: skip
-    return sweep, [a for s in sets for a in ("--set", s)]
+    return sweep, set_args(*sets)
 
 
 def _final_state(tmp: Path) -> tuple[str, list[float], list[float]]:

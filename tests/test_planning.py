@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from archbench.config import DataSpec
 from archbench.data.registry import data_problems, dataset_kinds, dataset_layout
 from conftest import tiny_sweep
-from helpers import cli
+from helpers import cli, random_png_folder, set_args
 
 CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
 IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"]
@@ -81,17 +80,10 @@ def test_wrong_data_root_exits_2_naming_the_layout_and_creates_nothing(tmp_path:
 
 
 def test_a_run_failing_at_run_time_prints_reason_and_fix(tmp_path: Path) -> None:
-    from PIL import Image
-
-    root = tmp_path / "imgs"
-    rng = np.random.default_rng(0)
-    for cls in ("a", "b"):
-        (root / cls).mkdir(parents=True)
-        for i in range(6):
-            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+    root = random_png_folder(tmp_path / "imgs")
     (root / "b" / "broken.png").write_bytes(b"not a png")  # passes planning (layout), fails decoding
     sweep = tiny_sweep(tmp_path, epochs=1, optimizers="[sgd]")
-    res = cli("run", str(sweep), "--set", "data.kind=imagefolder", "--set", f"data.root={root}", cwd=tmp_path)
+    res = cli("run", str(sweep), *set_args("data.kind=imagefolder", f"data.root={root}"), cwd=tmp_path)
     assert res.returncode == 1, res.stdout + res.stderr
     # The run's own line (timestamped when not a terminal) and the sweep summary carry reason and fix.
     lines = [ln for ln in res.stdout.splitlines() if "BadImageFilesError" in ln]

@@ -12,7 +12,7 @@ from archbench.config import RunSpec, spec_hash
 from archbench.store.checkpoint import load_checkpoint, state_digest
 from archbench.store.record import read_record
 from conftest import run_cli
-from helpers import cli
+from helpers import cli, set_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def recipe_sweep(tmp: Path, train: str, augment: str = "{}", epochs: int = 3, ex
 def refused_at_planning(tmp: Path, config: str, key: str, *sets: str) -> list[str]:
     """Run configs/`config` with `--set` overrides into tmp/out; it must exit 2 having created nothing.
     Returns the lines of its error output that name `key`."""
-    args = [a for s in (f"output_dir={tmp / 'out'}", *sets) for a in ("--set", s)]
+    args = set_args(f"output_dir={tmp / 'out'}", *sets)
     res = cli("run", str(REPO / "configs" / config), *args, cwd=tmp)
     assert res.returncode == 2, res.stdout + res.stderr
     assert not (tmp / "out").exists()  # refused before anything was created

@@ -6,24 +6,16 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from archbench.store.record import read_record
 from conftest import run_cli, tiny_sweep
-from helpers import only_run
+from helpers import only_run, random_png_folder
 
 
 def test_library_warnings_go_to_the_run_log_not_the_terminal(tmp_path: Path) -> None:
     from PIL import Image
 
-    root = tmp_path / "imgs"
-    rng = np.random.default_rng(0)
-    for cls in ("a", "b"):
-        (root / cls).mkdir(parents=True)
-        for i in range(6):
-            im = Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).convert("P")
-            # A palette image with byte transparency: Pillow warns when it is converted to RGB.
-            im.save(root / cls / f"{i}.png", transparency=bytes([0, 128, 255]))
+    # Palette images with byte transparency: Pillow warns when it converts them to RGB.
+    root = random_png_folder(tmp_path / "imgs", palette=True)
     # What the library says is the library's business: learn its words here rather than copy them.
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
