@@ -15,13 +15,13 @@ A dataset that names no band red, green or blue (and no `band_map`) keeps the cy
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-from torch import nn
-
-from archbench.models.surgery import adapt_input_conv, first_conv_for
 from archbench.util.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where weights are touched: planning checks a band_map without it
+    import torch
+    from torch import nn
 
 RGB = ("red", "green", "blue")  # the input channels of RGB-pretrained weights, in order
 BandMap = Mapping[Literal["red", "green", "blue"], str]  # model.band_map: pretrained channel -> band name
@@ -63,6 +63,8 @@ def rgb_assignment(
 def band_aware_weight(weight: torch.Tensor, in_chans: int, assignment: dict[int, int]) -> torch.Tensor:
     """An RGB first-conv weight (O×3×kh×kw) for `in_chans` bands: band i gets filter `assignment[i]`, the
     others the mean of the three; all scaled by 3/in_chans."""
+    import torch
+
     as_float = weight.float()
     mean = as_float.mean(dim=1)
     columns = [as_float[:, assignment[i]] if i in assignment else mean for i in range(in_chans)]
@@ -77,6 +79,8 @@ def adapt_pretrained_input(
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """A pretrained first-conv weight fitted to the dataset's bands, and what the record's model_build says
     about it (empty when nothing was adapted: as many bands as channels, none named red/green/blue)."""
+    from archbench.models.surgery import adapt_input_conv
+
     source = weight.shape[1]
     named = band_names is not None and len(band_names) == in_chans
     plan = rgb_assignment(band_names if named else None, band_map) if source == len(RGB) else None
@@ -111,6 +115,10 @@ def fit_first_conv(
     """`conv` fitted to `in_chans` inputs, and the record's words for it. Pretrained weights go through
     `adapt_pretrained_input`; with as many inputs as before, `conv` itself is kept (its weight rewritten
     in place when the band names move the filters), so no extra random draw shifts the rest of the init."""
+    import torch
+
+    from archbench.models.surgery import first_conv_for
+
     if not pretrained:
         return (conv if in_chans == conv.in_channels else first_conv_for(conv, in_chans, None, init)), {}
     weight, info = adapt_pretrained_input(conv.weight.detach(), in_chans, band_names, band_map)

@@ -77,6 +77,7 @@ def band_map_problems(runs: list[PlannedRun]) -> list[str]:
     """`model.band_map` naming a band the dataset lacks (asked of the family's `band_names(spec)` hook, which
     reads the scene file or chip headers, no pixels), or a dataset kind that names no bands: one line each."""
     from archbench.data.registry import error_lines, family_module
+    from archbench.models.bands import rgb_assignment
     from archbench.util.errors import DatasetError
 
     problems: list[str] = []
@@ -84,8 +85,6 @@ def band_map_problems(runs: list[PlannedRun]) -> list[str]:
         band_map, data = r.spec.model.band_map, r.spec.data
         if not band_map:
             continue
-        from archbench.models.bands import rgb_assignment  # imports torch: only for sweeps with a band_map
-
         try:
             names_of = getattr(family_module(data.kind), "band_names", None)
             names = names_of(data) if names_of is not None else None
